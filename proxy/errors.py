@@ -1,0 +1,58 @@
+"""The one table of SQLSTATEs the proxy sends, and the proxy's own error type.
+
+Only this package turns errors into ErrorResponse messages; keystore and rewriter
+errors are mapped here.
+"""
+
+from __future__ import annotations
+
+from . import codec
+
+
+class SQLSTATE:
+    FEATURE_NOT_SUPPORTED = "0A000"
+    PROTOCOL_VIOLATION = "08P01"
+    CONNECTION_FAILURE = "08006"
+    CANNOT_CONNECT_NOW = "57P03"
+    TOO_MANY_CONNECTIONS = "53300"
+    INTERNAL_ERROR = "XX000"
+    INVALID_SQL_STATEMENT_NAME = "26000"
+    UNDEFINED_FUNCTION = "42883"
+    AMBIGUOUS_FUNCTION = "42725"
+    SYNTAX_ERROR = "42601"
+    INSUFFICIENT_PRIVILEGE = "42501"
+    INVALID_TEXT_REPRESENTATION = "22P02"
+    DATA_EXCEPTION = "22000"
+    CHARACTER_NOT_IN_REPERTOIRE = "22021"
+    INVALID_PARAMETER_VALUE = "22023"
+    CONFIG_FILE_ERROR = "F0000"
+
+
+class ProxyError(Exception):
+    """An error the proxy reports to the client as an ErrorResponse."""
+
+    def __init__(
+        self,
+        sqlstate: str,
+        message: str,
+        *,
+        detail: str | None = None,
+        hint: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+        self.position = position
+
+    def to_error_response(self, *, fatal: bool = False) -> bytes:
+        return codec.error_response(
+            "FATAL" if fatal else "ERROR",
+            self.sqlstate,
+            self.message,
+            detail=self.detail,
+            hint=self.hint,
+            position=None if self.position is None else str(self.position),
+        )

@@ -1,0 +1,336 @@
+"""One client session: startup, authentication relay, then the two message pumps.
+
+Everything that involves nothing of pgsodium is forwarded as its original bytes, in
+runs, one write per read. Statements that do are handed to the Interceptor, which
+may ask the upstream for key material before it sends its rewritten statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from . import codec
+from .codec import Frame, FrameReader, ProtocolViolation
+from .errors import SQLSTATE, ProxyError
+from .intercept import Interceptor
+from .router import PassThrough, Reply, Router, SyncReply
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+# Requests whose replies end with one of these message types.
+_TERMINALS: dict[int, bytes] = {
+    ord("P"): b"1E",  # Parse -> ParseComplete
+    ord("B"): b"2E",  # Bind -> BindComplete
+    ord("D"): b"TnE",  # Describe -> RowDescription | NoData (after ParameterDescription)
+    ord("E"): b"CIsE",  # Execute -> CommandComplete | EmptyQuery | PortalSuspended
+    ord("C"): b"3E",  # Close -> CloseComplete
+}
+_SYNC_LIKE = frozenset(b"QSF")  # Query, Sync, FunctionCall end with ReadyForQuery
+_NO_REPLY = frozenset(b"Hdcfp")  # Flush, CopyData/Done/Fail, password/SASL
+
+
+class ClientGone(Exception):
+    """The client closed its connection."""
+
+
+class Session:
+    def __init__(
+        self,
+        server: Server,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.server = server
+        self.client_reader = reader
+        self.client_writer = writer
+        self.upstream_reader: asyncio.StreamReader | None = None
+        self.upstream_writer: asyncio.StreamWriter | None = None
+        self.id = secrets.token_hex(4)
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.user = "?"
+        self.database = "?"
+        self.parameters: dict[str, str] = {}
+        self.transaction_status = "I"
+        self.router = Router(self._write_client)
+        self.interceptor = Interceptor(self)
+        self.cancel_key: tuple[int, bytes] | None = None
+        self.upstream_cancel: tuple[int, bytes] | None = None
+
+    # -- logging ---------------------------------------------------------------
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        log.log(
+            level,
+            "session=%s peer=%s user=%s db=%s " + message,
+            self.id,
+            self.peer,
+            self.user,
+            self.database,
+            *args,
+        )
+
+    # -- writing ---------------------------------------------------------------
+
+    def _write_client(self, data: bytes) -> None:
+        if not self.client_writer.is_closing():
+            self.client_writer.write(data)
+
+    def write_upstream(self, data: bytes) -> None:
+        assert self.upstream_writer is not None
+        self.upstream_writer.write(data)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        reason = "client closed"
+        try:
+            client_frames = await self._startup()
+            if client_frames is None:
+                return
+            reason = await self._serve(client_frames)
+        except ProtocolViolation as exc:
+            reason = f"protocol violation: {exc}"
+            self._write_client(
+                codec.error_response("FATAL", SQLSTATE.PROTOCOL_VIOLATION, str(exc))
+            )
+        except ProxyError as exc:
+            reason = exc.message
+            self._write_client(exc.to_error_response(fatal=True))
+        except (ConnectionError, ClientGone, asyncio.IncompleteReadError):
+            reason = "connection lost"
+        except Exception:  # the one catch-all at the task boundary
+            self.log(logging.ERROR, "internal error", exc_info=True)
+            reason = "internal error"
+            self._write_client(
+                codec.error_response(
+                    "FATAL", SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error"
+                )
+            )
+        finally:
+            await self._close()
+            if self.cancel_key is not None:
+                self.server.forget_cancel_key(self.cancel_key)
+            self.log(
+                logging.INFO,
+                "session closed after %.3f s: %s",
+                time.monotonic() - started,
+                reason,
+            )
+
+    async def _close(self) -> None:
+        for writer in (self.client_writer, self.upstream_writer):
+            if writer is None:
+                continue
+            try:
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), 2)
+            except (ConnectionError, asyncio.TimeoutError, OSError):
+                pass
+
+    async def _read_client(self, reader: FrameReader) -> list[Frame]:
+        while True:
+            frames = list(reader)
+            if frames:
+                return frames
+            data = await self.client_reader.read(READ_SIZE)
+            if not data:
+                raise ClientGone()
+            reader.feed(data)
+
+    # -- startup ---------------------------------------------------------------
+
+    async def _startup(self) -> FrameReader | None:
+        """Negotiate, connect upstream, relay authentication. None if no session."""
+        reader = FrameReader(startup=True)
+        while True:
+            (frame,) = await self._read_client_one(reader)
+            message = codec.decode_startup(frame)
+            if isinstance(message, (codec.SSLRequest, codec.GSSENCRequest)):
+                # TLS and GSS encryption are not offered (yet): 'N' means "go on
+                # in plain text", as PostgreSQL answers when they are off.
+                self._write_client(b"N")
+                continue
+            if isinstance(message, codec.CancelRequest):
+                await self.server.cancel(message.pid, message.secret)
+                return None
+            if isinstance(message, codec.StartupMessage):
+                break
+            raise ProtocolViolation("unexpected startup packet")
+        self.user = message.params.get("user", "?")
+        self.database = message.params.get("database", self.user)
+        await self._connect_upstream()
+        self.write_upstream(frame.raw)
+        reader.end_startup()
+        await self._relay_authentication(reader)
+        self.log(logging.INFO, "session ready")
+        return reader
+
+    async def _read_client_one(self, reader: FrameReader) -> list[Frame]:
+        while True:
+            frame = reader.next()
+            if frame is not None:
+                return [frame]
+            data = await self.client_reader.read(READ_SIZE)
+            if not data:
+                raise ClientGone()
+            reader.feed(data)
+
+    async def _connect_upstream(self) -> None:
+        upstream = self.server.config.upstream
+        try:
+            self.upstream_reader, self.upstream_writer = await asyncio.wait_for(
+                asyncio.open_connection(upstream.host, upstream.port),
+                upstream.connect_timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.log(logging.ERROR, "cannot reach upstream: %s", exc)
+            raise ProxyError(
+                SQLSTATE.CANNOT_CONNECT_NOW,
+                "pgsodium-proxy cannot reach the upstream database",
+            ) from None
+
+    async def _relay_authentication(self, client: FrameReader) -> None:
+        """Relay messages both ways until the first ReadyForQuery.
+
+        SECURITY: password and SASL messages are forwarded as opaque bytes and never
+        decoded or logged.
+        """
+        assert self.upstream_reader is not None
+        upstream = FrameReader()
+        while True:
+            data = await self.upstream_reader.read(READ_SIZE)
+            if not data:
+                raise ProxyError(
+                    SQLSTATE.CONNECTION_FAILURE, "upstream closed during startup"
+                )
+            upstream.feed(data)
+            out: list[bytes] = []
+            for frame in upstream:
+                answer_needed = self._startup_message(frame, out)
+                if frame.type == ord("E"):
+                    self._write_client(b"".join(out))
+                    raise ClientGone()  # upstream refused: its error is relayed
+                if answer_needed:
+                    self._write_client(b"".join(out))
+                    out.clear()
+                    (reply,) = await self._read_client_one(client)
+                    self.write_upstream(reply.raw)
+                if frame.type == ord("Z"):
+                    self._write_client(b"".join(out))
+                    return
+            self._write_client(b"".join(out))
+
+    def _startup_message(self, frame: Frame, out: list[bytes]) -> bool:
+        """Handle one startup-phase backend message; True if the client must answer."""
+        kind = frame.type
+        if kind == ord("R"):
+            (code,) = struct.unpack_from("!i", frame.body)
+            out.append(frame.raw)
+            # cleartext, md5, GSS, GSS continue, SASL, SASL continue need an answer.
+            return code in (3, 5, 7, 8, 10, 11)
+        if kind == ord("K"):
+            message = codec.decode_backend(frame)
+            self.upstream_cancel = (message.pid, message.secret)
+            self.cancel_key = self.server.issue_cancel_key(self)
+            out.append(codec.BackendKeyData(*self.cancel_key).encode())
+            return False
+        if kind == ord("S"):
+            self._note_parameter(frame)
+        if kind == ord("Z"):
+            self.transaction_status = chr(frame.body[0])
+        out.append(frame.raw)
+        return False
+
+    def _note_parameter(self, frame: Frame) -> None:
+        message = codec.decode_backend(frame)
+        self.parameters[message.name] = message.value
+
+    # -- the two pumps ---------------------------------------------------------
+
+    async def _serve(self, client: FrameReader) -> str:
+        to_upstream = asyncio.create_task(self._pump_client(client))
+        to_client = asyncio.create_task(self._pump_upstream())
+        done, pending = await asyncio.wait(
+            {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.router.fail_all()
+        for task in done:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+        return "client closed" if to_upstream in done else "upstream closed"
+
+    async def _pump_client(self, reader: FrameReader) -> None:
+        while True:
+            frames = await self._read_client(reader)
+            run: list[bytes] = []
+            for frame in frames:
+                if frame.type == ord("X"):
+                    self._flush_run(run)
+                    return
+                if self.interceptor.wants(frame):
+                    self._flush_run(run)
+                    await self.interceptor.handle(frame)
+                    continue
+                self._track(frame)
+                run.append(frame.raw)
+            self._flush_run(run)
+            if self.upstream_writer is not None:
+                await self.upstream_writer.drain()
+
+    def _flush_run(self, run: list[bytes]) -> None:
+        if run:
+            self.write_upstream(b"".join(run))
+            run.clear()
+
+    def _track(self, frame: Frame) -> None:
+        """Queue the Reply for a frame forwarded untouched."""
+        kind = frame.type
+        if kind in _SYNC_LIKE:
+            self.router.push(SyncReply())
+        elif kind in _TERMINALS:
+            self.interceptor.forget(frame)
+            self.router.push(PassThrough(_TERMINALS[kind]))
+        elif kind not in _NO_REPLY:
+            raise ProtocolViolation(f"unexpected message type {chr(kind)!r}")
+
+    def push(self, reply: Reply) -> None:
+        self.router.push(reply)
+
+    async def _pump_upstream(self) -> None:
+        assert self.upstream_reader is not None
+        reader = FrameReader()
+        while True:
+            data = await self.upstream_reader.read(READ_SIZE)
+            if not data:
+                self._write_client(
+                    codec.error_response(
+                        "FATAL",
+                        SQLSTATE.CONNECTION_FAILURE,
+                        "the upstream database closed the connection",
+                    )
+                )
+                return
+            reader.feed(data)
+            frames = list(reader)
+            for frame in frames:
+                if frame.type == ord("Z"):
+                    self.transaction_status = chr(frame.body[0])
+                elif frame.type == ord("S"):
+                    self._note_parameter(frame)
+            self.router.feed(frames)
+            await self.client_writer.drain()
