@@ -1,0 +1,204 @@
+"""Turn a parse-tree expression into a value node the proxy can fold, or say why not.
+
+An expression folds when every leaf is a literal or a bind parameter and every
+function is a pgsodium function or one of the builtins the proxy evaluates. Overloads
+are resolved and unknown-typed literals and parameters take the declared types, as
+the server's parser would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from pglast import ast, parse_sql
+
+from keystore.catalogue import Signature, overloads
+
+from . import builtins, types
+from .errors import RewriteError
+from .plan import Apply, Call, Cast, Const, Node, Param, node_type
+from .resolve import resolve
+
+INTERNAL_PREFIX = "_proxy_"
+
+
+class NotFoldable(Exception):
+    """The expression depends on rows or on something the proxy does not evaluate."""
+
+    def __init__(self, what: str, location: int | None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.location = location
+
+
+def function_name(call: ast.FuncCall) -> tuple[str | None, str]:
+    names = [n.sval for n in call.funcname]
+    if len(names) == 1:
+        return None, names[0]
+    if len(names) == 2:
+        return names[0], names[1]
+    return ".".join(names[:-1]), names[-1]
+
+
+def is_pgsodium_call(call: ast.FuncCall, on_path: bool) -> bool:
+    schema, name = function_name(call)
+    if schema == "pgsodium":
+        return True
+    return schema is None and on_path and bool(overloads(name))
+
+
+def type_name(node: ast.TypeName) -> str:
+    if node.arrayBounds:
+        raise NotFoldable("an array type", node.location)
+    names = [n.sval for n in node.names]
+    if names[0] == "pg_catalog":
+        names = names[1:]
+    name = ".".join(names)
+    return types.ALIASES.get(name, name)
+
+
+class Compiler:
+    """Compiles expressions of one statement; records parameter types it infers."""
+
+    def __init__(self, declared: Sequence[int], on_path: bool) -> None:
+        self.declared = declared  # parameter type OIDs from Parse (0 = unspecified)
+        self.on_path = on_path
+        self.param_types: dict[int, str] = {}
+        self.checks: set[str] = set()
+
+    def compile(self, node: ast.Node) -> Node:
+        if isinstance(node, ast.A_Const):
+            return self._const(node)
+        if isinstance(node, ast.TypeCast):
+            inner = self.compile(node.arg)
+            return Cast(inner, type_name(node.typeName))
+        if isinstance(node, ast.ParamRef):
+            return self._param(node.number)
+        if isinstance(node, ast.FuncCall):
+            return self._call(node)
+        location = getattr(node, "location", None)
+        raise NotFoldable(type(node).__name__, location)
+
+    def _const(self, node: ast.A_Const) -> Const:
+        if node.isnull:
+            return Const("unknown", None)
+        value = node.val
+        if isinstance(value, ast.Integer):
+            return Const("integer", value.ival)
+        if isinstance(value, ast.Float):
+            text = value.fval
+            if "." not in text and "e" not in text.lower():
+                number = int(text)
+                if -(2**63) <= number < 2**63:
+                    return Const("bigint", number)
+            return Const("numeric", text)
+        if isinstance(value, ast.Boolean):
+            return Const("boolean", bool(value.boolval))
+        if isinstance(value, ast.String):
+            return Const("unknown", value.sval)
+        raise NotFoldable("a bit-string literal", node.location)
+
+    def _param(self, number: int) -> Param:
+        oid = self.declared[number - 1] if number <= len(self.declared) else 0
+        if oid:
+            known = types.BY_OID.get(oid)
+            if known is None:
+                raise RewriteError(
+                    "0A000",
+                    f"pgsodium-proxy cannot use parameter ${number} of type oid {oid} "
+                    "in a pgsodium call",
+                )
+            return Param(number, known.name)
+        return Param(number, self.param_types.get(number, "unknown"))
+
+    def _call(self, node: ast.FuncCall) -> Node:
+        schema, name = function_name(node)
+        if name.startswith(INTERNAL_PREFIX) and schema in (None, "pgsodium"):
+            raise RewriteError(
+                "42501",
+                f"permission denied for function {name}",
+                node.location + 1,
+            )
+        if node.agg_star or node.agg_distinct or node.over or node.agg_order:
+            raise NotFoldable("an aggregate or window call", node.location)
+        if is_pgsodium_call(node, self.on_path):
+            return self._pgsodium(name, node)
+        if schema in (None, "pg_catalog") and builtins.is_builtin_name(name):
+            return self._builtin(name, node)
+        raise NotFoldable(f"function {name}()", node.location)
+
+    def _arguments(self, node: ast.FuncCall) -> tuple[list[Node], list[str]]:
+        args: list[Node] = []
+        named: list[str] = []
+        for arg in node.args or ():
+            if isinstance(arg, ast.NamedArgExpr):
+                named.append(arg.name)
+                args.append(self.compile(arg.arg))
+            elif named:
+                raise RewriteError(
+                    "42601",
+                    "positional argument cannot follow named argument",
+                    node.location + 1,
+                )
+            else:
+                args.append(self.compile(arg))
+        return args, named
+
+    def _pgsodium(self, name: str, node: ast.FuncCall) -> Call:
+        args, named = self._arguments(node)
+        bound = resolve(name, [node_type(a) for a in args], named, node.location + 1)
+        sig = bound.signature
+        filled: list[Node] = []
+        for param, slot in zip(sig.params, bound.slots, strict=True):
+            value = default_value(param.default) if slot is None else args[slot]
+            filled.append(self._coerce(value, param.type))
+        self.checks.add(sig.regprocedure)
+        return Call(sig, tuple(filled), node.location)
+
+    def _builtin(self, name: str, node: ast.FuncCall) -> Apply:
+        args, named = self._arguments(node)
+        if named:
+            raise NotFoldable(f"named arguments to {name}()", node.location)
+        found = builtins.find_builtin(name, [node_type(a) for a in args])
+        if found is None:
+            raise NotFoldable(f"function {name}()", node.location)
+        coerced = tuple(
+            self._coerce(a, "text" if t == "name" else t)
+            for a, t in zip(args, found.arg_types, strict=True)
+        )
+        return Apply(found, coerced)
+
+    def _coerce(self, value: Node, target: str) -> Node:
+        current = node_type(value)
+        if current == target:
+            return value
+        if isinstance(value, Param) and current == "unknown":
+            self.param_types[value.number] = target
+            return Param(value.number, target)
+        return Cast(value, target)
+
+
+@lru_cache(maxsize=256)
+def default_value(text: str | None) -> Node:
+    """The value of a parameter default as pg_get_function_arguments prints it."""
+    assert text is not None
+    statement = parse_sql(f"SELECT {text}")[0].stmt
+    return Compiler((), on_path=False).compile(statement.targetList[0].val)
+
+
+def signature_of(call: Call) -> Signature:
+    return call.signature
+
+
+def is_secret(sig: Signature) -> bool:
+    """Results that must never be sent upstream: keys, plaintexts, keystreams."""
+    name = sig.name
+    return (
+        name in ("derive_key", "pgsodium_derive", "crypto_kdf_derive_from_key")
+        or name in ("crypto_pwhash", "crypto_stream_xchacha20", "randombytes_new_seed")
+        or name.endswith(
+            ("_keygen", "_decrypt", "_open", "_new_seed", "_keypair", "_session_keys")
+        )
+        or name.startswith(("crypto_stream_xchacha20_xor", "crypto_signcrypt_"))
+    )

@@ -1,0 +1,15 @@
+"""The rewriter's one error type: a refusal or a user error, with its SQLSTATE.
+
+The message names the construct; it never contains argument values.
+"""
+
+from __future__ import annotations
+
+
+class RewriteError(Exception):
+    def __init__(self, sqlstate: str, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        # 1-based character position in the statement, as ErrorResponse 'P' wants.
+        self.position = position

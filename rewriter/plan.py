@@ -1,0 +1,153 @@
+"""What the rewriter decides for one statement, and the values it computes with.
+
+A Plan is pure data, cacheable by SQL text: which spans of the text are replaced,
+which result columns the proxy fills in, which privileges and keys it needs first.
+Expression nodes (Const, Param, Call, Apply, Cast) describe values the proxy folds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from keystore.catalogue import Signature
+
+from .builtins import Builtin
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    type: str
+    value: object  # None is SQL NULL
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    number: int  # the client's $n, 1-based
+    type: str  # the type its value is read as
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    signature: Signature
+    args: tuple[Node, ...]  # one per declared parameter, defaults filled in
+    location: int
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    builtin: Builtin
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    node: Node
+    type: str
+
+
+Node = Union[Const, Param, Call, Apply, Cast]
+
+
+def node_type(node: Node) -> str:
+    if isinstance(node, (Const, Param, Cast)):
+        return node.type
+    if isinstance(node, Call):
+        return node.signature.returns
+    return node.builtin.returns
+
+
+def walk(node: Node):  # type: ignore[no-untyped-def]
+    yield node
+    if isinstance(node, (Call, Apply)):
+        for arg in node.args:
+            yield from walk(arg)
+    elif isinstance(node, Cast):
+        yield from walk(node.node)
+
+
+# -- what a plan contains ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A result column the proxy computes entirely; upstream sends a typed NULL."""
+
+    span: tuple[int, int]  # the whole select-list item, alias included
+    name: str  # the column name the client sees
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """A value computed before the statement runs and sent upstream in its place."""
+
+    span: tuple[int, int]
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class RawKeyCreate:
+    """pgsodium.create_key(...) with a raw_key: the proxy encrypts the raw key."""
+
+    span: tuple[int, int]
+    # SQL text of the arguments that stay SQL (None: pgsodium's default applies).
+    key_type: str | None
+    name: str | None
+    key_context: str | None
+    expires: str | None
+    # Values the proxy needs (None: not given).
+    raw_key: Node
+    raw_key_nonce: Node | None
+    parent_key: Node | None
+    associated_data: Node | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptedRawKey:
+    """decrypted_raw_key of pgsodium.decrypted_key, decrypted row by row."""
+
+    span: tuple[int, int]
+    name: str
+    qualifier: str  # how the statement names the view's row source
+    wrappers: tuple[Builtin, ...]  # applied innermost first (e.g. length)
+    alias_given: bool
+
+
+@dataclass
+class Plan:
+    text: str
+    outputs: list[Output] = field(default_factory=list)
+    folds: list[Fold] = field(default_factory=list)
+    creates: list[RawKeyCreate] = field(default_factory=list)
+    deferred: list[DecryptedRawKey] = field(default_factory=list)
+    # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
+    texts: list[tuple[int, int, str]] = field(default_factory=list)
+    # regprocedure texts the current role needs EXECUTE on.
+    checks: set[str] = field(default_factory=set)
+    # The client's parameter types as pgsodium's signatures imply them.
+    param_types: dict[int, str] = field(default_factory=dict)
+    # Client parameters still referenced by the upstream statement text.
+    kept_params: set[int] = field(default_factory=set)
+    # Some call or relation name was unqualified: it is pgsodium's only if the
+    # session's search_path says so.
+    unqualified: bool = False
+
+    @property
+    def rewrites(self) -> bool:
+        return bool(self.outputs or self.folds or self.creates or self.deferred)
+
+    def calls(self) -> list[Call]:
+        roots: list[Node] = [o.node for o in self.outputs] + [f.node for f in self.folds]
+        for create in self.creates:
+            roots += [
+                n
+                for n in (
+                    create.raw_key,
+                    create.raw_key_nonce,
+                    create.parent_key,
+                    create.associated_data,
+                )
+                if n is not None
+            ]
+        return [n for root in roots for n in walk(root) if isinstance(n, Call)]

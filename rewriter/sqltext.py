@@ -1,0 +1,138 @@
+"""Where things are in the client's SQL text, from PostgreSQL's own scanner.
+
+The rewriter never re-prints a statement: it splices replacements into the original
+text at spans found here (pglast's printer follows a newer grammar and normalises).
+Spans are [start, end) character offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pglast.parser import scan
+
+from .errors import RewriteError
+
+# Clause keywords that end a select list (or RETURNING list) at paren depth 0.
+_LIST_END = frozenset(
+    {
+        "FROM",
+        "INTO",
+        "WHERE",
+        "GROUP_P",
+        "HAVING",
+        "WINDOW",
+        "ORDER",
+        "LIMIT",
+        "OFFSET",
+        "FETCH",
+        "FOR",
+        "UNION",
+        "INTERSECT",
+        "EXCEPT",
+        "RETURNING",
+        "ON",
+        "ASCII_59",  # ;
+    }
+)
+_OPEN = frozenset({"ASCII_40", "ASCII_91"})  # ( [
+_CLOSE = frozenset({"ASCII_41", "ASCII_93"})  # ) ]
+_COMMA = "ASCII_44"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    start: int
+    end: int  # exclusive
+    name: str
+
+
+def tokens(sql: str) -> list[Token]:
+    try:
+        return [Token(t.start, t.end + 1, t.name) for t in scan(sql)]
+    except Exception as exc:  # pglast raises its own ParseError types
+        raise RewriteError("42601", f"syntax error: {exc}") from None
+
+
+def _index_at(toks: list[Token], offset: int) -> int:
+    for i, tok in enumerate(toks):
+        if tok.start >= offset:
+            return i
+    return len(toks)
+
+
+def list_items(toks: list[Token], start: int) -> list[tuple[int, int]]:
+    """Spans of the comma-separated items of a select/RETURNING list at `start`."""
+    items: list[tuple[int, int]] = []
+    depth = 0
+    first = _index_at(toks, start)
+    item_start = toks[first].start if first < len(toks) else start
+    last_end = item_start
+    for tok in toks[first:]:
+        if depth == 0 and (tok.name in _LIST_END):
+            break
+        if tok.name in _OPEN:
+            depth += 1
+        elif tok.name in _CLOSE:
+            if depth == 0:
+                break
+            depth -= 1
+        elif tok.name == _COMMA and depth == 0:
+            items.append((item_start, last_end))
+            item_start = -1
+            continue
+        if item_start == -1:
+            item_start = tok.start
+        last_end = tok.end
+    items.append((item_start, last_end))
+    return items
+
+
+def call_span(toks: list[Token], start: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """A function call starting at `start`: its span and its argument spans."""
+    index = _index_at(toks, start)
+    while index < len(toks) and toks[index].name != "ASCII_40":
+        index += 1
+    if index == len(toks):
+        raise RewriteError("42601", "syntax error: function call without arguments")
+    depth = 0
+    args: list[tuple[int, int]] = []
+    arg_start = -1
+    arg_end = -1
+    for tok in toks[index:]:
+        if tok.name in _OPEN:
+            depth += 1
+            if depth == 1:
+                continue
+        elif tok.name in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                if arg_start != -1:
+                    args.append((arg_start, arg_end))
+                return start, tok.end, args
+        elif tok.name == _COMMA and depth == 1:
+            args.append((arg_start, arg_end))
+            arg_start = -1
+            continue
+        if arg_start == -1:
+            arg_start = tok.start
+        arg_end = tok.end
+    raise RewriteError("42601", "syntax error: unbalanced parentheses")
+
+
+def splice(sql: str, replacements: list[tuple[int, int, str]]) -> str:
+    """Replace non-overlapping [start, end) spans of `sql`."""
+    out: list[str] = []
+    position = 0
+    for start, end, text in sorted(replacements):
+        if start < position:
+            raise RewriteError("XX000", "overlapping rewrites")
+        out.append(sql[position:start])
+        out.append(text)
+        position = end
+    out.append(sql[position:])
+    return "".join(out)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
