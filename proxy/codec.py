@@ -464,6 +464,6 @@ def encode_data_row(values: Sequence[bytes | None]) -> bytes:
 
 def query_text(body: bytes) -> bytes:
     """The SQL bytes of a Query body, without the NUL terminator."""
-    if body.find(b"\0") != len(body) - 1:
+    if not body or body.find(b"\0") != len(body) - 1:
         raise MalformedMessage("invalid string in message")
     return body[:-1]
