@@ -1,0 +1,238 @@
+"""XChaCha20 (libsodium's crypto_stream_xchacha20*) and pgsodium's stream functions.
+
+HChaCha20 is computed here; the ChaCha20 blocks come from `cryptography`, fed the
+64-bit block counter of libsodium's original (djb) ChaCha20 so every output equals
+libsodium's. The 'pgosdium' default context of one overload lives in the SQL default.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from keystore.derive import Env
+from keystore.errors import data_exception
+
+from .derivation import VARHDRSZ, as_uint64, check_alloc, key_by_id, need, undefined
+
+# crypto_stream_xchacha20_KEYBYTES / _NONCEBYTES
+KEY_BYTES = 32
+NONCE_BYTES = 24
+# HChaCha20 consumes the first 16 nonce bytes; the last 8 are the ChaCha20 nonce.
+HCHACHA20_INPUT_BYTES = 16
+BLOCK_BYTES = 64
+
+# "expand 32-byte k"
+_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
+_MASK32 = 0xFFFF_FFFF
+# OpenSSL's ChaCha20 counter word is 32 bits; never let one call cross its wrap.
+_BLOCKS_PER_WORD = 1 << 32
+_COUNTER_MOD = 1 << 64
+
+
+def _rotl(v: int, c: int) -> int:
+    return ((v << c) & _MASK32) | (v >> (32 - c))
+
+
+def _quarter(x: list[int], a: int, b: int, c: int, d: int) -> None:
+    x[a] = (x[a] + x[b]) & _MASK32
+    x[d] = _rotl(x[d] ^ x[a], 16)
+    x[c] = (x[c] + x[d]) & _MASK32
+    x[b] = _rotl(x[b] ^ x[c], 12)
+    x[a] = (x[a] + x[b]) & _MASK32
+    x[d] = _rotl(x[d] ^ x[a], 8)
+    x[c] = (x[c] + x[d]) & _MASK32
+    x[b] = _rotl(x[b] ^ x[c], 7)
+
+
+def hchacha20(key: bytes, nonce16: bytes) -> bytes:
+    """crypto_core_hchacha20 with the default constants: a 32-byte subkey."""
+    x = [*_SIGMA, *struct.unpack("<8L", key), *struct.unpack("<4L", nonce16)]
+    for _ in range(10):
+        _quarter(x, 0, 4, 8, 12)
+        _quarter(x, 1, 5, 9, 13)
+        _quarter(x, 2, 6, 10, 14)
+        _quarter(x, 3, 7, 11, 15)
+        _quarter(x, 0, 5, 10, 15)
+        _quarter(x, 1, 6, 11, 12)
+        _quarter(x, 2, 7, 8, 13)
+        _quarter(x, 3, 4, 9, 14)
+    return struct.pack("<8L", *x[0:4], *x[12:16])
+
+
+def xchacha20_xor(data: bytes, nonce: bytes, key: bytes, ic: int = 0) -> bytes:
+    """crypto_stream_xchacha20_xor_ic: data XOR keystream from 64-byte block `ic`.
+
+    `ic` is libsodium's uint64 block counter; it wraps modulo 2**64 like libsodium.
+    """
+    subkey = hchacha20(key, nonce[:HCHACHA20_INPUT_BYTES])
+    nonce8 = nonce[HCHACHA20_INPUT_BYTES:NONCE_BYTES]
+    view = memoryview(data)
+    counter = as_uint64(ic)
+    pieces: list[bytes] = []
+    pos = 0
+    while pos < len(view):
+        room = (_BLOCKS_PER_WORD - (counter & _MASK32)) * BLOCK_BYTES
+        take = min(len(view) - pos, room)
+        # Words 12-15 of djb ChaCha20: 64-bit counter (LE), then the 8-byte nonce.
+        iv = struct.pack("<Q", counter) + nonce8
+        enc = Cipher(algorithms.ChaCha20(subkey, iv), mode=None).encryptor()
+        pieces.append(enc.update(view[pos : pos + take]))
+        pos += take
+        counter = (counter + take // BLOCK_BYTES) % _COUNTER_MOD
+    return b"".join(pieces)
+
+
+def xchacha20_stream(size: int, nonce: bytes, key: bytes) -> bytes:
+    """crypto_stream_xchacha20: `size` bytes of keystream."""
+    return xchacha20_xor(bytes(size), nonce, key)
+
+
+def _check_nonce_key(symbol: str, nonce: bytes, key: bytes) -> None:
+    if len(nonce) != NONCE_BYTES:
+        raise data_exception(symbol, "invalid nonce")
+    if len(key) != KEY_BYTES:
+        raise data_exception(symbol, "invalid key")
+
+
+def _stream_size(symbol: str, size: int) -> int:
+    """pgsodium allocates VARHDRSZ + size (size_t arithmetic) before other checks.
+
+    A size below -4 wraps to a huge request and fails in palloc exactly as in
+    pgsodium; -4..-1 make pgsodium build a malformed bytea, so the proxy refuses.
+    """
+    total = as_uint64(size + VARHDRSZ)
+    check_alloc(total)
+    if size < 0:
+        raise undefined(symbol, "negative size")
+    return size
+
+
+def pgsodium_crypto_stream_xchacha20(
+    env: Env, size: int | None, nonce: bytes | None, key: bytes | None
+) -> bytes:
+    symbol = "pgsodium_crypto_stream_xchacha20"
+    size = need(symbol, size, "size")
+    nonce = need(symbol, nonce, "nonce")
+    key = need(symbol, key, "key")
+
+    size = _stream_size(symbol, size)
+    _check_nonce_key(symbol, nonce, key)
+    return xchacha20_stream(size, nonce, key)
+
+
+def pgsodium_crypto_stream_xchacha20_by_id(
+    env: Env,
+    size: int | None,
+    nonce: bytes | None,
+    key_id: int | None,
+    context: bytes | None,
+) -> bytes:
+    symbol = "pgsodium_crypto_stream_xchacha20_by_id"
+    size = need(symbol, size, "size")
+    nonce = need(symbol, nonce, "nonce")
+    key_id = need(symbol, key_id, "key id")
+    context = need(symbol, context, "key context")
+
+    key = key_by_id(env, key_id, KEY_BYTES, context)
+    size = _stream_size(symbol, size)
+    _check_nonce_key(symbol, nonce, key)
+    return xchacha20_stream(size, nonce, key)
+
+
+def pgsodium_crypto_stream_xchacha20_xor(
+    env: Env, data: bytes | None, nonce: bytes | None, key: bytes | None
+) -> bytes:
+    symbol = "pgsodium_crypto_stream_xchacha20_xor"
+    data = need(symbol, data, "data")
+    nonce = need(symbol, nonce, "nonce")
+    key = need(symbol, key, "key")
+
+    _check_nonce_key(symbol, nonce, key)
+    return xchacha20_xor(data, nonce, key)
+
+
+def pgsodium_crypto_stream_xchacha20_xor_by_id(
+    env: Env,
+    data: bytes | None,
+    nonce: bytes | None,
+    key_id: int | None,
+    context: bytes | None,
+) -> bytes:
+    symbol = "pgsodium_crypto_stream_xchacha20_xor_by_id"
+    data = need(symbol, data, "data")
+    nonce = need(symbol, nonce, "nonce")
+    key_id = need(symbol, key_id, "key id")
+    context = need(symbol, context, "key context")
+
+    key = key_by_id(env, key_id, KEY_BYTES, context)
+    _check_nonce_key(symbol, nonce, key)
+    return xchacha20_xor(data, nonce, key)
+
+
+def pgsodium_crypto_stream_xchacha20_xor_ic(
+    env: Env,
+    data: bytes | None,
+    nonce: bytes | None,
+    ic: int | None,
+    key: bytes | None,
+) -> bytes:
+    symbol = "pgsodium_crypto_stream_xchacha20_xor_ic"
+    data = need(symbol, data, "data")
+    nonce = need(symbol, nonce, "nonce")
+    ic = need(symbol, ic, "ic")
+    key = need(symbol, key, "key")
+
+    _check_nonce_key(symbol, nonce, key)
+    return xchacha20_xor(data, nonce, key, ic)
+
+
+def pgsodium_crypto_stream_xchacha20_xor_ic_by_id(
+    env: Env,
+    data: bytes | None,
+    nonce: bytes | None,
+    ic: int | None,
+    key_id: int | None,
+    context: bytes | None,
+) -> bytes:
+    symbol = "pgsodium_crypto_stream_xchacha20_xor_ic_by_id"
+    data = need(symbol, data, "data")
+    nonce = need(symbol, nonce, "nonce")
+    ic = need(symbol, ic, "ic")
+    # pgsodium's own wording for a NULL key id here ("key id context").
+    key_id = need(symbol, key_id, "key id context")
+    context = need(symbol, context, "key context")
+
+    key = key_by_id(env, key_id, KEY_BYTES, context)
+    _check_nonce_key(symbol, nonce, key)
+    return xchacha20_xor(data, nonce, key, ic)
+
+
+def pgsodium_crypto_stream_xchacha20_keygen(env: Env) -> bytes:
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def pgsodium_crypto_stream_xchacha20_noncegen(env: Env) -> bytes:
+    return secrets.token_bytes(NONCE_BYTES)
+
+
+IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
+    "pgsodium_crypto_stream_xchacha20": pgsodium_crypto_stream_xchacha20,
+    "pgsodium_crypto_stream_xchacha20_by_id": pgsodium_crypto_stream_xchacha20_by_id,
+    "pgsodium_crypto_stream_xchacha20_xor": pgsodium_crypto_stream_xchacha20_xor,
+    "pgsodium_crypto_stream_xchacha20_xor_by_id": (
+        pgsodium_crypto_stream_xchacha20_xor_by_id
+    ),
+    "pgsodium_crypto_stream_xchacha20_xor_ic": pgsodium_crypto_stream_xchacha20_xor_ic,
+    "pgsodium_crypto_stream_xchacha20_xor_ic_by_id": (
+        pgsodium_crypto_stream_xchacha20_xor_ic_by_id
+    ),
+    "pgsodium_crypto_stream_xchacha20_keygen": pgsodium_crypto_stream_xchacha20_keygen,
+    "pgsodium_crypto_stream_xchacha20_noncegen": (
+        pgsodium_crypto_stream_xchacha20_noncegen
+    ),
+}
