@@ -1,0 +1,113 @@
+"""Evaluate one pgsodium SQL function call, the way its SQL definition does.
+
+STRICT functions return NULL for a NULL argument; C functions go straight to their
+implementation; key-uuid variants resolve the key row first (derived: key id and
+context; raw: the stored key decrypted under its parent chain) and then call the raw
+or key-id C function exactly as pgsodium's PL/pgSQL wrappers do, quirks included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .catalogue import FUNCTIONS, Signature
+from .derive import Env
+from .errors import FEATURE_NOT_SUPPORTED, NO_DATA_FOUND, PgsodiumError
+from .implementations import IMPLEMENTATIONS
+from .keys import DerivedKey, KeyChain, RawKey, parse_material
+
+_BY_SYMBOL: dict[str, Signature] = {
+    sig.c_symbol: sig for sig in FUNCTIONS if sig.c_symbol and sig.language == "c"
+}
+DET_DECRYPT = "pgsodium_crypto_aead_det_decrypt"
+
+
+def no_rows() -> PgsodiumError:
+    return PgsodiumError(NO_DATA_FOUND, "query returned no rows")
+
+
+class Evaluator:
+    """Calls for one statement: `materials` maps (key uuid, key_type) to the text
+    pgsodium._proxy_key_material returned for it on the client's own connection."""
+
+    def __init__(
+        self,
+        env: Env,
+        materials: Mapping[tuple[str, str], str],
+        defaults: Any,
+    ) -> None:
+        self.env = env
+        self.materials = materials
+        # Callable turning a default's SQL text into its value (the rewriter's).
+        self.defaults = defaults
+
+    def __call__(self, sig: Signature, args: list[Any]) -> Any:
+        if sig.strict and any(a is None for a in args):
+            return None
+        if sig.key_variant == "uuid":
+            return self._by_uuid(sig, args)
+        if sig.language != "c" or sig.c_symbol not in IMPLEMENTATIONS:
+            raise PgsodiumError(
+                FEATURE_NOT_SUPPORTED,
+                f"pgsodium-proxy does not evaluate pgsodium.{sig.name}() yet",
+            )
+        return IMPLEMENTATIONS[sig.c_symbol](self.env, *args)
+
+    def _by_uuid(self, sig: Signature, args: list[Any]) -> Any:
+        position = next(i for i, p in enumerate(sig.params) if p.type == "uuid")
+        key_uuid = args[position]
+        if key_uuid is None:
+            raise no_rows()
+        assert sig.key_type is not None
+        material = self.materials.get((str(key_uuid), sig.key_type))
+        if material is None:
+            raise no_rows()
+        chain = parse_material(material)
+        head = chain.head
+        if sig.name == "crypto_kdf_derive_from_key" and isinstance(head, DerivedKey):
+            # pgsodium quirk (§6): a derived kdf key ignores subkey_id and context and
+            # returns derive_key(key_id, subkey_size, key_context).
+            return self.env.derive(head.key_id, int(args[0]), head.context)
+        if isinstance(head, RawKey):
+            key = self.raw_key_bytes(chain)
+            symbol, replacement = sig.uuid_raw_symbol, [key]
+        else:
+            symbol, replacement = sig.uuid_id_symbol, [head.key_id, head.context]
+        assert symbol is not None
+        target = _BY_SYMBOL[symbol]
+        call_args = args[:position] + replacement + args[position + 1 :]
+        for param in target.params[len(call_args) :]:
+            call_args.append(self.defaults(param.default))
+        return IMPLEMENTATIONS[symbol](self.env, *call_args)
+
+    def raw_key_bytes(self, chain: KeyChain, level: int = 0) -> bytes | None:
+        """The raw key at `level`, decrypted as decrypted_key.decrypted_raw_key is:
+        by the aead-det uuid function with its parent (recursively)."""
+        entry = chain.entries[level]
+        assert isinstance(entry, RawKey)
+        if entry.parent is None or entry.encrypted is None:
+            return None
+        if level + 1 >= len(chain.entries):
+            raise no_rows()
+        parent = chain.entries[level + 1]
+        additional = (
+            None
+            if entry.associated_data is None
+            else entry.id.encode("ascii") + entry.associated_data
+        )
+        if isinstance(parent, DerivedKey):
+            args = [parent.key_id, parent.context]
+            symbol = DET_DECRYPT + "_by_id"
+        else:
+            parent_key = self.raw_key_bytes(chain, level + 1)
+            if parent_key is None:
+                # decrypted_raw_key NULL: the uuid function falls back to key id NULL.
+                args, symbol = [None, None], DET_DECRYPT + "_by_id"
+            else:
+                args, symbol = [parent_key], DET_DECRYPT
+        result = IMPLEMENTATIONS[symbol](
+            self.env, entry.encrypted, additional, *args, entry.nonce
+        )
+        assert isinstance(result, bytes)
+        return result
