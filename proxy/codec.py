@@ -56,28 +56,33 @@ from .messages import (
     Sync,
     Terminate,
     Unknown,
+    check_cancel_key,
     cstring,
     frame_bytes,
 )
 
 __all__ = [
-    "MAX_CANCEL_KEY", "MIN_CANCEL_KEY", "Authentication", "BackendKeyData", "Bind",
-    "BindComplete", "CancelRequest", "Close", "CloseComplete", "CommandComplete",
-    "CopyBothResponse", "CopyData", "CopyDone", "CopyFail", "CopyInResponse",
-    "CopyOutResponse", "DataRow", "Describe", "EmptyQueryResponse", "ErrorResponse",
-    "Execute", "Field", "Flush", "Frame", "FrameReader", "FunctionCall",
-    "FunctionCallResponse", "GSSENCRequest", "MalformedMessage", "Message",
-    "NegotiateProtocolVersion", "NoData", "NoticeResponse", "NotificationResponse",
-    "ParameterDescription", "ParameterStatus", "Parse", "ParseComplete",
-    "PasswordMessage", "PortalSuspended", "ProtocolViolation", "Query",
-    "ReadyForQuery", "RowDescription", "SSLRequest", "StartupMessage", "Sync",
-    "Terminate", "Unknown", "UnsupportedProtocolVersion", "cstring",
-    "data_row_values", "decode_backend", "decode_frontend", "decode_startup",
-    "encode_data_row", "error_response", "frame_bytes", "notice_response",
-    "query_text", "ready_for_query",
-    "FRONTEND_LIMITS", "MAX_MESSAGE", "MAX_STARTUP_PACKET", "SMALL_MESSAGE",
-    "PROTOCOL_3_0", "PROTOCOL_3_2", "CANCEL_REQUEST_CODE", "SSL_REQUEST_CODE",
-    "GSSENC_REQUEST_CODE",
+    # framing and startup phase
+    "Frame", "FrameReader", "MAX_MESSAGE", "MAX_STARTUP_PACKET", "SMALL_MESSAGE",
+    "MAX_AUTH_TOKEN", "FRONTEND_LIMITS", "PROTOCOL_3_0", "PROTOCOL_3_2",
+    "CANCEL_REQUEST_CODE", "SSL_REQUEST_CODE", "GSSENC_REQUEST_CODE",
+    "MIN_CANCEL_KEY", "MAX_CANCEL_KEY", "StartupPacket", "StartupMessage",
+    "SSLRequest", "GSSENCRequest", "CancelRequest", "decode_startup",
+    # errors
+    "ProtocolViolation", "MalformedMessage", "UnsupportedProtocolVersion",
+    # typed messages
+    "Message", "FRONTEND_MESSAGES", "BACKEND_MESSAGES", "decode_frontend",
+    "decode_backend", "Query", "Parse", "Bind", "Describe", "Execute", "Close",
+    "Sync", "Flush", "Terminate", "CopyData", "CopyDone", "CopyFail", "FunctionCall",
+    "PasswordMessage", "Authentication", "ParameterStatus", "BackendKeyData",
+    "ReadyForQuery", "Field", "RowDescription", "DataRow", "CommandComplete",
+    "EmptyQueryResponse", "ErrorResponse", "NoticeResponse", "ParameterDescription",
+    "NoData", "ParseComplete", "BindComplete", "CloseComplete", "PortalSuspended",
+    "CopyInResponse", "CopyOutResponse", "CopyBothResponse", "NotificationResponse",
+    "FunctionCallResponse", "NegotiateProtocolVersion", "Unknown",
+    # builders and hot paths
+    "error_response", "notice_response", "ready_for_query", "data_row_values",
+    "encode_data_row", "query_text", "frame_bytes", "cstring", "check_cancel_key",
 ]  # fmt: skip
 
 MAX_STARTUP_PACKET = 10_000  # MAX_STARTUP_PACKET_LENGTH: bound on the body
@@ -104,6 +109,7 @@ _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _U16 = struct.Struct("!H")
 _HEADER = struct.Struct("!Bi")
+_COPY_ONCE = 4096  # from this size, copy a frame out through a memoryview
 
 
 class UnsupportedProtocolVersion(ProtocolViolation):
@@ -157,6 +163,7 @@ class FrameReader:
         return len(self._buf) - self._pos
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes received from the peer; call next() or iterate to get frames."""
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
@@ -176,13 +183,21 @@ class FrameReader:
             raise ProtocolViolation(self._failed)
         if self._startup:
             return self._next_startup()
-        return self._next_typed()
 
-    def _next_typed(self) -> Frame | None:
         buf, pos = self._buf, self._pos
         if len(buf) - pos < 5:
             return None
         type_, length = _HEADER.unpack_from(buf, pos)
+        if length < 4 or length > self._max or self._limits is not None:
+            self._check_length(type_, length)
+        end = pos + 1 + length
+        if end > len(buf):
+            return None
+
+        raw = self._take(end)
+        return Frame(type_, raw[5:], raw)
+
+    def _check_length(self, type_: int, length: int) -> None:
         limit = self._max
         if self._limits is not None:
             if type_ not in self._limits:
@@ -190,7 +205,6 @@ class FrameReader:
             limit = min(limit, self._limits[type_])
         if length < 4 or length > limit:
             self._fail(f"invalid message length {length} for type {type_}")
-        return self._take(type_, pos + 1 + length, 5)
 
     def _next_startup(self) -> Frame | None:
         buf, pos = self._buf, self._pos
@@ -201,15 +215,19 @@ class FrameReader:
         # the protocol version or request code and at most MAX_STARTUP_PACKET bytes.
         if length < 8 or length - 4 > MAX_STARTUP_PACKET:
             self._fail(f"invalid length of startup packet {length}")
-        return self._take(0, pos + length, 4)
-
-    def _take(self, type_: int, end: int, header: int) -> Frame | None:
-        if end > len(self._buf):
+        end = pos + length
+        if end > len(buf):
             return None
+
+        raw = self._take(end)
+        return Frame(0, raw[4:], raw)
+
+    def _take(self, end: int) -> bytes:
+        start, self._pos = self._pos, end
+        if end - start < _COPY_ONCE:
+            return bytes(self._buf[start:end])  # two small copies beat a view
         with memoryview(self._buf) as view:
-            raw = bytes(view[self._pos : end])
-        self._pos = end
-        return Frame(type_, raw[header:], raw)
+            return bytes(view[start:end])
 
     def _fail(self, reason: str) -> NoReturn:
         self._failed = reason
@@ -285,8 +303,7 @@ class CancelRequest:
     secret: bytes = field(repr=False)  # SECURITY: the cancel key
 
     def __post_init__(self) -> None:
-        if not MIN_CANCEL_KEY <= len(self.secret) <= MAX_CANCEL_KEY:
-            raise ValueError(f"cancel key of {len(self.secret)} bytes")
+        check_cancel_key(self.secret)
 
     def encode(self) -> bytes:
         head = struct.pack("!Ii", CANCEL_REQUEST_CODE, self.pid)
@@ -330,7 +347,8 @@ def decode_startup(frame: Frame) -> StartupPacket:
 
 def _table(*classes: type[Message]) -> dict[int, type[Message]]:
     table = {cls.TYPE: cls for cls in classes}
-    assert len(table) == len(classes), "two messages share a type byte"
+    if len(table) != len(classes):
+        raise TypeError("two messages of one direction share a type byte")
     return table
 
 

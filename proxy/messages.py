@@ -209,7 +209,10 @@ def message(type_code: str, *layout: str) -> Callable[[type[_C]], type[_C]]:
     def build(cls: type[_C]) -> type[_C]:
         cls.TYPE = ord(type_code)
         cls.LAYOUT = layout
-        return dataclass(frozen=True, slots=True)(cls)
+        made = dataclass(frozen=True, slots=True)(cls)
+        if layout and len(layout) != len(made.__match_args__):
+            raise TypeError(f"{cls.__name__}: layout and fields differ in number")
+        return made
 
     return build
 
@@ -221,7 +224,8 @@ def _construct(cls: Callable[..., _M], values: Sequence[object]) -> _M:
         raise MalformedMessage(str(exc)) from None
 
 
-def _check_cancel_key(secret: bytes) -> None:
+def check_cancel_key(secret: bytes) -> None:
+    """Refuse a cancel key outside the 4..256 bytes the protocol allows."""
     if not MIN_CANCEL_KEY <= len(secret) <= MAX_CANCEL_KEY:
         raise ValueError(f"cancel key of {len(secret)} bytes, expected 4 to 256")
 
@@ -343,7 +347,7 @@ class BackendKeyData(Message):
     secret: bytes = field(repr=False)  # SECURITY: the cancel key
 
     def __post_init__(self) -> None:
-        _check_cancel_key(self.secret)
+        check_cancel_key(self.secret)
 
 
 @message("Z", "char")
