@@ -111,3 +111,48 @@ class Evaluator:
         )
         assert isinstance(result, bytes)
         return result
+
+    def decrypt_under(
+        self,
+        parent: KeyChain,
+        ciphertext: bytes,
+        additional: bytes | None,
+        nonce: bytes | None,
+    ) -> bytes:
+        """crypto_aead_det_decrypt(ciphertext, additional, <parent uuid>, nonce)."""
+        head = parent.head
+        if isinstance(head, DerivedKey):
+            args: list[Any] = [head.key_id, head.context]
+            symbol = DET_DECRYPT + "_by_id"
+        else:
+            key = self.raw_key_bytes(parent, 0)
+            args, symbol = ([None, None], DET_DECRYPT + "_by_id") if key is None else (
+                [key],
+                DET_DECRYPT,
+            )
+        result = IMPLEMENTATIONS[symbol](self.env, ciphertext, additional, *args, nonce)
+        assert isinstance(result, bytes)
+        return result
+
+    def encrypt_under(
+        self,
+        parent: KeyChain,
+        message: bytes,
+        additional: bytes | None,
+        nonce: bytes | None,
+    ) -> bytes:
+        """crypto_aead_det_encrypt(message, additional, <parent uuid>, nonce)."""
+        head = parent.head
+        encrypt = "pgsodium_crypto_aead_det_encrypt"
+        if isinstance(head, DerivedKey):
+            args: list[Any] = [head.key_id, head.context]
+            symbol = encrypt + "_by_id"
+        else:
+            key = self.raw_key_bytes(parent, 0)
+            args, symbol = ([None, None], encrypt + "_by_id") if key is None else (
+                [key],
+                encrypt,
+            )
+        result = IMPLEMENTATIONS[symbol](self.env, message, additional, *args, nonce)
+        assert isinstance(result, bytes)
+        return result

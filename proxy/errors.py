@@ -26,6 +26,9 @@ class SQLSTATE:
     CHARACTER_NOT_IN_REPERTOIRE = "22021"
     INVALID_PARAMETER_VALUE = "22023"
     CONFIG_FILE_ERROR = "F0000"
+    # The proxy's root key or schema does not match the database.
+    ROOT_KEY_MISMATCH = "55000"
+    OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
 
 
 class ProxyError(Exception):

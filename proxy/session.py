@@ -18,7 +18,8 @@ from . import codec
 from .codec import Frame, FrameReader, ProtocolViolation
 from .errors import SQLSTATE, ProxyError
 from .intercept import Interceptor
-from .router import PassThrough, Reply, Router, SyncReply
+from .lookup import LookupFailed, Skipped, sanitize
+from .router import Collect, Emit, PassThrough, Reply, Router, SyncReply
 
 if TYPE_CHECKING:
     from .server import Server
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
+INTERNAL_NAME = "_pgsodium_proxy"
 # Requests whose replies end with one of these message types.
 _TERMINALS: dict[int, bytes] = {
     ord("P"): b"1E",  # Parse -> ParseComplete
@@ -64,6 +66,8 @@ class Session:
         self.router = Router(self._write_client)
         self.interceptor = Interceptor(self)
         self.cancel_key: tuple[int, bytes] | None = None
+        # An error the client was told about that the upstream has not seen yet.
+        self.pending_abort: ProxyError | None = None
         self.upstream_cancel: tuple[int, bytes] | None = None
 
     # -- logging ---------------------------------------------------------------
@@ -277,6 +281,8 @@ class Session:
     async def _pump_client(self, reader: FrameReader) -> None:
         while True:
             frames = await self._read_client(reader)
+            if self.pending_abort is not None:
+                await self.interceptor.abort_upstream()
             run: list[bytes] = []
             for frame in frames:
                 if frame.type == ord("X"):
@@ -310,6 +316,56 @@ class Session:
 
     def push(self, reply: Reply) -> None:
         self.router.push(reply)
+
+    def push_emit(self, data: bytes) -> None:
+        self.router.push(Emit(data))
+
+    # -- the proxy's own requests ------------------------------------------------
+
+    async def internal(self, sql: str, params: list[str | None]) -> list[list[str | None]]:
+        """Run one query of the proxy's on the client's connection; its rows as text.
+
+        Uses a named statement and portal of the proxy's own and ends with Flush:
+        the client's unnamed statement, portals and transaction are untouched.
+        Raises Skipped if the upstream discarded it, LookupFailed on an error.
+        """
+        values = tuple(None if p is None else p.encode("utf-8") for p in params)
+        messages = [
+            codec.Close("S", INTERNAL_NAME),
+            codec.Parse(INTERNAL_NAME, sql, ()),
+            codec.Bind(INTERNAL_NAME, INTERNAL_NAME, (), values, ()),
+            codec.Execute(INTERNAL_NAME, 0),
+            codec.Close("P", INTERNAL_NAME),
+            codec.Close("S", INTERNAL_NAME),
+            codec.Flush(),
+        ]
+        reply = Collect(b"123C", count=6)
+        self.write_upstream(b"".join(m.encode() for m in messages))
+        self.router.push(reply)
+        frames = await reply.done
+        if reply.skipped:
+            raise Skipped()
+        rows: list[list[str | None]] = []
+        for frame in frames:
+            if frame.type == ord("E"):
+                raise LookupFailed(sanitize(frame))
+            if frame.type == ord("D"):
+                rows.append(
+                    [
+                        None if v is None else v.decode("utf-8")
+                        for v in codec.data_row_values(frame.body)
+                    ]
+                )
+        return rows
+
+    async def internal_describe(self, name: str) -> list[Frame]:
+        """The upstream's own Describe of a prepared statement, kept from the client."""
+        reply = Collect(b"TnE")
+        self.write_upstream(
+            codec.Describe("S", name).encode() + codec.Flush().encode()
+        )
+        self.router.push(reply)
+        return await reply.done
 
     async def _pump_upstream(self) -> None:
         assert self.upstream_reader is not None

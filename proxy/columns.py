@@ -1,0 +1,175 @@
+"""Rewrite result columns: fill in proxy-computed values, merge deferred inputs.
+
+A Layout is built from the upstream RowDescription of a rewritten statement: columns
+whose names carry this execution's marker are the proxy's; every other column is
+copied byte for byte. Rows are transformed one DataRow at a time (constant memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rewriter import types
+from rewriter.plan import Plan, node_type
+
+from . import codec
+from .codec import Field
+from .errors import SQLSTATE, ProxyError
+
+TEXT, BINARY = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """A value computed before execution, already encoded in the column's format."""
+
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A value computed from upstream columns of the same row."""
+
+    inputs: tuple[int, ...]
+    formats: tuple[int, ...]
+    compute: Callable[[list[Any]], Any]
+    result_type: str
+    format: int
+
+
+Column = Copy | Filled | Deferred
+
+
+class Layout:
+    def __init__(self, fields: Sequence[Field], columns: Sequence[Column]) -> None:
+        self.fields = tuple(fields)
+        self.columns = tuple(columns)
+        self.identity = all(isinstance(c, Copy) for c in columns) and len(
+            columns
+        ) == len(fields)
+
+    def row_description(self) -> bytes:
+        return codec.RowDescription(self.fields).encode()
+
+    def transform(self, body: bytes, bytea_output: str) -> bytes:
+        values = codec.data_row_values(body)
+        out: list[bytes | None] = []
+        for column in self.columns:
+            if isinstance(column, Copy):
+                out.append(values[column.index])
+            elif isinstance(column, Filled):
+                out.append(column.data)
+            else:
+                out.append(_deferred(column, values, bytea_output))
+        return codec.encode_data_row(out)
+
+
+def _deferred(column: Deferred, values: list[bytes | None], bytea_output: str) -> bytes | None:
+    inputs = []
+    for index, fmt in zip(column.inputs, column.formats, strict=True):
+        raw = values[index]
+        inputs.append(None if raw is None else raw if fmt == BINARY else raw.decode("utf-8"))
+    result = column.compute(inputs)
+    return encode_value(column.result_type, result, column.format, bytea_output)
+
+
+def encode_value(type_name: str, value: Any, fmt: int, bytea_output: str) -> bytes | None:
+    if value is None:
+        return None
+    if fmt == BINARY:
+        return types.binary_out(type_name, value)
+    if isinstance(value, tuple):
+        return _record_out(value, bytea_output).encode("utf-8")
+    return types.text_out(type_name, value, bytea_output).encode("utf-8")
+
+
+def _record_out(values: tuple[Any, ...], bytea_output: str) -> str:
+    """record_out: fields quoted when they contain specials, quotes doubled."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("")
+            continue
+        text = (
+            types.bytea_out(value, bytea_output)
+            if isinstance(value, bytes)
+            else types.text_out("boolean" if isinstance(value, bool) else "text", value)
+        )
+        if text == "" or any(c in text for c in '"\\(),') or any(c.isspace() for c in text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '""') + '"'
+        parts.append(text)
+    return "(" + ",".join(parts) + ")"
+
+
+def build_layout(
+    plan: Plan,
+    marker: str,
+    fields: Sequence[Field],
+    outputs: Sequence[Any],
+    deferred: Sequence[Callable[[list[Any]], Any]],
+    bytea_output: str,
+) -> Layout:
+    """Map an upstream RowDescription to what the client sees.
+
+    `outputs[i]` is the value of plan.outputs[i]; `deferred[j]` computes deferred
+    column j from its inputs.
+    """
+    client_fields: list[Field] = []
+    columns: list[Column] = []
+    seen: set[str] = set()
+    index = 0
+    while index < len(fields):
+        field = fields[index]
+        name = field.name
+        if not name.startswith(marker):
+            client_fields.append(field)
+            columns.append(Copy(index))
+            index += 1
+            continue
+        if name in seen:
+            raise ProxyError(SQLSTATE.INTERNAL_ERROR, "duplicate proxy column")
+        seen.add(name)
+        kind, number = name[len(marker)], name[len(marker) + 1 :]
+        if kind == "o":
+            out = plan.outputs[int(number)]
+            client_fields.append(_renamed(field, out.name))
+            value = encode_value(node_type(out.node), outputs[int(number)], field.format, bytea_output)
+            columns.append(Filled(value))
+            index += 1
+            continue
+        group = int(number[:-1])
+        parts = fields[index : index + 4]
+        expected = [f"{marker}d{group}{p}" for p in "abcd"]
+        if [f.name for f in parts] != expected:
+            raise ProxyError(SQLSTATE.INTERNAL_ERROR, "deferred columns out of order")
+        seen.update(expected)
+        spec = plan.deferred[group]
+        result_type = spec.wrappers[-1].returns if spec.wrappers else "bytea"
+        client_fields.append(_typed(field, spec.name, result_type))
+        columns.append(
+            Deferred(
+                tuple(range(index, index + 4)),
+                tuple(f.format for f in parts),
+                deferred[group],
+                result_type,
+                field.format,
+            )
+        )
+        index += 4
+    return Layout(client_fields, columns)
+
+
+def _renamed(field: Field, name: str) -> Field:
+    return Field(name, 0, 0, field.type_oid, field.type_size, field.type_modifier, field.format)
+
+
+def _typed(field: Field, name: str, type_name: str) -> Field:
+    pg = types.lookup(type_name)
+    return Field(name, 0, 0, pg.oid, pg.size, -1, field.format)

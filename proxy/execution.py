@@ -1,0 +1,430 @@
+"""One execution of rewritten statements: look up, compute, render, transform rows.
+
+Order of work, as pgsodium's own checks run: EXECUTE privileges first, then key rows
+(P0002), then the crypto. Lookups run on the client's own upstream connection so a
+key created earlier in the same transaction is visible.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from keystore.calls import Evaluator
+from keystore.derive import Env
+from keystore.keys import DerivedKey, KeyChain, parse_material
+from rewriter import render as renderer
+from rewriter import types
+from rewriter.compile import default_value
+from rewriter.evaluate import evaluate
+from rewriter.plan import Call, Param, Plan, node_type, walk
+from rewriter.sqltext import tokens
+
+from . import codec
+from .columns import BINARY, Layout, build_layout
+from .errors import SQLSTATE, ProxyError
+from .lookup import LookupFailed, Skipped, lookup
+from .router import Reply
+
+if TYPE_CHECKING:
+    from .intercept import Interceptor
+
+__all__ = ["Execution", "LookupFailed", "Skipped"]
+
+_CREATE_TYPES = ("uuid", "bytea", "bytea", "uuid", "text")
+DET_NONCE_BYTES = 16
+
+
+def _default(text: str | None) -> Any:
+    return evaluate(default_value(text), {}, _no_calls)
+
+
+def _no_calls(sig: Any, args: Any) -> Any:
+    raise ProxyError(SQLSTATE.FEATURE_NOT_SUPPORTED, "nested call in a key argument")
+
+
+class Execution:
+    def __init__(
+        self, interceptor: Interceptor, sql: str, plans: list[Plan], *, extended: bool
+    ) -> None:
+        from .intercept import new_marker
+
+        self.interceptor = interceptor
+        self.session = interceptor.session
+        self.sql = sql
+        self.plans = plans
+        self.extended = extended
+        self.marker = new_marker()
+        self.declared: tuple[int, ...] = ()
+        self.bytea_output = "hex"
+        self.outputs: list[list[Any]] = [[] for _ in plans]
+        self.folds: list[list[Any]] = [[] for _ in plans]
+        self.creates: list[list[list[Any]]] = [[] for _ in plans]
+        self.evaluator: Evaluator | None = None
+        self.n_params = 0
+        self.kept: set[int] = set()
+        self.described: Any = None  # future of the statement's Describe frames
+        self.bind_message: Any = None
+        self.layout: Layout | None = None
+        self._chains: dict[str, KeyChain] = {}
+
+    # -- evaluation --------------------------------------------------------------------
+
+    async def prepare(self, params: dict[int, Any]) -> None:
+        """Look up privileges and keys upstream, then compute every value."""
+        calls = [c for plan in self.plans for c in plan.calls()]
+        keys: list[tuple[str, str]] = []
+        for call in calls:
+            if call.signature.key_variant == "uuid" and not (
+                call.signature.strict and self._has_null_arg(call, params)
+            ):
+                keys.append((self._uuid_arg(call, params), call.signature.key_type))
+        parents = 0
+        for plan in self.plans:
+            for create in plan.creates:
+                parent = self._value(create.parent_key, params)
+                if parent is None:
+                    parents += 1
+                else:
+                    keys.append((parent, "aead-det"))
+        checks = sorted({c for plan in self.plans for c in plan.checks})
+        found = await lookup(self.session, checks, keys, parents)
+        self._check_search_path(found.schemas)
+        self.bytea_output = found.bytea_output
+        self.evaluator = Evaluator(
+            Env(self.session.server.root_key.secret), found.materials, _default
+        )
+        new_parents = iter(found.parents)
+        for index, plan in enumerate(self.plans):
+            call = self.evaluator
+            self.outputs[index] = [
+                evaluate(o.node, params, call, self.bytea_output) for o in plan.outputs
+            ]
+            self.folds[index] = [
+                evaluate(f.node, params, call, self.bytea_output) for f in plan.folds
+            ]
+            self.creates[index] = [
+                self._create(c, params, new_parents, found.materials)
+                for c in plan.creates
+            ]
+
+    def _check_search_path(self, schemas: list[str]) -> None:
+        on_path = "pgsodium" in schemas
+        if on_path != self.interceptor.on_path:
+            self.interceptor.on_path = on_path
+            if any(p.unqualified for p in self.plans):
+                raise ProxyError(
+                    SQLSTATE.FEATURE_NOT_SUPPORTED,
+                    "pgsodium-proxy learnt the search_path only now; "
+                    "run the statement again",
+                )
+
+    def _value(self, node: Any, params: dict[int, Any]) -> Any:
+        if node is None:
+            return None
+        return evaluate(node, params, _no_calls, self.bytea_output)
+
+    def _has_null_arg(self, call: Call, params: dict[int, Any]) -> bool:
+        try:
+            return any(self._value(a, params) is None for a in call.args)
+        except ProxyError:
+            return False
+
+    def _uuid_arg(self, call: Call, params: dict[int, Any]) -> str:
+        position = next(
+            i for i, p in enumerate(call.signature.params) if p.type == "uuid"
+        )
+        value = self._value(call.args[position], params)
+        return "" if value is None else str(value)
+
+    def _create(
+        self,
+        create: Any,
+        params: dict[int, Any],
+        new_parents: Any,
+        materials: dict[tuple[str, str], str],
+    ) -> list[Any]:
+        """Values for pgsodium._proxy_create_raw_key: id, ciphertext, nonce, parent,
+        associated_data — the raw key encrypted exactly as pgsodium's trigger does."""
+        assert self.evaluator is not None
+        raw_key = self._value(create.raw_key, params)
+        nonce = self._value(create.raw_key_nonce, params)
+        if nonce is None:
+            nonce = secrets.token_bytes(DET_NONCE_BYTES)
+        associated = (
+            ""
+            if create.associated_data is None
+            else self._value(create.associated_data, params)
+        )
+        parent = self._value(create.parent_key, params)
+        if parent is None:
+            parent_id, key_id, context = next(new_parents)
+            chain = KeyChain((DerivedKey("aead-det", key_id, context),))
+            parent = parent_id
+        else:
+            chain = parse_material(materials[(str(parent), "aead-det")])
+        key_uuid = str(uuid.uuid4())
+        if raw_key is None:
+            return [key_uuid, None, nonce, parent, associated]
+        additional = (
+            None if associated is None else (key_uuid + associated).encode("utf-8")
+        )
+        encrypted = self.evaluator.encrypt_under(chain, raw_key, additional, nonce)
+        return [key_uuid, encrypted, nonce, parent, associated]
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def render_simple(self) -> str:
+        texts = []
+        for index, plan in enumerate(self.plans):
+            folds = self.folds[index]
+            creates = self.creates[index]
+            texts.append(
+                renderer.render(
+                    plan,
+                    self.marker,
+                    lambda i, t, folds=folds: types.sql_literal(t, folds[i]),
+                    lambda i, creates=creates: [
+                        types.sql_literal(t, v)
+                        for t, v in zip(_CREATE_TYPES, creates[i], strict=True)
+                    ],
+                )
+            )
+        return ";".join(texts)
+
+    def render_extended(self) -> tuple[str, list[int]]:
+        """The upstream statement text and parameter type OIDs for Parse."""
+        plan = self.plans[0]
+        self.n_params = max(len(self.declared), _max_param(plan.text))
+        counter = iter(range(self.n_params + 1, 10**6))
+        extra: list[str] = []
+
+        def param(type_name: str) -> str:
+            extra.append(type_name)
+            return f"${next(counter)}::{type_name}"
+
+        text = renderer.render(
+            plan,
+            self.marker,
+            lambda i, t: param(t),
+            lambda i: [param(t) for t in _CREATE_TYPES],
+        )
+        self.kept = {n for n in _params_in(text) if n <= self.n_params}
+        oids = []
+        for number in range(1, self.n_params + 1):
+            declared = self.declared[number - 1] if number <= len(self.declared) else 0
+            if not declared and number not in self.kept:
+                declared = types.lookup(plan.param_types.get(number, "text")).oid
+            oids.append(declared)
+        oids += [types.lookup(t).oid for t in extra]
+        return text, oids
+
+    # -- extended protocol -------------------------------------------------------------
+
+    async def describe_statement(self, name: str) -> None:
+        self.described = await self.session.internal_describe(name)
+
+    def bound(self, bind: Any) -> Execution:
+        """A copy of this prepared execution for one Bind."""
+        execution = Execution(self.interceptor, self.sql, self.plans, extended=True)
+        execution.marker = self.marker
+        execution.declared = self.declared
+        execution.n_params = self.n_params
+        execution.kept = self.kept
+        execution.described = self.described
+        execution.bind_message = bind
+        return execution
+
+    async def bind(self) -> codec.Bind:
+        bind = self.bind_message
+        params = self._decode_params(bind)
+        await self.prepare(params)
+        values: list[bytes | None] = []
+        formats: list[int] = []
+        for number in range(1, self.n_params + 1):
+            if number in self.kept:
+                values.append(bind.params[number - 1])
+                formats.append(_format_of(bind.param_formats, number - 1))
+            else:
+                values.append(None)
+                formats.append(0)
+        plan = self.plans[0]
+        for fold, value in zip(plan.folds, self.folds[0], strict=True):
+            values.append(_text_value(node_type(fold.node), value, self.bytea_output))
+            formats.append(0)
+        for create_values in self.creates[0]:
+            for type_name, value in zip(_CREATE_TYPES, create_values, strict=True):
+                values.append(_text_value(type_name, value, "hex"))
+                formats.append(0)
+        result_formats = self._result_formats(bind.result_formats)
+        self.layout = self._layout_for(result_formats)
+        return codec.Bind(
+            bind.portal,
+            bind.statement,
+            tuple(formats),
+            tuple(values),
+            tuple(result_formats),
+        )
+
+    def _decode_params(self, bind: Any) -> dict[int, Any]:
+        plan = self.plans[0]
+        decoded: dict[int, Any] = {}
+        if len(bind.params) != self.n_params:
+            raise ProxyError(
+                SQLSTATE.PROTOCOL_VIOLATION,
+                f"bind message supplies {len(bind.params)} parameters, but prepared "
+                f"statement requires {self.n_params}",
+            )
+        used = {
+            n.number
+            for p in self.plans
+            for root in _roots(p)
+            for n in walk(root)
+            if isinstance(n, Param)
+        }
+        for number in used:
+            raw = bind.params[number - 1]
+            type_name = plan.param_types.get(number) or _declared_type(
+                self.declared, number
+            )
+            if raw is None:
+                decoded[number] = None
+            elif _format_of(bind.param_formats, number - 1) == BINARY:
+                decoded[number] = types.binary_in(type_name, raw)
+            else:
+                decoded[number] = types.text_in(type_name, raw.decode("utf-8"))
+        return decoded
+
+    def _described_fields(self) -> list[codec.Field] | None:
+        frames = self.described or []
+        for frame in frames:
+            if frame.type == ord("T"):
+                return list(codec.decode_backend(frame).fields)
+        return None
+
+    def _result_formats(self, client: Sequence[int]) -> list[int]:
+        if len(client) <= 1:
+            return list(client)
+        fields = self._described_fields() or []
+        layout = build_layout(self.plans[0], self.marker, fields, [None] * 99, [], "hex")
+        upstream: list[int] = []
+        for column, code in zip(layout.columns, client, strict=False):
+            width = len(getattr(column, "inputs", ())) or 1
+            upstream += [code] * width
+        return upstream
+
+    def _layout_for(self, formats: list[int]) -> Layout | None:
+        fields = self._described_fields()
+        if fields is None:
+            return None
+        with_formats = [
+            codec.Field(
+                f.name, f.table_oid, f.column, f.type_oid, f.type_size,
+                f.type_modifier, _format_of(formats, i),
+            )
+            for i, f in enumerate(fields)
+        ]
+        return self.make_layout(0, with_formats)
+
+    def make_layout(self, index: int, fields: Sequence[codec.Field]) -> Layout:
+        plan = self.plans[index]
+        deferred = [self._deferred(d) for d in plan.deferred]
+        outputs = self.outputs[index] or [None] * len(plan.outputs)
+        return build_layout(
+            plan, self.marker, fields, outputs, deferred, self.bytea_output
+        )
+
+    def _deferred(self, spec: Any) -> Any:
+        def compute(inputs: list[Any]) -> Any:
+            ciphertext, additional, material, nonce = inputs
+            if ciphertext is None or material is None:
+                return None
+            if isinstance(material, bytes):
+                material = material.decode("utf-8")
+            chain = self._chains.get(material)
+            if chain is None:
+                chain = self._chains[material] = parse_material(material)
+            assert self.evaluator is not None
+            value: Any = self.evaluator.decrypt_under(
+                chain, _bytes(ciphertext), _maybe_bytes(additional), _maybe_bytes(nonce)
+            )
+            for wrapper in spec.wrappers:
+                value = wrapper.function(value)
+            return value
+
+        return compute
+
+    # -- replies -----------------------------------------------------------------------
+
+    def query_reply(self) -> Reply:
+        from .replies import QueryReply
+
+        return QueryReply(self)
+
+    def describe_reply(self, *, statement: bool) -> Reply:
+        from .replies import DescribeReply
+
+        return DescribeReply(self, statement=statement)
+
+    def execute_reply(self) -> Reply:
+        from .replies import ExecuteReply
+
+        return ExecuteReply(self)
+
+
+def _roots(plan: Plan) -> list[Any]:
+    roots: list[Any] = [o.node for o in plan.outputs] + [f.node for f in plan.folds]
+    for create in plan.creates:
+        roots += [
+            n
+            for n in (
+                create.raw_key,
+                create.raw_key_nonce,
+                create.parent_key,
+                create.associated_data,
+            )
+            if n is not None
+        ]
+    return roots
+
+
+def _declared_type(declared: Sequence[int], number: int) -> str:
+    oid = declared[number - 1] if number <= len(declared) else 0
+    found = types.BY_OID.get(oid)
+    return found.name if found else "text"
+
+
+def _format_of(formats: Sequence[int], index: int) -> int:
+    if not formats:
+        return 0
+    if len(formats) == 1:
+        return formats[0]
+    return formats[index] if index < len(formats) else 0
+
+
+def _text_value(type_name: str, value: Any, bytea_output: str) -> bytes | None:
+    if value is None:
+        return None
+    return types.text_out(type_name, value, "hex").encode("utf-8")
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return types.bytea_in(value)
+
+
+def _maybe_bytes(value: Any) -> bytes | None:
+    return None if value is None else _bytes(value)
+
+
+def _max_param(sql: str) -> int:
+    return max(_params_in(sql), default=0)
+
+
+def _params_in(sql: str) -> set[int]:
+    return {
+        int(sql[t.start + 1 : t.end]) for t in tokens(sql) if t.name == "PARAM"
+    }

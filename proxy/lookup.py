@@ -1,0 +1,106 @@
+"""The one upstream query a rewritten statement needs before it runs.
+
+It runs on the client's own connection, as the client's current role, inside the
+client's transaction: EXECUTE privileges (42501) first, then key rows by uuid
+(P0002), then new parent keys for raw keys created without one. It also reports
+search_path, bytea_output and the root key fingerprint recorded by `init`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import codec
+from .errors import SQLSTATE, ProxyError
+
+if TYPE_CHECKING:
+    from .session import Session
+
+LOOKUP_SQL = """\
+SELECT 0::bigint AS n, current_schemas(true)::text, current_setting('bytea_output'),
+       (SELECT root_key_fingerprint FROM pgsodium._proxy_meta),
+       pgsodium._proxy_check_execute($1::regprocedure[])::text
+UNION ALL
+SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL, NULL
+  FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS x(u, t, n)
+UNION ALL
+SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex'), NULL
+  FROM generate_series(1, $4::integer) AS g(n),
+       LATERAL pgsodium.create_key('aead-det'::pgsodium.key_type) AS k"""
+
+
+class Skipped(Exception):
+    """The upstream discarded the request (an earlier error, until Sync)."""
+
+
+class LookupFailed(Exception):
+    """The upstream raised an error; `error` is the ErrorResponse for the client."""
+
+    def __init__(self, error: bytes) -> None:
+        super().__init__("lookup failed")
+        self.error = error
+
+
+@dataclass
+class Found:
+    schemas: list[str]
+    bytea_output: str
+    materials: dict[tuple[str, str], str]
+    parents: list[tuple[str, int, bytes]]
+
+
+def _array(values: list[str]) -> str:
+    """A text[]-style array literal (used as a bind value, never spliced into SQL)."""
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"
+
+
+def _schemas(text: str) -> list[str]:
+    return [s.strip('"') for s in text.strip("{}").split(",") if s]
+
+
+async def lookup(
+    session: Session,
+    checks: list[str],
+    keys: list[tuple[str, str]],
+    parents: int,
+) -> Found:
+    uuids = [k[0] or "00000000-0000-0000-0000-000000000000" for k in keys]
+    rows = await session.internal(
+        LOOKUP_SQL,
+        [_array(checks), _array(uuids), _array([k[1] for k in keys]), str(parents)],
+    )
+    header = next(r for r in rows if r[0] == "0")
+    fingerprint = header[3]
+    expected = session.server.root_key.fingerprint()
+    if fingerprint != expected:
+        raise ProxyError(
+            SQLSTATE.ROOT_KEY_MISMATCH,
+            f"the root key of this pgsodium-proxy (fingerprint {expected}) is not "
+            f"the one recorded in this database (fingerprint {fingerprint})",
+            hint="Start the proxy with the root key that `pgsodium-proxy init` "
+            "recorded for this database.",
+        )
+    materials: dict[tuple[str, str], str] = {}
+    for row in rows:
+        n = int(row[0] or 0)
+        if n > 0:
+            key = keys[n - 1]
+            if not key[0]:
+                continue  # a NULL uuid never matches (P0002 is raised when used)
+            materials[key] = row[1] or ""
+    found_parents = [
+        (r[1] or "", int(r[2] or 0), bytes.fromhex(r[3] or ""))
+        for r in rows
+        if int(r[0] or 0) < 0
+    ]
+    return Found(_schemas(header[1] or ""), header[2] or "hex", materials, found_parents)
+
+
+def sanitize(frame: codec.Frame) -> bytes:
+    """An upstream ErrorResponse for the client, without the proxy's internals
+    (context lines, positions in the proxy's own query, source file and line)."""
+    error = codec.decode_backend(frame)
+    kept = tuple((c, v) for c, v in error.fields if c in "SVCMDH")
+    return codec.ErrorResponse(kept).encode()

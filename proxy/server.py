@@ -1,0 +1,116 @@
+"""The listening service: accepts clients, owns the cancel keys, shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+from typing import TYPE_CHECKING
+
+from . import codec
+from .config import Config
+from .errors import SQLSTATE
+
+if TYPE_CHECKING:
+    from keystore.rootkey import RootKey
+
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+CANCEL_REQUEST_CODE = 80877102
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+class Server:
+    def __init__(self, config: Config, root_key: RootKey) -> None:
+        self.config = config
+        self.root_key = root_key
+        self._server: asyncio.base_events.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+        # Proxy-issued cancel key -> session. A client can only cancel the session
+        # it was given the key for: upstream pids and secrets never reach clients.
+        self._cancel_keys: dict[tuple[int, bytes], Session] = {}
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        listen = self.config.listen
+        self._server = await asyncio.start_server(
+            self._accept, listen.host, listen.port, limit=2**20
+        )
+        log.info("listening on %s:%d", listen.host, self.port)
+
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        from .session import Session
+
+        if len(self._sessions) >= self.config.listen.max_clients:
+            writer.write(
+                codec.error_response(
+                    "FATAL",
+                    SQLSTATE.TOO_MANY_CONNECTIONS,
+                    "sorry, too many clients already",
+                )
+            )
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await Session(self, reader, writer).run()
+        finally:
+            self._sessions.discard(task)
+
+    # -- cancel keys -----------------------------------------------------------
+
+    def issue_cancel_key(self, session: Session) -> tuple[int, bytes]:
+        while True:
+            key = (secrets.randbelow(2**31 - 1) + 1, secrets.token_bytes(4))
+            if key not in self._cancel_keys:
+                self._cancel_keys[key] = session
+                return key
+
+    def forget_cancel_key(self, key: tuple[int, bytes]) -> None:
+        self._cancel_keys.pop(key, None)
+
+    async def cancel(self, pid: int, secret: bytes) -> None:
+        """Deliver a CancelRequest to the upstream backend of the matching session."""
+        session = self._cancel_keys.get((pid, secret))
+        if session is None or session.upstream_cancel is None:
+            log.warning("cancel request with an unknown cancel key ignored")
+            return
+        upstream_pid, upstream_secret = session.upstream_cancel
+        upstream = self.config.upstream
+        body = struct.pack("!ii", CANCEL_REQUEST_CODE, upstream_pid) + upstream_secret
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(upstream.host, upstream.port),
+                upstream.connect_timeout,
+            )
+            writer.write(struct.pack("!i", len(body) + 4) + body)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.error("could not deliver a cancel request upstream: %s", exc)
+
+    # -- shutdown --------------------------------------------------------------
+
+    async def close(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, give sessions `grace` seconds, then close them."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._sessions:
+            _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("shut down")

@@ -1,0 +1,91 @@
+"""Produce the statement text sent upstream for a Plan.
+
+Result columns the proxy fills in carry aliases made from a marker that is random
+for each rendering, so nothing a client writes can be mistaken for them (DESIGN
+invariant 6). Folded values are either SQL literals (simple protocol) or extra bind
+parameters after the client's own (extended protocol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from . import sqltext
+from .plan import Plan, RawKeyCreate, node_type
+
+
+def output_alias(marker: str, index: int) -> str:
+    return f"{marker}o{index}"
+
+
+def deferred_alias(marker: str, index: int, part: str) -> str:
+    return f"{marker}d{index}{part}"
+
+
+def deferred_inputs(marker: str, index: int, qualifier: str) -> str:
+    """The inputs of decrypted_raw_key, as pgsodium's view computes it."""
+    q = sqltext.quote_ident(qualifier)
+    parts = [
+        (f"{q}.raw_key", "a"),
+        (f"convert_to({q}.id::text || {q}.associated_data, 'utf8')", "b"),
+        (
+            f"CASE WHEN {q}.raw_key IS NOT NULL AND {q}.parent_key IS NOT NULL "
+            f"THEN pgsodium._proxy_key_material({q}.parent_key, 'aead-det') END",
+            "c",
+        ),
+        (f"{q}.raw_key_nonce", "d"),
+    ]
+    return ", ".join(
+        f"{expr} AS {sqltext.quote_ident(deferred_alias(marker, index, part))}"
+        for expr, part in parts
+    )
+
+
+def _create_call(create: RawKeyCreate, values: Sequence[str]) -> str:
+    """pgsodium._proxy_create_raw_key(...) for create_key with a raw key.
+
+    `values` are the SQL texts (literals or $n) of: id, encrypted raw key, nonce,
+    parent uuid, associated_data.
+    """
+    key_id, raw_key, nonce, parent, associated = values
+    key_type = create.key_type or "'aead-det'"
+    return (
+        "pgsodium._proxy_create_raw_key("
+        f"{key_id}, ({key_type})::pgsodium.key_type, "
+        f"({create.name or 'NULL'})::text, {raw_key}, {nonce}, {parent}, "
+        f"({create.expires or 'NULL'})::timestamp with time zone, {associated})"
+    )
+
+
+def render(
+    plan: Plan,
+    marker: str,
+    fold_value: Callable[[int, str], str],
+    create_values: Callable[[int], Sequence[str]],
+) -> str:
+    """The upstream text of `plan`.
+
+    `fold_value(i, type)` gives the SQL text standing for fold i; `create_values(i)`
+    the five SQL texts for raw-key create i.
+    """
+    replacements: list[tuple[int, int, str]] = []
+    for index, output in enumerate(plan.outputs):
+        alias = sqltext.quote_ident(output_alias(marker, index))
+        placeholder = f"NULL::{node_type(output.node)} AS {alias}"
+        replacements.append((*output.span, placeholder))
+    for index, deferred in enumerate(plan.deferred):
+        if deferred.span[0] >= 0:
+            text = deferred_inputs(marker, index, deferred.qualifier)
+            replacements.append((*deferred.span, text))
+    for start, end, text in plan.texts:
+        for index, deferred in enumerate(plan.deferred):
+            text = text.replace(
+                "{deferred:%d}" % index,
+                deferred_inputs(marker, index, deferred.qualifier),
+            )
+        replacements.append((start, end, text))
+    for index, fold in enumerate(plan.folds):
+        replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
+    for index, create in enumerate(plan.creates):
+        replacements.append((*create.span, _create_call(create, create_values(index))))
+    return sqltext.splice(plan.text, replacements)
