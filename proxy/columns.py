@@ -59,6 +59,7 @@ class Layout:
         return codec.RowDescription(self.fields).encode()
 
     def transform(self, body: bytes, bytea_output: str) -> bytes:
+        """One upstream DataRow body in, one complete client DataRow message out."""
         values = codec.data_row_values(body)
         out: list[bytes | None] = []
         for column in self.columns:

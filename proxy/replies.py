@@ -73,8 +73,7 @@ class QueryReply(Reply):
 
     def _row(self, frame: Frame) -> bytes:
         assert self.layout is not None
-        body = self.layout.transform(frame.body, self.execution.bytea_output)
-        return codec.frame_bytes(D, body)
+        return self.layout.transform(frame.body, self.execution.bytea_output)
 
     def _ready(self, frame: Frame, out: list[bytes]) -> bool:
         status = chr(frame.body[0])
@@ -125,8 +124,9 @@ class ExecuteReply(Reply):
         if self.error is None:
             if kind == D and layout is not None and not layout.identity:
                 try:
-                    body = layout.transform(frame.body, self.execution.bytea_output)
-                    out.append(codec.frame_bytes(D, body))
+                    out.append(
+                        layout.transform(frame.body, self.execution.bytea_output)
+                    )
                 except _ROW_ERRORS as exc:
                     self.error = _error(exc)
             elif not (finished and self.error is not None):

@@ -1,0 +1,112 @@
+"""The `pgsodium-proxy` command: serve, init, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from keystore.errors import KeystoreError
+
+from . import config as configuration
+from .admin import AdminError, install_schema, verify_fingerprint
+
+log = logging.getLogger("proxy")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _run_until_signalled(server: object) -> None:
+    from .server import Server
+
+    assert isinstance(server, Server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.close()
+
+
+async def _serve(config: configuration.Config) -> None:
+    from .server import Server
+
+    root_key = config.root_key.load()
+    await verify_fingerprint(config.upstream, root_key)
+    server = Server(config, root_key)
+    await server.start()
+    await _run_until_signalled(server)
+
+
+async def _init(config: configuration.Config) -> None:
+    root_key = config.root_key.load()
+    report = await install_schema(config.upstream.admin_dsn, root_key)
+    print(report)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgsodium-proxy",
+        description="PostgreSQL proxy that provides pgsodium's key management and "
+        "crypto API to a vanilla PostgreSQL.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", type=Path, required=True)
+    init = commands.add_parser(
+        "init", help="install or upgrade the pgsodium schema upstream (idempotent)"
+    )
+    init.add_argument("--config", type=Path, required=True)
+    demo = commands.add_parser(
+        "demo", help="throwaway PostgreSQL + generated root key + proxy on localhost"
+    )
+    demo.add_argument("--port", type=int, default=6432)
+    demo.add_argument(
+        "--root-key-file",
+        type=Path,
+        help="use the root key in this file, or write a new one there if missing",
+    )
+    demo.add_argument("--log-level", default="info")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            _setup_logging(args.log_level)
+            return asyncio.run(run_demo(args.port, args.root_key_file))
+        config = configuration.load(args.config)
+        _setup_logging(config.log.level)
+        if args.command == "serve":
+            asyncio.run(_serve(config))
+        else:
+            asyncio.run(_init(config))
+        return 0
+    except (configuration.ConfigError, KeystoreError, AdminError) as exc:
+        print(f"pgsodium-proxy: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def with_listen(config: configuration.Config, port: int) -> configuration.Config:
+    return replace(config, listen=replace(config.listen, port=port))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

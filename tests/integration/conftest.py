@@ -1,0 +1,70 @@
+"""A real proxy in front of the session's PostgreSQL, with a fixed root key."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from keystore.rootkey import RootKey
+from proxy.admin import install_schema
+from proxy.cluster import Cluster
+from proxy.config import Config, ListenConfig, UpstreamConfig
+from proxy.server import Server
+
+# The root key of the known-answer vectors: 00 01 02 ... 1f.
+ROOT_KEY = RootKey(bytes(range(32)))
+
+
+@dataclass
+class RunningProxy:
+    host: str
+    port: int
+    upstream: Cluster
+    loop: asyncio.AbstractEventLoop
+    server: Server
+
+    def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"host={self.host} port={self.port} user={user} dbname={dbname}"
+
+    def url(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
+
+    def direct_dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.upstream.port} user={user} dbname={dbname}"
+
+
+@pytest.fixture(scope="session")
+def proxy(pg_cluster: Cluster) -> Iterator[RunningProxy]:
+    """The proxy runs on its own event loop thread, so sync and async clients both
+    talk to it exactly as they would to a separate process."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Server] = {}
+
+    async def start() -> None:
+        dsn = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/postgres"
+        await install_schema(dsn, ROOT_KEY)
+        config = Config(
+            listen=ListenConfig(host="127.0.0.1", port=0),
+            upstream=UpstreamConfig(port=pg_cluster.port, admin_dsn=dsn),
+        )
+        server = Server(config, ROOT_KEY)
+        await server.start()
+        holder["server"] = server
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    ready.wait(60)
+    server = holder["server"]
+    try:
+        yield RunningProxy("127.0.0.1", server.port, pg_cluster, loop, server)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(grace=2), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
