@@ -1,9 +1,7 @@
 """crypto_box (X25519 + XSalsa20-Poly1305), sealed boxes and box keypairs.
 
-pgsodium sizes box/box_open/seal/seal_open results from the argument's varlena header,
-so a short-header argument (a table column under 127 bytes) yields a result 3 bytes
-too short there. The proxy cannot see header widths and always returns the full,
-correct result (reference §5).
+Results are always complete: pgsodium's are 3 bytes short when an argument arrives
+with a 1-byte varlena header (reference §5), which the proxy cannot see or mimic.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Ed25519 signatures (crypto_sign*) and pgsodium's multi-part Ed25519ph API.
 
 The multi-part state is libsodium's raw 208-byte crypto_sign_state (SHA-512 H[8],
-count[2], buf[128], native little-endian), handed to SQL as bytea between calls. It is
-loaded into and read back from a libsodium Ed25519ph state, so libsodium's own SHA-512
-code absorbs the message and finalises the signature: byte-exact by construction.
+count[2], buf[128], little-endian) as bytea; it is loaded into and read back from a
+libsodium Ed25519ph state, so libsodium's own code absorbs and signs: byte-exact.
 """
 
 from __future__ import annotations
