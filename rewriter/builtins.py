@@ -109,6 +109,23 @@ class Builtin:
     strict: bool = True
 
 
+def _trim(value: str | bytes, chars: str | bytes, left: bool, right: bool) -> object:
+    start, end = 0, len(value)
+    while left and start < end and value[start : start + 1] in _units(chars):
+        start += 1
+    while right and end > start and value[end - 1 : end] in _units(chars):
+        end -= 1
+    return value[start:end]
+
+
+def _units(chars: str | bytes) -> set[str | bytes]:
+    return {chars[i : i + 1] for i in range(len(chars))}
+
+
+def _repeat(text: str, count: int) -> str:
+    return text * max(count, 0)
+
+
 BUILTINS: tuple[Builtin, ...] = (
     Builtin("convert_to", ("text", "name"), "bytea", convert_to),
     Builtin("convert_from", ("bytea", "name"), "text", convert_from),
@@ -120,6 +137,19 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(
         "octet_length", ("text",), "integer", lambda s: len(s.encode("utf-8"))
     ),
+    Builtin("repeat", ("text", "integer"), "text", _repeat),
+    Builtin("rtrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, False, True)),
+    Builtin("ltrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, True, False)),
+    Builtin("btrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, True, True)),
+    Builtin("rtrim", ("text", "text"), "text", lambda v, c: _trim(v, c, False, True)),
+    Builtin("ltrim", ("text", "text"), "text", lambda v, c: _trim(v, c, True, False)),
+    Builtin("btrim", ("text", "text"), "text", lambda v, c: _trim(v, c, True, True)),
+    Builtin("rtrim", ("text",), "text", lambda v: _trim(v, " ", False, True)),
+    Builtin("ltrim", ("text",), "text", lambda v: _trim(v, " ", True, False)),
+    Builtin("btrim", ("text",), "text", lambda v: _trim(v, " ", True, True)),
+    # The || operator.
+    Builtin("||", ("text", "text"), "text", lambda a, b: a + b),
+    Builtin("||", ("bytea", "bytea"), "bytea", lambda a, b: a + b),
 )
 
 
@@ -139,8 +169,15 @@ def find_builtin(name: str, arg_types: list[str]) -> Builtin | None:
     ]
     if len(matches) > 1:
         exact = [b for b in matches if list(b.arg_types) == arg_types]
+        known = [
+            b
+            for b in matches
+            if all(a in ("unknown", p) for a, p in zip(arg_types, b.arg_types, strict=True))
+        ]
         # length('x'): an unknown literal prefers the string category (text).
-        matches = exact or [b for b in matches if "text" in b.arg_types[:1]]
+        matches = exact or (known if len(known) == 1 else []) or [
+            b for b in matches if "text" in b.arg_types[:1]
+        ]
     return matches[0] if len(matches) == 1 else None
 
 

@@ -77,6 +77,8 @@ class Compiler:
             return self._param(node.number)
         if isinstance(node, ast.FuncCall):
             return self._call(node)
+        if isinstance(node, ast.A_Expr) and _is_concat(node):
+            return self._apply("||", [self.compile(node.lexpr), self.compile(node.rexpr)])
         location = getattr(node, "location", None)
         raise NotFoldable(type(node).__name__, location)
 
@@ -160,9 +162,12 @@ class Compiler:
         args, named = self._arguments(node)
         if named:
             raise NotFoldable(f"named arguments to {name}()", node.location)
+        return self._apply(name, args, node.location)
+
+    def _apply(self, name: str, args: list[Node], location: int | None = None) -> Apply:
         found = builtins.find_builtin(name, [node_type(a) for a in args])
         if found is None:
-            raise NotFoldable(f"function {name}()", node.location)
+            raise NotFoldable(f"function {name}()", location)
         coerced = tuple(
             self._coerce(a, "text" if t == "name" else t)
             for a, t in zip(args, found.arg_types, strict=True)
@@ -177,6 +182,14 @@ class Compiler:
             self.param_types[value.number] = target
             return Param(value.number, target)
         return Cast(value, target)
+
+
+def _is_concat(node: ast.A_Expr) -> bool:
+    return (
+        node.kind.name == "AEXPR_OP"
+        and node.lexpr is not None
+        and [n.sval for n in node.name][-1] == "||"
+    )
 
 
 @lru_cache(maxsize=256)

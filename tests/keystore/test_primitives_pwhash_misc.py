@@ -4,6 +4,8 @@ crypto_cmp."""
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from typing import Any
 
@@ -181,6 +183,48 @@ def test_base642bin_refuses_other_alphabets_padding_stray_bits_and_bad_lengths(
     assert error_of(lambda: IMPL["pgsodium_sodium_base642bin"](ENV, text))[1] == (
         "pgsodium_sodium_base642bin: sodium_base642bin() failed"
     )
+
+
+def _system_libsodium() -> Any:
+    name = ctypes.util.find_library("sodium")
+    if name is None:
+        return None
+    lib = ctypes.CDLL(name)
+    return lib if lib.sodium_init() >= 0 else None
+
+
+SODIUM = _system_libsodium()
+URLSAFE_NO_PADDING = 7  # sodium_base64_VARIANT_URLSAFE_NO_PADDING
+
+
+def sodium_base642bin_as_pgsodium_calls_it(text: str) -> bytes | None:
+    raw = text.encode()
+    capacity = ((len(raw) + 1) // 4) * 3  # pgsodium's output buffer
+    out = ctypes.create_string_buffer(max(capacity, 1))
+    size = ctypes.c_size_t(0)
+    rc = SODIUM.sodium_base642bin(
+        out,
+        ctypes.c_size_t(capacity),
+        raw,
+        ctypes.c_size_t(len(raw)),
+        b"",
+        ctypes.byref(size),
+        None,
+        URLSAFE_NO_PADDING,
+    )
+    return out.raw[: size.value] if rc == 0 else None
+
+
+@pytest.mark.skipif(SODIUM is None, reason="a system libsodium is the oracle")
+@given(text=st.text(alphabet="AQIDBw-_=+/ 9z\né", max_size=24))
+def test_base642bin_accepts_and_refuses_exactly_what_libsodium_does(text: str) -> None:
+    expected = sodium_base642bin_as_pgsodium_calls_it(text)
+    decode = IMPL["pgsodium_sodium_base642bin"]
+
+    if expected is None:
+        assert error_of(lambda: decode(ENV, text))[0] == "22000"
+    else:
+        assert decode(ENV, text) == expected
 
 
 def test_base642bin_of_empty_text_is_empty() -> None:
