@@ -1138,3 +1138,23 @@ def keymaker_functions() -> list[str]:
         for sig in schema.installed_functions()
         if sig.owner == "pgsodium_keymaker"
     ] + [fn for fn, (owner, _) in schema.PROXY_FUNCTIONS.items() if owner]
+
+
+def test_concurrent_installs_serialise_on_the_advisory_lock(database: str) -> None:
+    with psycopg.connect(database) as first, psycopg.connect(database) as second:
+        first.execute(schema.render(FINGERPRINT))  # type: ignore[arg-type]
+        holder = one(first, "SELECT pg_backend_pid()")
+        second.execute("SET lock_timeout = '300ms'")
+
+        error = error_of(second, schema.render(FINGERPRINT))
+
+        assert error.sqlstate == "55P03"  # lock_not_available
+        blocked_by = one(
+            first,
+            "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory'"
+            " AND l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+            [schema.ADVISORY_LOCK_KEY],
+        )
+        assert blocked_by == holder
+        first.commit()
+        second.execute(schema.render(FINGERPRINT))  # type: ignore[arg-type]
