@@ -216,7 +216,9 @@ def sodium_base642bin_as_pgsodium_calls_it(text: str) -> bytes | None:
 
 
 @pytest.mark.skipif(SODIUM is None, reason="a system libsodium is the oracle")
-@given(text=st.text(alphabet="AQIDBw-_=+/ 9z\né", max_size=24))
+# ASCII only: libsodium before 1.0.22 (this oracle may be older) decodes some bytes
+# >= 0x80 as digits; 1.0.22, which pgsodium 3.1.11 requires, refuses them, as we do.
+@given(text=st.text(alphabet="AQIDBw-_=+/ 9z\n", max_size=24))
 def test_base642bin_accepts_and_refuses_exactly_what_libsodium_does(text: str) -> None:
     expected = sodium_base642bin_as_pgsodium_calls_it(text)
     decode = IMPL["pgsodium_sodium_base642bin"]
