@@ -39,8 +39,10 @@ STUB_HINT = (
 )
 
 # Catalogue kinds declared upstream.
-# TODO: add "tce" with the masking machinery (masking_rule, mask_columns, seclabel
-# views, schema pgsodium_masks, the TCE helper functions) — its own issue.
+# TODO: no masking machinery yet (schema pgsodium_masks, views masking_rule,
+# mask_columns, seclabel, the "tce" functions) — add "tce" here with the TCE issue.
+# pgsodium's key_encrypt_secret_raw_key trigger stays out even then: the proxy
+# encrypts raw keys itself.
 INSTALLED_KINDS = frozenset({"crypto", "keys"})
 
 # The proxy's own functions (keystore/sql/proxy_internals.sql): owner, EXECUTE.
@@ -86,6 +88,7 @@ def render(root_key_fingerprint: str) -> str:
         *(_aggregate(sig) for sig in installed_functions()),
         _sql("decrypted_key.sql"),
         _sql("key_functions.sql"),
+        # The "tce" part goes here once INSTALLED_KINDS includes it.
         _sql("proxy_internals.sql"),
         *(
             _execute_grants(sig.regprocedure, sig.owner, sig.execute)

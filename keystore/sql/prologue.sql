@@ -8,12 +8,18 @@ SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 -- big-endian 64-bit integer; the lock is per database and ends with the transaction.
 SELECT pg_catalog.pg_advisory_xact_lock({{advisory_lock_key}});
 
--- Refuse before changing anything: a database bound to another root key, a schema
--- newer than this proxy, or a real pgsodium extension installed here.
+-- Refuse before changing anything: a server older than 13, a real pgsodium extension
+-- installed here, a database bound to another root key, or a schema newer than this
+-- proxy.
 DO $guard$
 DECLARE
   stored record;
 BEGIN
+  -- gen_random_uuid() is built in from 13 on; pgsodium 3.1.11 needs 13 as well.
+  IF pg_catalog.current_setting('server_version_num')::int < 130000 THEN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = 'pgsodium-proxy needs PostgreSQL 13 or later';
+  END IF;
   IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgsodium') THEN
     RAISE EXCEPTION USING ERRCODE = '55000',
       MESSAGE = 'the pgsodium extension is installed in this database',
