@@ -8,8 +8,9 @@ are declared from keystore.catalogue with bodies that only refuse. Renders text 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
+from types import MappingProxyType
 
 from .catalogue import (
     COMPOSITE_TYPES,
@@ -46,13 +47,15 @@ STUB_HINT = (
 INSTALLED_KINDS = frozenset({"crypto", "keys"})
 
 # The proxy's own functions (keystore/sql/proxy_internals.sql): owner, EXECUTE.
-PROXY_FUNCTIONS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "pgsodium._proxy_check_execute(regprocedure[])": (None, ("PUBLIC",)),
-    "pgsodium._proxy_key_material(uuid,pgsodium.key_type)": (KEYMAKER, ("PUBLIC",)),
-    "pgsodium._proxy_create_raw_key(uuid,pgsodium.key_type,text,bytea,bytea,uuid,"
-    "timestamp with time zone,text)": (KEYMAKER, ("PUBLIC", KEYIDUSER)),
-    "pgsodium._proxy_raise(text,text)": (None, ("PUBLIC",)),
-}
+PROXY_FUNCTIONS: Mapping[str, tuple[str | None, tuple[str, ...]]] = MappingProxyType(
+    {
+        "pgsodium._proxy_check_execute(regprocedure[])": (None, ("PUBLIC",)),
+        "pgsodium._proxy_key_material(uuid,pgsodium.key_type)": (KEYMAKER, ("PUBLIC",)),
+        "pgsodium._proxy_create_raw_key(uuid,pgsodium.key_type,text,bytea,bytea,uuid,"
+        "timestamp with time zone,text)": (KEYMAKER, ("PUBLIC", KEYIDUSER)),
+        "pgsodium._proxy_raise(text,text)": (None, ("PUBLIC",)),
+    }
+)
 
 # State function of each aggregate (pgsodium 1.1.0: STYPE bytea, PARALLEL unsafe).
 _AGGREGATE_SFUNCS = {
@@ -75,55 +78,61 @@ def installed_functions() -> tuple[Signature, ...]:
 
 
 def render(root_key_fingerprint: str) -> str:
-    """The whole install/upgrade script for a proxy whose root key has this print."""
+    """The whole install/upgrade script for a proxy whose root key has this print.
+
+    The caller runs it in one transaction and commits; it sets search_path to
+    `pg_catalog, pg_temp` for the rest of that transaction.
+    """
     if not _FINGERPRINT.fullmatch(root_key_fingerprint):
         raise SchemaError("root key fingerprint must be 1-256 of [0-9A-Za-z:+/=._-]")
 
-    parts = [
+    script = "\n\n".join(part for part in _parts() if part)
+    for name, value in _placeholders(root_key_fingerprint).items():
+        script = script.replace("{{" + name + "}}", value)
+    if "{{" in script:
+        raise AssertionError("unfilled placeholder in the schema script")
+    return script + "\n"
+
+
+def _parts() -> list[str]:
+    """The script's pieces in dependency order."""
+    functions = installed_functions()
+    return [
         _sql("prologue.sql"),
         _sql("roles.sql"),
         _types(),
         _sql("key_table.sql"),
-        *(_stub(sig) for sig in installed_functions() if sig.kind == "crypto"),
-        *(_aggregate(sig) for sig in installed_functions()),
+        *(_stub(sig) for sig in functions if sig.kind == "crypto"),
+        *(_aggregate(sig) for sig in functions),
         _sql("decrypted_key.sql"),
         _sql("key_functions.sql"),
         # The "tce" part goes here once INSTALLED_KINDS includes it.
         _sql("proxy_internals.sql"),
         *(
             _execute_grants(sig.regprocedure, sig.owner, sig.execute)
-            for sig in installed_functions()
+            for sig in functions
         ),
-        *(
-            _execute_grants(fn, owner, roles)
-            for fn, (owner, roles) in PROXY_FUNCTIONS.items()
-        ),
+        *(_execute_grants(fn, *grant) for fn, grant in PROXY_FUNCTIONS.items()),
         _sql("privileges.sql"),
         _sql("ownership.sql"),
         _sql("epilogue.sql"),
     ]
+
+
+def _placeholders(root_key_fingerprint: str) -> dict[str, str]:
     keymaker_functions = [
         sig.regprocedure for sig in installed_functions() if sig.owner == KEYMAKER
     ]
     keymaker_functions += [
         fn for fn, (owner, _) in PROXY_FUNCTIONS.items() if owner == KEYMAKER
     ]
-
-    values = {
+    return {
         "root_key_fingerprint": root_key_fingerprint,
         "schema_version": str(SCHEMA_VERSION),
         "fingerprint_sqlstate": ROOT_KEY_MISMATCH_SQLSTATE,
         "advisory_lock_key": str(ADVISORY_LOCK_KEY),
-        "keymaker_functions": ",\n      ".join(
-            _literal(fn) for fn in keymaker_functions
-        ),
+        "keymaker_functions": ",\n      ".join(map(_literal, keymaker_functions)),
     }
-    script = "\n\n".join(part for part in parts if part)
-    for name, value in values.items():
-        script = script.replace("{{" + name + "}}", value)
-    if "{{" in script:
-        raise AssertionError("unfilled placeholder in the schema script")
-    return script + "\n"
 
 
 def _sql(name: str) -> str:

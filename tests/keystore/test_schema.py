@@ -1051,7 +1051,9 @@ def test_createrole_installer_makes_keymaker_the_owner(
         conn.execute(f"ALTER ROLE {installer_role} CREATEROLE")
     name = create_database(pg_cluster, owner=installer_role)
     try:
-        notices = install(conninfo_for(pg_cluster, name, user=installer_role))
+        as_installer = conninfo_for(pg_cluster, name, user=installer_role)
+        notices = install(as_installer)
+        notices += install(as_installer)  # again, now over keymaker-owned functions
 
         with psycopg.connect(conninfo_for(pg_cluster, name)) as conn:
             assert not [n for n in notices if "pgsodium-proxy" in n]
