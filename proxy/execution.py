@@ -126,6 +126,12 @@ class Execution:
             return None
         return evaluate(node, params, _no_calls, self.bytea_output)
 
+    def _computed(self, node: Any, params: dict[int, Any]) -> Any:
+        """A value that may itself come from pgsodium calls (keys already looked up)."""
+        if node is None:
+            return None
+        return evaluate(node, params, self.evaluator, self.bytea_output)
+
     def _has_null_arg(self, call: Call, params: dict[int, Any]) -> bool:
         try:
             return any(self._value(a, params) is None for a in call.args)
@@ -149,14 +155,14 @@ class Execution:
         """Values for pgsodium._proxy_create_raw_key: id, ciphertext, nonce, parent,
         associated_data — the raw key encrypted exactly as pgsodium's trigger does."""
         assert self.evaluator is not None
-        raw_key = self._value(create.raw_key, params)
-        nonce = self._value(create.raw_key_nonce, params)
+        raw_key = self._computed(create.raw_key, params)
+        nonce = self._computed(create.raw_key_nonce, params)
         if nonce is None:
             nonce = secrets.token_bytes(DET_NONCE_BYTES)
         associated = (
             ""
             if create.associated_data is None
-            else self._value(create.associated_data, params)
+            else self._computed(create.associated_data, params)
         )
         parent = self._value(create.parent_key, params)
         if parent is None:

@@ -107,6 +107,7 @@ class _Statement:
     def plan(self, stmt: ast.Node) -> Plan:
         if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
             self._select_list(stmt)
+        self._unhandled_decrypted_raw_key(stmt)
         self._remaining(stmt)
         self.result.checks |= self.compiler.checks
         self.result.param_types = dict(self.compiler.param_types)
@@ -218,6 +219,24 @@ class _Statement:
                 ),
             )
         )
+
+    def _unhandled_decrypted_raw_key(self, stmt: ast.Node) -> None:
+        """decrypted_raw_key anywhere the proxy does not decrypt it is refused here,
+        before the upstream's fail-closed stub would say less clearly."""
+        if not any(self._is_decrypted_key(v) for v in _range_vars(stmt)):
+            return
+        handled = {d.span for d in self.result.deferred}
+        for ref in _column_refs(stmt):
+            last = ref.fields[-1]
+            if not (isinstance(last, ast.String) and last.sval == "decrypted_raw_key"):
+                continue
+            if any(s <= ref.location - self.start < e for s, e in handled):
+                continue
+            raise refuse(
+                "pgsodium.decrypted_key.decrypted_raw_key here: the proxy decrypts it "
+                "only as a result column (alone or inside length/octet_length)",
+                ref.location,
+            )
 
     # -- pgsodium.decrypted_key -----------------------------------------------------
 
@@ -367,6 +386,12 @@ def _calls(node: ast.Node) -> list[ast.FuncCall]:
 
 def _range_vars(node: ast.Node) -> list[ast.RangeVar]:
     collector = _Collect(ast.RangeVar)
+    collector(node)
+    return collector.found
+
+
+def _column_refs(node: ast.Node) -> list[ast.ColumnRef]:
+    collector = _Collect(ast.ColumnRef)
     collector(node)
     return collector.found
 
