@@ -72,7 +72,12 @@ class Compiler:
             return self._const(node)
         if isinstance(node, ast.TypeCast):
             inner = self.compile(node.arg)
-            return Cast(inner, type_name(node.typeName))
+            target = type_name(node.typeName)
+            if isinstance(inner, Param) and inner.type == "unknown":
+                # `$1::bytea` gives the parameter its type, as the server infers it.
+                self.param_types[inner.number] = target
+                return Param(inner.number, target)
+            return Cast(inner, target)
         if isinstance(node, ast.ParamRef):
             return self._param(node.number)
         if isinstance(node, ast.FuncCall):

@@ -33,7 +33,14 @@ def pg_cluster() -> Iterator[Cluster]:
     """A PostgreSQL cluster started for this test session, removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="pgsodium-proxy-test-"))
     os.chmod(base, 0o755)
-    cluster = Cluster(base / "data", free_port(), hba_lines=AUTH_HBA)
+    # Every statement and bind value the upstream receives is logged, so tests can
+    # prove that no key, password or protected plaintext ever reached it.
+    cluster = Cluster(
+        base / "data",
+        free_port(),
+        hba_lines=AUTH_HBA,
+        settings={"log_statement": "all", "log_min_error_statement": "error"},
+    )
     cluster.initdb()
     cluster.start()
     try:

@@ -68,3 +68,18 @@ def proxy(pg_cluster: Cluster) -> Iterator[RunningProxy]:
         asyncio.run_coroutine_threadsafe(server.close(grace=2), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def make_database(proxy: RunningProxy, name: str) -> str:
+    """A new database with the pgsodium schema installed under ROOT_KEY."""
+    proxy.upstream.psql(f"DROP DATABASE IF EXISTS {name}")
+    proxy.upstream.psql(f"CREATE DATABASE {name}")
+    dsn = f"postgresql://postgres@127.0.0.1:{proxy.upstream.port}/{name}"
+    asyncio.run_coroutine_threadsafe(install_schema(dsn, ROOT_KEY), proxy.loop).result(
+        60
+    )
+    return name
+
+
+def server_log(proxy: RunningProxy) -> str:
+    return (proxy.upstream.datadir / "server.log").read_text(errors="replace")
