@@ -173,7 +173,13 @@ class Execution:
             chain = parse_material(materials[(str(parent), "aead-det")])
         key_uuid = str(uuid.uuid4())
         if raw_key is None:
-            return [key_uuid, None, nonce, parent, associated]
+            # TODO: a NULL raw_key bind value should make a derived key, as pgsodium
+            # does — when _proxy_create_raw_key takes key_context too.
+            raise ProxyError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                "pgsodium-proxy cannot evaluate pgsodium.create_key() with a NULL "
+                "raw_key bind value; leave raw_key out to create a derived key",
+            )
         additional = (
             None if associated is None else (key_uuid + associated).encode("utf-8")
         )

@@ -170,7 +170,7 @@ class Interceptor:
             self.session.log(logging.ERROR, "statement failed: %s", error.message)
         try:
             await self.session.internal(
-                "SELECT pgsodium._proxy_raise($1, $2)", [error.sqlstate, error.message]
+                ("SELECT pgsodium._proxy_raise($1, $2)", [error.sqlstate, error.message])
             )
         except (LookupFailed, Skipped):
             pass

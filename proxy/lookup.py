@@ -17,16 +17,19 @@ from .errors import SQLSTATE, ProxyError
 if TYPE_CHECKING:
     from .session import Session
 
-LOOKUP_SQL = """\
-SELECT 0::bigint AS n, current_schemas(true)::text, current_setting('bytea_output'),
+# Privileges first, in a statement of their own: PostgreSQL checks EXECUTE on every
+# function of a statement before running any, and pgsodium's 42501 names the
+# pgsodium function, not the proxy's helpers.
+CHECK_SQL = """\
+SELECT current_schemas(true)::text, current_setting('bytea_output'),
        (SELECT root_key_fingerprint FROM pgsodium._proxy_meta),
-       pgsodium._proxy_check_execute($1::regprocedure[])::text
+       pgsodium._proxy_check_execute($1::regprocedure[])::text"""
+KEYS_SQL = """\
+SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL
+  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS x(u, t, n)
 UNION ALL
-SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL, NULL
-  FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS x(u, t, n)
-UNION ALL
-SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex'), NULL
-  FROM generate_series(1, $4::integer) AS g(n),
+SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex')
+  FROM generate_series(1, $3::integer) AS g(n),
        LATERAL pgsodium.create_key('aead-det'::pgsodium.key_type) AS k"""
 
 
@@ -67,12 +70,15 @@ async def lookup(
     parents: int,
 ) -> Found:
     uuids = [k[0] or "00000000-0000-0000-0000-000000000000" for k in keys]
-    rows = await session.internal(
-        LOOKUP_SQL,
-        [_array(checks), _array(uuids), _array([k[1] for k in keys]), str(parents)],
-    )
-    header = next(r for r in rows if r[0] == "0")
-    fingerprint = header[3]
+    queries: list[tuple[str, list[str | None]]] = [(CHECK_SQL, [_array(checks)])]
+    if keys or parents:
+        queries.append(
+            (KEYS_SQL, [_array(uuids), _array([k[1] for k in keys]), str(parents)])
+        )
+    results = await session.internal(*queries)
+    header = results[0][0]
+    rows = results[1] if len(results) > 1 else []
+    fingerprint = header[2]
     expected = session.server.root_key.fingerprint()
     if fingerprint != expected:
         raise ProxyError(
@@ -95,7 +101,7 @@ async def lookup(
         for r in rows
         if int(r[0] or 0) < 0
     ]
-    return Found(_schemas(header[1] or ""), header[2] or "hex", materials, found_parents)
+    return Found(_schemas(header[0] or ""), header[1] or "hex", materials, found_parents)
 
 
 def sanitize(frame: codec.Frame) -> bytes:

@@ -322,41 +322,50 @@ class Session:
 
     # -- the proxy's own requests ------------------------------------------------
 
-    async def internal(self, sql: str, params: list[str | None]) -> list[list[str | None]]:
-        """Run one query of the proxy's on the client's connection; its rows as text.
+    async def internal(
+        self, *queries: tuple[str, list[str | None]]
+    ) -> list[list[list[str | None]]]:
+        """Run the proxy's own queries on the client's connection, in one round trip;
+        the rows of each, as text.
 
         Uses a named statement and portal of the proxy's own and ends with Flush:
-        the client's unnamed statement, portals and transaction are untouched.
-        Raises Skipped if the upstream discarded it, LookupFailed on an error.
+        the client's unnamed statement, portals and transaction are untouched. If one
+        query fails, the upstream skips the rest (until the client's next Sync).
+        Raises Skipped if the upstream discarded them, LookupFailed on an error.
         """
-        values = tuple(None if p is None else p.encode("utf-8") for p in params)
-        messages = [
-            codec.Close("S", INTERNAL_NAME),
-            codec.Parse(INTERNAL_NAME, sql, ()),
-            codec.Bind(INTERNAL_NAME, INTERNAL_NAME, (), values, ()),
-            codec.Execute(INTERNAL_NAME, 0),
-            codec.Close("P", INTERNAL_NAME),
-            codec.Close("S", INTERNAL_NAME),
-            codec.Flush(),
-        ]
-        reply = Collect(b"123C", count=6)
-        self.write_upstream(b"".join(m.encode() for m in messages))
+        messages: list[codec.Message] = []
+        for sql, params in queries:
+            values = tuple(None if p is None else p.encode("utf-8") for p in params)
+            messages += [
+                codec.Close("S", INTERNAL_NAME),
+                codec.Parse(INTERNAL_NAME, sql, ()),
+                codec.Bind(INTERNAL_NAME, INTERNAL_NAME, (), values, ()),
+                codec.Execute(INTERNAL_NAME, 0),
+                codec.Close("P", INTERNAL_NAME),
+                codec.Close("S", INTERNAL_NAME),
+            ]
+        reply = Collect(b"123C", count=6 * len(queries))
+        self.write_upstream(
+            b"".join(m.encode() for m in messages) + codec.Flush().encode()
+        )
         self.router.push(reply)
         frames = await reply.done
         if reply.skipped:
             raise Skipped()
-        rows: list[list[str | None]] = []
+        results: list[list[list[str | None]]] = [[]]
         for frame in frames:
             if frame.type == ord("E"):
                 raise LookupFailed(sanitize(frame))
             if frame.type == ord("D"):
-                rows.append(
+                results[-1].append(
                     [
                         None if v is None else v.decode("utf-8")
                         for v in codec.data_row_values(frame.body)
                     ]
                 )
-        return rows
+            elif frame.type == ord("C"):
+                results.append([])
+        return results[: len(queries)]
 
     async def internal_describe(self, name: str) -> list[Frame]:
         """The upstream's own Describe of a prepared statement, kept from the client."""

@@ -43,10 +43,12 @@ $fn$;
 -- A raw key's parent must be an aead-det row. Like pgsodium's uuid functions (which
 -- read decrypted_key), no status or expiry filter applies. No matching row ->
 -- P0002 'query returned no rows', pgsodium's own error.
--- SECURITY: EXECUTE is left to PUBLIC. The result holds no usable secret without
--- the root key, which only the proxy has: derived keys are a key id and a context,
--- raw keys are still encrypted under their parent. Who may USE a key is enforced
--- by _proxy_check_execute against pgsodium's grants before the proxy evaluates.
+-- SECURITY: EXECUTE only for pgsodium_keyiduser (pgsodium's uuid functions are
+-- granted to it). The result holds no usable secret without the root key, which
+-- only the proxy has: derived keys are a key id and a context, raw keys are still
+-- encrypted under their parent. Who may USE a key is enforced by
+-- _proxy_check_execute against pgsodium's grants before the proxy evaluates; the
+-- narrow grant keeps encrypted raw keys from roles that could re-store them.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_key_material(
     key_uuid uuid, wanted pgsodium.key_type)
   RETURNS text

@@ -346,7 +346,7 @@ def test_proxy_functions_flags_owners_and_grants(
         False,
         True,
         "pgsodium_keymaker",
-        ["PUBLIC"],
+        ["pgsodium_keyiduser"],
     )
     assert got["_proxy_create_raw_key"] == (
         "pgsodium.valid_key",
@@ -908,10 +908,14 @@ def test_key_material_stops_on_a_parent_cycle(conn: psycopg.Connection[Any]) -> 
     assert str(second) in error.diag.message_primary
 
 
-def test_key_material_is_public(conn: psycopg.Connection[Any]) -> None:
+def test_key_material_is_for_keyiduser_only(conn: psycopg.Connection[Any]) -> None:
     key = create_key(conn)
-    conn.execute(f"SET ROLE {OUTSIDER}")
+    conn.execute("SET ROLE pgsodium_keyiduser")
     assert one(conn, MATERIAL, [key[0], "aead-det"]).startswith("d,")
+    conn.execute("RESET ROLE")
+    conn.execute(f"SET ROLE {OUTSIDER}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(MATERIAL, [key[0], "aead-det"])
 
 
 # ---------------------------------------------------------------- _proxy_create_raw_key
