@@ -27,7 +27,7 @@ VALID_KEY_COLUMNS = [
     "associated_data",
 ]
 EXTERNAL_KEY = bytes.fromhex(
-    "1da5f2a061a803209b884afed258630c47c57bc357d7914b5870871502" "22d6f6"
+    "1da5f2a061a803209b884afed258630c47c57bc357d7914b587087150222d6f6"
 )
 
 
@@ -55,7 +55,9 @@ def test_create_key_returns_the_valid_key_row(conn: psycopg.Connection) -> None:
 def test_external_hmac_key_flow_from_the_notebook(
     conn: psycopg.Connection, binary: bool
 ) -> None:
-    external = conn.execute("select pgsodium.crypto_auth_hmacsha256_keygen()").fetchone()[0]
+    external = conn.execute(
+        "select pgsodium.crypto_auth_hmacsha256_keygen()"
+    ).fetchone()[0]
     assert len(external) == 32
     row = conn.execute(
         "select * from pgsodium.create_key('hmacsha256', raw_key := %s)",
@@ -81,13 +83,20 @@ def test_external_hmac_key_flow_from_the_notebook(
     mac = conn.execute(
         "select pgsodium.crypto_auth_hmacsha256('payload'::bytea, %s)", [key_id]
     ).fetchone()[0]
-    assert mac == conn.execute(
-        "select pgsodium.crypto_auth_hmacsha256('payload'::bytea, %s::bytea)", [external]
-    ).fetchone()[0]
-    assert conn.execute(
-        "select pgsodium.crypto_auth_hmacsha256_verify(%s, 'payload'::bytea, %s)",
-        [mac, key_id],
-    ).fetchone()[0] is True
+    assert (
+        mac
+        == conn.execute(
+            "select pgsodium.crypto_auth_hmacsha256('payload'::bytea, %s::bytea)",
+            [external],
+        ).fetchone()[0]
+    )
+    assert (
+        conn.execute(
+            "select pgsodium.crypto_auth_hmacsha256_verify(%s, 'payload'::bytea, %s)",
+            [mac, key_id],
+        ).fetchone()[0]
+        is True
+    )
 
 
 def test_create_key_named_arguments_both_spellings(conn: psycopg.Connection) -> None:
@@ -163,9 +172,13 @@ def test_key_created_in_a_transaction_is_usable_in_it_and_gone_after_rollback(
             "select id from pgsodium.create_key('hmacsha256', 'txn raw', raw_key := %s)",
             [EXTERNAL_KEY],
         ).fetchone()[0]
-        assert conn.execute(
-            "select decrypted_raw_key from pgsodium.decrypted_key where id = %s", [raw]
-        ).fetchone()[0] == EXTERNAL_KEY
+        assert (
+            conn.execute(
+                "select decrypted_raw_key from pgsodium.decrypted_key where id = %s",
+                [raw],
+            ).fetchone()[0]
+            == EXTERNAL_KEY
+        )
         conn.rollback()
         left = conn.execute(
             "select count(*) from pgsodium.key where name like 'txn %%'"
@@ -194,7 +207,9 @@ def test_unknown_uuid_is_p0002_and_wrong_type_too(conn: psycopg.Connection) -> N
             "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
             [uuid.uuid4()],
         )
-    hmac_key = conn.execute("select id from pgsodium.create_key('hmacsha256')").fetchone()[0]
+    hmac_key = conn.execute(
+        "select id from pgsodium.create_key('hmacsha256')"
+    ).fetchone()[0]
     with pytest.raises(psycopg.errors.NoDataFound):
         conn.execute(
             "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
@@ -208,7 +223,9 @@ def test_role_without_keyiduser_gets_42501_and_nothing_is_computed(
     conn.execute("drop role if exists plain_user")
     conn.execute("create role plain_user login")
     key = conn.execute("select id from pgsodium.create_key()").fetchone()[0]
-    with psycopg.connect(proxy.dsn(user="plain_user", dbname=db), autocommit=True) as other:
+    with psycopg.connect(
+        proxy.dsn(user="plain_user", dbname=db), autocommit=True
+    ) as other:
         with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
             other.execute(
                 "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
@@ -220,13 +237,18 @@ def test_role_without_keyiduser_gets_42501_and_nothing_is_computed(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             other.execute("select pgsodium.derive_key(1)")
     conn.execute("grant pgsodium_keyiduser to plain_user")
-    with psycopg.connect(proxy.dsn(user="plain_user", dbname=db), autocommit=True) as other:
-        assert len(
-            other.execute(
-                "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
-                [key],
-            ).fetchone()[0]
-        ) == 33
+    with psycopg.connect(
+        proxy.dsn(user="plain_user", dbname=db), autocommit=True
+    ) as other:
+        assert (
+            len(
+                other.execute(
+                    "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
+                    [key],
+                ).fetchone()[0]
+            )
+            == 33
+        )
     conn.execute("set role plain_user")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("select pgsodium.derive_key(1)")

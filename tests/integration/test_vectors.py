@@ -48,9 +48,7 @@ SETUP = {
     if "create_key(" in v["sql"] and v["sql"].lstrip().upper().startswith("SELECT *")
 } | set(range(122, 131))
 CASES = [
-    i
-    for i, v in enumerate(VECTORS)
-    if not v["sql"].startswith("--") and i not in SETUP
+    i for i, v in enumerate(VECTORS) if not v["sql"].startswith("--") and i not in SETUP
 ]
 
 
@@ -170,12 +168,18 @@ def test_raw_key_storage_rule_reproduces_recorded_row(index: int) -> None:
     parents = {r["id"]: r for r in _key_rows()}
     parent = parents[row["parent_key"]]
     chain = KeyChain(
-        (DerivedKey("aead-det", parent["key_id"], bytes.fromhex(parent["key_context_hex"])),)
+        (
+            DerivedKey(
+                "aead-det", parent["key_id"], bytes.fromhex(parent["key_context_hex"])
+            ),
+        )
     )
     evaluator = Evaluator(
         Env(ROOT_KEY.secret), {}, lambda t: evaluate(default_value(t), {}, None)
     )
-    raw = bytes.fromhex("a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf")
+    raw = bytes.fromhex(
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    )
     additional = (row["id"] + row["associated_data"]).encode()
     stored = evaluator.encrypt_under(
         chain, raw, additional, bytes.fromhex(row["raw_key_nonce_hex"])
