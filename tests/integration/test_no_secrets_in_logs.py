@@ -1,0 +1,67 @@
+"""No key bytes, passwords, bind values or protected plaintext in the proxy's logs
+(at any level) or in the error texts clients receive (STYLE "Logging")."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import pytest
+
+from .conftest import ROOT_KEY, RunningProxy, make_database
+
+PASSWORD = "correct horse battery staple 7"
+RAW_KEY = bytes(range(200, 232))
+PLAINTEXT = "attack at dawn, said nobody"
+
+
+@pytest.fixture(scope="module")
+def db(proxy: RunningProxy) -> str:
+    name = make_database(proxy, "secrets")
+    proxy.upstream.psql("DROP ROLE IF EXISTS scram_user")
+    proxy.upstream.psql(
+        "SET password_encryption = 'scram-sha-256'; "
+        f"CREATE ROLE scram_user LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
+    )
+    return name
+
+
+def test_secrets_never_appear_in_logs_or_errors(
+    proxy: RunningProxy, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    errors: list[str] = []
+    dsn = proxy.dsn(user="scram_user", dbname=db) + f" password='{PASSWORD}'"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select * from pgsodium.create_key('auth', raw_key := %s)", [RAW_KEY])
+        conn.execute(
+            "select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', 1)",
+            [PLAINTEXT],
+        )
+        conn.execute("select pgsodium.derive_key(3)")
+        for bad in (
+            ("select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', %s::bytea)",
+             [PLAINTEXT, RAW_KEY[:5]]),
+            ("select pgsodium.crypto_auth(convert_to(%s, 'utf8'), %s::bytea)",
+             [PLAINTEXT, RAW_KEY + b"x"]),
+            ("insert into nowhere values (pgsodium.crypto_aead_det_decrypt(%s::bytea, '', 1))",
+             [RAW_KEY]),
+        ):
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(*bad)
+            errors.append(str(caught.value))
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(proxy.dsn(user="scram_user", dbname=db) + " password='nope'")
+
+    text = caplog.text + "\n".join(errors)
+    for secret in (
+        PASSWORD,
+        RAW_KEY.hex(),
+        RAW_KEY[:5].hex(),
+        PLAINTEXT,
+        PLAINTEXT.encode().hex(),
+        ROOT_KEY.secret.hex(),
+        "fd2126ac878901c31b0eaada293687af",  # derive_key(1) under the root key
+    ):
+        assert secret not in text
+    assert any("statement refused" in r.message for r in caplog.records)
