@@ -111,15 +111,9 @@ class Execution:
             ]
 
     def _check_search_path(self, schemas: list[str]) -> None:
-        on_path = "pgsodium" in schemas
-        if on_path != self.interceptor.on_path:
-            self.interceptor.on_path = on_path
-            if any(p.unqualified for p in self.plans):
-                raise ProxyError(
-                    SQLSTATE.FEATURE_NOT_SUPPORTED,
-                    "pgsodium-proxy learnt the search_path only now; "
-                    "run the statement again",
-                )
+        # A statement earlier in the same message may have changed it; the next
+        # statement is planned with what the upstream says now.
+        self.interceptor.on_path = "pgsodium" in schemas
 
     def _value(self, node: Any, params: dict[int, Any]) -> Any:
         if node is None:

@@ -38,6 +38,8 @@ _TRIGGER = re.compile(
     rb"|_proxy_",
     re.IGNORECASE,
 )
+# Statements that may change what an unqualified name resolves to.
+_PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
 
 
@@ -53,13 +55,16 @@ class Interceptor:
         self._plans: OrderedDict[tuple[str, bool, tuple[int, ...]], list[Plan]] = (
             OrderedDict()
         )
-        self.on_path = False  # last known: is pgsodium on the search_path?
+        # Is schema pgsodium on the session's search_path? None: not known (yet).
+        self.on_path: bool | None = None
 
     # -- deciding --------------------------------------------------------------------
 
     def wants(self, frame: Frame) -> bool:
         kind = frame.type
         if kind in (ord("Q"), ord("P")):
+            if _PATH_CHANGE.search(frame.body):
+                self.on_path = None
             return involves_pgsodium(frame.body)
         if not (self.statements or self.portals):
             return False
@@ -93,13 +98,30 @@ class Interceptor:
             else:
                 self.portals.pop(message.name, None)
 
+    async def learn_search_path(self, frame: Frame) -> None:
+        """Ask the upstream once whether unqualified names may be pgsodium's.
+
+        Not while the message itself may change the search_path: the answer would
+        be stale once it ran; the next message asks again.
+        """
+        if self.on_path is not None or _PATH_CHANGE.search(frame.body):
+            return
+        try:
+            rows = await self.session.internal(
+                ("SELECT 'pgsodium' = ANY (current_schemas(true))", [])
+            )
+        except (LookupFailed, Skipped):
+            return  # the statement itself will fail upstream as it would anyway
+        self.on_path = rows[0][0][0] == "t"
+
     def plans(self, sql: str, declared: tuple[int, ...]) -> list[Plan]:
-        key = (sql, self.on_path, declared)
+        on_path = bool(self.on_path)
+        key = (sql, on_path, declared)
         cached = self._plans.get(key)
         if cached is not None:
             self._plans.move_to_end(key)
             return cached
-        plans = analyze(sql, on_path=self.on_path, declared=declared)
+        plans = analyze(sql, on_path=on_path, declared=declared)
         self._plans[key] = plans
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -128,6 +150,7 @@ class Interceptor:
             self._forward(frame, SyncReply())
             return
         sql = codec.decode_frontend(frame).sql
+        await self.learn_search_path(frame)
         try:
             plans = self.plans(sql, ())
         except RewriteError as exc:
@@ -180,6 +203,7 @@ class Interceptor:
 
     async def _parse(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
+        await self.learn_search_path(frame)
         try:
             plans = self.plans(message.query, tuple(message.param_types))
         except RewriteError as exc:
