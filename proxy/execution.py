@@ -84,6 +84,8 @@ class Execution:
         parents = 0
         for plan in self.plans:
             for create in plan.creates:
+                if self._known_null(create.raw_key, params):
+                    continue  # a derived key after all: no parent is needed
                 parent = self._value(create.parent_key, params)
                 if parent is None:
                     parents += 1
@@ -120,6 +122,12 @@ class Execution:
             return None
         return evaluate(node, params, _no_calls, self.bytea_output)
 
+    def _known_null(self, node: Any, params: dict[int, Any]) -> bool:
+        try:
+            return self._value(node, params) is None
+        except ProxyError:
+            return False  # computed by pgsodium calls: not NULL for our purpose
+
     def _computed(self, node: Any, params: dict[int, Any]) -> Any:
         """A value that may itself come from pgsodium calls (keys already looked up)."""
         if node is None:
@@ -149,31 +157,26 @@ class Execution:
         """Values for pgsodium._proxy_create_raw_key: id, ciphertext, nonce, parent,
         associated_data — the raw key encrypted exactly as pgsodium's trigger does."""
         assert self.evaluator is not None
+        key_uuid = str(uuid.uuid4())
         raw_key = self._computed(create.raw_key, params)
         nonce = self._computed(create.raw_key_nonce, params)
-        if nonce is None:
-            nonce = secrets.token_bytes(DET_NONCE_BYTES)
         associated = (
             ""
             if create.associated_data is None
             else self._computed(create.associated_data, params)
         )
         parent = self._value(create.parent_key, params)
+        if raw_key is None:
+            # A NULL raw_key: pgsodium.create_key makes a derived key, and so does
+            # the upstream function given no raw key.
+            return [key_uuid, None, nonce, parent, associated]
+        if nonce is None:
+            nonce = secrets.token_bytes(DET_NONCE_BYTES)
         if parent is None:
-            parent_id, key_id, context = next(new_parents)
+            parent, key_id, context = next(new_parents)
             chain = KeyChain((DerivedKey("aead-det", key_id, context),))
-            parent = parent_id
         else:
             chain = parse_material(materials[(str(parent), "aead-det")])
-        key_uuid = str(uuid.uuid4())
-        if raw_key is None:
-            # TODO: a NULL raw_key bind value should make a derived key, as pgsodium
-            # does — when _proxy_create_raw_key takes key_context too.
-            raise ProxyError(
-                SQLSTATE.FEATURE_NOT_SUPPORTED,
-                "pgsodium-proxy cannot evaluate pgsodium.create_key() with a NULL "
-                "raw_key bind value; leave raw_key out to create a derived key",
-            )
         additional = (
             None if associated is None else (key_uuid + associated).encode("utf-8")
         )

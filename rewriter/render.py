@@ -14,6 +14,10 @@ from . import sqltext
 from .plan import Plan, RawKeyCreate, node_type
 
 
+# pgsodium's default key context 'pgsodium', written without backslashes.
+_DEFAULT_CONTEXT = "decode('7067736f6469756d', 'hex')"
+
+
 def output_alias(marker: str, index: int) -> str:
     return f"{marker}o{index}"
 
@@ -53,7 +57,8 @@ def _create_call(create: RawKeyCreate, values: Sequence[str]) -> str:
         "pgsodium._proxy_create_raw_key("
         f"{key_id}, ({key_type})::pgsodium.key_type, "
         f"({create.name or 'NULL'})::text, {raw_key}, {nonce}, {parent}, "
-        f"({create.expires or 'NULL'})::timestamp with time zone, {associated})"
+        f"({create.expires or 'NULL'})::timestamp with time zone, {associated}, "
+        f"({create.key_context or _DEFAULT_CONTEXT})::bytea)"
     )
 
 

@@ -97,16 +97,27 @@ $fn$;
 -- to decrypt unless it was really encrypted under its parent for this id; with a
 -- NULL associated_data the id is not bound, so a ciphertext read back through
 -- _proxy_key_material could be stored again under a new id and key_type.
+-- Before key_context was a parameter (never released; keeps re-runs clean).
+DROP FUNCTION IF EXISTS pgsodium._proxy_create_raw_key(
+    uuid, pgsodium.key_type, text, bytea, bytea, uuid, timestamp with time zone, text);
+
+-- With a NULL raw_key (a NULL bind value) it is create_key of a derived key.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_create_raw_key(
     id uuid, key_type pgsodium.key_type, name text, raw_key bytea,
     raw_key_nonce bytea, parent_key uuid, expires timestamp with time zone,
-    associated_data text)
+    associated_data text, key_context bytea DEFAULT '\x7067736f6469756d'::bytea)
   RETURNS pgsodium.valid_key
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
 AS $fn$
 DECLARE
   result pgsodium.valid_key;
 BEGIN
+  IF _proxy_create_raw_key.raw_key IS NULL THEN
+    RETURN pgsodium.create_key(_proxy_create_raw_key.key_type,
+      _proxy_create_raw_key.name, NULL, _proxy_create_raw_key.raw_key_nonce,
+      _proxy_create_raw_key.parent_key, _proxy_create_raw_key.key_context,
+      _proxy_create_raw_key.expires, _proxy_create_raw_key.associated_data);
+  END IF;
   INSERT INTO pgsodium.key (id, key_type, name, raw_key, raw_key_nonce, parent_key,
                             expires, associated_data, key_id, key_context)
   VALUES (_proxy_create_raw_key.id, _proxy_create_raw_key.key_type,

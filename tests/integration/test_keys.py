@@ -316,3 +316,17 @@ def test_unqualified_names_follow_the_search_path(conn: psycopg.Connection) -> N
     conn.execute("reset search_path")
     with pytest.raises(psycopg.errors.UndefinedFunction):
         conn.execute("select derive_key(1)")
+
+
+def test_create_key_with_a_null_raw_key_bind_value_makes_a_derived_key(
+    conn: psycopg.Connection,
+) -> None:
+    row = conn.execute(
+        "select * from pgsodium.create_key('aead-det', raw_key := %s, "
+        "key_context := 'zzzzzzzz'::bytea)",
+        [None],
+    ).fetchone()
+    assert row[4] is not None and row[5] == b"zzzzzzzz"
+    assert conn.execute(
+        "select raw_key, parent_key from pgsodium.key where id = %s", [row[0]]
+    ).fetchone() == (None, None)
