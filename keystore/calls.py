@@ -8,6 +8,7 @@ or key-id C function exactly as pgsodium's PL/pgSQL wrappers do, quirks included
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,11 +17,21 @@ from .derive import Env
 from .errors import FEATURE_NOT_SUPPORTED, NO_DATA_FOUND, PgsodiumError
 from .implementations import IMPLEMENTATIONS
 from .keys import DerivedKey, KeyChain, RawKey, parse_material
+from .primitives.ipcrypt import bin_to_ip, ip_to_bin
 
 _BY_SYMBOL: dict[str, Signature] = {
     sig.c_symbol: sig for sig in FUNCTIONS if sig.c_symbol and sig.language == "c"
 }
 DET_DECRYPT = "pgsodium_crypto_aead_det_decrypt"
+
+
+def inet_text(address: str) -> str:
+    """inet's text output: a host address without its full-length mask."""
+    parsed = ipaddress.ip_interface(address)
+    full = parsed.network.max_prefixlen
+    if parsed.network.prefixlen == full:
+        return str(parsed.ip)
+    return f"{parsed.ip}/{parsed.network.prefixlen}"
 
 
 def no_rows() -> PgsodiumError:
@@ -45,6 +56,8 @@ class Evaluator:
     def __call__(self, sig: Signature, args: list[Any]) -> Any:
         if sig.strict and any(a is None for a in args):
             return None
+        if sig.language == "sql" and sig.params and sig.params[0].type == "inet":
+            return self._inet(sig, args)
         if sig.key_variant == "uuid":
             return self._by_uuid(sig, args)
         if sig.language != "c" or sig.c_symbol not in IMPLEMENTATIONS:
@@ -53,6 +66,18 @@ class Evaluator:
                 f"pgsodium-proxy does not evaluate pgsodium.{sig.name}() yet",
             )
         return IMPLEMENTATIONS[sig.c_symbol](self.env, *args)
+
+    def _inet(self, sig: Signature, args: list[Any]) -> str:
+        """pgsodium's SQL wrappers: bin2ip(f(ip2bin(host(ip)), key))::inet."""
+        host = str(args[0]).split("/", 1)[0]
+        sibling = next(
+            s
+            for s in FUNCTIONS
+            if s.name == sig.name
+            and [p.type for p in s.params] == ["bytea", sig.params[1].type]
+        )
+        result = self(sibling, [ip_to_bin(host), *args[1:]])
+        return inet_text(bin_to_ip(result))
 
     def _by_uuid(self, sig: Signature, args: list[Any]) -> Any:
         position = next(i for i, p in enumerate(sig.params) if p.type == "uuid")

@@ -7,6 +7,7 @@ copied byte for byte. Rows are transformed one DataRow at a time (constant memor
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from .codec import Field
 from .errors import SQLSTATE, ProxyError
 
 TEXT, BINARY = 0, 1
+BYTEA_OID = 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +87,23 @@ def encode_value(type_name: str, value: Any, fmt: int, bytea_output: str) -> byt
     if value is None:
         return None
     if fmt == BINARY:
+        if isinstance(value, tuple):
+            return _record_send(value)
         return types.binary_out(type_name, value)
     if isinstance(value, tuple):
         return _record_out(value, bytea_output).encode("utf-8")
     return types.text_out(type_name, value, bytea_output).encode("utf-8")
+
+
+def _record_send(values: tuple[Any, ...]) -> bytes:
+    """record_send for pgsodium's composites (every field is bytea)."""
+    parts = [struct.pack("!i", len(values))]
+    for value in values:
+        if value is None:
+            parts.append(struct.pack("!Ii", BYTEA_OID, -1))
+        else:
+            parts.append(struct.pack("!Ii", BYTEA_OID, len(value)) + value)
+    return b"".join(parts)
 
 
 def _record_out(values: tuple[Any, ...], bytea_output: str) -> str:

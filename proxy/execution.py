@@ -101,8 +101,12 @@ class Execution:
         new_parents = iter(found.parents)
         for index, plan in enumerate(self.plans):
             call = self.evaluator
+            sources = [
+                evaluate(n, params, call, self.bytea_output) for n in plan.sources
+            ]
             self.outputs[index] = [
-                evaluate(o.node, params, call, self.bytea_output) for o in plan.outputs
+                evaluate(o.node, params, call, self.bytea_output, sources)
+                for o in plan.outputs
             ]
             self.folds[index] = [
                 evaluate(f.node, params, call, self.bytea_output) for f in plan.folds

@@ -20,6 +20,7 @@ from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_
 from .errors import RewriteError
 from .plan import (
     Call,
+    FieldOf,
     DecryptedRawKey,
     Fold,
     Output,
@@ -106,6 +107,10 @@ class _Statement:
 
     def plan(self, stmt: ast.Node) -> Plan:
         if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
+            if self._from_function(stmt):
+                self.result.checks |= self.compiler.checks
+                self.result.param_types = dict(self.compiler.param_types)
+                return self.result
             self._select_list(stmt)
         self._unhandled_decrypted_raw_key(stmt)
         self._remaining(stmt)
@@ -143,6 +148,86 @@ class _Statement:
 
     def _mentions_pgsodium_call(self, node: ast.Node) -> bool:
         return any(is_pgsodium_call(c, self.on_path) for c in _calls(node))
+
+    # -- SELECT ... FROM pgsodium.f(...) ----------------------------------------------
+
+    def _from_function(self, stmt: ast.SelectStmt) -> bool:
+        """`SELECT * | columns FROM pgsodium.f(...) [alias]`: f folded once, its
+        columns filled in; the database runs a one-row SELECT of placeholders."""
+        items = stmt.fromClause or ()
+        if len(items) != 1 or not isinstance(items[0], ast.RangeFunction):
+            return False
+        item = items[0]
+        call = item.functions[0][0] if len(item.functions) == 1 else None
+        if not (isinstance(call, ast.FuncCall) and is_pgsodium_call(call, self.on_path)):
+            return False
+        _, name = function_name(call)
+        if name == "create_key" or self._catalogue_kind(name) != "crypto":
+            return False
+        where = f"pgsodium.{name}() in FROM"
+        if _has_clauses(stmt) or item.lateral or item.ordinality or item.coldeflist:
+            raise refuse(f"{where} with other clauses: select its columns only", call.location)
+        try:
+            node = self.compiler.compile(call)
+        except NotFoldable as exc:
+            raise refuse(f"{where} over {exc.what}", call.location) from None
+        columns = self._from_columns(item, node, name)
+        alias = item.alias.aliasname if item.alias else name
+        self.result.sources.append(node)
+        parts = []
+        for target in stmt.targetList:
+            for column, value in self._targets_of(target, alias, columns, call):
+                self.result.outputs.append(Output((-1, -1), column, value))
+                parts.append("{output:%d}" % (len(self.result.outputs) - 1))
+        whole = (0, len(self.result.text))
+        self.result.texts.append((*whole, "SELECT " + ", ".join(parts)))
+        return True
+
+    def _catalogue_kind(self, name: str) -> str:
+        from keystore.catalogue import overloads
+
+        kinds = {sig.kind for sig in overloads(name)}
+        return kinds.pop() if len(kinds) == 1 else "crypto"
+
+    def _from_columns(self, item: ast.RangeFunction, node, name: str):  # type: ignore[no-untyped-def]
+        from keystore.catalogue import COMPOSITE_TYPES
+
+        from .plan import Source, node_type
+
+        fields = COMPOSITE_TYPES.get(node_type(node))
+        aliases = [c.sval for c in (item.alias.colnames or ())] if item.alias else []
+        if fields is None:
+            column = aliases[0] if aliases else (item.alias.aliasname if item.alias else name)
+            return [(column, Source(0, node_type(node)))]
+        source = Source(0, node_type(node))
+        out = []
+        for index, (field, field_type) in enumerate(fields):
+            shown = aliases[index] if index < len(aliases) else field
+            out.append((shown, FieldOf(source, index, field_type)))
+        return out
+
+    def _targets_of(self, target: ast.ResTarget, alias: str, columns, call):  # type: ignore[no-untyped-def]
+        value = target.val
+        if isinstance(value, ast.ColumnRef):
+            fields = value.fields
+            if isinstance(fields[-1], ast.A_Star) and (
+                len(fields) == 1 or fields[0].sval == alias
+            ):
+                return columns
+            if isinstance(fields[-1], ast.String) and (
+                len(fields) == 1 or fields[0].sval == alias
+            ):
+                for column, node in columns:
+                    if column == fields[-1].sval:
+                        return [(target.name or column, node)]
+                raise RewriteError(
+                    "42703", f'column "{fields[-1].sval}" does not exist', value.location + 1
+                )
+        raise refuse(
+            f"{figure_colname(call)}() in FROM with computed select-list items: "
+            "select its columns only",
+            getattr(value, "location", None),
+        )
 
     # -- pgsodium calls anywhere else ------------------------------------------------
 
@@ -312,6 +397,25 @@ class _Statement:
             var.schemaname is None and var.relname == "decrypted_key"
             for var in _range_vars(stmt)
         )
+
+
+def _has_clauses(stmt: ast.SelectStmt) -> bool:
+    return any(
+        getattr(stmt, clause, None)
+        for clause in (
+            "whereClause",
+            "groupClause",
+            "havingClause",
+            "sortClause",
+            "limitCount",
+            "limitOffset",
+            "distinctClause",
+            "windowClause",
+            "intoClause",
+            "lockingClause",
+            "withClause",
+        )
+    )
 
 
 def _value_start(sql: str, s: int, e: int, name: str | None, hint: int) -> int:

@@ -1,15 +1,13 @@
 """PostgreSQL scalar functions the proxy evaluates around pgsodium values.
 
-convert_to/convert_from, encode/decode, length/octet_length, with the server's exact
-results and errors (encode(..., 'base64') breaks lines every 76 characters; invalid
-UTF-8 is 22021), so that wrapping a proxy-computed value changes nothing visible.
+convert_to/convert_from, encode/decode, length/octet_length, repeat, the trim family
+and ||, ported from the server's C (encode.c, mbutils.c, varlena.c) with its exact
+results and errors, so that wrapping a proxy-computed value changes nothing visible.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,85 +16,167 @@ from .errors import RewriteError
 
 _BASE64_LINE = 76  # pg_base64_encode breaks its output every 76 characters
 
+# pg_encname_tbl (encnames.c): cleaned alias -> the encoding's official name.
+_ENCODING_NAMES = {
+    "abc": "WIN1258", "alt": "WIN866", "big5": "BIG5", "euccn": "EUC_CN",
+    "eucjis2004": "EUC_JIS_2004", "eucjp": "EUC_JP", "euckr": "EUC_KR",
+    "euctw": "EUC_TW", "gb18030": "GB18030", "gbk": "GBK", "iso88591": "LATIN1",
+    "iso885910": "LATIN6", "iso885913": "LATIN7", "iso885914": "LATIN8",
+    "iso885915": "LATIN9", "iso885916": "LATIN10", "iso88592": "LATIN2",
+    "iso88593": "LATIN3", "iso88594": "LATIN4", "iso88595": "ISO_8859_5",
+    "iso88596": "ISO_8859_6", "iso88597": "ISO_8859_7", "iso88598": "ISO_8859_8",
+    "iso88599": "LATIN5", "johab": "JOHAB", "koi8": "KOI8R", "koi8r": "KOI8R",
+    "koi8u": "KOI8U", "latin1": "LATIN1", "latin10": "LATIN10", "latin2": "LATIN2",
+    "latin3": "LATIN3", "latin4": "LATIN4", "latin5": "LATIN5", "latin6": "LATIN6",
+    "latin7": "LATIN7", "latin8": "LATIN8", "latin9": "LATIN9", "mskanji": "SJIS",
+    "muleinternal": "MULE_INTERNAL", "shiftjis": "SJIS",
+    "shiftjis2004": "SHIFT_JIS_2004", "sjis": "SJIS", "sqlascii": "SQL_ASCII",
+    "tcvn": "WIN1258", "tcvn5712": "WIN1258", "uhc": "UHC", "unicode": "UTF8",
+    "utf8": "UTF8", "vscii": "WIN1258", "win": "WIN1251", "win1250": "WIN1250",
+    "win1251": "WIN1251", "win1252": "WIN1252", "win1253": "WIN1253",
+    "win1254": "WIN1254", "win1255": "WIN1255", "win1256": "WIN1256",
+    "win1257": "WIN1257", "win1258": "WIN1258", "win866": "WIN866",
+    "win874": "WIN874", "win932": "SJIS", "win936": "GBK", "win949": "UHC",
+    "win950": "BIG5", "windows1250": "WIN1250", "windows1251": "WIN1251",
+    "windows1252": "WIN1252", "windows1253": "WIN1253", "windows1254": "WIN1254",
+    "windows1255": "WIN1255", "windows1256": "WIN1256", "windows1257": "WIN1257",
+    "windows1258": "WIN1258", "windows866": "WIN866", "windows874": "WIN874",
+    "windows932": "SJIS", "windows936": "GBK", "windows949": "UHC",
+    "windows950": "BIG5",
+}  # fmt: skip
+# Conversions the proxy reproduces exactly (the server encoding is UTF8); the
+# other encodings' tables are the server's own and are refused with 0A000.
+_EVALUATED = ("UTF8", "SQL_ASCII", "LATIN1")
 
-def _encoding(name: str, direction: str) -> str:
-    # pg_char_to_encoding: case-insensitive, non-alphanumerics ignored.
-    clean = re.sub(r"[^0-9a-z]", "", name.lower())
-    if clean in ("utf8", "unicode"):
-        return "utf-8"
-    if clean in ("latin1", "iso88591"):
-        return "latin-1"
-    if clean == "sqlascii":
-        return "sql_ascii"
-    raise RewriteError("22023", f'invalid {direction} encoding name "{name}"')
+
+def _ascii_lower(text: str) -> str:
+    return "".join(c.lower() if "A" <= c <= "Z" else c for c in text)
+
+
+def encoding_of(name: str, direction: str) -> str:
+    """pg_char_to_encoding: case and non-alphanumerics ignored; the official name."""
+    name = types.name_in(name)  # the argument is of type name
+    clean = "".join(c for c in _ascii_lower(name) if c.isascii() and c.isalnum())
+    found = _ENCODING_NAMES.get(clean)
+    if found is None:
+        raise RewriteError("22023", f'invalid {direction} encoding name "{name}"')
+    if found not in _EVALUATED:
+        raise RewriteError(
+            "0A000", f"pgsodium-proxy cannot evaluate conversions to or from {found}"
+        )
+    return found
 
 
 def convert_to(text: str, encoding: str) -> bytes:
-    codec = _encoding(encoding, "destination")
-    if codec == "sql_ascii":
+    """pg_convert from UTF8 to `encoding`."""
+    target = encoding_of(encoding, "destination")
+    if target != "LATIN1":
         return text.encode("utf-8")
-    try:
-        return text.encode(codec)
-    except UnicodeEncodeError as exc:
-        char = text[exc.start]
-        raise RewriteError(
-            "22P05",
-            f'character with byte sequence 0x{char.encode("utf-8").hex()} in '
-            f'encoding "UTF8" has no equivalent in encoding "LATIN1"',
-        ) from None
+    out = bytearray()
+    for char in text:
+        if ord(char) > 0xFF:
+            shown = " ".join(f"0x{b:02x}" for b in char.encode("utf-8"))
+            raise RewriteError(
+                "22P05",
+                f'character with byte sequence {shown} in encoding "UTF8" has no '
+                'equivalent in encoding "LATIN1"',
+            )
+        out.append(ord(char))
+    return bytes(out)
 
 
 def convert_from(data: bytes, encoding: str) -> str:
-    codec = _encoding(encoding, "source")
-    if codec == "latin-1":
+    """pg_convert from `encoding` to UTF8: verify the source, then convert."""
+    source = encoding_of(encoding, "source")
+    if source != "UTF8" and b"\x00" in data:
+        raise types.invalid_encoding(source, data, data.index(b"\x00"))
+    if source == "LATIN1":
         return data.decode("latin-1")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = data[exc.start : exc.start + 4]
-        shown = " ".join(f"0x{b:02x}" for b in bad[: max(1, exc.end - exc.start)])
-        raise RewriteError(
-            "22021", f'invalid byte sequence for encoding "UTF8": {shown}'
-        ) from None
-    if "\x00" in text:
-        raise RewriteError(
-            "22021", 'invalid byte sequence for encoding "UTF8": 0x00'
-        )
-    return text
+    # SQL_ASCII is not converted, but the result must be valid UTF8.
+    return types.utf8_text(data)
+
+
+def _base64_encode(data: bytes) -> str:
+    """pg_base64_encode: a newline after every full 76-character line, even last."""
+    whole = len(data) - len(data) % 3
+    flat = base64.b64encode(data[:whole]).decode("ascii")
+    lines = [flat[i : i + _BASE64_LINE] for i in range(0, len(flat), _BASE64_LINE)]
+    text = "".join(line + "\n" if len(line) == _BASE64_LINE else line for line in lines)
+    return text + base64.b64encode(data[whole:]).decode("ascii")
+
+
+_BASE64_VALUES = {
+    c: i
+    for i, c in enumerate(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    )
+}
+
+
+def _base64_error(message: str) -> RewriteError:
+    return RewriteError("22023", message)
+
+
+def _base64_decode(text: str) -> bytes:
+    """pg_base64_decode, quirks included: after padding, groups still decode."""
+    out = bytearray()
+    buf = pos = end = 0
+    for char in text:
+        if char in " \t\n\r":
+            continue
+        if char == "=":
+            if not end:
+                if pos not in (2, 3):
+                    raise _base64_error('unexpected "=" while decoding base64 sequence')
+                end = pos - 1
+            value = 0
+        elif char in _BASE64_VALUES:
+            value = _BASE64_VALUES[char]
+        else:
+            raise _base64_error(
+                f'invalid symbol "{char}" found while decoding base64 sequence'
+            )
+        buf, pos = buf << 6 | value, pos + 1
+        if pos == 4:
+            out += buf.to_bytes(3, "big")[: 3 if end == 0 else end]
+            buf = pos = 0
+    if pos:
+        raise _base64_error("invalid base64 end sequence")
+    return bytes(out)
+
+
+def _escape_encode(data: bytes) -> str:
+    """esc_encode: only NUL, high-bit bytes (\\ooo) and backslash are escaped."""
+    parts = []
+    for byte in data:
+        if byte == 0 or byte & 0x80:
+            parts.append(f"\\{byte:03o}")
+        elif byte == 0x5C:
+            parts.append("\\\\")
+        else:
+            parts.append(chr(byte))
+    return "".join(parts)
 
 
 def encode(data: bytes, form: str) -> str:
-    kind = form.lower()
+    kind = _ascii_lower(form)
     if kind == "hex":
         return data.hex()
     if kind == "base64":
-        flat = base64.b64encode(data).decode("ascii")
-        return "\n".join(
-            flat[i : i + _BASE64_LINE] for i in range(0, len(flat), _BASE64_LINE)
-        )
+        return _base64_encode(data)
     if kind == "escape":
-        return types.bytea_out(data, "escape").replace("\\\\", "\\\\")
+        return _escape_encode(data)
     raise RewriteError("22023", f'unrecognized encoding: "{form}"')
 
 
 def decode(text: str, form: str) -> bytes:
-    kind = form.lower()
+    kind = _ascii_lower(form)
     if kind == "hex":
-        return types.bytea_in("\\x" + text)
+        return types.hex_decode(text)
     if kind == "base64":
-        compact = re.sub(r"[ \t\n\r]", "", text)
-        bad = re.search(r"[^A-Za-z0-9+/=]", compact)
-        if bad:
-            raise RewriteError(
-                "22023",
-                f'invalid symbol "{bad.group()}" found while decoding base64 sequence',
-            )
-        try:
-            return base64.b64decode(compact, validate=True)
-        except binascii.Error:
-            raise RewriteError("22023", "invalid base64 end sequence") from None
+        return _base64_decode(text)
     if kind == "escape":
-        return types.bytea_in(text) if "\\" in text else text.encode("utf-8")
+        return types.escape_decode(text)
     raise RewriteError("22023", f'unrecognized encoding: "{form}"')
 
 
@@ -122,8 +202,16 @@ def _units(chars: str | bytes) -> set[str | bytes]:
     return {chars[i : i + 1] for i in range(len(chars))}
 
 
+_MAX_ALLOC = 0x3FFFFFFF  # MaxAllocSize: a varlena's largest palloc
+_VARHDRSZ = 4
+
+
 def _repeat(text: str, count: int) -> str:
-    return text * max(count, 0)
+    """repeat(): the result's byte size is checked before it is built."""
+    count = max(count, 0)
+    if count * len(text.encode("utf-8")) + _VARHDRSZ > _MAX_ALLOC:
+        raise RewriteError("54000", "requested length too large")
+    return text * count
 
 
 BUILTINS: tuple[Builtin, ...] = (
@@ -134,12 +222,14 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin("length", ("bytea",), "integer", len),
     Builtin("length", ("text",), "integer", len),
     Builtin("octet_length", ("bytea",), "integer", len),
-    Builtin(
-        "octet_length", ("text",), "integer", lambda s: len(s.encode("utf-8"))
-    ),
+    Builtin("octet_length", ("text",), "integer", lambda s: len(s.encode("utf-8"))),
     Builtin("repeat", ("text", "integer"), "text", _repeat),
-    Builtin("rtrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, False, True)),
-    Builtin("ltrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, True, False)),
+    Builtin(
+        "rtrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, False, True)
+    ),
+    Builtin(
+        "ltrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, True, False)
+    ),
     Builtin("btrim", ("bytea", "bytea"), "bytea", lambda v, c: _trim(v, c, True, True)),
     Builtin("rtrim", ("text", "text"), "text", lambda v, c: _trim(v, c, False, True)),
     Builtin("ltrim", ("text", "text"), "text", lambda v, c: _trim(v, c, True, False)),
@@ -172,12 +262,16 @@ def find_builtin(name: str, arg_types: list[str]) -> Builtin | None:
         known = [
             b
             for b in matches
-            if all(a in ("unknown", p) for a, p in zip(arg_types, b.arg_types, strict=True))
+            if all(
+                a in ("unknown", p) for a, p in zip(arg_types, b.arg_types, strict=True)
+            )
         ]
         # length('x'): an unknown literal prefers the string category (text).
-        matches = exact or (known if len(known) == 1 else []) or [
-            b for b in matches if "text" in b.arg_types[:1]
-        ]
+        matches = (
+            exact
+            or (known if len(known) == 1 else [])
+            or [b for b in matches if "text" in b.arg_types[:1]]
+        )
     return matches[0] if len(matches) == 1 else None
 
 

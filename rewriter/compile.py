@@ -13,11 +13,11 @@ from functools import lru_cache
 
 from pglast import ast, parse_sql
 
-from keystore.catalogue import Signature, overloads
+from keystore.catalogue import COMPOSITE_TYPES, Signature, overloads
 
 from . import builtins, types
 from .errors import RewriteError
-from .plan import Apply, Call, Cast, Const, Node, Param, node_type
+from .plan import Apply, Call, Cast, Const, FieldOf, Node, Param, node_type
 from .resolve import resolve
 
 INTERNAL_PREFIX = "_proxy_"
@@ -82,10 +82,19 @@ class Compiler:
             return self._param(node.number)
         if isinstance(node, ast.FuncCall):
             return self._call(node)
+        if isinstance(node, ast.A_Indirection):
+            return self._field(node)
         if isinstance(node, ast.A_Expr) and _is_concat(node):
             return self._apply("||", [self.compile(node.lexpr), self.compile(node.rexpr)])
         location = getattr(node, "location", None)
         raise NotFoldable(type(node).__name__, location)
+
+    def _field(self, node: ast.A_Indirection) -> FieldOf:
+        """`(composite).field` of a folded value."""
+        if len(node.indirection) != 1 or not isinstance(node.indirection[0], ast.String):
+            raise NotFoldable("an indirection", None)
+        inner = self.compile(node.arg)
+        return field_of(inner, node.indirection[0].sval)
 
     def _const(self, node: ast.A_Const) -> Const:
         if node.isnull:
@@ -156,6 +165,8 @@ class Compiler:
         args, named = self._arguments(node)
         bound = resolve(name, [node_type(a) for a in args], named, node.location + 1)
         sig = bound.signature
+        if sig.language == "aggregate":
+            raise NotFoldable(f"the aggregate pgsodium.{name}() over rows", node.location)
         filled: list[Node] = []
         for param, slot in zip(sig.params, bound.slots, strict=True):
             value = default_value(param.default) if slot is None else args[slot]
@@ -187,6 +198,17 @@ class Compiler:
             self.param_types[value.number] = target
             return Param(value.number, target)
         return Cast(value, target)
+
+
+def field_of(inner: Node, name: str) -> FieldOf:
+    type_name = node_type(inner)
+    fields = COMPOSITE_TYPES.get(type_name)
+    if fields is None:
+        raise NotFoldable(f"a field of a value of type {type_name}", None)
+    for index, (field, field_type) in enumerate(fields):
+        if field == name:
+            return FieldOf(inner, index, field_type)
+    raise RewriteError("42703", f'column "{name}" not found in data type {type_name}')
 
 
 def _is_concat(node: ast.A_Expr) -> bool:

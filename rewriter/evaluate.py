@@ -6,14 +6,14 @@ keystore), and casts follow the server's input functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from keystore.catalogue import Signature
 
 from . import types
 from .errors import RewriteError
-from .plan import Apply, Call, Cast, Const, Node, Param, node_type
+from .plan import Apply, Call, Cast, Const, FieldOf, Node, Param, Source, node_type
 
 CallFunction = Callable[[Signature, list[Any]], Any]
 _TEXTLIKE = ("text", "character varying", "name", "unknown")
@@ -40,7 +40,13 @@ def evaluate(
     params: Mapping[int, Any],
     call: CallFunction,
     bytea_output: str = "hex",
+    sources: Sequence[Any] = (),
 ) -> Any:
+    if isinstance(node, Source):
+        return sources[node.index]
+    if isinstance(node, FieldOf):
+        value = evaluate(node.node, params, call, bytea_output, sources)
+        return None if value is None else value[node.index]
     if isinstance(node, Const):
         return node.value
     if isinstance(node, Param):

@@ -46,11 +46,28 @@ class Cast:
     type: str
 
 
-Node = Union[Const, Param, Call, Apply, Cast]
+@dataclass(frozen=True, slots=True)
+class FieldOf:
+    """One field of a composite value: `(pgsodium.crypto_box_new_keypair()).public`."""
+
+    node: Node
+    index: int
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The value of FROM item `index` (a folded call), computed once per execution."""
+
+    index: int
+    type: str
+
+
+Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source]
 
 
 def node_type(node: Node) -> str:
-    if isinstance(node, (Const, Param, Cast)):
+    if isinstance(node, (Const, Param, Cast, FieldOf, Source)):
         return node.type
     if isinstance(node, Call):
         return node.signature.returns
@@ -62,7 +79,7 @@ def walk(node: Node):  # type: ignore[no-untyped-def]
     if isinstance(node, (Call, Apply)):
         for arg in node.args:
             yield from walk(arg)
-    elif isinstance(node, Cast):
+    elif isinstance(node, (Cast, FieldOf)):
         yield from walk(node.node)
 
 
@@ -121,6 +138,8 @@ class Plan:
     folds: list[Fold] = field(default_factory=list)
     creates: list[RawKeyCreate] = field(default_factory=list)
     deferred: list[DecryptedRawKey] = field(default_factory=list)
+    # Folded calls in FROM, computed once; Outputs refer to them with Source nodes.
+    sources: list[Node] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.
@@ -135,10 +154,13 @@ class Plan:
 
     @property
     def rewrites(self) -> bool:
-        return bool(self.outputs or self.folds or self.creates or self.deferred)
+        return bool(
+            self.outputs or self.folds or self.creates or self.deferred or self.sources
+        )
 
     def calls(self) -> list[Call]:
         roots: list[Node] = [o.node for o in self.outputs] + [f.node for f in self.folds]
+        roots += self.sources
         for create in self.creates:
             roots += [
                 n

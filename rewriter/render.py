@@ -74,15 +74,20 @@ def render(
     the five SQL texts for raw-key create i.
     """
     replacements: list[tuple[int, int, str]] = []
+    placeholders = []
     for index, output in enumerate(plan.outputs):
         alias = sqltext.quote_ident(output_alias(marker, index))
         placeholder = f"NULL::{node_type(output.node)} AS {alias}"
-        replacements.append((*output.span, placeholder))
+        placeholders.append(placeholder)
+        if output.span[0] >= 0:
+            replacements.append((*output.span, placeholder))
     for index, deferred in enumerate(plan.deferred):
         if deferred.span[0] >= 0:
             text = deferred_inputs(marker, index, deferred.qualifier)
             replacements.append((*deferred.span, text))
     for start, end, text in plan.texts:
+        for index, placeholder in enumerate(placeholders):
+            text = text.replace("{output:%d}" % index, placeholder)
         for index, deferred in enumerate(plan.deferred):
             text = text.replace(
                 "{deferred:%d}" % index,

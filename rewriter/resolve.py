@@ -1,20 +1,28 @@
 """Choose the pgsodium overload a call means, as PostgreSQL's parser would.
 
-Follows func_get_detail/func_select_candidate (parse_func.c): argument count with
-defaults and named arguments, then exact matches, implicit coercions, preferred
-types and type categories for unknown-typed arguments; ambiguity is 42725 and no
-match 42883, with PostgreSQL's own message texts.
+Follows FuncnameGetCandidates (namespace.c) and func_get_detail/func_select_candidate
+(parse_func.c, parse_func.c's helpers): argument count with defaults and named
+arguments, overloads that expand to the same argument types, the exact match, implicit
+coercions, preferred types, type categories for unknown-typed arguments and the "all
+known types alike" last resort; ambiguity is 42725 and no match 42883, with
+PostgreSQL's own message texts. Only the functions declared upstream are candidates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from keystore.catalogue import Signature, overloads
+from keystore.catalogue import SCHEMA, Signature, overloads
+from keystore.schema import INSTALLED_KINDS
 
 from . import types
 from .errors import RewriteError
+
+FUNC_MAX_ARGS = 100  # pg_config_manual.h
+
+# Categories of types that only appear in signatures not declared upstream.
+_OTHER_CATEGORIES = {"regrole": ("N", False), "record": ("P", False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +35,22 @@ class Bound:
     slots: tuple[int | None, ...]
 
 
-def _bind_names(
-    sig: Signature, positional: int, named: Sequence[str]
-) -> tuple[int | None, ...] | None:
+@dataclass(slots=True)
+class _Candidate:
+    # None: several overloads expand to these argument types (PostgreSQL's oid 0).
+    signature: Signature | None
+    slots: tuple[int | None, ...]
+    args: tuple[str, ...]  # declared types of the supplied arguments, in call order
+
+
+def _bind(sig: Signature, nargs: int, named: Sequence[str]) -> _Candidate | None:
+    """FuncnameGetCandidates + MatchNamedCall for one overload."""
     params = sig.params
-    if positional + len(named) > len(params):
+    positional = nargs - len(named)
+    first_default = next(
+        (i for i, p in enumerate(params) if p.default is not None), len(params)
+    )
+    if nargs > len(params) or nargs < first_default:
         return None
     slots: list[int | None] = [None] * len(params)
     for i in range(positional):
@@ -41,21 +60,34 @@ def _bind_names(
         if index is None or slots[index] is not None:
             return None
         slots[index] = positional + offset
-    for index, param in enumerate(params):
-        if slots[index] is None and param.default is None:
-            return None
-    return tuple(slots)
+    if any(s is None and i < first_default for i, s in enumerate(slots)):
+        return None
+    order = sorted((s, i) for i, s in enumerate(slots) if s is not None)
+    args = tuple(params[i].type for _, i in order)
+    return _Candidate(sig, tuple(slots), args)
 
 
-def _arg_types(bound: tuple[int | None, ...], arg_types: Sequence[str]) -> list[str]:
-    return [arg_types[i] for i in bound if i is not None]
-
-
-def _param_types(sig: Signature, bound: tuple[int | None, ...]) -> list[str]:
-    return [p.type for p, i in zip(sig.params, bound, strict=True) if i is not None]
+def _candidates(name: str, nargs: int, named: Sequence[str]) -> list[_Candidate]:
+    found: list[_Candidate] = []
+    for sig in overloads(name):
+        if sig.kind not in INSTALLED_KINDS:
+            continue
+        candidate = _bind(sig, nargs, named)
+        if candidate is None:
+            continue
+        twin = next((c for c in found if c.args == candidate.args), None)
+        if twin is None:
+            found.append(candidate)
+        else:
+            # Same schema, same expanded types: PostgreSQL keeps one entry and
+            # reports the call ambiguous if it is chosen.
+            twin.signature = None
+    return found
 
 
 def _category(type_name: str) -> tuple[str, bool]:
+    if type_name in _OTHER_CATEGORIES:
+        return _OTHER_CATEGORIES[type_name]
     try:
         found = types.lookup(type_name)
     except RewriteError:
@@ -63,48 +95,115 @@ def _category(type_name: str) -> tuple[str, bool]:
     return (found.category, found.preferred)
 
 
-def _select(
-    candidates: list[tuple[Signature, tuple[int | None, ...]]], arg_types: list[str]
-) -> list[tuple[Signature, tuple[int | None, ...]]]:
-    """func_select_candidate: narrow down when several candidates coerce."""
+def _keep_best(
+    candidates: list[_Candidate], score: Callable[[_Candidate], int]
+) -> list[_Candidate]:
+    best = max(score(c) for c in candidates)
+    return [c for c in candidates if score(c) == best]
 
-    def declared(c: tuple[Signature, tuple[int | None, ...]]) -> list[str]:
-        return _param_types(c[0], c[1])
 
-    def keep_most(score) -> None:  # type: ignore[no-untyped-def]
-        nonlocal candidates
-        best = max(score(c) for c in candidates)
-        candidates = [c for c in candidates if score(c) == best]
-
-    keep_most(
-        lambda c: sum(a == p for a, p in zip(arg_types, declared(c), strict=True))
-    )
-    if len(candidates) > 1:
-        keep_most(
-            lambda c: sum(
-                a == p or (a != "unknown" and _category(p)[1])
-                for a, p in zip(arg_types, declared(c), strict=True)
-            )
+def _exact_score(arg_types: Sequence[str]) -> Callable[[_Candidate], int]:
+    def score(c: _Candidate) -> int:
+        return sum(
+            a != "unknown" and a == p for a, p in zip(arg_types, c.args, strict=True)
         )
-    for position, arg in enumerate(arg_types):
-        if len(candidates) <= 1 or arg != "unknown":
-            continue
-        categories = {_category(declared(c)[position])[0] for c in candidates}
-        if "S" in categories:
-            chosen = "S"
-        elif len(categories) == 1:
-            chosen = categories.pop()
+
+    return score
+
+
+def _preferred_score(arg_types: Sequence[str]) -> Callable[[_Candidate], int]:
+    # IsPreferredType: preferred only within the input's own category (7.4 rule).
+    def score(c: _Candidate) -> int:
+        return sum(
+            a != "unknown" and (a == p or _category(p) == (_category(a)[0], True))
+            for a, p in zip(arg_types, c.args, strict=True)
+        )
+
+    return score
+
+
+def _unknown_slot(candidates: list[_Candidate], i: int) -> tuple[str, bool] | None:
+    """The category an unknown argument takes: STRING wins, else all must agree."""
+    category, preferred, conflict = "", False, False
+    for c in candidates:
+        current, is_preferred = _category(c.args[i])
+        if not category:
+            category, preferred = current, is_preferred
+        elif current == category:
+            preferred |= is_preferred
+        elif current == "S":
+            category, preferred = current, is_preferred
         else:
+            conflict = True
+    if conflict and category != "S":
+        return None
+    return category, preferred
+
+
+def _by_unknowns(
+    candidates: list[_Candidate], arg_types: Sequence[str]
+) -> list[_Candidate] | None:
+    slots: dict[int, tuple[str, bool]] = {}
+    for i, arg in enumerate(arg_types):
+        if arg != "unknown":
             continue
-        in_category = [
-            c for c in candidates if _category(declared(c)[position])[0] == chosen
-        ]
-        preferred = [c for c in in_category if _category(declared(c)[position])[1]]
-        candidates = preferred or in_category
-    return candidates
+        slot = _unknown_slot(candidates, i)
+        if slot is None:
+            return None
+        slots[i] = slot
+    kept = [
+        c
+        for c in candidates
+        if all(
+            _category(c.args[i])[0] == category
+            and (not preferred or _category(c.args[i])[1])
+            for i, (category, preferred) in slots.items()
+        )
+    ]
+    return kept or candidates
+
+
+def _by_known_type(
+    candidates: list[_Candidate], arg_types: Sequence[str]
+) -> _Candidate | None:
+    """Last gasp: every known argument has one type; treat the unknowns as it."""
+    known = {a for a in arg_types if a != "unknown"}
+    if len(known) != 1:
+        return None
+    assumed = [known.pop()] * len(arg_types)
+    fits = [c for c in candidates if _coerces(assumed, c.args)]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _select(
+    candidates: list[_Candidate], arg_types: Sequence[str]
+) -> _Candidate | None:
+    """func_select_candidate: the one best candidate, or None when ambiguous."""
+    candidates = _keep_best(candidates, _exact_score(arg_types))
+    if len(candidates) == 1:
+        return candidates[0]
+    candidates = _keep_best(candidates, _preferred_score(arg_types))
+    if len(candidates) == 1:
+        return candidates[0]
+    if "unknown" not in arg_types:
+        return None
+    narrowed = _by_unknowns(candidates, arg_types)
+    if narrowed is not None:
+        candidates = narrowed
+        if len(candidates) == 1:
+            return candidates[0]
+    return _by_known_type(candidates, arg_types)
+
+
+def _coerces(arg_types: Sequence[str], params: Sequence[str]) -> bool:
+    return all(
+        types.can_coerce_implicitly(a, p)
+        for a, p in zip(arg_types, params, strict=True)
+    )
 
 
 def describe_call(name: str, arg_types: Sequence[str], named: Sequence[str]) -> str:
+    """func_signature_string: `name(type, ..., argname => type)`."""
     positional = len(arg_types) - len(named)
     shown = list(arg_types[:positional]) + [
         f"{n} => {t}" for n, t in zip(named, arg_types[positional:], strict=True)
@@ -112,40 +211,51 @@ def describe_call(name: str, arg_types: Sequence[str], named: Sequence[str]) -> 
     return f"{name}({', '.join(shown)})"
 
 
-def resolve(
-    name: str, arg_types: Sequence[str], named: Sequence[str], position: int | None
-) -> Bound:
-    """`arg_types` of all arguments in call order; the last len(named) are named."""
-    positional = len(arg_types) - len(named)
-    candidates = []
-    for sig in overloads(name):
-        slots = _bind_names(sig, positional, named)
-        if slots is not None:
-            candidates.append((sig, slots))
-    typed = [
-        (sig, slots)
-        for sig, slots in candidates
-        if all(
-            types.can_coerce_implicitly(a, p)
-            for a, p in zip(
-                _arg_types(slots, arg_types), _param_types(sig, slots), strict=True
-            )
-        )
-    ]
-    shown = describe_call(f"pgsodium.{name}", arg_types, named)
-    if not typed:
+def _check_call_shape(named: Sequence[str], nargs: int, position: int | None) -> None:
+    if nargs > FUNC_MAX_ARGS:
         raise RewriteError(
-            "42883",
-            f"function {shown} does not exist",
+            "54023",
+            f"cannot pass more than {FUNC_MAX_ARGS} arguments to a function",
             position,
         )
-    exact = [
-        c for c in typed if _arg_types(c[1], arg_types) == _param_types(c[0], c[1])
-    ]
-    chosen = exact if len(exact) == 1 else typed
-    if len(chosen) > 1:
-        chosen = _select(chosen, _arg_types(chosen[0][1], arg_types))
-    if len(chosen) != 1:
+    for i, name in enumerate(named):
+        if name in named[:i]:
+            raise RewriteError(
+                "42601", f'argument name "{name}" used more than once', position
+            )
+
+
+def _choose(coercible: list[_Candidate], arg_types: Sequence[str]) -> _Candidate | None:
+    """func_get_detail after the exact-match test: the only one, or the best."""
+    if len(coercible) == 1:
+        return coercible[0]
+    return _select(coercible, arg_types)
+
+
+def resolve(
+    name: str,
+    arg_types: Sequence[str],
+    named: Sequence[str],
+    position: int | None,
+    *,
+    schema: str | None = SCHEMA,
+) -> Bound:
+    """`arg_types` of all arguments in call order; the last len(named) are named.
+
+    `schema` is the qualification the call was written with (None: unqualified);
+    PostgreSQL's messages show the function name as written.
+    """
+    _check_call_shape(named, len(arg_types), position)
+    candidates = _candidates(name, len(arg_types), named)
+    shown = describe_call(f"{schema}.{name}" if schema else name, arg_types, named)
+    chosen = next((c for c in candidates if list(c.args) == list(arg_types)), None)
+    if chosen is None:
+        coercible = [c for c in candidates if _coerces(arg_types, c.args)]
+        if not coercible:
+            raise RewriteError("42883", f"function {shown} does not exist", position)
+        chosen = _choose(coercible, arg_types)
+    if chosen is None or chosen.signature is None:
         raise RewriteError("42725", f"function {shown} is not unique", position)
-    sig, slots = chosen[0]
-    return Bound(sig, slots)
+    if named and chosen.signature.language == "aggregate":
+        raise RewriteError("0A000", "aggregates cannot use named arguments", position)
+    return Bound(chosen.signature, chosen.slots)

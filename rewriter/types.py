@@ -1,8 +1,10 @@
 """The PostgreSQL types the proxy computes with: OIDs, categories, casts, I/O.
 
-Each conversion follows the server's own input and output functions (byteain,
-byteaout, int8in, uuid_in, boolin, ...), including their error SQLSTATEs and texts,
-because clients see these results exactly as if the server had produced them.
+Each conversion follows the server's own input, output, receive and cast functions
+(byteain, pg_strtoint32, oidin, string_to_uuid, boolin, numeric_in, int84, ...),
+including their error SQLSTATEs and texts, because clients see these results
+exactly as if the server had produced them. What the proxy cannot reproduce exactly
+it refuses with 0A000.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import struct
 import uuid as _uuid
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from .errors import RewriteError
 
@@ -39,7 +42,7 @@ _TYPES = [
     PgType("boolean", 16, "B", preferred=True, size=1),
     PgType("inet", 869, "I", preferred=True),
     PgType("timestamp with time zone", 1184, "D", preferred=True, size=8),
-    PgType("oid", 26, "N", size=4),
+    PgType("oid", 26, "N", preferred=True, size=4),
     PgType("pgsodium.key_type", 0, "E"),
     PgType("pgsodium.key_status", 0, "E"),
 ]
@@ -71,12 +74,17 @@ _IMPLICIT = {
     ("bigint", "double precision"),
     ("numeric", "double precision"),
     ("character varying", "text"),
+    ("character varying", "name"),
     ("name", "text"),
     ("text", "character varying"),
+    ("text", "name"),
     ("integer", "oid"),
     ("smallint", "oid"),
     ("bigint", "oid"),
 }
+STRING_TYPES = ("text", "character varying", "name", "unknown")
+_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
+NAMEDATALEN = 64
 
 
 def lookup(name: str) -> PgType:
@@ -91,28 +99,107 @@ def can_coerce_implicitly(source: str, target: str) -> bool:
     return source == target or source == "unknown" or (source, target) in _IMPLICIT
 
 
-# -- text input functions ----------------------------------------------------------
-
-
 def _syntax(type_name: str, text: str) -> RewriteError:
+    return RewriteError("22P02", f'invalid input syntax for type {type_name}: "{text}"')
+
+
+def _out_of_range(type_name: str, text: str) -> RewriteError:
+    return RewriteError("22003", f'value "{text}" is out of range for type {type_name}')
+
+
+def _refuse(what: str) -> RewriteError:
+    return RewriteError("0A000", f"pgsodium-proxy cannot evaluate {what}")
+
+
+# -- text encoding (the server encoding is UTF8) -----------------------------------
+
+
+def _mblen(first: int) -> int:
+    """pg_utf_mblen: the length a UTF-8 lead byte announces (1 when invalid)."""
+    if first < 0x80:
+        return 1
+    for mask, value, length in ((0xE0, 0xC0, 2), (0xF0, 0xE0, 3), (0xF8, 0xF0, 4)):
+        if first & mask == value:
+            return length
+    return 1
+
+
+def _utf8_char_ok(data: bytes, at: int) -> int:
+    """pg_utf8_verifychar: the length of a legal character at `at`, or -1."""
+    length = _mblen(data[at])
+    if data[at] == 0 or at + length > len(data):
+        return -1
+    try:
+        data[at : at + length].decode("utf-8")
+    except UnicodeDecodeError:
+        return -1
+    return length
+
+
+def invalid_encoding(encoding: str, data: bytes, at: int) -> RewriteError:
+    """report_invalid_encoding: up to one announced character's bytes, in hex."""
+    length = _mblen(data[at]) if encoding == "UTF8" else 1
+    shown = " ".join(f"0x{b:02x}" for b in data[at : at + min(length, 8)])
     return RewriteError(
-        "22P02", f'invalid input syntax for type {type_name}: "{text}"'
+        "22021", f'invalid byte sequence for encoding "{encoding}": {shown}'
     )
 
 
-def bytea_in(text: str) -> bytes:
-    """byteain: `\\x` hex form, or the escape form with `\\\\` and `\\ooo`."""
-    if text.startswith("\\x"):
-        digits = re.sub(r"\s", "", text[2:])
-        if len(digits) % 2:
-            raise RewriteError("22023", "invalid hexadecimal data: odd number of digits")
+def utf8_text(data: bytes) -> str:
+    """pg_verify_mbstr for UTF8 (NUL included), then the text it holds."""
+    if b"\x00" not in data:
         try:
-            return bytes.fromhex(digits)
-        except ValueError:
-            bad = next(c for c in digits if c not in "0123456789abcdefABCDEF")
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    at = 0
+    while at < len(data):
+        length = _utf8_char_ok(data, at)
+        if length < 0:
+            raise invalid_encoding("UTF8", data, at)
+        at += length
+    raise AssertionError("unreachable: the data decoded above")
+
+
+def name_in(text: str) -> str:
+    """namein/text_name: clipped to NAMEDATALEN - 1 bytes on a character boundary."""
+    raw = text.encode("utf-8")
+    if len(raw) < NAMEDATALEN:
+        return text
+    return raw[: NAMEDATALEN - 1].decode("utf-8", "ignore")
+
+
+# -- bytea ------------------------------------------------------------------------
+
+_HEX_SPACE = " \t\n\r"  # hex_decode skips these, and only between digit pairs
+
+
+def hex_decode(text: str) -> bytes:
+    """encode.c hex_decode: digit pairs, whitespace between pairs, first error wins."""
+    out = bytearray()
+    i, end = 0, len(text)
+    while i < end:
+        if text[i] in _HEX_SPACE:
+            i += 1
+            continue
+        high = _hex_digit(text[i])
+        if i + 1 >= end:
             raise RewriteError(
-                "22023", f'invalid hexadecimal digit: "{bad}"'
-            ) from None
+                "22023", "invalid hexadecimal data: odd number of digits"
+            )
+        out.append(high << 4 | _hex_digit(text[i + 1]))
+        i += 2
+    return bytes(out)
+
+
+def _hex_digit(ch: str) -> int:
+    if ch in "0123456789abcdefABCDEF":
+        return int(ch, 16)
+    raise RewriteError("22023", f'invalid hexadecimal digit: "{ch}"')
+
+
+def escape_decode(text: str) -> bytes:
+    """byteain's escape form (= esc_decode): `\\\\` and `\\ooo`, all else verbatim."""
     out = bytearray()
     i = 0
     while i < len(text):
@@ -120,88 +207,22 @@ def bytea_in(text: str) -> bytes:
         if ch != "\\":
             out += ch.encode("utf-8")
             i += 1
+        elif re.match(r"[0-3][0-7][0-7]", text[i + 1 : i + 4]):
+            out.append(int(text[i + 1 : i + 4], 8))
+            i += 4
         elif text[i + 1 : i + 2] == "\\":
             out.append(0x5C)
             i += 2
-        elif re.fullmatch(r"[0-3][0-7][0-7]", text[i + 1 : i + 4]):
-            out.append(int(text[i + 1 : i + 4], 8))
-            i += 4
         else:
-            raise _syntax("bytea", text)
+            raise RewriteError("22P02", "invalid input syntax for type bytea")
     return bytes(out)
 
 
-_INT_RANGES = {
-    "smallint": (-(2**15), 2**15 - 1),
-    "integer": (-(2**31), 2**31 - 1),
-    "bigint": (-(2**63), 2**63 - 1),
-    "oid": (0, 2**32 - 1),
-}
-
-
-def int_in(type_name: str, text: str) -> int:
-    stripped = text.strip()
-    if not re.fullmatch(r"[+-]?[0-9]+", stripped):
-        raise _syntax(type_name, text)
-    value = int(stripped)
-    low, high = _INT_RANGES[type_name]
-    if not low <= value <= high:
-        raise RewriteError(
-            "22003", f'value "{text}" is out of range for type {type_name}'
-        )
-    return value
-
-
-def uuid_in(text: str) -> str:
-    core = text.strip()
-    if core.startswith("{") and core.endswith("}"):
-        core = core[1:-1]
-    # uuid_in accepts hyphens after any group of four hex digits; simplest exact
-    # check: 32 hex digits once hyphens are removed, no leading/trailing hyphen.
-    digits = core.replace("-", "")
-    if (
-        len(digits) != 32
-        or core.startswith("-")
-        or core.endswith("-")
-        or "--" in core
-        or not re.fullmatch(r"[0-9a-fA-F]{32}", digits)
-    ):
-        raise _syntax("uuid", text)
-    return str(_uuid.UUID(hex=digits))
-
-
-def bool_in(text: str) -> bool:
-    word = text.strip().lower()
-    if word and "true".startswith(word) or word in ("yes", "on", "1", "y"):
-        return True
-    if word and "false".startswith(word) or word in ("no", "off", "0", "n"):
-        return False
-    raise _syntax("boolean", text)
-
-
-def text_in(type_name: str, text: str) -> object:
-    """Convert a value's text form to its Python value for `type_name`."""
-    if type_name == "bytea":
-        return bytea_in(text)
-    if type_name in _INT_RANGES:
-        return int_in(type_name, text)
-    if type_name == "uuid":
-        return uuid_in(text)
-    if type_name == "boolean":
-        return bool_in(text)
-    if type_name in ("text", "character varying", "name", "unknown"):
-        return text
-    if type_name.startswith("pgsodium.") or type_name in (
-        "timestamp with time zone",
-        "inet",
-        "numeric",
-    ):
-        # Kept as text: the server parses these when the value goes upstream.
-        return text
-    raise RewriteError("0A000", f"pgsodium-proxy cannot evaluate type {type_name}")
-
-
-# -- text output functions ---------------------------------------------------------
+def bytea_in(text: str) -> bytes:
+    """byteain: `\\x` (lower case x only) then hex, else the escape form."""
+    if text.startswith("\\x"):
+        return hex_decode(text[2:])
+    return escape_decode(text)
 
 
 def bytea_out(value: bytes, bytea_output: str = "hex") -> str:
@@ -218,38 +239,336 @@ def bytea_out(value: bytes, bytea_output: str = "hex") -> str:
     return "".join(parts)
 
 
+# -- integers, oid, uuid, boolean, numeric ---------------------------------------
+
+_INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _SPACE:
+        i += 1
+    return i
+
+
+def _digits(text: str, i: int, limit: int) -> tuple[int, int, bool]:
+    """Accumulate ASCII digits from i; stop early once the value passes `limit`."""
+    value = 0
+    while i < len(text) and text[i] in "0123456789":
+        value = value * 10 + ord(text[i]) - 48
+        i += 1
+        if value > limit:
+            return value, i, True
+    return value, i, False
+
+
+def _sign(text: str, i: int) -> tuple[bool, int]:
+    if i < len(text) and text[i] in "+-":
+        return text[i] == "-", i + 1
+    return False, i
+
+
+def _strtoint(type_name: str, text: str) -> int:
+    """pg_strtoint16/32/64: overflow is reported as soon as the digits pass it."""
+    limit = 1 << (_INT_BITS[type_name] - 1)
+    negative, i = _sign(text, _skip_space(text, 0))
+    if i >= len(text) or text[i] not in "0123456789":
+        raise _syntax(type_name, text)
+    value, i, overflow = _digits(text, i, limit)
+    if overflow:
+        raise _out_of_range(type_name, text)
+    if _skip_space(text, i) != len(text):
+        raise _syntax(type_name, text)
+    if not negative and value == limit:
+        raise _out_of_range(type_name, text)
+    return -value if negative else value
+
+
+def _oid_in(text: str) -> int:
+    """oidin: strtoul(), then either zero- or sign-extension must fit 32 bits."""
+    negative, i = _sign(text, _skip_space(text, 0))
+    if i >= len(text) or text[i] not in "0123456789":
+        raise _syntax("oid", text)
+    value, i, overflow = _digits(text, i, 2**64 - 1)
+    if overflow:
+        raise _out_of_range("oid", text)
+    if _skip_space(text, i) != len(text):
+        raise _syntax("oid", text)
+    converted = -value % 2**64 if negative else value
+    result = converted & 0xFFFFFFFF
+    signed = result - 2**32 if result >= 2**31 else result
+    if converted not in (result, signed % 2**64):
+        raise _out_of_range("oid", text)
+    return result
+
+
+def int_in(type_name: str, text: str) -> int:
+    if type_name == "oid":
+        return _oid_in(text)
+    return _strtoint(type_name, text)
+
+
+def uuid_in(text: str) -> str:
+    """string_to_uuid: optional braces, a hyphen allowed after any 4 hex digits."""
+    i, braces = (1, True) if text.startswith("{") else (0, False)
+    digits = []
+    for group in range(16):
+        pair = text[i : i + 2]
+        if len(pair) < 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
+            raise _syntax("uuid", text)
+        digits.append(pair)
+        i += 2
+        if text[i : i + 1] == "-" and group % 2 == 1 and group < 15:
+            i += 1
+    if braces:
+        if text[i : i + 1] != "}":
+            raise _syntax("uuid", text)
+        i += 1
+    if i != len(text):
+        raise _syntax("uuid", text)
+    return str(_uuid.UUID(hex="".join(digits)))
+
+
+# parse_bool_with_len: any prefix of these words, by their first letter.
+_BOOL_WORDS = {
+    "t": ("true", True),
+    "f": ("false", False),
+    "y": ("yes", True),
+    "n": ("no", False),
+}
+
+
+def bool_in(text: str) -> bool:
+    word = text.strip(_SPACE)
+    lowered = "".join(c.lower() if "A" <= c <= "Z" else c for c in word)
+    if lowered in ("1", "0"):
+        return lowered == "1"
+    if lowered[:1] in _BOOL_WORDS:
+        full, value = _BOOL_WORDS[lowered[:1]]
+        if full.startswith(lowered):
+            return value
+    # 'o' alone is neither on nor off.
+    if lowered in ("on", "of", "off"):
+        return lowered == "on"
+    raise _syntax("boolean", text)
+
+
+# set_var_from_str; the exponent is read with strtol(), which skips whitespace.
+_NUMERIC = re.compile(
+    r"(?P<mantissa>[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))"
+    r"(?:[eE][ \t\n\v\f\r]*(?P<exponent>[+-]?[0-9]+))?"
+)
+_NUMERIC_SPECIAL = {
+    "nan": "NaN",
+    "infinity": "Infinity",
+    "+infinity": "Infinity",
+    "-infinity": "-Infinity",
+    "inf": "Infinity",
+    "+inf": "Infinity",
+    "-inf": "-Infinity",
+}
+# Beyond these the server's limits on weight and scale come into play; refused.
+_NUMERIC_MAX_EXPONENT = 1000
+_NUMERIC_MAX_TEXT = 4096
+
+
+def numeric_in(text: str) -> str:
+    """numeric_in then numeric_out: the canonical text of a numeric value."""
+    core = text.strip(_SPACE)
+    if len(core) > _NUMERIC_MAX_TEXT:
+        raise _refuse("a numeric value this long")
+    special = _NUMERIC_SPECIAL.get(core.lower() if core.isascii() else core)
+    if special is not None:
+        return special
+    match = _NUMERIC.fullmatch(core)
+    if match is None:
+        raise _syntax("numeric", text)
+    exponent = int(match["exponent"] or 0)
+    if abs(exponent) > _NUMERIC_MAX_EXPONENT:
+        raise _refuse("a numeric value with so large an exponent")
+    value = Decimal(f"{match['mantissa']}E{exponent}")
+    shown = format(value, "f")
+    return shown[1:] if value.is_zero() and shown.startswith("-") else shown
+
+
+def _numeric_to_int(text: str, type_name: str) -> int:
+    """numeric_int2/4/8: NaN and infinity refused, ties rounded away from zero."""
+    canonical = numeric_in(text)
+    if canonical == "NaN":
+        raise RewriteError("0A000", f"cannot convert NaN to {type_name}")
+    if canonical.endswith("Infinity"):
+        raise RewriteError("0A000", f"cannot convert infinity to {type_name}")
+    value = int(Decimal(canonical).to_integral_value(rounding=ROUND_HALF_UP))
+    return _int_range(value, type_name)
+
+
+def _int_range(value: int, type_name: str) -> int:
+    half = 1 << (_INT_BITS[type_name] - 1)
+    if not -half <= value < half:
+        raise RewriteError("22003", f"{type_name} out of range")
+    return value
+
+
+# -- text input and output ----------------------------------------------------------
+
+
+def text_in(type_name: str, text: str) -> object:
+    """Convert a value's text form to its Python value for `type_name`."""
+    if type_name == "bytea":
+        return bytea_in(text)
+    if type_name in _INT_BITS or type_name == "oid":
+        return int_in(type_name, text)
+    if type_name == "uuid":
+        return uuid_in(text)
+    if type_name == "boolean":
+        return bool_in(text)
+    if type_name == "numeric":
+        return numeric_in(text)
+    if type_name == "name":
+        return name_in(text)
+    if type_name in ("text", "character varying", "unknown"):
+        return text
+    if type_name.startswith("pgsodium.") or type_name in (
+        "timestamp with time zone",
+        "inet",
+    ):
+        # Kept as text: the server parses these when the value goes upstream.
+        return text
+    raise _refuse(f"type {type_name}")
+
+
 def text_out(type_name: str, value: object, bytea_output: str = "hex") -> str:
     if type_name == "bytea":
         assert isinstance(value, bytes)
         return bytea_out(value, bytea_output)
     if type_name == "boolean":
         return "t" if value else "f"
+    if type_name == "numeric":
+        return numeric_in(str(value))
+    if type_name == "double precision":
+        raise _refuse("the text form of a double precision value")
     return str(value)
+
+
+# -- casts --------------------------------------------------------------------------
+
+
+# pg_cast entries (any context) among the non-string types above; casts from and to
+# the string types are the automatic I/O conversions.
+_CASTS = {
+    *((a, b) for a in _INT_BITS for b in _INT_BITS),
+    *((a, "oid") for a in _INT_BITS),
+    ("oid", "integer"),
+    ("oid", "bigint"),
+    *((a, "numeric") for a in _INT_BITS),
+    *(("numeric", b) for b in _INT_BITS),
+    *((a, "double precision") for a in (*_INT_BITS, "numeric")),
+    *(("double precision", b) for b in (*_INT_BITS, "numeric")),
+    ("integer", "boolean"),
+    ("boolean", "integer"),
+}
+
+
+def can_cast(source: str, target: str) -> bool:
+    """Whether `CAST(x AS target)` parses for an x of type `source` (else 42846)."""
+    return (
+        source == target
+        or source in STRING_TYPES
+        or target in STRING_TYPES
+        or (source, target) in _CASTS
+    )
+
+
+def cast(value: object, source: str, target: str, bytea_output: str = "hex") -> object:
+    """The server's explicit cast from `source` to `target` of a `source` value."""
+    if not can_cast(source, target):
+        raise RewriteError("42846", f"cannot cast type {source} to {target}")
+    if value is None or source == target:
+        return value
+    if "double precision" in (source, target):
+        raise _refuse("casts involving type double precision")
+    if source in STRING_TYPES:
+        return text_in(target, str(value))
+    if target in STRING_TYPES:
+        return _cast_to_string(value, source, target, bytea_output)
+    return _cast_number(value, source, target)
+
+
+def _cast_to_string(value: object, source: str, target: str, bytea_output: str) -> str:
+    if source in ("inet", "timestamp with time zone"):
+        raise _refuse(f"casts from type {source} to {target}")
+    if source == "boolean" and target != "name":
+        return "true" if value else "false"  # pg_cast: booltext, not boolout
+    text = text_out(source, value, bytea_output)
+    return name_in(text) if target == "name" else text
+
+
+def _cast_number(value: object, source: str, target: str) -> object:
+    if source in _INT_BITS and target in _INT_BITS:
+        return _int_range(int(value), target)  # type: ignore[call-overload]
+    if source in ("smallint", "integer") and target == "oid":
+        return int(value) % 2**32  # type: ignore[call-overload]
+    if (source, target) == ("bigint", "oid"):
+        if not 0 <= int(value) < 2**32:  # type: ignore[call-overload]
+            raise RewriteError("22003", "OID out of range")
+        return int(value)  # type: ignore[call-overload]
+    if (source, target) == ("oid", "integer"):
+        return int(value) - 2**32 if int(value) >= 2**31 else int(value)  # type: ignore[call-overload]
+    if (source, target) == ("oid", "bigint"):
+        return int(value)  # type: ignore[call-overload]
+    if source in _INT_BITS and target == "numeric":
+        return str(value)
+    if source == "numeric" and target in _INT_BITS:
+        return _numeric_to_int(str(value), target)
+    if (source, target) == ("integer", "boolean"):
+        return value != 0
+    assert (source, target) == ("boolean", "integer")
+    return 1 if value else 0
 
 
 # -- binary send/receive -----------------------------------------------------------
 
-_INT_FORMATS = {"smallint": "!h", "integer": "!i", "bigint": "!q", "oid": "!I"}
+_BINARY_INTS = {"smallint": "!h", "integer": "!i", "bigint": "!q", "oid": "!I"}
+_BINARY_SIZES = {**{t: struct.calcsize(f) for t, f in _BINARY_INTS.items()}, "uuid": 16}
 
 
-def binary_in(type_name: str, data: bytes) -> object:
+def _binary_format(param: int | None) -> RewriteError:
+    where = "" if param is None else f" {param}"
+    return RewriteError(
+        "22P03", f"incorrect binary data format in bind parameter{where}"
+    )
+
+
+def _binary_size(data: bytes, size: int, param: int | None) -> None:
+    """pq_getmsgbytes, then exec_bind_message's check that all bytes were used."""
+    if len(data) < size:
+        message = (
+            "no data left in message"
+            if size == 1
+            else "insufficient data left in message"
+        )
+        raise RewriteError("08P01", message)
+    if len(data) > size:
+        raise _binary_format(param)
+
+
+def binary_in(type_name: str, data: bytes, *, param: int | None = None) -> object:
+    """The type's receive function; `param` (1-based) numbers the bind parameter."""
+    data = bytes(data)
     if type_name == "bytea":
-        return bytes(data)
-    if type_name in _INT_FORMATS:
-        fmt = _INT_FORMATS[type_name]
-        if len(data) != struct.calcsize(fmt):
-            raise RewriteError(
-                "22P03", f"incorrect binary data format in bind parameter"
-            )
-        return struct.unpack(fmt, data)[0]
-    if type_name == "uuid":
-        if len(data) != 16:
-            raise RewriteError("22P03", "incorrect binary data format in bind parameter")
-        return str(_uuid.UUID(bytes=bytes(data)))
+        return data
+    if type_name in _BINARY_SIZES:
+        _binary_size(data, _BINARY_SIZES[type_name], param)
+        if type_name == "uuid":
+            return str(_uuid.UUID(bytes=data))
+        return struct.unpack(_BINARY_INTS[type_name], data)[0]
     if type_name == "boolean":
+        _binary_size(data, 1, param)
         return data != b"\x00"
-    if type_name in ("text", "character varying", "name", "unknown"):
-        return bytes(data).decode("utf-8")
+    if type_name in STRING_TYPES:
+        text = utf8_text(data)
+        if type_name == "name" and len(data) >= NAMEDATALEN:
+            raise RewriteError("42622", "identifier too long")
+        return text
     raise RewriteError(
         "0A000", f"pgsodium-proxy cannot read binary values of type {type_name}"
     )
@@ -259,8 +578,8 @@ def binary_out(type_name: str, value: object) -> bytes:
     if type_name == "bytea":
         assert isinstance(value, bytes)
         return value
-    if type_name in _INT_FORMATS:
-        return struct.pack(_INT_FORMATS[type_name], value)
+    if type_name in _BINARY_INTS:
+        return struct.pack(_BINARY_INTS[type_name], value)
     if type_name == "uuid":
         return _uuid.UUID(str(value)).bytes
     if type_name == "boolean":
@@ -282,7 +601,7 @@ def sql_literal(type_name: str, value: object) -> str:
     if type_name == "bytea":
         assert isinstance(value, bytes)
         return f"E'\\\\x{value.hex()}'::bytea"
-    if type_name in _INT_RANGES:
+    if type_name in _BINARY_INTS:
         return f"'{int(value)}'::{type_name}"  # type: ignore[call-overload]
     if type_name == "boolean":
         return "true" if value else "false"
