@@ -54,6 +54,8 @@ PROXY_FUNCTIONS: Mapping[str, tuple[str | None, tuple[str, ...]]] = MappingProxy
         "pgsodium._proxy_create_raw_key(uuid,pgsodium.key_type,text,bytea,bytea,uuid,"
         "timestamp with time zone,text,bytea)": (KEYMAKER, ("PUBLIC", KEYIDUSER)),
         "pgsodium._proxy_raise(text,text)": (None, ("PUBLIC",)),
+        "pgsodium._proxy_key_ref(uuid)": (KEYMAKER, (KEYIDUSER,)),
+        "pgsodium._proxy_key_ref(anyelement)": (None, ("PUBLIC",)),
     }
 )
 

@@ -46,7 +46,20 @@ class Deferred:
     format: int
 
 
-Column = Copy | Filled | Deferred
+@dataclass(frozen=True, slots=True)
+class PerRow:
+    """A select-list item computed from row inputs (and their key material)."""
+
+    inputs: tuple[int, ...]
+    keys: tuple[int | None, ...]  # the key material column of each input
+    types: tuple[str, ...]
+    formats: tuple[int, ...]
+    compute: Callable[[list[Any], list[str | None]], Any]
+    result_type: str
+    format: int
+
+
+Column = Copy | Filled | Deferred | PerRow
 
 
 class Layout:
@@ -69,6 +82,8 @@ class Layout:
                 out.append(values[column.index])
             elif isinstance(column, Filled):
                 out.append(column.data)
+            elif isinstance(column, PerRow):
+                out.append(_per_row(column, values, bytea_output))
             else:
                 out.append(_deferred(column, values, bytea_output))
         return codec.encode_data_row(out)
@@ -80,6 +95,24 @@ def _deferred(column: Deferred, values: list[bytes | None], bytea_output: str) -
         raw = values[index]
         inputs.append(None if raw is None else raw if fmt == BINARY else raw.decode("utf-8"))
     result = column.compute(inputs)
+    return encode_value(column.result_type, result, column.format, bytea_output)
+
+
+def _per_row(column: PerRow, values: list[bytes | None], bytea_output: str) -> bytes | None:
+    inputs: list[Any] = []
+    for index, type_name, fmt in zip(column.inputs, column.types, column.formats, strict=True):
+        raw = values[index]
+        if raw is None:
+            inputs.append(None)
+        elif fmt == BINARY:
+            inputs.append(types.binary_in(type_name, raw))
+        else:
+            inputs.append(types.text_in(type_name, raw.decode("utf-8")))
+    materials = [
+        None if k is None or values[k] is None else values[k].decode("utf-8")  # type: ignore[union-attr]
+        for k in column.keys
+    ]
+    result = column.compute(inputs, materials)
     return encode_value(column.result_type, result, column.format, bytea_output)
 
 
@@ -131,6 +164,7 @@ def build_layout(
     outputs: Sequence[Any],
     deferred: Sequence[Callable[[list[Any]], Any]],
     bytea_output: str,
+    rows: Sequence[Callable[[list[str]], tuple[str, Any]]] = (),
 ) -> Layout:
     """Map an upstream RowDescription to what the client sees.
 
@@ -160,6 +194,11 @@ def build_layout(
             columns.append(Filled(value))
             index += 1
             continue
+        if kind == "r":
+            column, field, index = _row_group(plan, marker, fields, index, rows)
+            client_fields.append(field)
+            columns.append(column)
+            continue
         group = int(number[:-1])
         parts = fields[index : index + 4]
         expected = [f"{marker}d{group}{p}" for p in "abcd"]
@@ -180,6 +219,52 @@ def build_layout(
         )
         index += 4
     return Layout(client_fields, columns)
+
+
+def _row_group(
+    plan: Plan,
+    marker: str,
+    fields: Sequence[Field],
+    index: int,
+    rows: Sequence[Callable[[list[str]], tuple[str, Any]]],
+) -> tuple[PerRow, Field, int]:
+    """The upstream columns of one select-list item over rows, from `index` on."""
+    group = int(fields[index].name[len(marker) + 1 :].split("_")[0])
+    spec = plan.rows[group]
+    prefix = f"{marker}r{group}_"
+    inputs: list[int] = []
+    keys: list[int | None] = []
+    type_names: list[str] = []
+    for number, item in enumerate(spec.inputs):
+        if index >= len(fields) or fields[index].name != f"{prefix}{number}":
+            raise ProxyError(SQLSTATE.INTERNAL_ERROR, "row inputs out of order")
+        inputs.append(index)
+        known = types.BY_OID.get(fields[index].type_oid)
+        if known is None:
+            raise ProxyError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                f"pgsodium-proxy cannot evaluate over a value of type oid "
+                f"{fields[index].type_oid}",
+            )
+        type_names.append(known.name)
+        index += 1
+        if item.key_ref:
+            keys.append(index)
+            index += 1
+        else:
+            keys.append(None)
+    result_type, compute = rows[group](type_names)
+    first = fields[inputs[0]]
+    column = PerRow(
+        tuple(inputs),
+        tuple(keys),
+        tuple(type_names),
+        tuple(fields[i].format for i in inputs),
+        compute,
+        result_type,
+        first.format,
+    )
+    return column, _typed(first, spec.name, result_type), index
 
 
 def _renamed(field: Field, name: str) -> Field:

@@ -19,6 +19,7 @@ from rewriter import render as renderer
 from rewriter import types
 from rewriter.compile import default_value
 from rewriter.evaluate import evaluate
+from rewriter.late import resolve_open
 from rewriter.plan import Call, Param, Plan, node_type, walk
 from rewriter.sqltext import tokens
 
@@ -69,6 +70,7 @@ class Execution:
         self.bind_message: Any = None
         self.layout: Layout | None = None
         self._chains: dict[str, KeyChain] = {}
+        self.privileges: dict[str, bool] = {}
 
     # -- evaluation --------------------------------------------------------------------
 
@@ -92,7 +94,11 @@ class Execution:
                 else:
                     keys.append((parent, "aead-det"))
         checks = sorted({c for plan in self.plans for c in plan.checks})
-        found = await lookup(self.session, checks, keys, parents)
+        candidates = sorted(
+            {c for plan in self.plans for row in plan.rows for c in row.candidates}
+        )
+        found = await lookup(self.session, checks, keys, parents, candidates)
+        self.privileges = found.privileges
         self._check_search_path(found.schemas)
         self.bytea_output = found.bytea_output
         self.evaluator = Evaluator(
@@ -248,6 +254,7 @@ class Execution:
         execution.kept = self.kept
         execution.described = self.described
         execution.bind_message = bind
+        execution.privileges = self.privileges
         return execution
 
     async def bind(self) -> codec.Bind:
@@ -345,9 +352,45 @@ class Execution:
         plan = self.plans[index]
         deferred = [self._deferred(d) for d in plan.deferred]
         outputs = self.outputs[index] or [None] * len(plan.outputs)
+        rows = [self._row_resolver(r) for r in plan.rows]
         return build_layout(
-            plan, self.marker, fields, outputs, deferred, self.bytea_output
+            plan, self.marker, fields, outputs, deferred, self.bytea_output, rows
         )
+
+    def _row_resolver(self, spec: Any) -> Any:
+        """For a select-list item over rows: given its inputs' types, the result
+        type and the per-row computation."""
+
+        def resolve(input_types: list[str]) -> tuple[str, Any]:
+            node = resolve_open(spec.tree, input_types)
+            for call in (n for n in walk(node) if isinstance(n, Call)):
+                if self.privileges.get(call.signature.regprocedure) is False:
+                    raise ProxyError(
+                        SQLSTATE.INSUFFICIENT_PRIVILEGE,
+                        f"permission denied for function {call.signature.name}",
+                    )
+            def compute(values: list[Any], materials: list[str | None]) -> Any:
+                evaluator = self.evaluator
+                assert evaluator is not None
+                found: dict[tuple[str, str], str] = {}
+                for value, material in zip(values, materials, strict=True):
+                    if material is not None and value is not None:
+                        head = self._chain(material).head
+                        found[(str(value), head.key_type)] = material
+                evaluator.materials = found
+                return evaluate(
+                    node, {}, evaluator, self.bytea_output, row=dict(enumerate(values))
+                )
+
+            return node_type(node), compute
+
+        return resolve
+
+    def _chain(self, material: str) -> KeyChain:
+        chain = self._chains.get(material)
+        if chain is None:
+            chain = self._chains[material] = parse_material(material)
+        return chain
 
     def _deferred(self, spec: Any) -> Any:
         def compute(inputs: list[Any]) -> Any:
@@ -356,9 +399,7 @@ class Execution:
                 return None
             if isinstance(material, bytes):
                 material = material.decode("utf-8")
-            chain = self._chains.get(material)
-            if chain is None:
-                chain = self._chains[material] = parse_material(material)
+            chain = self._chain(material)
             assert self.evaluator is not None
             value: Any = self.evaluator.decrypt_under(
                 chain, _bytes(ciphertext), _maybe_bytes(additional), _maybe_bytes(nonce)

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 CHECK_SQL = """\
 SELECT current_schemas(true)::text, current_setting('bytea_output'),
        (SELECT root_key_fingerprint FROM pgsodium._proxy_meta),
-       pgsodium._proxy_check_execute($1::regprocedure[])::text"""
+       pgsodium._proxy_check_execute($1::regprocedure[])::text,
+       ARRAY(SELECT has_function_privilege(p::regprocedure, 'EXECUTE')
+               FROM unnest($2::text[]) AS p)::text"""
 KEYS_SQL = """\
 SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL
   FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS x(u, t, n)
@@ -51,6 +53,8 @@ class Found:
     bytea_output: str
     materials: dict[tuple[str, str], str]
     parents: list[tuple[str, int, bytes]]
+    # EXECUTE privilege on functions that calls over rows may resolve to.
+    privileges: dict[str, bool]
 
 
 def _array(values: list[str]) -> str:
@@ -68,9 +72,12 @@ async def lookup(
     checks: list[str],
     keys: list[tuple[str, str]],
     parents: int,
+    candidates: list[str] = [],  # noqa: B006 - never mutated
 ) -> Found:
     uuids = [k[0] or "00000000-0000-0000-0000-000000000000" for k in keys]
-    queries: list[tuple[str, list[str | None]]] = [(CHECK_SQL, [_array(checks)])]
+    queries: list[tuple[str, list[str | None]]] = [
+        (CHECK_SQL, [_array(checks), _array(candidates)])
+    ]
     if keys or parents:
         queries.append(
             (KEYS_SQL, [_array(uuids), _array([k[1] for k in keys]), str(parents)])
@@ -101,7 +108,14 @@ async def lookup(
         for r in rows
         if int(r[0] or 0) < 0
     ]
-    return Found(_schemas(header[0] or ""), header[1] or "hex", materials, found_parents)
+    allowed = [v == "t" for v in (header[4] or "{}").strip("{}").split(",") if v]
+    return Found(
+        _schemas(header[0] or ""),
+        header[1] or "hex",
+        materials,
+        found_parents,
+        dict(zip(candidates, allowed, strict=True)),
+    )
 
 
 def sanitize(frame: codec.Frame) -> bytes:

@@ -56,7 +56,12 @@ class QueryReply(Reply):
             return False  # after our error nothing more of this query is shown
         if kind == T:
             fields = codec.decode_backend(frame).fields
-            self.layout = self.execution.make_layout(self.index, fields)
+            try:
+                self.layout = self.execution.make_layout(self.index, fields)
+            except _ROW_ERRORS as exc:
+                self.error = _error(exc)
+                out.append(self.error.to_error_response())
+                return False
             out.append(frame.raw if self.layout.identity else self.layout.row_description())
         elif kind == D and self.layout is not None and not self.layout.identity:
             try:
@@ -101,7 +106,11 @@ class DescribeReply(Reply):
             return False
         if kind == T:
             fields = codec.decode_backend(frame).fields
-            layout = self.execution.make_layout(0, fields)
+            try:
+                layout = self.execution.make_layout(0, fields)
+            except _ROW_ERRORS as exc:
+                out.append(_error(exc).to_error_response())
+                return True
             out.append(layout.row_description())
             return True
         out.append(frame.raw)

@@ -18,6 +18,7 @@ from pglast.visitors import Visitor
 from . import builtins, sqltext
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError
+from .late import RowCompiler, RowOutput
 from .plan import (
     Call,
     FieldOf,
@@ -137,10 +138,27 @@ class _Statement:
             try:
                 node = self.compiler.compile(target.val)
             except NotFoldable:
-                continue  # its pgsodium calls are planned one by one below
+                self._row_target(target, span)
+                continue
             name = target.name or figure_colname(target.val)
             self.result.outputs.append(Output(span, name, node))
             self._mark_handled(target.val)
+
+    def _row_target(self, target: ast.ResTarget, span: tuple[int, int]) -> None:
+        """A select-list item over rows, if the proxy can compute it per row; if
+        not, its pgsodium calls are left to _remaining, which refuses them."""
+        builder = RowCompiler(self.compiler, self.sql, self.tokens, self.on_path)
+        try:
+            tree = builder.build(target.val)
+        except NotFoldable:
+            return
+        name = target.name or figure_colname(target.val)
+        self.result.rows.append(
+            RowOutput(
+                span, name, tree, tuple(builder.inputs), frozenset(builder.candidates)
+            )
+        )
+        self._mark_handled(target.val)
 
     def _mark_handled(self, node: ast.Node) -> None:
         for call in _calls(node):

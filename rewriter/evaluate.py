@@ -13,7 +13,18 @@ from keystore.catalogue import Signature
 
 from . import types
 from .errors import RewriteError
-from .plan import Apply, Call, Cast, Const, FieldOf, Node, Param, Source, node_type
+from .plan import (
+    Apply,
+    Call,
+    Cast,
+    Column,
+    Const,
+    FieldOf,
+    Node,
+    Param,
+    Source,
+    node_type,
+)
 
 CallFunction = Callable[[Signature, list[Any]], Any]
 _TEXTLIKE = ("text", "character varying", "name", "unknown")
@@ -41,25 +52,34 @@ def evaluate(
     call: CallFunction,
     bytea_output: str = "hex",
     sources: Sequence[Any] = (),
+    row: Mapping[int, Any] | None = None,
 ) -> Any:
-    if isinstance(node, Source):
-        return sources[node.index]
-    if isinstance(node, FieldOf):
-        value = evaluate(node.node, params, call, bytea_output, sources)
-        return None if value is None else value[node.index]
+    """The value of `node`; `sources` are FROM values, `row` the row inputs."""
+
+    def value(inner: Node) -> Any:
+        return evaluate(inner, params, call, bytea_output, sources, row)
+
     if isinstance(node, Const):
         return node.value
     if isinstance(node, Param):
         return params[node.number]
+    if isinstance(node, Column):
+        assert row is not None
+        return row[node.index]
+    if isinstance(node, Source):
+        return sources[node.index]
+    if isinstance(node, FieldOf):
+        composite = value(node.node)
+        return None if composite is None else composite[node.index]
     if isinstance(node, Cast):
-        inner = evaluate(node.node, params, call, bytea_output)
-        return cast_value(inner, node_type(node.node), node.type, bytea_output)
+        return cast_value(
+            value(node.node), node_type(node.node), node.type, bytea_output
+        )
     if isinstance(node, Apply):
-        args = [evaluate(a, params, call, bytea_output) for a in node.args]
+        args = [value(a) for a in node.args]
         if node.builtin.strict and any(a is None for a in args):
             return None
         return node.builtin.function(*args)
     if isinstance(node, Call):
-        args = [evaluate(a, params, call, bytea_output) for a in node.args]
-        return call(node.signature, args)
+        return call(node.signature, [value(a) for a in node.args])
     raise RewriteError("XX000", f"unexpected node {type(node).__name__}")

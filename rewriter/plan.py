@@ -8,7 +8,7 @@ Expression nodes (Const, Param, Call, Apply, Cast) describe values the proxy fol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from keystore.catalogue import Signature
 
@@ -63,11 +63,19 @@ class Source:
     type: str
 
 
-Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source]
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A value the database computes per row (a row input), once its type is known."""
+
+    index: int
+    type: str
+
+
+Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source, Column]
 
 
 def node_type(node: Node) -> str:
-    if isinstance(node, (Const, Param, Cast, FieldOf, Source)):
+    if isinstance(node, (Const, Param, Cast, FieldOf, Source, Column)):
         return node.type
     if isinstance(node, Call):
         return node.signature.returns
@@ -140,6 +148,8 @@ class Plan:
     deferred: list[DecryptedRawKey] = field(default_factory=list)
     # Folded calls in FROM, computed once; Outputs refer to them with Source nodes.
     sources: list[Node] = field(default_factory=list)
+    # Select-list items computed from each row (rewriter.late.RowOutput).
+    rows: list[Any] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.
@@ -155,7 +165,12 @@ class Plan:
     @property
     def rewrites(self) -> bool:
         return bool(
-            self.outputs or self.folds or self.creates or self.deferred or self.sources
+            self.outputs
+            or self.folds
+            or self.creates
+            or self.deferred
+            or self.sources
+            or self.rows
         )
 
     def calls(self) -> list[Call]:

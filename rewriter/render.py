@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import sqltext
+from .late import input_columns
 from .plan import Plan, RawKeyCreate, node_type
 
 
@@ -94,6 +95,8 @@ def render(
                 deferred_inputs(marker, index, deferred.qualifier),
             )
         replacements.append((start, end, text))
+    for index, row in enumerate(plan.rows):
+        replacements.append((*row.span, input_columns(marker, index, row.inputs)))
     for index, fold in enumerate(plan.folds):
         replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
     for index, create in enumerate(plan.creates):

@@ -97,6 +97,31 @@ $fn$;
 -- to decrypt unless it was really encrypted under its parent for this id; with a
 -- NULL associated_data the id is not bound, so a ciphertext read back through
 -- _proxy_key_material could be stored again under a new id and key_type.
+-- Key material of whatever type the row has, or NULL when there is no such key:
+-- the proxy reads it per row for pgsodium calls over rows and applies pgsodium's
+-- type check and P0002 itself. The anyelement overload answers NULL for values of
+-- other types (a bigint key id, a bytea key), so the proxy can ask for any argument.
+-- SECURITY: as _proxy_key_material, for pgsodium_keyiduser only.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_key_ref(key_uuid uuid)
+  RETURNS text
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+AS $fn$
+DECLARE
+  found_type pgsodium.key_type;
+BEGIN
+  SELECT k.key_type INTO found_type FROM pgsodium.key k WHERE k.id = key_uuid;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN pgsodium._proxy_key_material(key_uuid, found_type);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgsodium._proxy_key_ref(other anyelement)
+  RETURNS text
+  LANGUAGE sql IMMUTABLE
+AS $fn$ SELECT NULL::text $fn$;
+
 -- Before key_context was a parameter (never released; keeps re-runs clean).
 DROP FUNCTION IF EXISTS pgsodium._proxy_create_raw_key(
     uuid, pgsodium.key_type, text, bytea, bytea, uuid, timestamp with time zone, text);

@@ -294,6 +294,7 @@ def test_installed_functions_are_the_catalogue_minus_tce(
         "_proxy_key_material",
         "_proxy_create_raw_key",
         "_proxy_raise",
+        "_proxy_key_ref",
     }
 
 
@@ -324,7 +325,7 @@ def test_security_definer_functions_pin_search_path(
     functions: dict[str, tuple[Any, ...]],
 ) -> None:
     definers = {name: row for name, row in functions.items() if row[3]}
-    assert len(definers) == 25 + 1 + 3 + 2  # uuid, create_key, get_*, proxy
+    assert len(definers) == 25 + 1 + 3 + 3  # uuid, create_key, get_*, proxy
     assert all(row[6] == ['search_path=""'] for row in definers.values())
 
 
