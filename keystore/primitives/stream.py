@@ -34,34 +34,25 @@ _BLOCKS_PER_WORD = 1 << 32
 _COUNTER_MOD = 1 << 64
 
 
-def _rotl(v: int, c: int) -> int:
-    return ((v << c) & _MASK32) | (v >> (32 - c))
-
-
-def _quarter(x: list[int], a: int, b: int, c: int, d: int) -> None:
-    x[a] = (x[a] + x[b]) & _MASK32
-    x[d] = _rotl(x[d] ^ x[a], 16)
-    x[c] = (x[c] + x[d]) & _MASK32
-    x[b] = _rotl(x[b] ^ x[c], 12)
-    x[a] = (x[a] + x[b]) & _MASK32
-    x[d] = _rotl(x[d] ^ x[a], 8)
-    x[c] = (x[c] + x[d]) & _MASK32
-    x[b] = _rotl(x[b] ^ x[c], 7)
+_ZERO_BLOCK = bytes(BLOCK_BYTES)
 
 
 def hchacha20(key: bytes, nonce16: bytes) -> bytes:
-    """crypto_core_hchacha20 with the default constants: a 32-byte subkey."""
-    x = [*_SIGMA, *struct.unpack("<8L", key), *struct.unpack("<4L", nonce16)]
-    for _ in range(10):
-        _quarter(x, 0, 4, 8, 12)
-        _quarter(x, 1, 5, 9, 13)
-        _quarter(x, 2, 6, 10, 14)
-        _quarter(x, 3, 7, 11, 15)
-        _quarter(x, 0, 5, 10, 15)
-        _quarter(x, 1, 6, 11, 12)
-        _quarter(x, 2, 7, 8, 13)
-        _quarter(x, 3, 4, 9, 14)
-    return struct.pack("<8L", *x[0:4], *x[12:16])
+    """crypto_core_hchacha20 with the default constants: a 32-byte subkey.
+
+    HChaCha20 is the ChaCha20 block function without the final feed-forward, so it
+    is read off one keystream block computed in C: the block is (rounds + initial
+    state), and the initial state's words 0-3 and 12-15 are the constants and the
+    16 input bytes (`cryptography` takes them as its 16-byte counter-and-nonce).
+    """
+    block = Cipher(algorithms.ChaCha20(key, nonce16), mode=None).encryptor()
+    words = struct.unpack("<16L", block.update(_ZERO_BLOCK))
+    given = struct.unpack("<4L", nonce16)
+    return struct.pack(
+        "<8L",
+        *((words[i] - _SIGMA[i]) & _MASK32 for i in range(4)),
+        *((words[12 + i] - given[i]) & _MASK32 for i in range(4)),
+    )
 
 
 def xchacha20_xor(data: bytes, nonce: bytes, key: bytes, ic: int = 0) -> bytes:
