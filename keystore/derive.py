@@ -28,6 +28,9 @@ _UINT64_MASK = 0xFFFF_FFFF_FFFF_FFFF
 # BLAKE2b salt and personal are 16 bytes; libsodium zero-fills their second halves.
 _ZERO_HALF = bytes(8)
 
+# Derived keys kept per Env (one Env serves one statement execution).
+_DERIVED_CACHE_SIZE = 4096
+
 # The C helper every key-id function goes through; its name prefixes its errors.
 DERIVE_HELPER = "pgsodium_derive_helper"
 
@@ -63,12 +66,14 @@ class Env:
     every derivation fails the way pgsodium fails.
     """
 
-    __slots__ = ("_root_key",)
+    __slots__ = ("_root_key", "_derived")
 
     def __init__(self, root_key: bytes | None) -> None:
         if root_key is not None and len(root_key) != ROOT_KEY_BYTES:
             raise RootKeyError(f"the root key must be {ROOT_KEY_BYTES} bytes")
         self._root_key = None if root_key is None else bytes(root_key)
+        # Derived keys by (key id, size, context): rows under one key repeat it.
+        self._derived: dict[tuple[int, int, bytes], bytes] = {}
 
     @property
     def has_root_key(self) -> bool:
@@ -92,7 +97,14 @@ class Env:
             raise data_exception(
                 DERIVE_HELPER, "crypto_kdf_derive_from_key: context must be 8 bytes"
             )
-        return kdf_derive(self._root_key, key_id, size, context)
+        cache_key = (key_id, size, bytes(context))
+        derived = self._derived.get(cache_key)
+        if derived is None:
+            if len(self._derived) >= _DERIVED_CACHE_SIZE:
+                self._derived.clear()
+            derived = kdf_derive(self._root_key, key_id, size, context)
+            self._derived[cache_key] = derived
+        return derived
 
     def __repr__(self) -> str:
         # SECURITY: never show key bytes, not even a fingerprint of them.

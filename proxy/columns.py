@@ -98,16 +98,34 @@ def _deferred(column: Deferred, values: list[bytes | None], bytea_output: str) -
     return encode_value(column.result_type, result, column.format, bytea_output)
 
 
+_UUIDS: dict[bytes, str] = {}  # the server's own uuid texts and binaries, parsed
+
+
+def _input(type_name: str, raw: bytes, fmt: int) -> Any:
+    if type_name == "uuid":
+        # Key uuids repeat row after row; the server's output is canonical.
+        parsed = _UUIDS.get(raw)
+        if parsed is None:
+            if len(_UUIDS) > 65536:
+                _UUIDS.clear()
+            parsed = _UUIDS[raw] = (
+                types.binary_in("uuid", raw)
+                if fmt == BINARY
+                else types.uuid_in(raw.decode("ascii"))
+            )
+        return parsed
+    if type_name == "bytea":
+        return raw if fmt == BINARY else types.bytea_in(raw.decode("ascii"))
+    if fmt == BINARY:
+        return types.binary_in(type_name, raw)
+    return types.text_in(type_name, raw.decode("utf-8"))
+
+
 def _per_row(column: PerRow, values: list[bytes | None], bytea_output: str) -> bytes | None:
     inputs: list[Any] = []
     for index, type_name, fmt in zip(column.inputs, column.types, column.formats, strict=True):
         raw = values[index]
-        if raw is None:
-            inputs.append(None)
-        elif fmt == BINARY:
-            inputs.append(types.binary_in(type_name, raw))
-        else:
-            inputs.append(types.text_in(type_name, raw.decode("utf-8")))
+        inputs.append(None if raw is None else _input(type_name, raw, fmt))
     materials = [
         None if k is None or values[k] is None else values[k].decode("utf-8")  # type: ignore[union-attr]
         for k in column.keys

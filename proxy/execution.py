@@ -18,7 +18,7 @@ from keystore.keys import DerivedKey, KeyChain, parse_material
 from rewriter import render as renderer
 from rewriter import types
 from rewriter.compile import default_value
-from rewriter.evaluate import evaluate
+from rewriter.evaluate import compile_row, evaluate
 from rewriter.late import resolve_open
 from rewriter.plan import Call, Param, Plan, node_type, walk
 from rewriter.sqltext import tokens
@@ -71,11 +71,13 @@ class Execution:
         self.layout: Layout | None = None
         self._chains: dict[str, KeyChain] = {}
         self.privileges: dict[str, bool] = {}
+        self.params: dict[int, Any] = {}
 
     # -- evaluation --------------------------------------------------------------------
 
     async def prepare(self, params: dict[int, Any]) -> None:
         """Look up privileges and keys upstream, then compute every value."""
+        self.params = params
         calls = [c for plan in self.plans for c in plan.calls()]
         keys: list[tuple[str, str]] = []
         for call in calls:
@@ -369,18 +371,22 @@ class Execution:
                         SQLSTATE.INSUFFICIENT_PRIVILEGE,
                         f"permission denied for function {call.signature.name}",
                     )
+            row_function: list[Any] = []
+
             def compute(values: list[Any], materials: list[str | None]) -> Any:
                 evaluator = self.evaluator
                 assert evaluator is not None
+                if not row_function:
+                    row_function.append(
+                        compile_row(node, evaluator, self.bytea_output, self.params)
+                    )
                 found: dict[tuple[str, str], str] = {}
                 for value, material in zip(values, materials, strict=True):
                     if material is not None and value is not None:
                         head = self._chain(material).head
                         found[(str(value), head.key_type)] = material
                 evaluator.materials = found
-                return evaluate(
-                    node, {}, evaluator, self.bytea_output, row=dict(enumerate(values))
-                )
+                return row_function[0](values)
 
             return node_type(node), compute
 

@@ -83,3 +83,81 @@ def evaluate(
     if isinstance(node, Call):
         return call(node.signature, [value(a) for a in node.args])
     raise RewriteError("XX000", f"unexpected node {type(node).__name__}")
+
+
+RowFunction = Callable[[Sequence[Any]], Any]
+
+
+def compile_row(
+    node: Node,
+    call: CallFunction,
+    bytea_output: str,
+    params: Mapping[int, Any],
+    sources: Sequence[Any] = (),
+) -> RowFunction:
+    """`node` as a function of one row's inputs, for values computed per row.
+
+    Subtrees without row inputs are computed once here, as the server folds
+    constants when it plans; pgsodium calls are never folded (some are volatile).
+    """
+    function, _ = _compile(node, call, bytea_output, params, sources)
+    return function
+
+
+def _compile(
+    node: Node,
+    call: CallFunction,
+    bytea_output: str,
+    params: Mapping[int, Any],
+    sources: Sequence[Any],
+) -> tuple[RowFunction, bool]:
+    """(function of the row, whether it is constant)."""
+
+    def sub(inner: Node) -> tuple[RowFunction, bool]:
+        return _compile(inner, call, bytea_output, params, sources)
+
+    if isinstance(node, Column):
+        index = node.index
+        return (lambda row: row[index]), False
+    if isinstance(node, (Const, Param, Source)):
+        value = evaluate(node, params, call, bytea_output, sources)
+        return (lambda row: value), True
+    if isinstance(node, FieldOf):
+        inner, constant = sub(node.node)
+        position = node.index
+
+        def field(row: Sequence[Any]) -> Any:
+            composite = inner(row)
+            return None if composite is None else composite[position]
+
+        return _fold(field, constant)
+    if isinstance(node, Cast):
+        inner, constant = sub(node.node)
+        source, target = node_type(node.node), node.type
+        return _fold(
+            lambda row: cast_value(inner(row), source, target, bytea_output), constant
+        )
+    if isinstance(node, Apply):
+        parts = [sub(a) for a in node.args]
+        functions = [f for f, _ in parts]
+        builtin = node.builtin
+
+        def apply(row: Sequence[Any]) -> Any:
+            args = [f(row) for f in functions]
+            if builtin.strict and None in args:
+                return None
+            return builtin.function(*args)
+
+        return _fold(apply, all(c for _, c in parts))
+    if isinstance(node, Call):
+        functions = [sub(a)[0] for a in node.args]
+        signature = node.signature
+        return (lambda row: call(signature, [f(row) for f in functions])), False
+    raise RewriteError("XX000", f"unexpected node {type(node).__name__}")
+
+
+def _fold(function: RowFunction, constant: bool) -> tuple[RowFunction, bool]:
+    if not constant:
+        return function, False
+    value = function(())
+    return (lambda row: value), True

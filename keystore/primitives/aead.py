@@ -6,6 +6,7 @@ time; a mismatch raises `invalid ciphertext` and the candidate plaintext is drop
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -71,8 +72,13 @@ def _s2v(ka: bytes, m: bytes, ad: bytes | None, nonce: bytes | None) -> bytes:
     return _b2(ka, last)
 
 
+@functools.lru_cache(maxsize=1024)
 def _subkeys(key: bytes) -> tuple[bytes, bytes]:
-    """Ka || Ke = BLAKE2b-512 of the empty message keyed with the det key."""
+    """Ka || Ke = BLAKE2b-512 of the empty message keyed with the det key.
+
+    Cached per key: rows decrypted under one key repeat it (the cache is as secret
+    as the keys the proxy already holds in memory).
+    """
     both = hashlib.blake2b(b"", digest_size=64, key=key).digest()
     return both[:32], both[32:]
 
