@@ -71,8 +71,17 @@ class Server:
     # -- cancel keys -----------------------------------------------------------
 
     def issue_cancel_key(self, session: Session) -> tuple[int, bytes]:
+        """A cancel key for the client: the upstream's pid, a secret of our own.
+
+        SECURITY: the pid stays the upstream's, so pg_backend_pid() and the pid of
+        notifications agree with BackendKeyData; the secret is fresh, so a client
+        that learns another backend's pid still cannot cancel that session, and the
+        upstream's real secret never leaves the proxy.
+        """
+        assert session.upstream_cancel is not None
+        pid, upstream_secret = session.upstream_cancel
         while True:
-            key = (secrets.randbelow(2**31 - 1) + 1, secrets.token_bytes(4))
+            key = (pid, secrets.token_bytes(len(upstream_secret)))
             if key not in self._cancel_keys:
                 self._cancel_keys[key] = session
                 return key
@@ -85,6 +94,12 @@ class Server:
         session = self._cancel_keys.get((pid, secret))
         if session is None or session.upstream_cancel is None:
             log.warning("cancel request with an unknown cancel key ignored")
+            return
+        await self.cancel_upstream(session)
+
+    async def cancel_upstream(self, session: Session) -> None:
+        """Ask the upstream to cancel what `session`'s connection is running."""
+        if session.upstream_cancel is None:
             return
         upstream_pid, upstream_secret = session.upstream_cancel
         upstream = self.config.upstream

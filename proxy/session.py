@@ -37,7 +37,11 @@ _TERMINALS: dict[int, bytes] = {
     ord("C"): b"3E",  # Close -> CloseComplete
 }
 _SYNC_LIKE = frozenset(b"QSF")  # Query, Sync, FunctionCall end with ReadyForQuery
-_NO_REPLY = frozenset(b"Hdcfp")  # Flush, CopyData/Done/Fail, password/SASL
+_NO_REPLY = frozenset(b"Hdcf")  # Flush, CopyData/Done/Fail
+# What a client may send once the session is ready (protocol §55.7); anything else
+# gets PostgreSQL's own FATAL 08P01 "invalid frontend message type N".
+_FRONTEND_TYPES = frozenset(b"QPBEDCHSFdcfX")
+VIOLATION_GRACE_SECONDS = 1.0
 
 
 class ClientGone(Exception):
@@ -69,6 +73,9 @@ class Session:
         # An error the client was told about that the upstream has not seen yet.
         self.pending_abort: ProxyError | None = None
         self.upstream_cancel: tuple[int, bytes] | None = None
+        self.client_violation: ProtocolViolation | None = None
+        # The upstream's FATAL error reached the client: no error of our own after it.
+        self.upstream_fatal = False
 
     # -- logging ---------------------------------------------------------------
 
@@ -143,9 +150,18 @@ class Session:
                 pass
 
     async def _read_client(self, reader: FrameReader) -> list[Frame]:
+        """The complete frames that have arrived (at least one).
+
+        A framing error is kept in `client_violation` and raised only after the
+        frames before it are answered, as PostgreSQL answers them.
+        """
         while True:
-            frames = list(reader)
-            if frames:
+            frames: list[Frame] = []
+            try:
+                frames.extend(reader)
+            except ProtocolViolation as exc:
+                self.client_violation = exc
+            if frames or self.client_violation is not None:
                 return frames
             data = await self.client_reader.read(READ_SIZE)
             if not data:
@@ -159,7 +175,11 @@ class Session:
         reader = FrameReader(startup=True)
         while True:
             (frame,) = await self._read_client_one(reader)
-            message = codec.decode_startup(frame)
+            try:
+                message = codec.decode_startup(frame)
+            except codec.UnsupportedProtocolVersion:
+                await self._relay_refused_startup(frame)
+                return None
             if isinstance(message, (codec.SSLRequest, codec.GSSENCRequest)):
                 # TLS and GSS encryption are not offered (yet): 'N' means "go on
                 # in plain text", as PostgreSQL answers when they are off.
@@ -179,6 +199,19 @@ class Session:
         await self._relay_authentication(reader)
         self.log(logging.INFO, "session ready")
         return reader
+
+    async def _relay_refused_startup(self, frame: Frame) -> None:
+        """A startup for a protocol other than 3.x: the upstream answers it.
+
+        PostgreSQL's answer depends on the version asked for (a 2.0 client gets the
+        2.0 error format), so the proxy relays the upstream's reply byte for byte
+        rather than writing its own, then closes as the upstream does.
+        """
+        await self._connect_upstream()
+        assert self.upstream_reader is not None
+        self.write_upstream(frame.raw)
+        while data := await self.upstream_reader.read(READ_SIZE):
+            self._write_client(data)
 
     async def _read_client_one(self, reader: FrameReader) -> list[Frame]:
         while True:
@@ -271,6 +304,11 @@ class Session:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if to_upstream in done and not self.router.idle:
+            # The client left with a statement still running: closing the socket
+            # alone lets PostgreSQL run it to the end (it only notices on its next
+            # write), so cancel it first, as the client's own cancel would.
+            await self.server.cancel_upstream(self)
         self.router.fail_all()
         for task in done:
             exc = task.exception()
@@ -286,8 +324,17 @@ class Session:
             run: list[bytes] = []
             for frame in frames:
                 if frame.type == ord("X"):
+                    # Forwarded, so the upstream ends the session as a clean close
+                    # (no "unexpected EOF" in its log, no open transaction left).
+                    run.append(frame.raw)
                     self._flush_run(run)
+                    await self._drain_upstream()
                     return
+                if frame.type not in _FRONTEND_TYPES:
+                    self.client_violation = ProtocolViolation(
+                        f"invalid frontend message type {frame.type}"
+                    )
+                    break
                 if self.interceptor.wants(frame):
                     self._flush_run(run)
                     await self.interceptor.handle(frame)
@@ -295,8 +342,23 @@ class Session:
                 self._track(frame)
                 run.append(frame.raw)
             self._flush_run(run)
-            if self.upstream_writer is not None:
-                await self.upstream_writer.drain()
+            await self._drain_upstream()
+            if self.client_violation is not None:
+                await self._answer_before_violation()
+                raise self.client_violation
+
+    async def _drain_upstream(self) -> None:
+        if self.upstream_writer is not None:
+            await self.upstream_writer.drain()
+
+    async def _answer_before_violation(self) -> None:
+        """Let the replies to the messages before a violation reach the client first.
+
+        Bounded: replies that the upstream buffers until a Sync never come.
+        """
+        deadline = time.monotonic() + VIOLATION_GRACE_SECONDS
+        while not self.router.idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def _flush_run(self, run: list[bytes]) -> None:
         if run:
@@ -382,13 +444,14 @@ class Session:
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
             if not data:
-                self._write_client(
-                    codec.error_response(
-                        "FATAL",
-                        SQLSTATE.CONNECTION_FAILURE,
-                        "the upstream database closed the connection",
+                if not self.upstream_fatal:
+                    self._write_client(
+                        codec.error_response(
+                            "FATAL",
+                            SQLSTATE.CONNECTION_FAILURE,
+                            "the upstream database closed the connection",
+                        )
                     )
-                )
                 return
             reader.feed(data)
             frames = list(reader)
@@ -397,5 +460,12 @@ class Session:
                     self.transaction_status = chr(frame.body[0])
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
+                elif frame.type == ord("E") and _is_fatal(frame):
+                    self.upstream_fatal = True
             self.router.feed(frames)
             await self.client_writer.drain()
+
+
+def _is_fatal(frame: Frame) -> bool:
+    """Whether an ErrorResponse ends the connection (severity FATAL or PANIC)."""
+    return codec.decode_backend(frame).severity in ("FATAL", "PANIC")

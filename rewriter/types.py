@@ -172,10 +172,19 @@ def name_in(text: str) -> str:
 # -- bytea ------------------------------------------------------------------------
 
 _HEX_SPACE = " \t\n\r"  # hex_decode skips these, and only between digit pairs
+_HEX_TEXT = re.compile(r"[0-9a-fA-F \t\n\r]*")
+_ESCAPES = re.compile(r"\\(?:[0-3][0-7][0-7]|\\)?|[^\\]+")
 
 
 def hex_decode(text: str) -> bytes:
     """encode.c hex_decode: digit pairs, whitespace between pairs, first error wins."""
+    if _HEX_TEXT.fullmatch(text):
+        try:
+            # Same pairing and whitespace rule as the server; errors are left to
+            # the exact walk below.
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
     out = bytearray()
     i, end = 0, len(text)
     while i < end:
@@ -200,21 +209,19 @@ def _hex_digit(ch: str) -> int:
 
 def escape_decode(text: str) -> bytes:
     """byteain's escape form (= esc_decode): `\\\\` and `\\ooo`, all else verbatim."""
+    if "\\" not in text:
+        return text.encode("utf-8")
     out = bytearray()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "\\":
-            out += ch.encode("utf-8")
-            i += 1
-        elif re.match(r"[0-3][0-7][0-7]", text[i + 1 : i + 4]):
-            out.append(int(text[i + 1 : i + 4], 8))
-            i += 4
-        elif text[i + 1 : i + 2] == "\\":
-            out.append(0x5C)
-            i += 2
-        else:
+    for match in _ESCAPES.finditer(text):
+        token = match.group()
+        if token == "\\":
             raise RewriteError("22P02", "invalid input syntax for type bytea")
+        if token == "\\\\":
+            out.append(0x5C)
+        elif token[0] == "\\":
+            out.append(int(token[1:], 8))
+        else:
+            out += token.encode("utf-8")
     return bytes(out)
 
 
@@ -225,18 +232,17 @@ def bytea_in(text: str) -> bytes:
     return escape_decode(text)
 
 
+# byteaout's escape form: backslash doubled, non-printable ASCII as \\ooo.
+_ESCAPE_OUT = [
+    "\\\\" if b == 0x5C else chr(b) if 0x20 <= b <= 0x7E else f"\\{b:03o}"
+    for b in range(256)
+]
+
+
 def bytea_out(value: bytes, bytea_output: str = "hex") -> str:
     if bytea_output == "hex":
         return "\\x" + value.hex()
-    parts = []
-    for byte in value:
-        if byte == 0x5C:
-            parts.append("\\\\")
-        elif byte < 0x20 or byte > 0x7E:
-            parts.append(f"\\{byte:03o}")
-        else:
-            parts.append(chr(byte))
-    return "".join(parts)
+    return "".join([_ESCAPE_OUT[b] for b in value])
 
 
 # -- integers, oid, uuid, boolean, numeric ---------------------------------------

@@ -7,6 +7,7 @@ libsodium's. The 'pgosdium' default context of one overload lives in the SQL def
 
 from __future__ import annotations
 
+import ctypes
 import secrets
 import struct
 from collections.abc import Callable
@@ -55,11 +56,60 @@ def hchacha20(key: bytes, nonce16: bytes) -> bytes:
     )
 
 
+def _libsodium() -> tuple[Any, Any] | None:
+    """libsodium's own hchacha20 and chacha20_xor_ic from PyNaCl's bundled library.
+
+    PyNaCl binds neither, but its extension module exports libsodium's whole API;
+    when these two symbols are there they are libsodium's exact code, ~10x faster
+    than building `cryptography` contexts. Without them the code below is used.
+    """
+    try:
+        import nacl._sodium as bundled
+
+        library = ctypes.CDLL(bundled.__file__)
+        core = library.crypto_core_hchacha20
+        xor_ic = library.crypto_stream_chacha20_xor_ic
+    except (ImportError, OSError, AttributeError):
+        return None
+    core.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+    core.restype = ctypes.c_int
+    xor_ic.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulonglong,
+        ctypes.c_char_p,
+        ctypes.c_uint64,
+        ctypes.c_char_p,
+    ]
+    xor_ic.restype = ctypes.c_int
+    return core, xor_ic
+
+
+_LIBSODIUM = _libsodium()
+
+
+def _xchacha20_xor_libsodium(data: bytes, nonce: bytes, key: bytes, ic: int) -> bytes:
+    assert _LIBSODIUM is not None
+    core, xor_ic = _LIBSODIUM
+    subkey = ctypes.create_string_buffer(KEY_BYTES)
+    core(subkey, bytes(nonce[:HCHACHA20_INPUT_BYTES]), bytes(key), None)
+    out = ctypes.create_string_buffer(len(data))
+    xor_ic(out, bytes(data), len(data), bytes(nonce[HCHACHA20_INPUT_BYTES:]),
+           as_uint64(ic), subkey.raw)
+    return out.raw
+
+
 def xchacha20_xor(data: bytes, nonce: bytes, key: bytes, ic: int = 0) -> bytes:
     """crypto_stream_xchacha20_xor_ic: data XOR keystream from 64-byte block `ic`.
 
     `ic` is libsodium's uint64 block counter; it wraps modulo 2**64 like libsodium.
     """
+    if _LIBSODIUM is not None:
+        return _xchacha20_xor_libsodium(data, nonce, key, ic)
+    return _xchacha20_xor_portable(data, nonce, key, ic)
+
+
+def _xchacha20_xor_portable(data: bytes, nonce: bytes, key: bytes, ic: int) -> bytes:
     subkey = hchacha20(key, nonce[:HCHACHA20_INPUT_BYTES])
     nonce8 = nonce[HCHACHA20_INPUT_BYTES:NONCE_BYTES]
     view = memoryview(data)

@@ -601,8 +601,13 @@ async def test_psql_output_through_proxy_equals_direct(
     assert through == direct
 
 
+# Python's datetime has no infinity, so the driver tests leave those columns out.
+FINITE_TYPES = (
+    "SELECT id, i2, i8, n, f4, f8, t, vc, c, b, by, d, iv, u, j, jb, ia, ta, ip"
+    " FROM pt_types ORDER BY id"
+)
 PSYCOPG_QUERIES: list[tuple[str, tuple[Any, ...]]] = [
-    (SELECT_TYPES, ()),
+    (FINITE_TYPES, ()),
     ("SELECT %s::int + 1, %s::text, %s::bytea, %s", (41, "ü", b"\x00\x01", None)),
     ("SELECT %s::int[], %s::jsonb", ([1, None, 3], '{"a": [1]}')),
     ("SELECT g FROM generate_series(1, %s) AS g", (1000,)),
@@ -642,7 +647,7 @@ async def test_psycopg_results_through_proxy_equal_direct(
 ) -> None:
     direct = await _psycopg_results(proxy.direct_dsn(), binary)
     through = await _psycopg_results(proxy.dsn(), binary)
-    assert through == direct
+    assert repr(through) == repr(direct)  # repr: NaN never equals itself
 
 
 async def _asyncpg_results(port: int) -> list[Any]:
@@ -682,4 +687,4 @@ async def test_asyncpg_results_through_proxy_equal_direct(
 ) -> None:
     direct = await _asyncpg_results(proxy.upstream.port)
     through = await _asyncpg_results(proxy.port)
-    assert through == direct
+    assert repr(through) == repr(direct)  # repr: NaN never equals itself
