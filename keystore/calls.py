@@ -151,9 +151,13 @@ class Evaluator:
             symbol = DET_DECRYPT + "_by_id"
         else:
             key = self.raw_key_bytes(parent, 0)
-            args, symbol = ([None, None], DET_DECRYPT + "_by_id") if key is None else (
-                [key],
-                DET_DECRYPT,
+            args, symbol = (
+                ([None, None], DET_DECRYPT + "_by_id")
+                if key is None
+                else (
+                    [key],
+                    DET_DECRYPT,
+                )
             )
         result = IMPLEMENTATIONS[symbol](self.env, ciphertext, additional, *args, nonce)
         assert isinstance(result, bytes)
@@ -174,9 +178,13 @@ class Evaluator:
             symbol = encrypt + "_by_id"
         else:
             key = self.raw_key_bytes(parent, 0)
-            args, symbol = ([None, None], encrypt + "_by_id") if key is None else (
-                [key],
-                encrypt,
+            args, symbol = (
+                ([None, None], encrypt + "_by_id")
+                if key is None
+                else (
+                    [key],
+                    encrypt,
+                )
             )
         result = IMPLEMENTATIONS[symbol](self.env, message, additional, *args, nonce)
         assert isinstance(result, bytes)

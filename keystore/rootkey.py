@@ -40,9 +40,7 @@ class RootKey:
 
     def fingerprint(self) -> str:
         """A value that names the key; no key can be recovered from it."""
-        digest = hashlib.blake2b(
-            _FINGERPRINT_MESSAGE, key=self._secret, digest_size=16
-        )
+        digest = hashlib.blake2b(_FINGERPRINT_MESSAGE, key=self._secret, digest_size=16)
         return digest.hexdigest()
 
     def __repr__(self) -> str:

@@ -50,7 +50,10 @@ INSTALLED_KINDS = frozenset({"crypto", "keys"})
 PROXY_FUNCTIONS: Mapping[str, tuple[str | None, tuple[str, ...]]] = MappingProxyType(
     {
         "pgsodium._proxy_check_execute(regprocedure[])": (None, ("PUBLIC",)),
-        "pgsodium._proxy_key_material(uuid,pgsodium.key_type)": (KEYMAKER, (KEYIDUSER,)),
+        "pgsodium._proxy_key_material(uuid,pgsodium.key_type)": (
+            KEYMAKER,
+            (KEYIDUSER,),
+        ),
         "pgsodium._proxy_create_raw_key(uuid,pgsodium.key_type,text,bytea,bytea,uuid,"
         "timestamp with time zone,text,bytea)": (KEYMAKER, ("PUBLIC", KEYIDUSER)),
         "pgsodium._proxy_raise(text,text)": (None, ("PUBLIC",)),

@@ -116,9 +116,7 @@ class Cluster:
         hba = self.datadir / "pg_hba.conf"
         # Specific lines first: pg_hba.conf is matched top to bottom.
         body = "\n".join(self.hba_lines + ["host all all 127.0.0.1/32 trust"])
-        hba.write_text(
-            "local all all trust\n" + body + "\n", encoding="utf-8"
-        )
+        hba.write_text("local all all trust\n" + body + "\n", encoding="utf-8")
         self._chown(self.datadir)
 
     def start(self) -> None:

@@ -89,11 +89,15 @@ class Layout:
         return codec.encode_data_row(out)
 
 
-def _deferred(column: Deferred, values: list[bytes | None], bytea_output: str) -> bytes | None:
+def _deferred(
+    column: Deferred, values: list[bytes | None], bytea_output: str
+) -> bytes | None:
     inputs = []
     for index, fmt in zip(column.inputs, column.formats, strict=True):
         raw = values[index]
-        inputs.append(None if raw is None else raw if fmt == BINARY else raw.decode("utf-8"))
+        inputs.append(
+            None if raw is None else raw if fmt == BINARY else raw.decode("utf-8")
+        )
     result = column.compute(inputs)
     return encode_value(column.result_type, result, column.format, bytea_output)
 
@@ -121,9 +125,13 @@ def _input(type_name: str, raw: bytes, fmt: int) -> Any:
     return types.text_in(type_name, raw.decode("utf-8"))
 
 
-def _per_row(column: PerRow, values: list[bytes | None], bytea_output: str) -> bytes | None:
+def _per_row(
+    column: PerRow, values: list[bytes | None], bytea_output: str
+) -> bytes | None:
     inputs: list[Any] = []
-    for index, type_name, fmt in zip(column.inputs, column.types, column.formats, strict=True):
+    for index, type_name, fmt in zip(
+        column.inputs, column.types, column.formats, strict=True
+    ):
         raw = values[index]
         inputs.append(None if raw is None else _input(type_name, raw, fmt))
     materials = [
@@ -134,7 +142,9 @@ def _per_row(column: PerRow, values: list[bytes | None], bytea_output: str) -> b
     return encode_value(column.result_type, result, column.format, bytea_output)
 
 
-def encode_value(type_name: str, value: Any, fmt: int, bytea_output: str) -> bytes | None:
+def encode_value(
+    type_name: str, value: Any, fmt: int, bytea_output: str
+) -> bytes | None:
     if value is None:
         return None
     if fmt == BINARY:
@@ -169,7 +179,11 @@ def _record_out(values: tuple[Any, ...], bytea_output: str) -> str:
             if isinstance(value, bytes)
             else types.text_out("boolean" if isinstance(value, bool) else "text", value)
         )
-        if text == "" or any(c in text for c in '"\\(),') or any(c.isspace() for c in text):
+        if (
+            text == ""
+            or any(c in text for c in '"\\(),')
+            or any(c.isspace() for c in text)
+        ):
             text = '"' + text.replace("\\", "\\\\").replace('"', '""') + '"'
         parts.append(text)
     return "(" + ",".join(parts) + ")"
@@ -208,7 +222,9 @@ def build_layout(
         if kind == "o":
             out = plan.outputs[int(number)]
             client_fields.append(_renamed(field, out.name))
-            value = encode_value(node_type(out.node), outputs[int(number)], field.format, bytea_output)
+            value = encode_value(
+                node_type(out.node), outputs[int(number)], field.format, bytea_output
+            )
             columns.append(Filled(value))
             index += 1
             continue
@@ -286,7 +302,9 @@ def _row_group(
 
 
 def _renamed(field: Field, name: str) -> Field:
-    return Field(name, 0, 0, field.type_oid, field.type_size, field.type_modifier, field.format)
+    return Field(
+        name, 0, 0, field.type_oid, field.type_size, field.type_modifier, field.format
+    )
 
 
 def _typed(field: Field, name: str, type_name: str) -> Field:

@@ -330,7 +330,9 @@ class Execution:
         if len(client) <= 1:
             return list(client)
         fields = self._described_fields() or []
-        layout = build_layout(self.plans[0], self.marker, fields, [None] * 99, [], "hex")
+        layout = build_layout(
+            self.plans[0], self.marker, fields, [None] * 99, [], "hex"
+        )
         upstream: list[int] = []
         for column, code in zip(layout.columns, client, strict=False):
             width = len(getattr(column, "inputs", ())) or 1
@@ -343,8 +345,13 @@ class Execution:
             return None
         with_formats = [
             codec.Field(
-                f.name, f.table_oid, f.column, f.type_oid, f.type_size,
-                f.type_modifier, _format_of(formats, i),
+                f.name,
+                f.table_oid,
+                f.column,
+                f.type_oid,
+                f.type_size,
+                f.type_modifier,
+                _format_of(formats, i),
             )
             for i, f in enumerate(fields)
         ]
@@ -485,6 +492,4 @@ def _max_param(sql: str) -> int:
 
 
 def _params_in(sql: str) -> set[int]:
-    return {
-        int(sql[t.start + 1 : t.end]) for t in tokens(sql) if t.name == "PARAM"
-    }
+    return {int(sql[t.start + 1 : t.end]) for t in tokens(sql) if t.name == "PARAM"}

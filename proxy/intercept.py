@@ -188,12 +188,20 @@ class Interceptor:
     async def raise_upstream(self, exc: Exception) -> None:
         error = to_proxy_error(exc)
         if isinstance(exc, (RewriteError, PgsodiumError)):
-            self.session.log(logging.WARNING, "statement refused: %s %s", error.sqlstate, error.message)
+            self.session.log(
+                logging.WARNING,
+                "statement refused: %s %s",
+                error.sqlstate,
+                error.message,
+            )
         else:
             self.session.log(logging.ERROR, "statement failed: %s", error.message)
         try:
             await self.session.internal(
-                ("SELECT pgsodium._proxy_raise($1, $2)", [error.sqlstate, error.message])
+                (
+                    "SELECT pgsodium._proxy_raise($1, $2)",
+                    [error.sqlstate, error.message],
+                )
             )
         except (LookupFailed, Skipped):
             pass

@@ -62,7 +62,9 @@ class QueryReply(Reply):
                 self.error = _error(exc)
                 out.append(self.error.to_error_response())
                 return False
-            out.append(frame.raw if self.layout.identity else self.layout.row_description())
+            out.append(
+                frame.raw if self.layout.identity else self.layout.row_description()
+            )
         elif kind == D and self.layout is not None and not self.layout.identity:
             try:
                 out.append(self._row(frame))

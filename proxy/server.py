@@ -113,7 +113,7 @@ class Server:
             await writer.drain()
             writer.close()
             await writer.wait_closed()
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.error("could not deliver a cancel request upstream: %s", exc)
 
     # -- shutdown --------------------------------------------------------------

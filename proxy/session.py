@@ -32,7 +32,9 @@ INTERNAL_NAME = "_pgsodium_proxy"
 _TERMINALS: dict[int, bytes] = {
     ord("P"): b"1E",  # Parse -> ParseComplete
     ord("B"): b"2E",  # Bind -> BindComplete
-    ord("D"): b"TnE",  # Describe -> RowDescription | NoData (after ParameterDescription)
+    ord(
+        "D"
+    ): b"TnE",  # Describe -> RowDescription | NoData (after ParameterDescription)
     ord("E"): b"CIsE",  # Execute -> CommandComplete | EmptyQuery | PortalSuspended
     ord("C"): b"3E",  # Close -> CloseComplete
 }
@@ -146,7 +148,7 @@ class Session:
             try:
                 writer.close()
                 await asyncio.wait_for(writer.wait_closed(), 2)
-            except (ConnectionError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, ConnectionError, OSError):
                 pass
 
     async def _read_client(self, reader: FrameReader) -> list[Frame]:
@@ -230,7 +232,7 @@ class Session:
                 asyncio.open_connection(upstream.host, upstream.port),
                 upstream.connect_timeout,
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.log(logging.ERROR, "cannot reach upstream: %s", exc)
             raise ProxyError(
                 SQLSTATE.CANNOT_CONNECT_NOW,
@@ -432,9 +434,7 @@ class Session:
     async def internal_describe(self, name: str) -> list[Frame]:
         """The upstream's own Describe of a prepared statement, kept from the client."""
         reply = Collect(b"TnE")
-        self.write_upstream(
-            codec.Describe("S", name).encode() + codec.Flush().encode()
-        )
+        self.write_upstream(codec.Describe("S", name).encode() + codec.Flush().encode())
         self.router.push(reply)
         return await reply.done
 

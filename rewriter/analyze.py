@@ -21,8 +21,8 @@ from .errors import RewriteError
 from .late import RowCompiler, RowOutput
 from .plan import (
     Call,
-    FieldOf,
     DecryptedRawKey,
+    FieldOf,
     Fold,
     Output,
     Plan,
@@ -68,9 +68,7 @@ def refuse(what: str, location: int | None) -> RewriteError:
     )
 
 
-def analyze(
-    sql: str, *, on_path: bool, declared: Sequence[int] = ()
-) -> list[Plan]:
+def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Plan]:
     """One Plan per statement of `sql` (statement texts are exact substrings)."""
     try:
         statements = parse_sql(sql)
@@ -177,14 +175,18 @@ class _Statement:
             return False
         item = items[0]
         call = item.functions[0][0] if len(item.functions) == 1 else None
-        if not (isinstance(call, ast.FuncCall) and is_pgsodium_call(call, self.on_path)):
+        if not (
+            isinstance(call, ast.FuncCall) and is_pgsodium_call(call, self.on_path)
+        ):
             return False
         _, name = function_name(call)
         if name == "create_key" or self._catalogue_kind(name) != "crypto":
             return False
         where = f"pgsodium.{name}() in FROM"
         if _has_clauses(stmt) or item.lateral or item.ordinality or item.coldeflist:
-            raise refuse(f"{where} with other clauses: select its columns only", call.location)
+            raise refuse(
+                f"{where} with other clauses: select its columns only", call.location
+            )
         try:
             node = self.compiler.compile(call)
         except NotFoldable as exc:
@@ -215,7 +217,11 @@ class _Statement:
         fields = COMPOSITE_TYPES.get(node_type(node))
         aliases = [c.sval for c in (item.alias.colnames or ())] if item.alias else []
         if fields is None:
-            column = aliases[0] if aliases else (item.alias.aliasname if item.alias else name)
+            column = (
+                aliases[0]
+                if aliases
+                else (item.alias.aliasname if item.alias else name)
+            )
             return [(column, Source(0, node_type(node)))]
         source = Source(0, node_type(node))
         out = []
@@ -239,7 +245,9 @@ class _Statement:
                     if column == fields[-1].sval:
                         return [(target.name or column, node)]
                 raise RewriteError(
-                    "42703", f'column "{fields[-1].sval}" does not exist', value.location + 1
+                    "42703",
+                    f'column "{fields[-1].sval}" does not exist',
+                    value.location + 1,
                 )
         raise refuse(
             f"{figure_colname(call)}() in FROM with computed select-list items: "
@@ -292,7 +300,9 @@ class _Statement:
         texts = {}
         for arg, (s, e) in zip(call.args, arg_spans, strict=True):
             name = arg.name if isinstance(arg, ast.NamedArgExpr) else None
-            value_start = arg.arg.location if name and hasattr(arg.arg, "location") else s
+            value_start = (
+                arg.arg.location if name and hasattr(arg.arg, "location") else s
+            )
             key = name or _CREATE_KEY_PARAMS[list(call.args).index(arg)]
             texts[key] = self.sql[_value_start(self.sql, s, e, name, value_start) : e]
 
@@ -353,9 +363,7 @@ class _Statement:
     def _is_decrypted_key(self, var: ast.RangeVar) -> bool:
         if var.relname != "decrypted_key" or var.catalogname:
             return False
-        return var.schemaname == "pgsodium" or (
-            var.schemaname is None and self.on_path
-        )
+        return var.schemaname == "pgsodium" or (var.schemaname is None and self.on_path)
 
     def _deferred_target(
         self, target: ast.ResTarget, span: tuple[int, int], view: str

@@ -85,13 +85,17 @@ class Compiler:
         if isinstance(node, ast.A_Indirection):
             return self._field(node)
         if isinstance(node, ast.A_Expr) and _is_concat(node):
-            return self._apply("||", [self.compile(node.lexpr), self.compile(node.rexpr)])
+            return self._apply(
+                "||", [self.compile(node.lexpr), self.compile(node.rexpr)]
+            )
         location = getattr(node, "location", None)
         raise NotFoldable(type(node).__name__, location)
 
     def _field(self, node: ast.A_Indirection) -> FieldOf:
         """`(composite).field` of a folded value."""
-        if len(node.indirection) != 1 or not isinstance(node.indirection[0], ast.String):
+        if len(node.indirection) != 1 or not isinstance(
+            node.indirection[0], ast.String
+        ):
             raise NotFoldable("an indirection", None)
         inner = self.compile(node.arg)
         return field_of(inner, node.indirection[0].sval)
@@ -166,7 +170,9 @@ class Compiler:
         bound = resolve(name, [node_type(a) for a in args], named, node.location + 1)
         sig = bound.signature
         if sig.language == "aggregate":
-            raise NotFoldable(f"the aggregate pgsodium.{name}() over rows", node.location)
+            raise NotFoldable(
+                f"the aggregate pgsodium.{name}() over rows", node.location
+            )
         filled: list[Node] = []
         for param, slot in zip(sig.params, bound.slots, strict=True):
             value = default_value(param.default) if slot is None else args[slot]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 
 class RewriteError(Exception):
-    def __init__(self, sqlstate: str, message: str, position: int | None = None) -> None:
+    def __init__(
+        self, sqlstate: str, message: str, position: int | None = None
+    ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message

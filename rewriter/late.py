@@ -10,7 +10,7 @@ the client (plaintexts among them) never go upstream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 

@@ -174,7 +174,9 @@ class Plan:
         )
 
     def calls(self) -> list[Call]:
-        roots: list[Node] = [o.node for o in self.outputs] + [f.node for f in self.folds]
+        roots: list[Node] = [o.node for o in self.outputs] + [
+            f.node for f in self.folds
+        ]
         roots += self.sources
         for create in self.creates:
             roots += [

@@ -14,7 +14,6 @@ from . import sqltext
 from .late import input_columns
 from .plan import Plan, RawKeyCreate, node_type
 
-
 # pgsodium's default key context 'pgsodium', written without backslashes.
 _DEFAULT_CONTEXT = "decode('7067736f6469756d', 'hex')"
 

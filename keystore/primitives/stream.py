@@ -94,8 +94,14 @@ def _xchacha20_xor_libsodium(data: bytes, nonce: bytes, key: bytes, ic: int) -> 
     subkey = ctypes.create_string_buffer(KEY_BYTES)
     core(subkey, bytes(nonce[:HCHACHA20_INPUT_BYTES]), bytes(key), None)
     out = ctypes.create_string_buffer(len(data))
-    xor_ic(out, bytes(data), len(data), bytes(nonce[HCHACHA20_INPUT_BYTES:]),
-           as_uint64(ic), subkey.raw)
+    xor_ic(
+        out,
+        bytes(data),
+        len(data),
+        bytes(nonce[HCHACHA20_INPUT_BYTES:]),
+        as_uint64(ic),
+        subkey.raw,
+    )
     return out.raw
 
 

@@ -141,7 +141,9 @@ async def test_cancel_with_made_up_key_cancels_nothing(proxy: RunningProxy) -> N
         await asyncio.sleep(0.5)
         assert await _running(proxy, sleeper.upstream_pid)
 
-        assert await _cancel_request(proxy, proxy.port, sleeper.pid, sleeper.secret) == b""
+        assert (
+            await _cancel_request(proxy, proxy.port, sleeper.pid, sleeper.secret) == b""
+        )
         assert await asyncio.wait_for(sleeper.cancelled(), 5) == "57014"
     finally:
         await sleeper.client.close()

@@ -308,11 +308,14 @@ def test_unqualified_names_follow_the_search_path(conn: psycopg.Connection) -> N
         conn.execute("select derive_key(1)")
     conn.execute("set search_path = public, pgsodium")
     assert len(conn.execute("select derive_key(1)").fetchone()[0]) == 32
-    assert len(
-        conn.execute(
-            "select crypto_aead_det_encrypt('x'::bytea, ''::bytea, 1)"
-        ).fetchone()[0]
-    ) == 33
+    assert (
+        len(
+            conn.execute(
+                "select crypto_aead_det_encrypt('x'::bytea, ''::bytea, 1)"
+            ).fetchone()[0]
+        )
+        == 33
+    )
     conn.execute("reset search_path")
     with pytest.raises(psycopg.errors.UndefinedFunction):
         conn.execute("select derive_key(1)")

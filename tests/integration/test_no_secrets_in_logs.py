@@ -33,19 +33,27 @@ def test_secrets_never_appear_in_logs_or_errors(
     errors: list[str] = []
     dsn = proxy.dsn(user="scram_user", dbname=db) + f" password='{PASSWORD}'"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("select * from pgsodium.create_key('auth', raw_key := %s)", [RAW_KEY])
+        conn.execute(
+            "select * from pgsodium.create_key('auth', raw_key := %s)", [RAW_KEY]
+        )
         conn.execute(
             "select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', 1)",
             [PLAINTEXT],
         )
         conn.execute("select pgsodium.derive_key(3)")
         for bad in (
-            ("select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', %s::bytea)",
-             [PLAINTEXT, RAW_KEY[:5]]),
-            ("select pgsodium.crypto_auth(convert_to(%s, 'utf8'), %s::bytea)",
-             [PLAINTEXT, RAW_KEY + b"x"]),
-            ("insert into nowhere values (pgsodium.crypto_aead_det_decrypt(%s::bytea, '', 1))",
-             [RAW_KEY]),
+            (
+                "select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', %s::bytea)",
+                [PLAINTEXT, RAW_KEY[:5]],
+            ),
+            (
+                "select pgsodium.crypto_auth(convert_to(%s, 'utf8'), %s::bytea)",
+                [PLAINTEXT, RAW_KEY + b"x"],
+            ),
+            (
+                "insert into nowhere values (pgsodium.crypto_aead_det_decrypt(%s::bytea, '', 1))",
+                [RAW_KEY],
+            ),
         ):
             with pytest.raises(psycopg.Error) as caught:
                 conn.execute(*bad)

@@ -280,7 +280,9 @@ def _corpus(function_oid: int) -> dict[str, Script]:
         "copy_to_stdout_text_and_binary": Script(
             [
                 q("COPY pt_types TO STDOUT"),
-                q("COPY (SELECT * FROM pt_types ORDER BY id) TO STDOUT (FORMAT binary)"),
+                q(
+                    "COPY (SELECT * FROM pt_types ORDER BY id) TO STDOUT (FORMAT binary)"
+                ),
                 q("COPY (SELECT 1, NULL, 'a,b') TO STDOUT (FORMAT csv, HEADER)"),
             ]
         ),
@@ -288,9 +290,7 @@ def _corpus(function_oid: int) -> dict[str, Script]:
             [
                 q("BEGIN"),
                 Step([Query("COPY pt_scratch FROM STDIN")], b"G"),
-                Step(
-                    [CopyData(b"20\ttwenty\n21\t"), CopyData(b"\\N\n"), CopyDone()]
-                ),
+                Step([CopyData(b"20\ttwenty\n21\t"), CopyData(b"\\N\n"), CopyDone()]),
                 q("SELECT * FROM pt_scratch ORDER BY id"),
                 Step([Query("COPY pt_scratch FROM STDIN")], b"G"),
                 Step([CopyFail("client gave up")]),
@@ -338,9 +338,7 @@ def _corpus(function_oid: int) -> dict[str, Script]:
                     Close("P", "p2"),
                     Sync(),
                 ),
-                extended(
-                    Bind("", "s1", (), (b"1", b"x"), ()), Execute(""), Sync()
-                ),
+                extended(Bind("", "s1", (), (b"1", b"x"), ()), Execute(""), Sync()),
                 extended(Parse("s1", "SELECT 2"), Sync()),  # 42P05: already exists
                 extended(Close("S", "s1"), Close("S", "never"), Sync()),
                 extended(Bind("", "s1", (), (), ()), Execute(""), Sync()),  # 26000
@@ -392,7 +390,9 @@ def _corpus(function_oid: int) -> dict[str, Script]:
         ),
         "execute_with_row_limit": Script(
             [
-                extended(*unnamed, Execute("", 7), Execute("", 7), Execute("", 0), Sync()),
+                extended(
+                    *unnamed, Execute("", 7), Execute("", 7), Execute("", 0), Sync()
+                ),
                 extended(*unnamed, Execute("", 5), Flush(), until=b"s"),
                 extended(Execute("", 5), Flush(), until=b"s"),
                 extended(Execute("", 100), Sync()),
@@ -515,7 +515,9 @@ async def test_backend_pid_is_the_upstream_pid_and_matches_notifications(
     try:
         (key,) = [f for f in client.startup if f.type == ord("K")]
         pid = codec.decode_backend(key).pid
-        await client.send(Query("LISTEN pt_own; NOTIFY pt_own; SELECT pg_backend_pid()"))
+        await client.send(
+            Query("LISTEN pt_own; NOTIFY pt_own; SELECT pg_backend_pid()")
+        )
         frames = await client.until(b"Z")
         (notification,) = [f for f in frames if f.type == ord("A")]
         (row,) = [f for f in frames if f.type == ord("D")]
@@ -533,9 +535,7 @@ async def test_notification_from_another_session_reaches_an_idle_client(
     try:
         await listener.send(Query("LISTEN pt_idle"))
         await listener.until(b"Z")
-        await asyncio.to_thread(
-            proxy.upstream.psql, "NOTIFY pt_idle, 'from outside'"
-        )
+        await asyncio.to_thread(proxy.upstream.psql, "NOTIFY pt_idle, 'from outside'")
         (frame,) = await listener.until(b"A")
         assert codec.decode_backend(frame).payload == "from outside"
     finally:
@@ -657,14 +657,16 @@ async def _asyncpg_results(port: int) -> list[Any]:
     try:
         results: list[Any] = [
             [tuple(r) for r in await conn.fetch(SELECT_TYPES)],
-            await conn.fetchrow("SELECT $1::int * 2, $2::text, $3::bytea", 21, "ü", b"\0"),
+            await conn.fetchrow(
+                "SELECT $1::int * 2, $2::text, $3::bytea", 21, "ü", b"\0"
+            ),
             await conn.fetchval("SELECT $1::int[]", [1, None]),
         ]
-        statement = await conn.prepare("SELECT g, $1::text FROM generate_series(1, 30) g")
+        statement = await conn.prepare(
+            "SELECT g, $1::text FROM generate_series(1, 30) g"
+        )
         async with conn.transaction():
-            results.append(
-                [tuple(r) async for r in statement.cursor("x", prefetch=4)]
-            )
+            results.append([tuple(r) async for r in statement.cursor("x", prefetch=4)])
         await conn.execute("CREATE TEMP TABLE pt_copy (id int, note text)")
         await conn.copy_records_to_table("pt_copy", records=[(1, "a"), (2, None)])
         results.append([tuple(r) for r in await conn.fetch("TABLE pt_copy")])

@@ -18,7 +18,9 @@ PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 def db(proxy: RunningProxy) -> str:
     name = make_database(proxy, "rows")
     with psycopg.connect(proxy.dsn(dbname=name), autocommit=True) as conn:
-        key = conn.execute("select id from pgsodium.create_key(name => 'rows')").fetchone()[0]
+        key = conn.execute(
+            "select id from pgsodium.create_key(name => 'rows')"
+        ).fetchone()[0]
         other = conn.execute(
             "select id from pgsodium.create_key('hmacsha256', 'rows mac')"
         ).fetchone()[0]
@@ -29,7 +31,8 @@ def db(proxy: RunningProxy) -> str:
         for i, text in enumerate(["alice", "bob", "", None, "émilie 🔐"], start=1):
             if text is None:
                 conn.execute(
-                    "insert into accounts values (%s, null, %s, %s, 1)", [i, key, f"n{i}"]
+                    "insert into accounts values (%s, null, %s, %s, 1)",
+                    [i, key, f"n{i}"],
                 )
                 continue
             conn.execute(
@@ -38,7 +41,9 @@ def db(proxy: RunningProxy) -> str:
                 "convert_to(%s, 'utf8'), %s), %s, %s, 1)",
                 [i, text, str(i), key, key, f"n{i}"],
             )
-        conn.execute("insert into accounts values (6, null, %s, 'no secret', 1)", [other])
+        conn.execute(
+            "insert into accounts values (6, null, %s, 'no secret', 1)", [other]
+        )
     return name
 
 
@@ -63,10 +68,13 @@ def test_decrypt_column_with_key_uuid_column(conn: psycopg.Connection) -> None:
             "select pgsodium.crypto_aead_det_decrypt(secret, '', key_id) "
             "from accounts where id = 4"
         )
-    assert [d.name for d in conn.execute(
-        "select convert_from(pgsodium.crypto_aead_det_decrypt(secret, "
-        "convert_to(id::text, 'utf8'), key_id), 'utf8') as plain from accounts limit 0"
-    ).description] == ["plain"]
+    assert [
+        d.name
+        for d in conn.execute(
+            "select convert_from(pgsodium.crypto_aead_det_decrypt(secret, "
+            "convert_to(id::text, 'utf8'), key_id), 'utf8') as plain from accounts limit 0"
+        ).description
+    ] == ["plain"]
 
 
 def test_empty_plaintext_cannot_be_decrypted_as_in_pgsodium(
@@ -135,7 +143,9 @@ def test_keyless_role_is_refused_before_any_row(proxy: RunningProxy, db: str) ->
         admin.execute("drop role if exists rows_reader")
         admin.execute("create role rows_reader login")
         admin.execute("grant select on accounts to rows_reader")
-    with psycopg.connect(proxy.dsn(user="rows_reader", dbname=db), autocommit=True) as conn:
+    with psycopg.connect(
+        proxy.dsn(user="rows_reader", dbname=db), autocommit=True
+    ) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(
                 "select pgsodium.crypto_aead_det_decrypt(secret, '', kid) from accounts"
