@@ -12,7 +12,7 @@ import logging
 import secrets
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .codec import Frame, FrameReader, ProtocolViolation
@@ -81,7 +81,7 @@ class Session:
 
     # -- logging ---------------------------------------------------------------
 
-    def log(self, level: int, message: str, *args: object) -> None:
+    def log(self, level: int, message: str, *args: object, **kwargs: Any) -> None:
         log.log(
             level,
             "session=%s peer=%s user=%s db=%s " + message,
@@ -90,6 +90,7 @@ class Session:
             self.user,
             self.database,
             *args,
+            **kwargs,
         )
 
     # -- writing ---------------------------------------------------------------

@@ -10,9 +10,9 @@ the client (plaintexts among them) never go upstream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from pglast import ast
 
@@ -55,8 +55,13 @@ Open = Union[Node, RowInput, LateCall, LateApply, LateField]
 
 @dataclass(frozen=True, slots=True)
 class Input:
-    text: str  # the argument's SQL text
+    text: str  # the argument's SQL text, in the scope where it is computed
     key_ref: bool  # the database also returns pgsodium._proxy_key_ref(text)
+    # Computed in the select list of inner query item `inner` (rewriter.inner);
+    # the outer select list names it `qualifier.<alias>`. None: computed in the
+    # outer select-list item itself.
+    inner: int | None = None
+    qualifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +99,18 @@ class RowCompiler:
         self.on_path = on_path
         self.inputs: list[Input] = []
         self.candidates: set[str] = set()
+        # Finds the inner query item an outer column reference names (rewriter.inner).
+        self.inner_ref: Callable[[ast.ColumnRef], Any] | None = None
 
     def build(self, node: ast.Node) -> Open:
         try:
             return self.compiler.compile(node)
         except NotFoldable:
             pass
+        if isinstance(node, ast.ColumnRef) and self.inner_ref is not None:
+            item = self.inner_ref(node)
+            if item is not None:
+                return self._inner(item)
         if isinstance(node, ast.FuncCall):
             return self._call(node)
         if isinstance(node, ast.TypeCast):
@@ -109,6 +120,17 @@ class RowCompiler:
             if isinstance(field, ast.String):
                 return LateField(self.build(node.arg), field.sval)
         raise NotFoldable(type(node).__name__, getattr(node, "location", None))
+
+    def _inner(self, item: Any) -> Open:
+        """An inner query's value over rows: its inputs are computed there."""
+        from .inner import rebase
+
+        offset = len(self.inputs)
+        self.inputs += [
+            Input(i.text, i.key_ref, item.index, item.qualifier) for i in item.inputs
+        ]
+        self.candidates |= item.candidates
+        return rebase(item.tree, offset)
 
     def _call(self, node: ast.FuncCall) -> Open:
         schema, name = function_name(node)
@@ -241,11 +263,33 @@ def input_columns(marker: str, index: int, inputs: Sequence[Input]) -> str:
     parts = []
     for number, item in enumerate(inputs):
         alias = sqltext.quote_ident(f"{marker}r{index}_{number}")
+        ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
+        if item.inner is not None:
+            q = sqltext.quote_ident(item.qualifier or "")
+            parts.append(f"{q}.{alias}")
+            if item.key_ref:
+                parts.append(f"{q}.{ref}")
+            continue
         parts.append(f"({item.text}) AS {alias}")
         if item.key_ref:
-            ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
             parts.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
     return ", ".join(parts)
+
+
+def inner_columns(marker: str, rows: Sequence[RowOutput], inner: int, name: str) -> str:
+    """The upstream text of inner query item `inner`: the inputs it computes for
+    every outer RowOutput, or a NULL column when no outer item reads it."""
+    parts = []
+    for index, row in enumerate(rows):
+        for number, item in enumerate(row.inputs):
+            if item.inner != inner:
+                continue
+            alias = sqltext.quote_ident(f"{marker}r{index}_{number}")
+            parts.append(f"({item.text}) AS {alias}")
+            if item.key_ref:
+                ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
+                parts.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
+    return ", ".join(parts) or f"NULL AS {sqltext.quote_ident(name)}"
 
 
 __all__ = [

@@ -150,6 +150,8 @@ class Plan:
     sources: list[Node] = field(default_factory=list)
     # Select-list items computed from each row (rewriter.late.RowOutput).
     rows: list[Any] = field(default_factory=list)
+    # Inner query select-list items over rows (span, name): rewriter.inner.
+    inner: list[tuple[tuple[int, int], str]] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.

@@ -1,0 +1,182 @@
+"""Query shapes around pgsodium calls over rows: subqueries and WITH queries that
+feed the outer select list, joins, RETURNING, and every construct the proxy must
+refuse because the database would have to use a value it never sees.
+
+Each case runs through both protocols and compares with values folded from
+literals (what pgsodium returns for the same inputs).
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from .conftest import RunningProxy, make_database
+
+PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
+PLAIN = {1: "alice", 2: "bob", 3: "émilie 🔐"}
+DECRYPT = "pgsodium.crypto_aead_det_decrypt(secret, convert_to(id::text, 'utf8'), kid)"
+
+
+@pytest.fixture(scope="module")
+def db(proxy: RunningProxy) -> str:
+    name = make_database(proxy, "shapes")
+    with psycopg.connect(proxy.dsn(dbname=name), autocommit=True) as conn:
+        key = conn.execute("select id from pgsodium.create_key()").fetchone()[0]
+        conn.execute("create table acc (id int primary key, secret bytea, kid uuid)")
+        for i, text in PLAIN.items():
+            conn.execute(
+                "insert into acc values (%s, pgsodium.crypto_aead_det_encrypt("
+                "convert_to(%s, 'utf8'), convert_to(%s, 'utf8'), %s), %s)",
+                [i, text, str(i), key, key],
+            )
+        conn.execute("create table other (id int, tag text)")
+        conn.execute("insert into other values (1, 'one'), (2, 'two'), (3, 'three')")
+        conn.execute(
+            "select pgsodium.create_key('hmacsha256', raw_key => "
+            "pgsodium.crypto_auth_hmacsha256_keygen())"
+        )
+    return name
+
+
+@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
+def conn(request: pytest.FixtureRequest, proxy: RunningProxy, db: str):
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
+    ) as connection:
+        yield connection
+
+
+def _plain(rows: list[tuple]) -> list[tuple]:
+    return [(i, PLAIN[i]) for i, _ in rows]
+
+
+SUBQUERY_SHAPES = [
+    f"select * from (select id, convert_from({DECRYPT}, 'utf8') as p from acc) s "
+    "order by id",
+    f"select id, convert_from(p, 'utf8') from (select id, {DECRYPT} p from acc) s "
+    "order by id",
+    f"select s.id, convert_from(s.p, 'utf8') as p from (select id, {DECRYPT} p "
+    "from acc) s order by s.id",
+    f"with d as (select id, {DECRYPT} as p from acc) "
+    "select id, convert_from(p, 'utf8') from d order by id",
+    f"with d as (select id, convert_from({DECRYPT}, 'utf8') p from acc) "
+    "select d.* from d order by id",
+    f"select o.id, convert_from(s.p, 'utf8') from other o join (select id, "
+    f"{DECRYPT} p from acc) s on s.id = o.id order by o.id",
+    f"select id, convert_from(p, 'utf8') from (select id, {DECRYPT} p from acc "
+    "where id > 0 order by id limit 10) s order by id",
+]
+
+
+@pytest.mark.parametrize("sql", SUBQUERY_SHAPES)
+def test_value_computed_in_a_subquery_reaches_the_outer_select_list(
+    conn: psycopg.Connection, sql: str
+) -> None:
+    rows = conn.execute(sql).fetchall()
+    assert rows == _plain(rows) and len(rows) == 3
+
+
+def test_subquery_value_keeps_its_name_and_type(conn: psycopg.Connection) -> None:
+    cursor = conn.execute(
+        f"select * from (select id, {DECRYPT} as p from acc) s where id = 1"
+    )
+    assert [d.name for d in cursor.description] == ["id", "p"]
+    assert cursor.fetchall() == [(1, b"alice")]
+    cursor = conn.execute(
+        f"select length(p) as n from (select {DECRYPT} as p from acc where id = 2) s"
+    )
+    assert [d.name for d in cursor.description] == ["n"]
+    assert cursor.fetchall() == [(3,)]
+
+
+def test_unread_subquery_value_is_never_computed(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        f"select id from (select id, {DECRYPT} as p from acc) s order by id"
+    ).fetchall()
+    assert rows == [(1,), (2,), (3,)]
+
+
+def test_returning_decrypts_the_written_rows(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        f"update acc set kid = kid where id = 2 returning id, convert_from({DECRYPT}, "
+        "'utf8')"
+    ).fetchall()
+    assert rows == [(2, "bob")]
+
+
+def test_decrypted_key_joined_with_the_key_table(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        "select d.key_type::text, length(d.decrypted_raw_key) from "
+        "pgsodium.decrypted_key d join pgsodium.key k on k.id = d.id "
+        "where d.key_type = 'hmacsha256'"
+    ).fetchall()
+    assert rows == [("hmacsha256", 32)]
+
+
+REFUSED = [
+    (
+        f"select id from (select id, {DECRYPT} p from acc) s where p is not null",
+        "WHERE",
+    ),
+    (f"select id from (select id, {DECRYPT} p from acc order by p) s", "ORDER BY"),
+    (f"select id, {DECRYPT} as p from acc order by p", "ORDER BY"),
+    (f"select id, {DECRYPT} as p from acc order by 2", "ORDER BY 2"),
+    (f"select id, {DECRYPT} as p from acc group by 1, 2", "GROUP BY 2"),
+    (f"select distinct {DECRYPT} from acc", "DISTINCT"),
+    (f"select id from acc where {DECRYPT} is null", "in WHERE"),
+    (f"select count({DECRYPT}) from acc", "aggregate count()"),
+    (f"select id from acc order by {DECRYPT}", "in ORDER BY"),
+    (f"select id from acc group by id having max({DECRYPT}) is null", "aggregate"),
+    (f"select row_number() over (order by {DECRYPT}) from acc", "window"),
+    (f"select o.id from other o join acc a on {DECRYPT} is null", "JOIN ON"),
+    (f"select (select {DECRYPT} from acc where id = 1)", "subquery"),
+    (f"with d as (select id, {DECRYPT} p from acc) select d.* from d order by 1", "1"),
+    (
+        "select * from pgsodium.decrypted_key d join pgsodium.key k on k.id = d.id",
+        "joined",
+    ),
+    (
+        "select count(decrypted_raw_key) from pgsodium.decrypted_key",
+        "decrypted_raw_key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "named"), REFUSED)
+def test_value_the_database_would_need_is_refused_with_0A000(
+    conn: psycopg.Connection, sql: str, named: str
+) -> None:
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql)
+    message = caught.value.diag.message_primary or ""
+    assert message.startswith("pgsodium-proxy cannot evaluate")
+    assert named in message
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_ambiguous_name_gets_postgresqls_own_error(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.AmbiguousColumn):
+        conn.execute(
+            f"select id, p from (select id, {DECRYPT} p from acc) s join (select id, "
+            f"{DECRYPT} p from acc) t using (id)"
+        )
+
+
+def test_refusal_inside_a_transaction_aborts_it_as_postgresql_would(
+    conn: psycopg.Connection,
+) -> None:
+    conn.autocommit = False
+    try:
+        conn.execute("insert into other values (99, 'kept?')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(f"select id from acc where {DECRYPT} is null")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("select 1")
+        conn.rollback()
+        assert conn.execute("select count(*) from other where id = 99").fetchone() == (
+            0,
+        )
+    finally:
+        conn.rollback()
+        conn.autocommit = True
