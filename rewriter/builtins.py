@@ -222,6 +222,29 @@ def _repeat(text: str, count: int) -> str:
     return text * count
 
 
+def _substring(value: str | bytes, start: int, count: int | None = None) -> object:
+    """substring(v FROM start [FOR count]) / substr(): positions from 1, in
+    characters for text and bytes for bytea; a start before 1 eats into count."""
+    if count is not None and count < 0:
+        raise RewriteError("22011", "negative substring length not allowed")
+    first = max(start, 1)
+    if count is None:
+        return value[first - 1 :]
+    last = start + count  # exclusive, may be before `first`
+    return value[first - 1 : max(last - 1, first - 1)]
+
+
+def coalesce(arg_type: str, count: int) -> Builtin:
+    """COALESCE over `count` values of one type: the first that is not NULL."""
+    return Builtin(
+        "coalesce",
+        (arg_type,) * count,
+        arg_type,
+        lambda *values: next((v for v in values if v is not None), None),
+        strict=False,
+    )
+
+
 BUILTINS: tuple[Builtin, ...] = (
     Builtin("convert_to", ("text", "name"), "bytea", convert_to),
     Builtin("convert_from", ("bytea", "name"), "text", convert_from),
@@ -245,6 +268,12 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin("rtrim", ("text",), "text", lambda v: _trim(v, " ", False, True)),
     Builtin("ltrim", ("text",), "text", lambda v: _trim(v, " ", True, False)),
     Builtin("btrim", ("text",), "text", lambda v: _trim(v, " ", True, True)),
+    *(
+        Builtin(name, (kind, "integer", "integer")[:arity], kind, _substring)
+        for name in ("substring", "substr")
+        for kind in ("bytea", "text")
+        for arity in (2, 3)
+    ),
     # The || operator.
     Builtin("||", ("text", "text"), "text", lambda a, b: a + b),
     Builtin("||", ("bytea", "bytea"), "bytea", lambda a, b: a + b),

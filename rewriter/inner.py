@@ -23,6 +23,7 @@ from .late import (
     Input,
     LateApply,
     LateCall,
+    LateCase,
     LateField,
     Open,
     RowCompiler,
@@ -116,6 +117,11 @@ def rebase(tree: Open, offset: int) -> Open:
         return replace(tree, args=tuple(rebase(a, offset) for a in tree.args))
     if isinstance(tree, LateField):
         return replace(tree, node=rebase(tree.node, offset))
+    if isinstance(tree, LateCase):
+        return LateCase(
+            tuple((rebase(c, offset), rebase(r, offset)) for c, r in tree.whens),
+            rebase(tree.default, offset),
+        )
     return tree
 
 

@@ -21,7 +21,7 @@ from keystore.catalogue import overloads
 from . import builtins, sqltext, types
 from .compile import Compiler, NotFoldable, field_of, function_name, is_pgsodium_call
 from .errors import RewriteError
-from .plan import Apply, Call, Cast, Column, Const, Node, node_type
+from .plan import Apply, Call, Case, Cast, Column, Const, Node, node_type
 from .resolve import resolve
 
 
@@ -50,7 +50,13 @@ class LateField:
     name: str
 
 
-Open = Union[Node, RowInput, LateCall, LateApply, LateField]
+@dataclass(frozen=True, slots=True)
+class LateCase:
+    whens: tuple[tuple[Open, Open], ...]
+    default: Open
+
+
+Open = Union[Node, RowInput, LateCall, LateApply, LateField, LateCase]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,10 @@ class RowCompiler:
             return self._call(node)
         if isinstance(node, ast.TypeCast):
             return LateApply("::" + _cast_target(node), (self.build(node.arg),))
+        if isinstance(node, ast.CoalesceExpr):
+            return LateApply("coalesce", tuple(self.build(a) for a in node.args))
+        if isinstance(node, ast.CaseExpr) and node.arg is None:
+            return self._case(node)
         if isinstance(node, ast.A_Indirection) and len(node.indirection) == 1:
             field = node.indirection[0]
             if isinstance(field, ast.String):
@@ -132,6 +142,45 @@ class RowCompiler:
         self.candidates |= item.candidates
         return rebase(item.tree, offset)
 
+    def _case(self, node: ast.CaseExpr) -> Open:
+        """A searched CASE: conditions without pgsodium calls are computed by the
+        database as boolean row inputs; the branches are computed by the proxy."""
+        parts = sqltext.case_parts(self.tokens, node.location)
+        spans = {kind: [(s, e) for k, s, e in parts if k == kind] for kind in
+                 ("WHEN", "THEN", "ELSE")}  # fmt: skip
+        if len(spans["WHEN"]) != len(node.args):
+            raise NotFoldable("a CASE expression", node.location)
+        whens = []
+        for when, condition, result in zip(
+            node.args, spans["WHEN"], spans["THEN"], strict=True
+        ):
+            whens.append(
+                (
+                    self._value(when.expr, condition, boolean=True),
+                    self._value(when.result, result),
+                )
+            )
+        default: Open = Const("unknown", None)
+        if node.defresult is not None:
+            default = self._value(node.defresult, spans["ELSE"][0])
+        return LateCase(tuple(whens), default)
+
+    def _value(
+        self, node: ast.Node, span: tuple[int, int], boolean: bool = False
+    ) -> Open:
+        """A part of a CASE: built by the proxy, or a row input if the database
+        can compute it (it calls nothing of pgsodium)."""
+        involves = any(is_pgsodium_call(c, self.on_path) for c in _calls(node))
+        if boolean and involves:
+            raise NotFoldable("a CASE condition over a pgsodium call", None)
+        try:
+            return self.compiler.compile(node) if boolean else self.build(node)
+        except NotFoldable:
+            if involves:
+                raise
+        self.inputs.append(Input(self.sql[span[0] : span[1]].strip(), False))
+        return RowInput(len(self.inputs) - 1)
+
     def _call(self, node: ast.FuncCall) -> Open:
         schema, name = function_name(node)
         pgsodium = is_pgsodium_call(node, self.on_path)
@@ -140,6 +189,9 @@ class RowCompiler:
         ):
             raise NotFoldable(f"function {name}()", node.location)
         _, _, spans = sqltext.call_span(self.tokens, node.location)
+        if len(spans) != len(node.args or ()):
+            # SQL-standard syntax (substring(x FROM a FOR b)): no comma spans.
+            spans = [None] * len(node.args or ())
         uuid_at, uuid_named = _uuid_positions(name) if pgsodium else (set(), set())
         args: list[Open] = []
         named: list[str] = []
@@ -161,7 +213,11 @@ class RowCompiler:
         return LateCall(name, tuple(args), tuple(named), node.location)
 
     def _argument(
-        self, value: ast.Node, span: tuple[int, int], is_key: bool, arg: ast.Node
+        self,
+        value: ast.Node,
+        span: tuple[int, int] | None,
+        is_key: bool,
+        arg: ast.Node,
     ) -> Open:
         try:
             folded = self.build(value)
@@ -173,6 +229,8 @@ class RowCompiler:
             pass
         if any(is_pgsodium_call(c, self.on_path) for c in _calls(value)):
             raise NotFoldable("a pgsodium call inside a row expression", None)
+        if span is None:
+            raise NotFoldable("a column inside SQL-standard function syntax", None)
         start = span[0]
         if isinstance(arg, ast.NamedArgExpr):
             text = self.sql[span[0] : span[1]]
@@ -187,7 +245,7 @@ class RowCompiler:
 def _may_be_uuid(node: Open) -> bool:
     kind = (
         node_type(node)
-        if not isinstance(node, (RowInput, LateCall, LateApply, LateField))
+        if not isinstance(node, (RowInput, LateCall, LateApply, LateField, LateCase))
         else None
     )
     if kind == "uuid":
@@ -236,6 +294,8 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
         args = [resolve_open(a, input_types) for a in tree.args]
         if tree.name.startswith("::"):
             return Cast(args[0], tree.name[2:])
+        if tree.name == "coalesce":
+            return _coalesce(args)
         found = builtins.find_builtin(tree.name, [node_type(a) for a in args])
         if found is None:
             shown = ", ".join(node_type(a) for a in args)
@@ -249,7 +309,49 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
         )
     if isinstance(tree, LateField):
         return field_of(resolve_open(tree.node, input_types), tree.name)
+    if isinstance(tree, LateCase):
+        return _case(tree, input_types)
     return tree
+
+
+def _case(tree: LateCase, input_types: Sequence[str]) -> Node:
+    """CASE: every branch resolves to one type (unknown NULLs take it)."""
+    whens = [
+        (resolve_open(c, input_types), resolve_open(r, input_types))
+        for c, r in tree.whens
+    ]
+    default = resolve_open(tree.default, input_types)
+    results = [r for _, r in whens] + [default]
+    known = {node_type(r) for r in results} - {"unknown"}
+    if len(known) != 1:
+        shown = " and ".join(sorted(known)) or "unknown"
+        raise RewriteError(
+            "0A000",
+            f"pgsodium-proxy cannot evaluate CASE with {shown} results here: "
+            "give every branch the same type",
+        )
+    (kind,) = known
+    return Case(
+        tuple((_coerce(c, "boolean"), _coerce(r, kind)) for c, r in whens),
+        _coerce(default, kind),
+        kind,
+    )
+
+
+def _coalesce(args: list[Node]) -> Node:
+    """COALESCE: its values resolve to one type (unknown literals take it)."""
+    known = {node_type(a) for a in args} - {"unknown"}
+    if len(known) != 1:
+        shown = " and ".join(sorted(known)) or "unknown"
+        raise RewriteError(
+            "0A000",
+            f"pgsodium-proxy cannot evaluate COALESCE over {shown} values here: "
+            "give every value the same type",
+        )
+    (kind,) = known
+    return Apply(
+        builtins.coalesce(kind, len(args)), tuple(_coerce(a, kind) for a in args)
+    )
 
 
 def _coerce(value: Node, target: str) -> Node:
