@@ -193,7 +193,7 @@ class Builtin:
     name: str
     arg_types: tuple[str, ...]
     returns: str
-    function: Callable[..., object]
+    function: Callable[..., object] | None  # None: resolved, never evaluated
     strict: bool = True
 
 
@@ -274,6 +274,16 @@ BUILTINS: tuple[Builtin, ...] = (
         for kind in ("bytea", "text")
         for arity in (2, 3)
     ),
+    # Overloads the proxy does not evaluate, there so that resolution sees every
+    # candidate the server sees: a call that resolves to one is not evaluated.
+    *(
+        Builtin("substring", args, "text", None)
+        for args in (("text", "text"), ("text", "text", "text"))
+    ),
+    *(
+        Builtin("substring", ("bit", "integer", "integer")[:arity], "bit", None)
+        for arity in (2, 3)
+    ),
     # The || operator.
     Builtin("||", ("text", "text"), "text", lambda a, b: a + b),
     Builtin("||", ("bytea", "bytea"), "bytea", lambda a, b: a + b),
@@ -309,7 +319,9 @@ def find_builtin(name: str, arg_types: list[str]) -> Builtin | None:
             or (known if len(known) == 1 else [])
             or [b for b in matches if "text" in b.arg_types[:1]]
         )
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) != 1 or matches[0].function is None:
+        return None
+    return matches[0]
 
 
 def is_builtin_name(name: str) -> bool:
