@@ -15,7 +15,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Skip, Visitor
 
-from . import builtins, context, inner, sqltext
+from . import builtins, context, inner, search, sqltext
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError
 from .late import Input, RowCompiler, RowOutput
@@ -94,6 +94,7 @@ class _Statement:
         self._tokens: list[sqltext.Token] | None = None
         self.handled: set[int] = set()  # id() of FuncCall nodes already planned
         self._view_alone = True  # pgsodium.decrypted_key is the only FROM item
+        self._searches: dict[int, search.Search] = {}  # id() of the decrypt call
         self._inner: list[inner.InnerItem] = []  # rewriter.inner
         self._inner_queries: list[ast.SelectStmt] = []
         self._inner_groups: dict[int, set[tuple[int, bool]]] = {}
@@ -123,6 +124,13 @@ class _Statement:
         elif isinstance(stmt, _WRITES) and stmt.returningClause is not None:
             self._select_list(stmt, stmt.returningClause.exprs)
         self._unhandled_decrypted_raw_key(stmt)
+        if isinstance(stmt, (ast.SelectStmt, ast.UpdateStmt, ast.DeleteStmt)):
+            found = search.searches(
+                stmt.whereClause, self.sql, self.tokens, self.on_path
+            )
+            self._searches = {id(s.decrypt): s for s in found}
+            for each in found:
+                self._mark_handled(each.value)  # folded into the ciphertext
         self._remaining(stmt)
         self.result.checks |= self.compiler.checks
         self.result.param_types = dict(self.compiler.param_types)
@@ -460,6 +468,9 @@ class _Statement:
             try:
                 node = self.compiler.compile(call)
             except NotFoldable as exc:
+                if id(call) in self._searches:
+                    self._search(self._searches[id(call)], stmt, exc)
+                    continue
                 raise self._refuse_over_rows(stmt, call, name, exc) from None
             assert isinstance(node, Call)
             if node.signature.kind != "crypto":
@@ -472,6 +483,44 @@ class _Statement:
                 )
             s, e, _ = sqltext.call_span(self.tokens, call.location)
             self.result.folds.append(Fold(self.span(s, e), node))
+
+    def _search(self, found: search.Search, stmt: ast.Node, exc: NotFoldable) -> None:
+        """`decrypt(c, ...) = value` becomes `(c) = <ciphertext of value>`."""
+        call = found.decrypt
+        rest = tuple(call.args[1:])
+        plaintext = found.value
+        if found.wrapper is not None:
+            plaintext = ast.FuncCall(
+                funcname=(ast.String("convert_to"),),
+                args=(found.value, found.wrapper.args[1]),
+                location=call.location,
+            )
+        encrypt = ast.FuncCall(
+            funcname=(ast.String("pgsodium"), ast.String("crypto_aead_det_encrypt")),
+            args=(plaintext, *rest),
+            location=call.location,
+        )
+        # The decrypt's own signature, for its EXECUTE privilege (PostgreSQL's check).
+        typed_null = ast.TypeCast(
+            arg=ast.A_Const(isnull=True),
+            typeName=ast.TypeName(names=(ast.String("bytea"),)),
+        )
+        try:
+            self.compiler.compile(
+                ast.FuncCall(
+                    funcname=call.funcname,
+                    args=(typed_null, *rest),
+                    location=call.location,
+                )
+            )
+            node = self.compiler.compile(encrypt)
+        except NotFoldable as inner_exc:
+            _, name = function_name(call)
+            raise self._refuse_over_rows(stmt, call, name, inner_exc) from None
+        message = self.sql[found.message_span[0] : found.message_span[1]]
+        self.result.texts.append((*self.span(*found.decrypted_span), f"({message})"))
+        self.result.folds.append(Fold(self.span(*found.value_span), node))
+        self._mark_handled(call)
 
     def _refuse_over_rows(
         self, stmt: ast.Node, call: ast.FuncCall, name: str, exc: NotFoldable

@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from .conftest import RunningProxy, make_database
+from .conftest import RunningProxy, make_database, server_log
 
 PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 PLAIN = {1: "alice", 2: "bob", 3: "émilie 🔐"}
@@ -238,3 +238,39 @@ def test_functions_around_a_per_row_value_give_the_servers_results(
         assert got == "0A000"
         return
     assert got == expected
+
+
+SEARCHES = [
+    ("select id from acc where convert_from({d}, 'utf8') = {v}", "text"),
+    ("select id from acc where {v}::text = convert_from({d}, 'utf8')", "text"),
+    ("select id from acc where {d} = convert_to({v}, 'utf8')", "text"),
+    ("select id from acc where ({d} = {v}::bytea or id = -1) and id > 0", "bytea"),
+    (
+        "update acc set kid = kid where convert_from({d}, 'utf8') = {v} returning id",
+        "text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "kind"), SEARCHES)
+def test_equality_with_a_decrypted_value_is_a_ciphertext_search(
+    proxy: RunningProxy, conn: psycopg.Connection, template: str, kind: str
+) -> None:
+    """With the key and associated data fixed, `decrypt(c) = v` runs upstream as
+    `c = encrypt(v)`: right rows, and the plaintext never reaches the database."""
+    key = conn.execute("select kid from acc limit 1").fetchone()[0]
+    decrypt = (
+        "pgsodium.crypto_aead_det_decrypt(secret, convert_to('2', 'utf8'), "
+        f"'{key}'::uuid)"
+    )
+    wanted = "bob" if kind == "text" else b"bob"
+    sql = template.format(d=decrypt, v="%s")
+    assert conn.execute(sql, [wanted]).fetchall() == [(2,)]
+    literal = "'bob'" if kind == "text" else "'\\x626f62'"
+    assert conn.execute(template.format(d=decrypt, v=literal)).fetchall() == [(2,)]
+    unique = "zebra-" + key.hex[:8]
+    assert (
+        conn.execute(sql, [unique if kind == "text" else unique.encode()]).fetchall()
+        == []
+    )
+    assert unique not in server_log(proxy)
