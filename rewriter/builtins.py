@@ -8,6 +8,7 @@ results and errors, so that wrapping a proxy-computed value changes nothing visi
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,8 +55,11 @@ def _ascii_lower(text: str) -> str:
     return "".join(c.lower() if "A" <= c <= "Z" else c for c in text)
 
 
+@functools.lru_cache(maxsize=256)
 def encoding_of(name: str, direction: str) -> str:
-    """pg_char_to_encoding: case and non-alphanumerics ignored; the official name."""
+    """pg_char_to_encoding: case and non-alphanumerics ignored; the official name.
+
+    Cached: per-row values call it with the same constant for every row."""
     name = types.name_in(name)  # the argument is of type name
     clean = "".join(c for c in _ascii_lower(name) if c.isascii() and c.isalnum())
     found = _ENCODING_NAMES.get(clean)

@@ -219,6 +219,12 @@ class RowCompiler:
         is_key: bool,
         arg: ast.Node,
     ) -> Open:
+        if (
+            span is not None
+            and _upstream_computes(value, self.on_path)
+            and not self._reads_inner(value)
+        ):
+            return self._input(value, span, is_key, arg)
         try:
             folded = self.build(value)
             # SECURITY: a raw key or key id written in the statement stays in the
@@ -231,6 +237,20 @@ class RowCompiler:
             raise NotFoldable("a pgsodium call inside a row expression", None)
         if span is None:
             raise NotFoldable("a column inside SQL-standard function syntax", None)
+        return self._input(value, span, is_key, arg)
+
+    def _reads_inner(self, value: ast.Node) -> bool:
+        """Whether `value` names a value computed per row in an inner query."""
+        if self.inner_ref is None:
+            return False
+        from .analyze import _column_refs
+
+        return any(self.inner_ref(ref) is not None for ref in _column_refs(value))
+
+    def _input(
+        self, value: ast.Node, span: tuple[int, int], is_key: bool, arg: ast.Node
+    ) -> RowInput:
+        """The argument's text becomes a row input: the database computes it."""
         start = span[0]
         if isinstance(arg, ast.NamedArgExpr):
             text = self.sql[span[0] : span[1]]
@@ -240,6 +260,50 @@ class RowCompiler:
                     break
         self.inputs.append(Input(self.sql[start : span[1]].strip(), is_key))
         return RowInput(len(self.inputs) - 1)
+
+
+# Functions whose second argument is a name, not data: an encoding or a format.
+_NAMED_FORM = frozenset({"convert_to", "convert_from", "encode", "decode"})
+
+
+def _upstream_computes(node: ast.Node, on_path: bool) -> bool:
+    """Whether the database may compute this argument of a pgsodium call itself:
+    it reads columns, calls nothing of pgsodium, and holds no literal or bind
+    parameter (SECURITY: a client's constant may be plaintext, which never goes
+    upstream) except the encoding or format name of convert_to/encode and kin.
+    PostgreSQL computing it is exact by construction, and off the proxy's core."""
+    return _computes(node, on_path) is True
+
+
+def _computes(node: ast.Node, on_path: bool) -> bool | None:
+    """True: computable upstream and reads a column; None: computable, no column;
+    False: not computable upstream."""
+    if isinstance(node, ast.ColumnRef):
+        return isinstance(node.fields[-1], ast.String)
+    if isinstance(node, ast.TypeCast):
+        return _computes(node.arg, on_path)
+    if isinstance(node, ast.FuncCall):
+        if is_pgsodium_call(node, on_path) or node.agg_star or node.over is not None:
+            return False
+        args = list(node.args or ())
+        if any(isinstance(a, ast.NamedArgExpr) for a in args):
+            return False
+        _, name = function_name(node)
+        if name in _NAMED_FORM and len(args) == 2:
+            if not (isinstance(args[1], ast.A_Const) and not args[1].isnull):
+                return False
+            args = args[:1]
+        return _all_compute(args, on_path)
+    if isinstance(node, ast.A_Expr) and node.kind.name == "AEXPR_OP":
+        return _all_compute([n for n in (node.lexpr, node.rexpr) if n], on_path)
+    return False
+
+
+def _all_compute(nodes: list[ast.Node], on_path: bool) -> bool | None:
+    results = [_computes(n, on_path) for n in nodes]
+    if any(r is False for r in results):
+        return False
+    return True if any(results) else None
 
 
 def _may_be_uuid(node: Open) -> bool:
