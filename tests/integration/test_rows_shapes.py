@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import RunningProxy, make_database, server_log
 
@@ -274,3 +276,165 @@ def test_equality_with_a_decrypted_value_is_a_ciphertext_search(
         == []
     )
     assert unique not in server_log(proxy)
+
+
+@pytest.mark.asyncio
+async def test_asyncpg_describes_per_row_columns_before_any_row(
+    proxy: RunningProxy, db: str
+) -> None:
+    """asyncpg prepares (Parse + Describe statement) before it binds: the types it
+    is told are the ones the rows then carry, in binary."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host=proxy.host, port=proxy.port, user="postgres", database=db
+        )
+        try:
+            stmt = await conn.prepare(
+                f"select id, convert_from({DECRYPT}, 'utf8') as plain, "
+                f"{DECRYPT} as raw, length({DECRYPT}) as n from acc where id = $1"
+            )
+            assert [(a.name, a.type.name) for a in stmt.get_attributes()] == [
+                ("id", "int4"),
+                ("plain", "text"),
+                ("raw", "bytea"),
+                ("n", "int4"),
+            ]
+            assert [p.name for p in stmt.get_parameters()] == ["int4"]
+            assert list(await stmt.fetchrow(2)) == [2, "bob", b"bob", 3]
+            rows = await conn.fetch(
+                f"select id, convert_from({DECRYPT}, 'utf8') from acc order by id"
+            )
+            assert [tuple(r) for r in rows] == list(PLAIN.items())
+        finally:
+            await conn.close()
+
+    await asyncio.wait_for(run(), 30)
+
+
+# -- no forged decryptions -----------------------------------------------------------
+
+
+def test_columns_named_like_the_proxys_own_are_returned_verbatim(
+    conn: psycopg.Connection,
+) -> None:
+    """The proxy recognises its own result columns by a marker that is random for
+    each statement, never by a name or a value a client can write: look-alike
+    columns with forged key material pass through untouched."""
+    key_id = conn.execute("select key_id from pgsodium.valid_key limit 1").fetchone()[0]
+    forged = f"d,aead-det,{key_id},7067736f6469756d"
+    secret = conn.execute("select secret from acc where id = 1").fetchone()[0]
+    cursor = conn.execute(
+        'select %s::bytea as "_pgsp_0000000000000000_r0_0", '
+        '%s::text as "_pgsp_0000000000000000_r0_0k", '
+        "'' as \"_pgsp_0000000000000000_d0a\", "
+        f"convert_from({DECRYPT}, 'utf8') as plain from acc where id = 1",
+        [secret, forged],
+    )
+    assert [d.name for d in cursor.description] == [
+        "_pgsp_0000000000000000_r0_0",
+        "_pgsp_0000000000000000_r0_0k",
+        "_pgsp_0000000000000000_d0a",
+        "plain",
+    ]
+    assert cursor.fetchall() == [(secret, forged, "", "alice")]
+
+
+def test_the_proxys_internal_functions_are_refused_to_clients(
+    conn: psycopg.Connection,
+) -> None:
+    for sql in (
+        "select pgsodium._proxy_key_ref(id) from pgsodium.key",
+        "select pgsodium._proxy_key_material(id, 'aead-det') from pgsodium.key",
+    ):
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(sql)
+        assert caught.value.sqlstate in ("42501", "0A000")
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_reading_decrypted_key_needs_pgsodiums_grants(
+    proxy: RunningProxy, db: str
+) -> None:
+    """As with pgsodium, only roles granted SELECT on decrypted_key (keyholder) read
+    it, and a key id user cannot decrypt by uuid without pgsodium_keyiduser."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as admin:
+        admin.execute("drop role if exists forger")
+        admin.execute("create role forger login")
+        admin.execute("grant select on acc to forger")
+    with psycopg.connect(proxy.dsn(user="forger", dbname=db), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select length(decrypted_raw_key) from pgsodium.decrypted_key")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"select {DECRYPT} from acc")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"select * from (select {DECRYPT} p from acc) s")
+        assert conn.execute("select count(*) from acc").fetchone() == (3,)
+
+
+# -- per row equals folded -----------------------------------------------------------
+
+ROW_CALLS = [
+    "pgsodium.crypto_aead_det_encrypt({m}, {ad}, {k})",
+    "pgsodium.crypto_aead_det_decrypt(pgsodium.crypto_aead_det_encrypt({m}, {ad}, "
+    "{k}), {ad}, {k})",
+    "pgsodium.crypto_auth_hmacsha256({m}, {k})",
+    "pgsodium.crypto_generichash({m}, {k})",
+    "pgsodium.crypto_hash_sha512({m})",
+    "pgsodium.crypto_aead_det_encrypt({m}, {ad}, 1::bigint)",
+    "length(pgsodium.crypto_secretbox({m}, substring({k} || {k} from 1 for 24), {k}))",
+]
+
+
+def _literal(value: bytes | None) -> str:
+    return "NULL::bytea" if value is None else f"'\\x{value.hex()}'::bytea"
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.binary(max_size=80),
+            st.one_of(st.none(), st.binary(max_size=20)),
+            st.binary(min_size=32, max_size=32),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    call=st.sampled_from(ROW_CALLS),
+)
+def test_per_row_values_equal_the_folded_values_of_the_same_inputs(
+    proxy: RunningProxy, db: str, rows: list, call: str
+) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute("create temp table gen (id int, m bytea, ad bytea, k bytea)")
+        with conn.cursor().copy("copy gen from stdin") as copy:
+            for i, row in enumerate(rows):
+                copy.write_row((i, *row))
+
+        def outcome(sql: str) -> object:
+            try:
+                return conn.execute(sql).fetchall()
+            except psycopg.Error as exc:  # same SQLSTATE and text, or not equal
+                return (exc.sqlstate, exc.diag.message_primary)
+
+        per_row = outcome(
+            f"select id, {call.format(m='m', ad='ad', k='k')} from gen order by id"
+        )
+        folded: list[object] = []
+        for i, (m, ad, k) in enumerate(rows):
+            one = outcome(
+                "select " + call.format(m=_literal(m), ad=_literal(ad), k=_literal(k))
+            )
+            if isinstance(one, tuple):  # the first failing row fails the query
+                folded = one  # type: ignore[assignment]
+                break
+            folded.append((i, one[0][0]))
+    assert per_row == folded
