@@ -15,7 +15,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Skip, Visitor
 
-from . import builtins, context, inner, search, sqltext
+from . import builtins, context, inner, scalar, search, sqltext
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError
 from .late import Input, RowCompiler, RowOutput
@@ -94,6 +94,7 @@ class _Statement:
         self._tokens: list[sqltext.Token] | None = None
         self.handled: set[int] = set()  # id() of FuncCall nodes already planned
         self._view_alone = True  # pgsodium.decrypted_key is the only FROM item
+        self._scalar_spans: list[tuple[int, int]] = []  # rewriter.scalar items
         self._searches: dict[int, search.Search] = {}  # id() of the decrypt call
         self._inner: list[inner.InnerItem] = []  # rewriter.inner
         self._inner_queries: list[ast.SelectStmt] = []
@@ -166,6 +167,8 @@ class _Statement:
             self._has_star = True
         if view is not None and self._deferred_target(target, span, view):
             return
+        if isinstance(value, ast.SubLink) and self._scalar(target, span, value):
+            return
         if self._inner and self._inner_star(value):
             return
         if self._inner and self._reads_inner(value):
@@ -208,6 +211,31 @@ class _Statement:
             )
         )
         self._mark_handled(target.val)
+
+    def _scalar(
+        self, target: ast.ResTarget, span: tuple[int, int], link: ast.SubLink
+    ) -> bool:
+        """A scalar subquery whose column is computed per row (rewriter.scalar)."""
+        if link.subLinkType.name != "EXPR_SUBLINK":
+            return False
+        sub = link.subselect
+        alone = self._view_alone  # the outer query's, kept
+        view = (
+            self._decrypted_key_source(sub) if isinstance(sub, ast.SelectStmt) else None
+        )
+        self._view_alone = alone
+        built = scalar.scalar_subquery(
+            self.compiler, self.sql, self.tokens, self.on_path, link, view
+        )
+        if built is None:
+            return False
+        tree, inputs, candidates = built
+        inner = sub.targetList[0]
+        name = target.name or inner.name or figure_colname(inner.val)
+        self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
+        self._scalar_spans.append(span)
+        self._mark_handled(link)
+        return True
 
     # -- subqueries and WITH queries feeding the select list (rewriter.inner) --------
 
@@ -592,7 +620,7 @@ class _Statement:
         before the upstream's fail-closed stub would say less clearly."""
         if not any(self._is_decrypted_key(v) for v in _range_vars(stmt)):
             return
-        handled = {d.span for d in self.result.deferred}
+        handled = {d.span for d in self.result.deferred} | set(self._scalar_spans)
         for ref in _column_refs(stmt):
             last = ref.fields[-1]
             if not (isinstance(last, ast.String) and last.sval == "decrypted_raw_key"):
