@@ -46,7 +46,7 @@ DECRYPTED_KEY_COLUMNS = (
     "parent_key",
     "comment",
 )
-_WRAPPERS = frozenset({"length", "octet_length", "encode"})
+_WRAPPERS = frozenset({"length", "octet_length"})
 _CREATE_KEY_SQL_ARGS = ("key_type", "name", "key_context", "expires")
 _CREATE_KEY_PARAMS = (
     "key_type",
@@ -681,7 +681,7 @@ class _Statement:
             and node.fields[-1].sval == "decrypted_raw_key"
             and (len(node.fields) == 1 or node.fields[-2].sval == view)
         ):
-            return False
+            return self._expanded_target(target, span, view)
         builtins_chain = tuple(
             _wrapper_builtin(name, call) for name, call in reversed(wrappers)
         )
@@ -694,6 +694,31 @@ class _Statement:
                 target.name is not None,
             )
         )
+        return True
+
+    def _expanded_target(
+        self, target: ast.ResTarget, span: tuple[int, int], view: str
+    ) -> bool:
+        """decrypted_raw_key inside any other expression: written out as pgsodium
+        defines it, then computed per row like any pgsodium call over rows."""
+        if not scalar.reads_decrypted_raw_key(target.val, view):
+            return False
+        start, end = span[0] + self.start, span[1] + self.start
+        builder, value = scalar.expanded(
+            self.compiler, self.sql, (start, end), target.val, view, self.on_path
+        )
+        try:
+            tree = builder.build(value)
+        except NotFoldable:
+            return False  # refused below, naming decrypted_raw_key
+        name = target.name or figure_colname(target.val)
+        self.result.rows.append(
+            RowOutput(
+                span, name, tree, tuple(builder.inputs), frozenset(builder.candidates)
+            )
+        )
+        self._scalar_spans.append(span)
+        self._mark_handled(target.val)
         return True
 
     def _star(self, node: ast.ColumnRef, span: tuple[int, int], view: str) -> bool:
@@ -816,8 +841,6 @@ def _create_key_regprocedure() -> str:
 
 
 def _wrapper_builtin(name: str, call: ast.FuncCall) -> builtins.Builtin:
-    if name == "encode":
-        raise refuse("encode() around decrypted_raw_key yet", call.location)
     found = builtins.find_builtin(name, ["bytea"])
     assert found is not None
     return found

@@ -66,16 +66,13 @@ def scalar_subquery(
         return None
     rest = sql[end:close]  # FROM ... WHERE ... of the subquery
 
-    text, node = sql[start:end], target.val
-    if view is not None and _reads_decrypted_raw_key(node, view):
-        text = _expand(sql, start, end, node, view)
-        node = parse_sql("SELECT " + text)[0].stmt.targetList[0].val
-    elif not any(is_pgsodium_call(c, on_path) for c in _calls(node)):
+    node = target.val
+    if view is not None and reads_decrypted_raw_key(node, view):
+        builder, node = expanded(compiler, sql, (start, end), node, view, on_path)
+    elif any(is_pgsodium_call(c, on_path) for c in _calls(node)):
+        builder = RowCompiler(compiler, sql, toks, on_path)
+    else:
         return None
-    source = "SELECT " + text if view is not None else sql
-    builder = RowCompiler(
-        compiler, source, sqltext.tokens(source) if view else toks, on_path
-    )
     try:
         tree = builder.build(node)
     except NotFoldable:
@@ -103,7 +100,22 @@ def _simple(sub: ast.Node, on_path: bool) -> bool:
     return not any(_calls(part) for part in outside if part is not None)
 
 
-def _reads_decrypted_raw_key(node: ast.Node, view: str) -> bool:
+def expanded(
+    compiler: Compiler,
+    sql: str,
+    span: tuple[int, int],
+    node: ast.Node,
+    view: str,
+    on_path: bool,
+) -> tuple[RowCompiler, ast.Node]:
+    """A select-list item with decrypted_raw_key written out as pgsodium defines
+    it, and the RowCompiler that reads that text."""
+    source = "SELECT " + _expand(sql, span[0], span[1], node, view)
+    value = parse_sql(source)[0].stmt.targetList[0].val
+    return RowCompiler(compiler, source, sqltext.tokens(source), on_path), value
+
+
+def reads_decrypted_raw_key(node: ast.Node, view: str) -> bool:
     from .analyze import _column_refs
 
     return any(_is_decrypted_raw_key(ref, view) for ref in _column_refs(node))

@@ -470,3 +470,25 @@ def test_scalar_subquery_keeps_postgresqls_rules(conn: psycopg.Connection) -> No
         conn.execute(f"select (select {DECRYPT} from acc) as many")
     with pytest.raises(psycopg.errors.FeatureNotSupported):
         conn.execute(f"select (select {DECRYPT} from acc where id = abs(-1)) as called")
+
+
+def test_decrypted_raw_key_inside_any_per_row_expression(
+    conn: psycopg.Connection,
+) -> None:
+    raw = dict(
+        conn.execute(
+            "select id, decrypted_raw_key from pgsodium.decrypted_key"
+        ).fetchall()
+    )
+    rows = conn.execute(
+        "select d.id, encode(d.decrypted_raw_key, 'hex') as hex, "
+        "substring(decrypted_raw_key from 1 for 4) as head, "
+        "coalesce(decrypted_raw_key, '\\x'::bytea) as raw "
+        "from pgsodium.decrypted_key d"
+    ).fetchall()
+    assert {r[0] for r in rows} == set(raw)
+    for key_id, hex_text, head, value in rows:
+        expected = raw[key_id]
+        assert hex_text == (None if expected is None else expected.hex())
+        assert head == (None if expected is None else expected[:4])
+        assert value == (b"" if expected is None else expected)
