@@ -24,7 +24,7 @@ from rewriter.plan import Call, Param, Plan, node_type, walk
 from rewriter.sqltext import tokens
 
 from . import codec
-from .columns import BINARY, Layout, build_layout
+from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
 from .lookup import LookupFailed, Skipped, lookup
 from .router import Reply
@@ -329,15 +329,16 @@ class Execution:
     def _result_formats(self, client: Sequence[int]) -> list[int]:
         if len(client) <= 1:
             return list(client)
+        # Per-column formats (pgjdbc sends them): only the shape of the layout
+        # matters here, which upstream columns feed each client column, so the
+        # row computations are stand-ins.
+        plan = self.plans[0]
         fields = self._described_fields() or []
-        layout = build_layout(
-            self.plans[0], self.marker, fields, [None] * 99, [], "hex"
-        )
-        upstream: list[int] = []
-        for column, code in zip(layout.columns, client, strict=False):
-            width = len(getattr(column, "inputs", ())) or 1
-            upstream += [code] * width
-        return upstream
+        outputs = [None] * len(plan.outputs)
+        deferred = [_shape_only] * len(plan.deferred)
+        rows = [_row_shape_only] * len(plan.rows)
+        layout = build_layout(plan, self.marker, fields, outputs, deferred, "hex", rows)
+        return upstream_formats(layout, client, len(fields))
 
     def _layout_for(self, formats: list[int]) -> Layout | None:
         fields = self._described_fields()
@@ -493,3 +494,12 @@ def _max_param(sql: str) -> int:
 
 def _params_in(sql: str) -> set[int]:
     return {int(sql[t.start + 1 : t.end]) for t in tokens(sql) if t.name == "PARAM"}
+
+
+def _shape_only(values: list[Any]) -> Any:
+    """A stand-in computation, for a layout built only for its shape."""
+    return None
+
+
+def _row_shape_only(type_names: list[str]) -> tuple[str, Any]:
+    return "bytea", _shape_only

@@ -14,6 +14,8 @@ node-postgres are installed by .ci/run (a test skips only when its tool is absen
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
+import sqlalchemy
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from .conftest import RunningProxy, make_database
 
@@ -295,10 +299,8 @@ async def test_asyncpg_without_statement_cache(
 
 
 def _sqlalchemy_scenario(run: Any, key: str) -> dict:
-    from sqlalchemy import text
-
     def named(template: str) -> Any:
-        return text(template.format(p=":p", k=":k"))
+        return sqlalchemy.text(template.format(p=":p", k=":k"))
 
     ciphertext = run(named(ENCRYPT), {"p": PLAINTEXT, "k": key}).scalar_one()
     return {
@@ -313,7 +315,6 @@ def _sqlalchemy_scenario(run: Any, key: str) -> dict:
 def test_sqlalchemy_over_psycopg(
     proxy: RunningProxy, db: str, expected: Expected
 ) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
     engine = sqlalchemy.create_engine(
         f"postgresql+psycopg://postgres@{proxy.host}:{proxy.port}/{db}"
     )
@@ -334,9 +335,6 @@ def test_sqlalchemy_over_psycopg(
 async def test_sqlalchemy_over_asyncpg(
     proxy: RunningProxy, db: str, expected: Expected
 ) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     async def scenario() -> None:
         engine = create_async_engine(
             f"postgresql+asyncpg://postgres@{proxy.host}:{proxy.port}/{db}"
@@ -355,3 +353,35 @@ async def test_sqlalchemy_over_asyncpg(
             await engine.dispose()
 
     await asyncio.wait_for(scenario(), 30)
+
+
+# -- pgjdbc ----------------------------------------------------------------------
+
+# Debian's libpostgresql-jdbc-java, installed by .ci/run.
+PGJDBC = Path("/usr/share/java/postgresql.jar")
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["prepareThreshold=0", "prepareThreshold=1", "prepareThreshold=-1"],
+    ids=["unnamed", "named_after_one", "binary"],
+)
+def test_pgjdbc(proxy: RunningProxy, db: str, expected: Expected, options: str):
+    """prepareThreshold=0 keeps to unnamed statements, 1 switches to named ones
+    after the first run, -1 also asks for binary results; fetchSize=7 reads the
+    decrypted rows through a portal in rounds (Execute with a row limit)."""
+    java = shutil.which("java")
+    if java is None or not PGJDBC.exists():
+        pytest.skip("java or pgjdbc is not installed (.ci/run installs both)")
+    url = f"jdbc:postgresql://{proxy.host}:{proxy.port}/{db}?user=postgres&{options}"
+    done = subprocess.run(
+        [java, "-cp", str(PGJDBC), str(HERE / "drivers" / "JdbcScenario.java")]
+        + [url, expected.key, "3"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    rounds = done.stdout.decode().splitlines()
+    assert len(rounds) == 3
+    for line in rounds:
+        expected.check(json.loads(line))

@@ -14,6 +14,8 @@ import hashlib
 import socket
 import struct
 
+import pytest
+
 from proxy import codec
 from proxy.codec import (
     Bind,
@@ -141,6 +143,43 @@ async def test_flush_without_sync_returns_partial_results_of_a_pgsodium_portal(
         await client.until(b"Z")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("formats", [(1, 0), (0, 1), (1, 1, 1)], ids=str)
+@bounded()
+async def test_per_column_result_formats_on_computed_rows(
+    proxy: RunningProxy, formats: tuple[int, ...]
+) -> None:
+    """Bind with one result format per column (as pgjdbc sends it) for a select
+    list whose second column the proxy decrypts per row; a count that matches no
+    column count is PostgreSQL's own 08P01."""
+    client = await RawClient.connect(proxy.host, proxy.port)
+    decrypt = (
+        "SELECT g, pgsodium.crypto_aead_det_decrypt(pgsodium.crypto_aead_det_encrypt("
+        "convert_to('v' || g, 'utf8'), ''::bytea, k.id), ''::bytea, k.id)"
+        " FROM generate_series(1, 3) g, (SELECT id FROM pgsodium.valid_key"
+        " WHERE key_type = 'aead-det' ORDER BY id LIMIT 1) k"
+    )
+    try:
+        await client.send(Query("SELECT * FROM pgsodium.create_key()"))
+        await client.until(b"Z")
+        await client.send(
+            Parse("", decrypt), Bind("", "", (), (), formats), Execute(""), Sync()
+        )
+        frames = await client.until(b"Z")
+    finally:
+        await client.close()
+    if len(formats) == 3:
+        (error,) = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+        assert error.sqlstate == "08P01"
+        return
+    rows = [codec.data_row_values(f.body) for f in frames if f.type == ord("D")]
+    ids = [struct.pack("!i", g) if formats[0] else b"%d" % g for g in (1, 2, 3)]
+    plain = [
+        b"v%d" % g if formats[1] else b"\\x" + (b"v%d" % g).hex().encode()
+        for g in (1, 2, 3)
+    ]
+    assert rows == [list(pair) for pair in zip(ids, plain, strict=True)]
 
 
 # -- COPY ------------------------------------------------------------------------
