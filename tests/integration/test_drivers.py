@@ -385,3 +385,43 @@ def test_pgjdbc(proxy: RunningProxy, db: str, expected: Expected, options: str):
     assert len(rounds) == 3
     for line in rounds:
         expected.check(json.loads(line))
+
+
+# -- node-postgres ---------------------------------------------------------------
+
+NODE_DIR = HERE / "drivers" / "node"
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    """pg and pg-cursor, pinned by package-lock.json; .ci/run installs them, and
+    this installs them where they are missing (a developer's fresh checkout)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed (.ci/run installs them)")
+    if not (NODE_DIR / "node_modules" / "pg-cursor").exists():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return NODE_DIR / "node_modules"
+
+
+def test_node_postgres_with_pg_cursor(
+    proxy: RunningProxy, db: str, expected: Expected, node_modules: Path
+) -> None:
+    """Unnamed statements, then named ones (prepared once, then run by name); the
+    decrypted rows through pg-cursor, 7 rows a read."""
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "scenario.js"), proxy.url(dbname=db), expected.key],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    rounds = done.stdout.decode().splitlines()
+    assert len(rounds) == 3
+    for line in rounds:
+        expected.check(json.loads(line))
