@@ -43,8 +43,19 @@ _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
 
 
+_ENCODINGS = ("client_encoding", "server_encoding")
+
+
 def involves_pgsodium(body: bytes) -> bool:
     return _TRIGGER.search(body) is not None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Interceptor:
@@ -115,6 +126,9 @@ class Interceptor:
         self.on_path = rows[0][0][0] == "t"
 
     def plans(self, sql: str, declared: tuple[int, ...]) -> list[Plan]:
+        """The statement's plans; none for text PostgreSQL refuses before parsing."""
+        if not _is_utf8(sql):
+            return self._not_utf8()
         on_path = bool(self.on_path)
         key = (sql, on_path, declared)
         cached = self._plans.get(key)
@@ -126,6 +140,23 @@ class Interceptor:
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
         return plans
+
+    def _not_utf8(self) -> list[Plan]:
+        """Bytes that are not UTF-8 (the codec kept them as surrogate escapes).
+
+        With client and server encoding UTF8, PostgreSQL checks a Query's or
+        Parse's text before it parses anything and answers 22021: forwarded
+        untouched, the client gets exactly that. Under any other encoding the text
+        would reach the parser, so a pgsodium call in it is refused here.
+        """
+        parameters = self.session.parameters
+        if all(parameters.get(p) == "UTF8" for p in _ENCODINGS):
+            return []
+        raise RewriteError(
+            SQLSTATE.FEATURE_NOT_SUPPORTED,
+            "pgsodium-proxy evaluates pgsodium calls only in UTF8 text "
+            "(client_encoding and server_encoding UTF8)",
+        )
 
     # -- handling --------------------------------------------------------------------
 

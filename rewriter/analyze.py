@@ -74,6 +74,11 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         statements = parse_sql(sql)
     except ParseError as exc:
         raise RewriteError("42601", str(exc).split("\n")[0]) from None
+    except UnicodeEncodeError:
+        # Text decoded with surrogate escapes from bytes that are not UTF-8.
+        raise RewriteError(
+            "22021", 'invalid byte sequence for encoding "UTF8"'
+        ) from None
     plans = []
     for raw in statements:
         start = raw.stmt_location
