@@ -404,3 +404,33 @@ async def test_client_that_writes_faster_than_the_upstream_reads_is_paused(
         sender.cancel()
         await locker.close()
         await client.close()
+
+
+# -- FunctionCall ----------------------------------------------------------------
+
+
+@bounded()
+async def test_function_call_of_a_pgsodium_function_never_returns_a_value(
+    proxy: RunningProxy,
+) -> None:
+    """The fastpath names a function by OID, so the proxy cannot see that it is
+    pgsodium's: the upstream's own declaration refuses it (fail closed), and the
+    session goes on."""
+    oid = int(
+        proxy.upstream.psql(
+            "SELECT 'pgsodium.crypto_aead_det_encrypt(bytea, bytea, bigint, bytea,"
+            " bytea)'::regprocedure::oid"
+        ).strip()
+    )
+    call = codec.FunctionCall(oid, (0,), (b"x", b"", b"1", b"pgsodium", None), 0)
+    client = await RawClient.connect(proxy.host, proxy.port)
+    try:
+        await client.send(call)
+        frames = await client.until(b"Z")
+        assert [f.type for f in frames] == [ord("E"), ord("Z")]
+        error = codec.decode_backend(frames[0])
+        assert (error.severity, error.sqlstate) == ("ERROR", "0A000"), error.message
+        await client.send(Query("SELECT 1"))
+        assert [f.type for f in await client.until(b"Z")] == list(b"TDCZ")
+    finally:
+        await client.close()
