@@ -177,7 +177,11 @@ class Session:
 
     async def _startup(self) -> FrameReader | None:
         """Negotiate, connect upstream, relay authentication. None if no session."""
-        reader = FrameReader(startup=True)
+        # PostgreSQL's per-type bounds on the length word (10 000 bytes for Sync,
+        # Flush, Describe, …; 1 GB for Query, Bind, Parse, CopyData), checked
+        # before the body is buffered: a client cannot make the proxy hold a
+        # gigabyte for a message PostgreSQL would refuse at its header.
+        reader = FrameReader(startup=True, limits=codec.FRONTEND_LIMITS)
         while True:
             (frame,) = await self._read_client_one(reader)
             try:

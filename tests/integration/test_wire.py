@@ -434,3 +434,22 @@ async def test_function_call_of_a_pgsodium_function_never_returns_a_value(
         assert [f.type for f in await client.until(b"Z")] == list(b"TDCZ")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("type_byte", [b"H", b"S", b"D", b"C", b"E"])
+@bounded()
+async def test_small_message_with_a_huge_length_word_is_refused_at_its_header(
+    proxy: RunningProxy, type_byte: bytes
+) -> None:
+    """PostgreSQL bounds Flush, Sync, Describe, Close and Execute at 10 000 bytes
+    and checks the length word before reading the body; so does the proxy, which
+    never waits for (or buffers) the megabyte announced."""
+    client = await RawClient.connect(proxy.host, proxy.port)
+    try:
+        await client.send_bytes(type_byte + struct.pack("!i", 2**20))
+        frames = await asyncio.wait_for(client.rest(), 5)
+    finally:
+        await client.close()
+    (error,) = [codec.decode_backend(f) for f in frames]
+    assert (error.severity, error.sqlstate) == ("FATAL", "08P01")
+    assert error.message.startswith("invalid message length")
