@@ -29,7 +29,7 @@ from proxy.codec import (
 )
 
 from .conftest import RunningProxy
-from .test_cancel import _direct_value, _until
+from .test_cancel import _cancel_request, _direct_value, _until
 from .test_passthrough import RawClient, bounded
 
 # The upstream logs every statement and bind value (tests/conftest.py); the large
@@ -453,3 +453,45 @@ async def test_small_message_with_a_huge_length_word_is_refused_at_its_header(
     (error,) = [codec.decode_backend(f) for f in frames]
     assert (error.severity, error.sqlstate) == ("FATAL", "08P01")
     assert error.message.startswith("invalid message length")
+
+
+# -- cancel ----------------------------------------------------------------------
+
+SLOW_ROWS = (
+    "SELECT g, pgsodium.crypto_aead_det_encrypt(convert_to(g::text, 'utf8'),"
+    " ''::bytea, k.id) FROM (SELECT id FROM pgsodium.valid_key"
+    " WHERE key_type = 'aead-det' ORDER BY id LIMIT 1) k,"
+    " pg_sleep(30) s, generate_series(1, 3) g"
+)
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["simple", "extended"])
+@bounded()
+async def test_cancel_stops_a_statement_whose_rows_the_proxy_computes(
+    proxy: RunningProxy, extended: bool
+) -> None:
+    """The proxy's own cancel key cancels a rewritten statement too (its Execute
+    is awaited before anything else goes upstream); the session goes on."""
+    client = await RawClient.connect(proxy.host, proxy.port)
+    (key,) = [f for f in client.startup if f.type == ord("K")]
+    cancel_key = codec.decode_backend(key)
+    try:
+        await client.send(Query("SELECT * FROM pgsodium.create_key()"))
+        await client.until(b"Z")
+        if extended:
+            await client.send(
+                Parse("", SLOW_ROWS), Bind("", "", (), (), ()), Execute(""), Sync()
+            )
+        else:
+            await client.send(Query(SLOW_ROWS))
+        await _until(lambda: _is(proxy, cancel_key.pid, "PgSleep"), timeout=10)
+        await _cancel_request(proxy, proxy.port, cancel_key.pid, cancel_key.secret)
+        frames = await client.until(b"Z")
+        errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+        assert [e.sqlstate for e in errors] == ["57014"]
+        assert not [f for f in frames if f.type == ord("D")]
+        await client.send(Query("SELECT 'after'"))
+        rows = [f for f in await client.until(b"Z") if f.type == ord("D")]
+        assert codec.data_row_values(rows[0].body) == [b"after"]
+    finally:
+        await client.close()
