@@ -32,7 +32,7 @@ from .router import Reply
 if TYPE_CHECKING:
     from .intercept import Interceptor
 
-__all__ = ["Execution", "LookupFailed", "Skipped"]
+__all__ = ["Execution", "FetchExecution", "LookupFailed", "Skipped"]
 
 _CREATE_TYPES = ("uuid", "bytea", "bytea", "uuid", "text")
 DET_NONCE_BYTES = 16
@@ -440,6 +440,47 @@ class Execution:
         from .replies import ExecuteReply
 
         return ExecuteReply(self)
+
+
+class FetchExecution(Execution):
+    """A FETCH from a cursor declared over rows the proxy computes.
+
+    The cursor's rows carry the DECLARE's marker columns, which no client can
+    predict, so FETCH results are rewritten with the DECLARE's plan, keys and
+    values; the FETCH itself goes upstream as the client sent it.
+    """
+
+    def __init__(
+        self, interceptor: Interceptor, sql: str, source: Execution, index: int
+    ) -> None:
+        super().__init__(interceptor, sql, [source.plans[index]], extended=True)
+        self.source = source
+        self.index = index
+        self.marker = source.marker
+        self.outputs = [source.outputs[index]]
+        self.evaluator = source.evaluator
+        self.params = source.params
+        self.privileges = source.privileges
+        self.bytea_output = source.bytea_output
+        self._chains = source._chains
+
+    def bound(self, bind: Any) -> Execution:
+        execution = FetchExecution(self.interceptor, self.sql, self.source, self.index)
+        execution.described = self.described
+        execution.bind_message = bind
+        return execution
+
+    async def bind(self) -> codec.Bind:
+        bind = self.bind_message
+        result_formats = self._result_formats(bind.result_formats)
+        self.layout = self._layout_for(result_formats)
+        return codec.Bind(
+            bind.portal,
+            bind.statement,
+            tuple(bind.param_formats),
+            tuple(bind.params),
+            tuple(result_formats),
+        )
 
 
 def _roots(plan: Plan) -> list[Any]:

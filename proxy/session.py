@@ -438,10 +438,13 @@ class Session:
                 results.append([])
         return results[: len(queries)]
 
-    async def internal_describe(self, name: str) -> list[Frame]:
-        """The upstream's own Describe of a prepared statement, kept from the client."""
+    async def internal_describe(self, name: str, kind: str = "S") -> list[Frame]:
+        """The upstream's own Describe of a prepared statement (or a portal), kept
+        from the client."""
         reply = Collect(b"TnE")
-        self.write_upstream(codec.Describe("S", name).encode() + codec.Flush().encode())
+        self.write_upstream(
+            codec.Describe(kind, name).encode() + codec.Flush().encode()
+        )
         self.router.push(reply)
         return await reply.done
 

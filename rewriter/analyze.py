@@ -93,6 +93,8 @@ class _Statement:
     ) -> None:
         self.sql = sql
         self.start = start
+        self.end = end
+        self.declared = declared
         self.result = Plan(sql[start:end])
         self.compiler = Compiler(declared, on_path)
         self.on_path = on_path
@@ -110,6 +112,10 @@ class _Statement:
         return (start - self.start, end - self.start)
 
     def plan(self, stmt: ast.Node) -> Plan:
+        if isinstance(stmt, ast.DeclareCursorStmt):
+            cursor = self._cursor(stmt)
+            if cursor is not None:
+                return cursor
         if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
             if self._from_function(stmt):
                 self.result.checks |= self.compiler.checks
@@ -122,6 +128,23 @@ class _Statement:
         self.result.param_types = dict(self.compiler.param_types)
         self.result.unqualified = self._has_unqualified(stmt)
         return self.result
+
+    def _cursor(self, stmt: ast.DeclareCursorStmt) -> Plan | None:
+        """DECLARE … CURSOR FOR a select whose values are computed per row: planned
+        as that select, rows computed when a FETCH returns them. Any other cursor
+        keeps the plan of a whole statement (calls folded before it goes upstream),
+        which needs nothing of the FETCH."""
+        if not isinstance(stmt.query, ast.SelectStmt):
+            return None
+        inner = _Statement(self.sql, self.start, self.end, self.on_path, self.declared)
+        try:
+            plan = inner.plan(stmt.query)
+        except RewriteError:
+            return None
+        if not (plan.rows or plan.deferred):
+            return None
+        plan.cursor = stmt.portalname
+        return plan
 
     # -- the select list -----------------------------------------------------------
 

@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from .conftest import RunningProxy, make_database
+from .conftest import RunningProxy, make_database, server_log
 
 HERE = Path(__file__).parent
 PLAINTEXT = "alice ü"
@@ -151,6 +151,38 @@ def test_psql(proxy: RunningProxy, db: str, expected: Expected) -> None:
     )
 
 
+def test_psql_fetch_count_reads_decrypted_rows_through_a_cursor(
+    proxy: RunningProxy, db: str, expected: Expected
+) -> None:
+    """With FETCH_COUNT psql declares a cursor for the select and FETCHes it."""
+    done = subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "FETCH_COUNT=7",
+            "-v",
+            f"k={expected.key}",
+            "-F",
+            "\t",
+            proxy.url(dbname=db),
+        ],  # fmt: skip
+        input=ROW_DECRYPT.format(k=":'k'") + ";\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [(int(i), t) for i, t in rows] == expected.rows
+    assert "FETCH FORWARD 7 FROM _psql_cursor" in server_log(proxy)
+
+
 # -- psycopg 3 -------------------------------------------------------------------
 
 
@@ -227,20 +259,19 @@ def test_psycopg_server_side_cursor(
         assert {bytes(r[1]) for r in rows} == {expected.ciphertext}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=psycopg.errors.FeatureNotSupported,
-    reason="DECLARE CURSOR over values the proxy computes per row is refused "
-    "with 0A000: FETCH results are not rewritten yet",
-)
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 def test_psycopg_server_side_cursor_over_decrypted_rows(
-    proxy: RunningProxy, db: str, expected: Expected
+    proxy: RunningProxy, db: str, expected: Expected, binary: bool
 ) -> None:
+    """DECLARE over rows the proxy decrypts, then FETCH 7 at a time: text
+    cursors FETCH with simple queries, binary ones through the extended protocol."""
     with psycopg.connect(proxy.dsn(dbname=db)) as conn:
-        with conn.cursor(name="decrypting") as cur:
+        with conn.cursor(name="decrypting", binary=binary) as cur:
             cur.itersize = 7
             cur.execute(sql(ROW_DECRYPT, "%s"), [expected.key])
-            assert list(cur) == expected.rows
+            first = cur.fetchmany(4)
+            rest = list(cur)
+        assert first + rest == expected.rows
 
 
 # -- asyncpg ---------------------------------------------------------------------

@@ -21,8 +21,10 @@ from proxy.codec import (
     Bind,
     CopyData,
     CopyDone,
+    Describe,
     Execute,
     Flush,
+    Frame,
     Parse,
     Query,
     Sync,
@@ -495,3 +497,132 @@ async def test_cancel_stops_a_statement_whose_rows_the_proxy_computes(
         assert codec.data_row_values(rows[0].body) == [b"after"]
     finally:
         await client.close()
+
+
+# -- cursors over computed rows --------------------------------------------------
+
+CURSOR_ROWS = (
+    "DECLARE wire_c {options} CURSOR {hold} FOR SELECT g, convert_from("
+    "pgsodium.crypto_aead_det_decrypt(pgsodium.crypto_aead_det_encrypt("
+    "convert_to('v' || g, 'utf8'), ''::bytea, k.id), ''::bytea, k.id), 'utf8')"
+    " FROM generate_series(1, 10) g, (SELECT id FROM pgsodium.valid_key"
+    " WHERE key_type = 'aead-det' ORDER BY id LIMIT 1) k"
+)
+
+
+def _rows(frames: list[Frame]) -> list[list[bytes | None]]:
+    return [codec.data_row_values(f.body) for f in frames if f.type == ord("D")]
+
+
+def _values(start: int, stop: int) -> list[list[bytes | None]]:
+    return [[b"%d" % g, b"v%d" % g] for g in range(start, stop)]
+
+
+@bounded()
+async def test_cursor_over_computed_rows_read_every_way(proxy: RunningProxy) -> None:
+    """FETCH by simple query and by the extended protocol, the cursor's portal
+    described and executed by name, MOVE in between; the rows computed each time."""
+    client = await RawClient.connect(proxy.host, proxy.port)
+    try:
+        await client.send(Query("SELECT * FROM pgsodium.create_key()"))
+        await client.until(b"Z")
+        await client.send(Query("BEGIN; " + CURSOR_ROWS.format(options="", hold="")))
+        await client.until(b"Z")
+
+        await client.send(Query("FETCH 2 FROM wire_c"))
+        frames = await client.until(b"Z")
+        (description,) = [f for f in frames if f.type == ord("T")]
+        names = [f.name for f in codec.decode_backend(description).fields]
+        assert names == ["g", "convert_from"]
+        assert _rows(frames) == _values(1, 3)
+
+        await client.send(
+            Parse("", "FETCH FORWARD 2 FROM wire_c"),
+            Bind("", "", (), (), ()),
+            Describe("P", ""),
+            Execute(""),
+            Sync(),
+        )
+        assert _rows(await client.until(b"Z")) == _values(3, 5)
+
+        await client.send(Query("MOVE 1 IN wire_c"))
+        assert [f.type for f in await client.until(b"Z")] == list(b"CZ")
+        await client.send(Describe("P", "wire_c"), Execute("wire_c", 2), Sync())
+        frames = await client.until(b"Z")
+        assert "".join(chr(f.type) for f in frames) == "TDDsZ"
+        assert _rows(frames) == _values(6, 8)
+        await client.send(Execute("wire_c", 0), Sync())
+        assert _rows(await client.until(b"Z")) == _values(8, 11)
+
+        # A FETCH among other statements is refused rather than left unread.
+        await client.send(Query("FETCH 1 FROM wire_c; SELECT 1"))
+        errors = [f for f in await client.until(b"Z") if f.type == ord("E")]
+        assert codec.decode_backend(errors[0]).sqlstate == "0A000"
+        await client.send(Query("ROLLBACK"))
+        await client.until(b"Z")
+
+        # After the transaction the cursor is gone: PostgreSQL's own errors.
+        await client.send(Execute("wire_c", 1), Sync())
+        errors = [f for f in await client.until(b"Z") if f.type == ord("E")]
+        assert codec.decode_backend(errors[0]).sqlstate == "34000"
+        await client.send(Query("FETCH 1 FROM wire_c"))
+        errors = [f for f in await client.until(b"Z") if f.type == ord("E")]
+        assert codec.decode_backend(errors[0]).sqlstate == "34000"
+    finally:
+        await client.close()
+
+
+@bounded()
+async def test_binary_scroll_cursor_with_hold_over_computed_rows(
+    proxy: RunningProxy,
+) -> None:
+    client = await RawClient.connect(proxy.host, proxy.port)
+    options = CURSOR_ROWS.format(options="BINARY SCROLL", hold="WITH HOLD")
+    try:
+        await client.send(Query("SELECT * FROM pgsodium.create_key()"))
+        await client.until(b"Z")
+        await client.send(Query(options))  # held: read after its transaction
+        await client.until(b"Z")
+        await client.send(Query("FETCH LAST FROM wire_c"))
+        assert _rows(await client.until(b"Z")) == [[struct.pack("!i", 10), b"v10"]]
+        await client.send(Query("FETCH BACKWARD 2 FROM wire_c"))
+        rows = _rows(await client.until(b"Z"))
+        assert rows == [[struct.pack("!i", g), b"v%d" % g] for g in (9, 8)]
+        await client.send(Query("CLOSE wire_c"))
+        await client.until(b"Z")
+    finally:
+        await client.close()
+
+
+@bounded()
+async def test_with_a_cursor_open_statements_saying_fetch_still_pass_unchanged(
+    proxy: RunningProxy,
+) -> None:
+    """While a cursor over computed rows is open, the proxy looks closer at every
+    statement that says "fetch"; those that read no such cursor pass untouched."""
+    statements = [
+        Query("SELECT 'fetch' AS fetch"),
+        Query("SELEC 'fetch'"),  # the upstream's own syntax error
+        Query("FETCH 1 FROM no_such_cursor"),
+        Parse("", "SELECT 'fetch'"),
+        Bind("", "", (), (), ()),
+        Execute(""),
+        Sync(),
+    ]
+    answers = []
+    for port in (proxy.upstream.port, proxy.port):
+        client = await RawClient.connect("127.0.0.1", port)
+        try:
+            if port == proxy.port:
+                await client.send(Query("SELECT * FROM pgsodium.create_key()"))
+                await client.until(b"Z")
+            await client.send(Query("BEGIN"))
+            await client.until(b"Z")
+            if port == proxy.port:
+                await client.send(Query(CURSOR_ROWS.format(options="", hold="")))
+                await client.until(b"Z")
+            await client.send(*statements)
+            answers.append([f.raw for f in await client.until(b"Z", count=4)])
+        finally:
+            await client.close()
+    assert answers[1] == answers[0]
