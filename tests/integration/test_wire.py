@@ -106,6 +106,38 @@ async def test_pgsodium_call_after_an_error_in_a_pipeline_is_skipped(
         await client.close()
 
 
+@pytest.mark.parametrize("refused_at", ["parse", "bind"])
+@bounded()
+async def test_statement_the_proxy_refuses_skips_the_pipeline_to_sync(
+    proxy: RunningProxy, refused_at: str
+) -> None:
+    """An error of the proxy's own (0A000 at Parse, P0002 at Bind) ends the
+    pipeline exactly as an error of PostgreSQL's would: nothing until Sync."""
+    client = await RawClient.connect(proxy.host, proxy.port)
+    if refused_at == "parse":
+        refused = [Parse("", "SELECT 1 WHERE pgsodium.derive_key(1) IS NOT NULL")]
+        sqlstate = "0A000"
+    else:
+        missing = b"00000000-0000-0000-0000-000000000000"
+        refused = [
+            Parse("", "SELECT pgsodium.crypto_aead_det_encrypt('x', '', $1)", (2950,)),
+            Bind("", "", (), (missing,), ()),
+        ]
+        sqlstate = "P0002"
+    try:
+        await client.send(*_select(1), *refused, Execute(""), *_select(2), Sync())
+        first = await client.until(b"Z")
+        kinds = "".join(chr(f.type) for f in first)
+        assert kinds == ("12DCEZ" if refused_at == "parse" else "12DC1EZ")
+        (error,) = [codec.decode_backend(f) for f in first if f.type == ord("E")]
+        assert error.sqlstate == sqlstate
+        await client.send(*_select(3), Sync())
+        rows = [f for f in await client.until(b"Z") if f.type == ord("D")]
+        assert codec.data_row_values(rows[0].body) == [b"3", b"ppp"]
+    finally:
+        await client.close()
+
+
 @bounded()
 async def test_flush_without_sync_returns_partial_results_of_a_pgsodium_portal(
     proxy: RunningProxy,
