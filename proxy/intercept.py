@@ -146,7 +146,17 @@ class Interceptor:
         if cached is not None:
             self._plans.move_to_end(key)
             return cached
-        plans = analyze(sql, on_path=on_path, declared=declared)
+        try:
+            plans = analyze(sql, on_path=on_path, declared=declared)
+        except RewriteError:
+            raise
+        except Exception:
+            # A bug in the rewriter: the statement fails (XX000), the session lives.
+            self.session.log(logging.ERROR, "planning failed", exc_info=True)
+            raise RewriteError(
+                SQLSTATE.INTERNAL_ERROR,
+                "pgsodium-proxy internal error while planning this statement",
+            ) from None
         self._plans[key] = plans
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)

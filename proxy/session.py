@@ -12,7 +12,7 @@ import logging
 import secrets
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .codec import Frame, FrameReader, ProtocolViolation
@@ -81,9 +81,7 @@ class Session:
 
     # -- logging ---------------------------------------------------------------
 
-    def log(
-        self, level: int, message: str, *args: object, exc_info: bool = False
-    ) -> None:
+    def log(self, level: int, message: str, *args: object, **kwargs: Any) -> None:
         log.log(
             level,
             "session=%s peer=%s user=%s db=%s " + message,
@@ -92,7 +90,7 @@ class Session:
             self.user,
             self.database,
             *args,
-            exc_info=exc_info,
+            **kwargs,
         )
 
     # -- writing ---------------------------------------------------------------
