@@ -211,6 +211,12 @@ def pgsodium_statements(draw: st.DrawFn) -> str:
                 "select * from {c}",
                 "select (select {c})",
                 "select {c} from pgsodium.decrypted_key",
+                "select case when a then {c} else {c} end, coalesce({c}, b) from t",
+                "with w as (select {c} as x from t) select x from w",
+                "select x from (select {c} as x from t) s order by 1",
+                "select a from t where"
+                " pgsodium.crypto_aead_det_decrypt(c, '', k) = {c}",
+                "declare cur cursor for select a, {c} from t",
             ]
         )
     )
