@@ -123,7 +123,13 @@ class _Statement:
             cursor = self._cursor(stmt)
             if cursor is not None:
                 return cursor
-        if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
+        # SELECT … INTO writes its rows to a new table, never to the client: what
+        # the proxy computes in the result stream would never reach those rows.
+        if (
+            isinstance(stmt, ast.SelectStmt)
+            and stmt.op.name == "SETOP_NONE"
+            and stmt.intoClause is None
+        ):
             if self._from_function(stmt):
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)

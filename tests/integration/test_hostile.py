@@ -216,3 +216,23 @@ async def test_pgsodium_statement_under_another_client_encoding_is_refused(
         assert codec.data_row_values(rows[0].body) == [b"still here"]
     finally:
         await client.close()
+
+
+def test_select_into_stores_computed_values_or_is_refused(proxy: RunningProxy) -> None:
+    """A SELECT … INTO's rows go to a table, never through the proxy: a constant
+    call is computed before the statement goes upstream, a call over rows is
+    refused, and no table of inputs is left behind."""
+    encrypt = "pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, 1)"
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        conn.execute("drop table if exists into_folded, into_rows")
+        want = conn.execute(f"select {encrypt}").fetchone()
+        conn.execute(f"select {encrypt} as c into into_folded")
+        assert conn.execute("select c from into_folded").fetchone() == want
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(
+                "select pgsodium.crypto_aead_det_decrypt(c, ''::bytea, 1) as p"
+                " into into_rows from into_folded"
+            )
+        exists = conn.execute("select to_regclass('into_rows')").fetchone()
+        assert exists == (None,)
+        conn.execute("drop table into_folded")
