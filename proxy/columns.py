@@ -289,6 +289,29 @@ def build_layout(
     return Layout(client_fields, columns)
 
 
+def upstream_formats(layout: Layout, client: Sequence[int], count: int) -> list[int]:
+    """The result format of each of `count` upstream columns, from the client's
+    format per client column (protocol §55.7 Bind: one code per column).
+
+    An upstream column keeps the format of the client column it feeds; key
+    material columns (PerRow.keys) and outputs computed in advance stay text.
+    """
+    if len(client) != len(layout.columns):
+        raise ProxyError(
+            SQLSTATE.PROTOCOL_VIOLATION,
+            f"bind message has {len(client)} result formats but query has "
+            f"{len(layout.columns)} columns",
+        )
+    upstream = [0] * count
+    for column, code in zip(layout.columns, client, strict=True):
+        if isinstance(column, Copy):
+            upstream[column.index] = code
+        elif isinstance(column, (Deferred, PerRow)):
+            for index in column.inputs:
+                upstream[index] = code
+    return upstream
+
+
 def _row_group(
     plan: Plan,
     marker: str,

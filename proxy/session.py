@@ -175,7 +175,11 @@ class Session:
 
     async def _startup(self) -> FrameReader | None:
         """Negotiate, connect upstream, relay authentication. None if no session."""
-        reader = FrameReader(startup=True)
+        # PostgreSQL's per-type bounds on the length word (10 000 bytes for Sync,
+        # Flush, Describe, …; 1 GB for Query, Bind, Parse, CopyData), checked
+        # before the body is buffered: a client cannot make the proxy hold a
+        # gigabyte for a message PostgreSQL would refuse at its header.
+        reader = FrameReader(startup=True, limits=codec.FRONTEND_LIMITS)
         while True:
             (frame,) = await self._read_client_one(reader)
             try:
@@ -432,10 +436,13 @@ class Session:
                 results.append([])
         return results[: len(queries)]
 
-    async def internal_describe(self, name: str) -> list[Frame]:
-        """The upstream's own Describe of a prepared statement, kept from the client."""
+    async def internal_describe(self, name: str, kind: str = "S") -> list[Frame]:
+        """The upstream's own Describe of a prepared statement (or a portal), kept
+        from the client."""
         reply = Collect(b"TnE")
-        self.write_upstream(codec.Describe("S", name).encode() + codec.Flush().encode())
+        self.write_upstream(
+            codec.Describe(kind, name).encode() + codec.Flush().encode()
+        )
         self.router.push(reply)
         return await reply.done
 

@@ -74,6 +74,11 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         statements = parse_sql(sql)
     except ParseError as exc:
         raise RewriteError("42601", str(exc).split("\n")[0]) from None
+    except UnicodeEncodeError:
+        # Text decoded with surrogate escapes from bytes that are not UTF-8.
+        raise RewriteError(
+            "22021", 'invalid byte sequence for encoding "UTF8"'
+        ) from None
     plans = []
     for raw in statements:
         start = raw.stmt_location
@@ -88,6 +93,8 @@ class _Statement:
     ) -> None:
         self.sql = sql
         self.start = start
+        self.end = end
+        self.declared = declared
         self.result = Plan(sql[start:end])
         self.compiler = Compiler(declared, on_path)
         self.on_path = on_path
@@ -113,7 +120,17 @@ class _Statement:
         return (start - self.start, end - self.start)
 
     def plan(self, stmt: ast.Node) -> Plan:
-        if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
+        if isinstance(stmt, ast.DeclareCursorStmt):
+            cursor = self._cursor(stmt)
+            if cursor is not None:
+                return cursor
+        # SELECT … INTO writes its rows to a new table, never to the client: what
+        # the proxy computes in the result stream would never reach those rows.
+        if (
+            isinstance(stmt, ast.SelectStmt)
+            and stmt.op.name == "SETOP_NONE"
+            and stmt.intoClause is None
+        ):
             if self._from_function(stmt):
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
@@ -137,6 +154,23 @@ class _Statement:
         self.result.param_types = dict(self.compiler.param_types)
         self.result.unqualified = self._has_unqualified(stmt)
         return self.result
+
+    def _cursor(self, stmt: ast.DeclareCursorStmt) -> Plan | None:
+        """DECLARE … CURSOR FOR a select whose values are computed per row: planned
+        as that select, rows computed when a FETCH returns them. Any other cursor
+        keeps the plan of a whole statement (calls folded before it goes upstream),
+        which needs nothing of the FETCH."""
+        if not isinstance(stmt.query, ast.SelectStmt):
+            return None
+        select = _Statement(self.sql, self.start, self.end, self.on_path, self.declared)
+        try:
+            plan = select.plan(stmt.query)
+        except RewriteError:
+            return None
+        if not (plan.rows or plan.deferred):
+            return None
+        plan.cursor = stmt.portalname
+        return plan
 
     # -- the select list -----------------------------------------------------------
 

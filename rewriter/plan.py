@@ -178,6 +178,9 @@ class Plan:
     # Some call or relation name was unqualified: it is pgsodium's only if the
     # session's search_path says so.
     unqualified: bool = False
+    # DECLARE … CURSOR over computed rows: the cursor's name; its FETCHes return the
+    # rows this plan's layout turns into the client's.
+    cursor: str | None = None
 
     @property
     def rewrites(self) -> bool:
