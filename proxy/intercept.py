@@ -25,7 +25,7 @@ from rewriter.plan import Plan
 
 from . import codec
 from .codec import Frame
-from .errors import SQLSTATE, ProxyError
+from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .execution import Execution, FetchExecution, LookupFailed, Skipped
 from .router import Collect, PassThrough, Reply, SyncReply
 
@@ -150,9 +150,11 @@ class Interceptor:
             plans = analyze(sql, on_path=on_path, declared=declared)
         except RewriteError:
             raise
-        except Exception:
+        except Exception as exc:
             # A bug in the rewriter: the statement fails (XX000), the session lives.
-            self.session.log(logging.ERROR, "planning failed", exc_info=True)
+            self.session.log(
+                logging.ERROR, "planning failed\n%s", redacted_traceback(exc)
+            )
             raise RewriteError(
                 SQLSTATE.INTERNAL_ERROR,
                 "pgsodium-proxy internal error while planning this statement",

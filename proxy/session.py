@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .codec import Frame, FrameReader, ProtocolViolation
-from .errors import SQLSTATE, ProxyError
+from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .intercept import Interceptor
 from .lookup import LookupFailed, Skipped, sanitize
 from .router import Collect, Emit, PassThrough, Reply, Router, SyncReply
@@ -123,8 +123,8 @@ class Session:
             self._write_client(exc.to_error_response(fatal=True))
         except (ConnectionError, ClientGone, asyncio.IncompleteReadError):
             reason = "connection lost"
-        except Exception:  # the one catch-all at the task boundary
-            self.log(logging.ERROR, "internal error", exc_info=True)
+        except Exception as exc:  # the one catch-all at the task boundary
+            self.log(logging.ERROR, "internal error\n%s", redacted_traceback(exc))
             reason = "internal error"
             self._write_client(
                 codec.error_response(
