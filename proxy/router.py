@@ -17,6 +17,7 @@ from .codec import Frame
 
 # Messages that may arrive at any time and belong to no request.
 ASYNC_TYPES = frozenset(b"NAS")  # NoticeResponse, NotificationResponse, ParameterStatus
+SESSION_TYPES = frozenset(b"AS")  # always the client's, whoever's request is answered
 
 ERROR = ord("E")
 READY = ord("Z")
@@ -147,7 +148,12 @@ class Router:
             out.append(frame.raw)
             return
         head = self._queue[0]
-        if frame.type in ASYNC_TYPES and not isinstance(head, Collect):
+        if frame.type in SESSION_TYPES or (
+            frame.type in ASYNC_TYPES and not isinstance(head, Collect)
+        ):
+            # A notification or a parameter change belongs to the client's session
+            # even while the proxy's own lookup is answered; a notice then is the
+            # lookup's (the client did not run it), so the lookup keeps it.
             out.append(frame.raw)
             return
         finished = head.feed(frame, out)
