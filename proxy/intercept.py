@@ -46,8 +46,10 @@ _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
 # A statement that may read a cursor (FETCH; MOVE returns no rows).
 _FETCH = re.compile(rb"fetch", re.IGNORECASE)
-# XXX: a cursor evicted from this many is read back with its marker columns as
-# they are (inputs, not values); no secret is in them, but the result is wrong.
+# Cursors over computed rows open at once in a session. One more is refused
+# (54000) rather than forgotten: a forgotten cursor would be read back with its
+# marker columns (inputs, not values). Cursors without WITH HOLD are forgotten
+# when their transaction block ends, as the upstream closes them then.
 _CURSORS = 1024
 
 
@@ -78,6 +80,8 @@ class Interceptor:
         self.on_path: bool | None = None
         # Cursors declared over computed rows: name -> (execution, statement index).
         self.cursors: OrderedDict[str, tuple[Execution, int]] = OrderedDict()
+        # Cursor name -> the ReadyForQuery from which it is closed (None: WITH HOLD).
+        self._closes_at: dict[str, int | None] = {}
 
     # -- deciding --------------------------------------------------------------------
 
@@ -119,6 +123,7 @@ class Interceptor:
             else:
                 self.portals.pop(message.name, None)
                 self.cursors.pop(message.name, None)
+                self._closes_at.pop(message.name, None)
 
     async def learn_search_path(self, frame: Frame) -> None:
         """Ask the upstream once whether unqualified names may be pgsodium's.
@@ -238,8 +243,12 @@ class Interceptor:
         except (RewriteError, KeystoreError, ProxyError) as exc:
             await self.fail_simple(exc)
             return
-        for index, plan in enumerate(plans):
-            self._remember_cursor(plan, execution, index)
+        try:
+            for index, plan in enumerate(plans):
+                self._remember_cursor(plan, execution, index)
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
         text = execution.render_simple()
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(execution.query_reply())
@@ -270,12 +279,29 @@ class Interceptor:
         return self.cursors[known[0]]
 
     def _remember_cursor(self, plan: Plan, execution: Execution, index: int) -> None:
+        """Called before the DECLARE goes upstream; raises when there is no room."""
         if plan.cursor is None:
             return
+        if plan.cursor not in self.cursors and len(self.cursors) >= _CURSORS:
+            raise RewriteError(
+                "54000",
+                f"pgsodium-proxy keeps at most {_CURSORS} cursors over computed rows "
+                "open in one session: CLOSE some, or end the transaction",
+            )
         self.cursors[plan.cursor] = (execution, index)
         self.cursors.move_to_end(plan.cursor)
-        if len(self.cursors) > _CURSORS:
-            self.cursors.popitem(last=False)
+        # The DECLARE's own ReadyForQuery is the next one queued; a cursor without
+        # WITH HOLD is gone at the first idle ReadyForQuery from that one on.
+        ends = None if plan.cursor_hold else self.session.router.syncs_pushed + 1
+        self._closes_at[plan.cursor] = ends
+
+    def transaction_ended(self, ready: int) -> None:
+        """ReadyForQuery number `ready` said idle: the transaction block is over, and
+        so are the cursors without WITH HOLD declared up to that point."""
+        for name, ends in list(self._closes_at.items()):
+            if ends is not None and ends <= ready:
+                self.cursors.pop(name, None)
+                del self._closes_at[name]
 
     def _sync(self) -> None:
         self.session.write_upstream(codec.Sync().encode())
@@ -360,10 +386,14 @@ class Interceptor:
         except (RewriteError, KeystoreError, ProxyError) as exc:
             await self.raise_upstream(exc)
             return
+        try:
+            self._remember_cursor(execution.plans[0], execution, 0)
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
+            return
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"2E"))
         self.portals[message.portal] = execution
-        self._remember_cursor(execution.plans[0], execution, 0)
 
     async def _describe(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)

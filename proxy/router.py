@@ -103,6 +103,9 @@ class Router:
     def __init__(self, write_client: Callable[[bytes], None]) -> None:
         self._queue: deque[Reply] = deque()
         self._write = write_client
+        # Sync-like requests queued so far: the n-th is answered by the n-th
+        # ReadyForQuery, which orders what happens at transaction ends.
+        self.syncs_pushed = 0
         # True after an extended-protocol error until the next Sync is queued.
         self._skipping = False
 
@@ -116,6 +119,7 @@ class Router:
             return
         if reply.sync_like:
             self._skipping = False
+            self.syncs_pushed += 1
         self._queue.append(reply)
         self._release_emits()
 

@@ -76,6 +76,7 @@ class Session:
         self.pending_abort: ProxyError | None = None
         self.upstream_cancel: tuple[int, bytes] | None = None
         self.client_violation: ProtocolViolation | None = None
+        self.readies = 0  # ReadyForQuery messages received after startup
         # The upstream's FATAL error reached the client: no error of our own after it.
         self.upstream_fatal = False
 
@@ -465,7 +466,10 @@ class Session:
             frames = list(reader)
             for frame in frames:
                 if frame.type == ord("Z"):
+                    self.readies += 1
                     self.transaction_status = chr(frame.body[0])
+                    if self.transaction_status == "I":
+                        self.interceptor.transaction_ended(self.readies)
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
                 elif frame.type == ord("E") and _is_fatal(frame):

@@ -170,6 +170,7 @@ class _Statement:
         if not (plan.rows or plan.deferred):
             return None
         plan.cursor = stmt.portalname
+        plan.cursor_hold = bool(stmt.options & _CURSOR_OPT_HOLD)
         return plan
 
     # -- the select list -----------------------------------------------------------
@@ -789,6 +790,7 @@ class _Statement:
 
 
 _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
+_CURSOR_OPT_HOLD = 0x0020  # parsenodes.h: WITH HOLD, the cursor outlives its block
 
 
 def _has_clauses(stmt: ast.SelectStmt) -> bool:

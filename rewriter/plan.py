@@ -181,6 +181,7 @@ class Plan:
     # DECLARE … CURSOR over computed rows: the cursor's name; its FETCHes return the
     # rows this plan's layout turns into the client's.
     cursor: str | None = None
+    cursor_hold: bool = False  # WITH HOLD: it outlives the transaction block
 
     @property
     def rewrites(self) -> bool:

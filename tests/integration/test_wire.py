@@ -658,3 +658,44 @@ async def test_with_a_cursor_open_statements_saying_fetch_still_pass_unchanged(
         finally:
             await client.close()
     assert answers[1] == answers[0]
+
+
+@bounded()
+async def test_cursor_ends_with_its_block_and_the_limit_refuses_instead_of_forgetting(
+    proxy: RunningProxy,
+) -> None:
+    """A cursor without WITH HOLD is forgotten once its block ends (a new one of the
+    same name works), and past the per-session limit a DECLARE is refused (54000)
+    rather than an open cursor forgotten (it would be read back as raw inputs)."""
+    import proxy.intercept as intercept
+
+    client = await RawClient.connect(proxy.host, proxy.port)
+    limit = intercept._CURSORS
+    intercept._CURSORS = 3
+    try:
+        await client.send(Query("SELECT * FROM pgsodium.create_key()"))
+        await client.until(b"Z")
+        for _ in range(2):
+            await client.send(
+                Query("BEGIN; " + CURSOR_ROWS.format(options="", hold="") + ";")
+            )
+            await client.until(b"Z")
+            await client.send(Query("FETCH 2 FROM wire_c"))
+            assert _rows(await client.until(b"Z")) == _values(1, 3)
+            await client.send(Query("COMMIT"))
+            await client.until(b"Z")
+        await client.send(Query("BEGIN"))
+        await client.until(b"Z")
+        states = []
+        for name in ("c1", "c2", "c3", "c4"):
+            declare = CURSOR_ROWS.format(options="", hold="").replace("wire_c", name)
+            await client.send(Query(declare))
+            frames = await client.until(b"Z")
+            errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+            states.append(errors[0].sqlstate if errors else "ok")
+        assert states == ["ok", "ok", "ok", "54000"]
+        await client.send(Query("ROLLBACK"))
+        await client.until(b"Z")
+    finally:
+        intercept._CURSORS = limit
+        await client.close()
