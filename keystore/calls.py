@@ -9,7 +9,7 @@ or key-id C function exactly as pgsodium's PL/pgSQL wrappers do, quirks included
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .catalogue import FUNCTIONS, Signature
@@ -17,6 +17,7 @@ from .derive import Env
 from .errors import FEATURE_NOT_SUPPORTED, NO_DATA_FOUND, PgsodiumError
 from .implementations import IMPLEMENTATIONS
 from .keys import DerivedKey, KeyChain, RawKey, parse_material
+from .primitives.aead import BINDERS
 from .primitives.ipcrypt import bin_to_ip, ip_to_bin
 
 _BY_SYMBOL: dict[str, Signature] = {
@@ -72,6 +73,25 @@ class Evaluator:
                 f"pgsodium-proxy does not evaluate pgsodium.{sig.name}() yet",
             )
         return IMPLEMENTATIONS[sig.c_symbol](self.env, *args)
+
+    def bind(
+        self, sig: Signature, constants: dict[int, Any]
+    ) -> Callable[[list[Any]], Any] | None:
+        """The call with its constant arguments bound once, for values computed per
+        row; the result takes the other arguments in order. None: no binding."""
+        binder = BINDERS.get(sig.c_symbol or "")
+        if binder is None or sig.strict or sig.language != "c":
+            return None
+        bound = binder(self.env, constants)
+        if bound is None:
+            return None
+        varying = [i for i in range(len(sig.params)) if i not in constants]
+        if varying == [0, 1]:
+            return lambda values: bound(values[0], values[1])
+        if varying == [0]:
+            additional = constants[1]
+            return lambda values: bound(values[0], additional)
+        return None
 
     def _inet(self, sig: Signature, args: list[Any]) -> str:
         """pgsodium's SQL wrappers: bin2ip(f(ip2bin(host(ip)), key))::inet."""
