@@ -81,7 +81,9 @@ class Session:
 
     # -- logging ---------------------------------------------------------------
 
-    def log(self, level: int, message: str, *args: object) -> None:
+    def log(
+        self, level: int, message: str, *args: object, exc_info: bool = False
+    ) -> None:
         log.log(
             level,
             "session=%s peer=%s user=%s db=%s " + message,
@@ -90,6 +92,7 @@ class Session:
             self.user,
             self.database,
             *args,
+            exc_info=exc_info,
         )
 
     # -- writing ---------------------------------------------------------------

@@ -117,6 +117,9 @@ class RowCompiler:
             schema in (None, "pg_catalog") and builtins.is_builtin_name(name)
         ):
             raise NotFoldable(f"function {name}()", node.location)
+        if pgsodium and any(s.language == "aggregate" for s in overloads(name)):
+            # An aggregate folds many rows into one value: not a per-row value.
+            raise NotFoldable(f"the aggregate pgsodium.{name}()", node.location)
         _, _, spans = sqltext.call_span(self.tokens, node.location)
         uuid_at, uuid_named = _uuid_positions(name) if pgsodium else (set(), set())
         args: list[Open] = []
