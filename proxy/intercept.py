@@ -290,7 +290,10 @@ def to_proxy_error(exc: Exception) -> ProxyError:
         return exc
     if isinstance(exc, (RewriteError, PgsodiumError)):
         return ProxyError(
-            exc.sqlstate, exc.message, position=getattr(exc, "position", None)
+            exc.sqlstate,
+            exc.message,
+            position=getattr(exc, "position", None),
+            hint=getattr(exc, "hint", None),
         )
     return ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
 

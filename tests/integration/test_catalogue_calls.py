@@ -11,6 +11,7 @@ catalogue, so no signature goes uncalled.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import struct
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import nacl.bindings as sodium
 import psycopg
 import pytest
@@ -1122,3 +1124,51 @@ def test_every_crypto_signature_is_called() -> None:
     covered = {c for item in CASES for c in item.covers} | set(SIGNCRYPT_COVERS)
     assert covered <= signatures, covered - signatures
     assert signatures - covered == PENDING
+
+
+def _numbered(sql: str) -> str:
+    parts = sql.split("%s")
+    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+
+
+async def _described(url: str, sql: str) -> list[int] | tuple[str, str, str | None]:
+    """The OIDs of a ParameterDescription (asyncpg: Parse, Describe, Sync), or the
+    error's SQLSTATE, message and hint.
+
+    Not psycopg's pgconn.describe_prepared: it blocks in libpq holding the GIL,
+    which would stall the proxy's own thread in this process.
+    """
+    conn = await asyncpg.connect(url)
+    try:
+        try:
+            statement = await conn.prepare(sql)
+        except asyncpg.PostgresError as exc:
+            return (exc.sqlstate, exc.args[0], exc.hint)
+        return [t.oid for t in statement.get_parameters()]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    "index",
+    [i for i, c in enumerate(CASES) if "%s" in c.sql],
+    ids=[c.name for c in CASES if "%s" in c.sql],
+)
+def test_parameter_description_is_the_upstreams_own(
+    index: int, proxy: RunningProxy, db: str
+) -> None:
+    """Untyped $n parameters: the proxy's ParameterDescription equals what the
+    upstream, which declares pgsodium's functions, describes for the same text."""
+    sql = _numbered(CASES[index].sql)
+    direct = f"postgresql://postgres@127.0.0.1:{proxy.upstream.port}/{db}"
+
+    async def both() -> tuple[list[int], list[int]]:
+        return await asyncio.wait_for(
+            asyncio.gather(
+                _described(proxy.url(dbname=db), sql), _described(direct, sql)
+            ),
+            30,
+        )
+
+    through_proxy, upstream = asyncio.run(both())
+    assert through_proxy == upstream
