@@ -215,6 +215,10 @@ class Interceptor:
         try:
             plans = self.plans(message.query, tuple(message.param_types))
         except RewriteError as exc:
+            if not message.name:
+                # PostgreSQL drops the unnamed statement before parsing: a Bind or
+                # Describe of it that follows must not find the previous one.
+                self.statements.pop("", None)
             await self.raise_upstream(exc)
             return
         if len(plans) != 1 or not plans[0].rewrites:

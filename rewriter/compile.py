@@ -152,14 +152,21 @@ class Compiler:
         args: list[Node] = []
         named: list[str] = []
         for arg in node.args or ():
+            # PostgreSQL points both errors at the offending argument (parse_func.c).
             if isinstance(arg, ast.NamedArgExpr):
+                if arg.name in named:
+                    raise RewriteError(
+                        "42601",
+                        f'argument name "{arg.name}" used more than once',
+                        _location(arg, node),
+                    )
                 named.append(arg.name)
                 args.append(self.compile(arg.arg))
             elif named:
                 raise RewriteError(
                     "42601",
                     "positional argument cannot follow named argument",
-                    node.location + 1,
+                    _location(arg, node),
                 )
             else:
                 args.append(self.compile(arg))
@@ -235,6 +242,12 @@ def default_value(text: str | None) -> Node:
 
 def signature_of(call: Call) -> Signature:
     return call.signature
+
+
+def _location(arg: ast.Node, call: ast.FuncCall) -> int:
+    """1-based position of an argument, or of its call when it has none."""
+    location = getattr(arg, "location", None)
+    return (call.location if location is None or location < 0 else location) + 1
 
 
 def is_secret(sig: Signature) -> bool:
