@@ -270,6 +270,7 @@ class Interceptor:
         # before anything else goes upstream, so a failure can still abort it.
         self.session.write_upstream(frame.raw + codec.Flush().encode())
         self.session.push(reply)
+        self.session.flush_upstream()
         await reply.done
         if reply.error is not None:
             await self.raise_upstream(reply.error)
@@ -286,6 +287,7 @@ class Interceptor:
         )
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(reply)
+        self.session.flush_upstream()
         await reply.done
 
 
