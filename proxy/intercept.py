@@ -217,8 +217,11 @@ class Interceptor:
         except RewriteError as exc:
             if not message.name:
                 # PostgreSQL drops the unnamed statement before parsing: a Bind or
-                # Describe of it that follows must not find the previous one.
+                # Describe of it that follows must not find the previous one, here
+                # or upstream.
                 self.statements.pop("", None)
+                self.session.write_upstream(codec.Close("S", "").encode())
+                self.session.push(Collect(b"3"))
             await self.raise_upstream(exc)
             return
         if len(plans) != 1 or not plans[0].rewrites:

@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from keystore import catalogue
+from keystore.primitives.signcrypt import new_keypair
 
 from .conftest import ROOT_KEY, RunningProxy, make_database
 
@@ -1172,3 +1173,37 @@ def test_parameter_description_is_the_upstreams_own(
 
     through_proxy, upstream = asyncio.run(both())
     assert through_proxy == upstream
+
+
+SIGNCRYPT = new_keypair()  # (public, secret) on ristretto255
+
+
+@pytest.mark.parametrize(
+    "sql, columns",
+    [
+        ("select * from pgsodium.crypto_box_new_keypair()", ["public", "secret"]),
+        ("select * from pgsodium.crypto_sign_new_keypair()", ["public", "secret"]),
+        ("select * from pgsodium.crypto_kx_new_keypair()", ["public", "secret"]),
+        ("select * from pgsodium.crypto_signcrypt_new_keypair()", ["public", "secret"]),
+        ("select * from pgsodium.crypto_box_new_keypair() k(p, s)", ["p", "s"]),
+        ("select secret from pgsodium.crypto_box_new_keypair()", ["secret"]),
+        (
+            "select * from pgsodium.crypto_kx_client_session_keys("
+            f"'\\x{CLIENT[0].hex()}', '\\x{CLIENT[1].hex()}', '\\x{SERVER[0].hex()}')",
+            ["rx", "tx"],
+        ),
+        (
+            "select * from pgsodium.crypto_signcrypt_sign_before('a', 'b', "
+            f"'\\x{SIGNCRYPT[1].hex()}', '\\x{SIGNCRYPT[0].hex()}', 'ad')",
+            ["state", "shared_key"],
+        ),
+    ],
+)
+def test_composite_results_give_their_named_columns(
+    session: tuple[psycopg.Connection[Any], str], sql: str, columns: list[str]
+) -> None:
+    conn, protocol = session
+    cur = run(conn, protocol, sql, [])
+    assert [d.name for d in cur.description] == columns
+    assert all(d.type_code == 17 for d in cur.description)  # bytea
+    assert len(cur.fetchall()) == 1

@@ -11,6 +11,7 @@ AUTHORIZATION.
 from __future__ import annotations
 
 import hashlib
+import select
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -455,3 +456,45 @@ def test_privileges_follow_set_role_and_session_authorization(
     assert _denied(conn, RAW_AUTH) == DENIED_AUTH
     conn.execute("rollback")
     assert len(one(conn, RAW_AUTH)) == 32
+
+
+def _exchange(pgconn: Any, send: Any) -> list[Any]:
+    """One libpq request without blocking in C (the proxy runs in this process)."""
+    send()
+    while pgconn.flush():
+        select.select([], [pgconn.socket], [], 5)
+    results = []
+    while True:
+        if pgconn.is_busy():
+            select.select([pgconn.socket], [], [], 5)
+            pgconn.consume_input()
+            continue
+        result = pgconn.get_result()
+        if result is None:
+            return results
+        results.append(result)
+
+
+def test_failed_parse_drops_the_unnamed_statement(proxy: RunningProxy, db: str) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.nonblocking = 1
+        ok = _exchange(
+            pgconn,
+            lambda: pgconn.send_prepare(b"", b"select pgsodium.crypto_auth($1, 1)"),
+        )
+        assert ok[0].status == psycopg.pq.ExecStatus.COMMAND_OK
+        failed = _exchange(
+            pgconn,
+            lambda: pgconn.send_prepare(b"", b"select pgsodium.crypto_auth($1, $2)"),
+        )
+        assert failed[0].error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42725"
+        described = _exchange(pgconn, lambda: pgconn.send_describe_prepared(b""))
+        assert described[0].error_field(psycopg.pq.DiagnosticField.SQLSTATE) == (
+            b"26000"
+        )
+        assert described[0].error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY) == (
+            b"unnamed prepared statement does not exist"
+        )
+        pgconn.nonblocking = 0
+        assert one(conn, "select pgsodium.crypto_hash_sha256('abc')") == ABC_SHA256
