@@ -176,6 +176,9 @@ class Compiler:
         args, named = self._arguments(node)
         bound = resolve(name, [node_type(a) for a in args], named, node.location + 1)
         sig = bound.signature
+        if sig.kind != "crypto":
+            # get_key_by_id/name, get_named_keys, version: real SQL upstream.
+            raise NotFoldable(f"pgsodium.{name}(), which runs upstream", node.location)
         if sig.language == "aggregate":
             raise NotFoldable(
                 f"the aggregate pgsodium.{name}() over rows", node.location

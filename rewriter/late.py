@@ -113,6 +113,9 @@ class RowCompiler:
     def _call(self, node: ast.FuncCall) -> Open:
         schema, name = function_name(node)
         pgsodium = is_pgsodium_call(node, self.on_path)
+        if pgsodium and not _is_crypto(name):
+            # get_key_by_name(...) and the like run upstream, as a row input.
+            raise NotFoldable(f"pgsodium.{name}(), which runs upstream", node.location)
         if not pgsodium and not (
             schema in (None, "pg_catalog") and builtins.is_builtin_name(name)
         ):
@@ -152,7 +155,10 @@ class RowCompiler:
                 return folded
         except NotFoldable:
             pass
-        if any(is_pgsodium_call(c, self.on_path) for c in _calls(value)):
+        if any(
+            is_pgsodium_call(c, self.on_path) and _is_crypto(function_name(c)[1])
+            for c in _calls(value)
+        ):
             raise NotFoldable("a pgsodium call inside a row expression", None)
         start = span[0]
         if isinstance(arg, ast.NamedArgExpr):
@@ -163,6 +169,11 @@ class RowCompiler:
                     break
         self.inputs.append(Input(self.sql[start : span[1]].strip(), is_key))
         return RowInput(len(self.inputs) - 1)
+
+
+def _is_crypto(name: str) -> bool:
+    """A function the proxy evaluates (not key management, which runs upstream)."""
+    return any(sig.kind == "crypto" for sig in overloads(name))
 
 
 def _may_be_uuid(node: Open) -> bool:

@@ -498,3 +498,28 @@ def test_failed_parse_drops_the_unnamed_statement(proxy: RunningProxy, db: str) 
         )
         pgconn.nonblocking = 0
         assert one(conn, "select pgsodium.crypto_hash_sha256('abc')") == ABC_SHA256
+
+
+def test_key_management_calls_run_upstream_wherever_they_stand(
+    conn: psycopg.Connection[Any],
+) -> None:
+    name = f"fold-{uuid.uuid4().hex}"
+    created = one(conn, "select pgsodium.create_key('hmacsha256', %s)", [name])
+    assert name in created  # the valid_key row, as a composite's text
+    assert one(conn, "select pgsodium.version()") == "3.1.11"
+    key_id = one(conn, "select key_id from pgsodium.valid_key where name = %s", [name])
+    # A key uuid computed upstream by get_key_by_name, next to another column.
+    cur = conn.execute(
+        "select 1 as x, pgsodium.crypto_auth_hmacsha256('m', "
+        "(pgsodium.get_key_by_name(%s)).id) as h, "
+        "pgsodium.crypto_auth_hmacsha256('m', %s::bigint) as by_id",
+        [name, key_id],
+    )
+    assert [d.name for d in cur.description] == ["x", "h", "by_id"]
+    row = cur.fetchone()
+    assert row is not None and row[0] == 1 and row[1] == row[2]
+    assert error_of(
+        conn,
+        "select pgsodium.crypto_auth_hmacsha256('m', "
+        "(pgsodium.get_key_by_name('no such key')).id)",
+    )[:2] == ("P0002", "query returned no rows")
