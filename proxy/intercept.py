@@ -41,6 +41,11 @@ _TRIGGER = re.compile(
 # Statements that may change what an unqualified name resolves to.
 _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
+# Statements that may change the current role, whose EXECUTE privileges a later
+# pgsodium call in the same Query message would need.
+_ROLE_CHANGE = re.compile(
+    r"\b(role|session\s+authorization|reset|discard|set_config)\b", re.IGNORECASE
+)
 
 
 def involves_pgsodium(body: bytes) -> bool:
@@ -158,6 +163,17 @@ class Interceptor:
             return
         if not any(p.rewrites for p in plans):
             self._forward(frame, SyncReply())
+            return
+        if _role_change_before_call(plans):
+            await self.fail_simple(
+                RewriteError(
+                    "0A000",
+                    "pgsodium-proxy cannot evaluate a pgsodium call after a statement "
+                    "that may change the current role (SET ROLE, SET SESSION "
+                    "AUTHORIZATION, RESET, DISCARD) in the same Query message: send "
+                    "the call as a Query of its own",
+                )
+            )
             return
         execution = Execution(self, sql, plans, extended=False)
         try:
@@ -292,6 +308,17 @@ class Interceptor:
         self.session.push(reply)
         self.session.flush_upstream()
         await reply.done
+
+
+def _role_change_before_call(plans: list[Plan]) -> bool:
+    """Key lookups and EXECUTE checks run before the message does: a statement
+    before the call that may change the role would make them use the wrong one."""
+    changed = False
+    for plan in plans:
+        if changed and plan.rewrites:
+            return True
+        changed = changed or _ROLE_CHANGE.search(plan.text) is not None
+    return False
 
 
 def to_proxy_error(exc: Exception) -> ProxyError:

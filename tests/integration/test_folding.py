@@ -523,3 +523,25 @@ def test_key_management_calls_run_upstream_wherever_they_stand(
         "select pgsodium.crypto_auth_hmacsha256('m', "
         "(pgsodium.get_key_by_name('no such key')).id)",
     )[:2] == ("P0002", "query returned no rows")
+
+
+def test_a_role_change_before_a_call_in_one_query_is_refused(
+    conn: psycopg.Connection[Any], plain_role: str
+) -> None:
+    """The EXECUTE check runs before the message does: it would use the old role."""
+    for change in (
+        "set role fold_user",
+        "set session authorization fold_user",
+        "reset role",
+        "select set_config('role', 'fold_user', false)",
+    ):
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(f"{change}; {RAW_AUTH}")
+        conn.execute("reset session authorization")
+    # Not after the call, and not in separate messages.
+    cur = conn.execute(f"{RAW_AUTH}; set role fold_user")
+    assert len(cur.fetchone()[0]) == 32
+    conn.execute("reset role")
+    conn.execute("set role fold_user")
+    assert _denied(conn, RAW_AUTH) == DENIED_AUTH
+    conn.execute("reset role")
