@@ -24,6 +24,8 @@ _BY_SYMBOL: dict[str, Signature] = {
     sig.c_symbol: sig for sig in FUNCTIONS if sig.c_symbol and sig.language == "c"
 }
 DET_DECRYPT = "pgsodium_crypto_aead_det_decrypt"
+# SQL-language helpers of the crypto_sign_update_agg aggregates.
+_SIGN_AGGREGATE_STEPS = ("crypto_sign_update_agg1", "crypto_sign_update_agg2")
 
 
 def inet_text(address: str) -> str:
@@ -67,6 +69,8 @@ class Evaluator:
             return self._inet(sig, args)
         if sig.key_variant == "uuid":
             return self._by_uuid(sig, args)
+        if sig.name in _SIGN_AGGREGATE_STEPS:
+            return self._sign_aggregate_step(sig.name, args)
         if sig.language != "c" or sig.c_symbol not in IMPLEMENTATIONS:
             raise PgsodiumError(
                 FEATURE_NOT_SUPPORTED,
@@ -104,6 +108,20 @@ class Evaluator:
         )
         result = self(sibling, [ip_to_bin(host), *args[1:]])
         return inet_text(bin_to_ip(result))
+
+    def _sign_aggregate_step(self, name: str, args: list[Any]) -> Any:
+        """pgsodium's SQL state functions of crypto_sign_update_agg:
+        agg1(state, m) = crypto_sign_update(COALESCE(state, crypto_sign_init()), m);
+        agg2(cur, initial, m) = crypto_sign_update(COALESCE(cur, initial), m)."""
+        update = IMPLEMENTATIONS["pgsodium_crypto_sign_update"]
+        if name == "crypto_sign_update_agg1":
+            state, message = args
+            if state is None:
+                state = IMPLEMENTATIONS["pgsodium_crypto_sign_init"](self.env)
+        else:
+            current, initial, message = args
+            state = initial if current is None else current
+        return update(self.env, state, message)
 
     def _by_uuid(self, sig: Signature, args: list[Any]) -> Any:
         position = next(i for i, p in enumerate(sig.params) if p.type == "uuid")

@@ -488,6 +488,7 @@ class FetchExecution(Execution):
 
 def _roots(plan: Plan) -> list[Any]:
     roots: list[Any] = [o.node for o in plan.outputs] + [f.node for f in plan.folds]
+    roots += plan.sources  # SELECT ... FROM pgsodium.f($1): f's own arguments
     for create in plan.creates:
         roots += [
             n
