@@ -8,8 +8,8 @@ libsodium's. The 'pgosdium' default context of one overload lives in the SQL def
 from __future__ import annotations
 
 import secrets
-import threading
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
