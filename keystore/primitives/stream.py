@@ -74,8 +74,8 @@ def _libsodium() -> tuple[Any, Any] | None:
     Without them the code below is used.
     """
     try:
-        import nacl._sodium as bundled
-        from cffi import FFI
+        import nacl._sodium as bundled  # type: ignore[import-not-found]
+        from cffi import FFI  # type: ignore[import-untyped]
 
         ffi = FFI()
         ffi.cdef(_CDEF)
