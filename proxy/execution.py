@@ -429,10 +429,10 @@ class Execution:
 
     # -- replies -----------------------------------------------------------------------
 
-    def query_reply(self) -> Reply:
+    def query_reply(self, *, guarded: bool = False) -> Any:
         from .replies import QueryReply
 
-        return QueryReply(self)
+        return QueryReply(self, guarded=guarded)
 
     def describe_reply(self, *, statement: bool) -> Reply:
         from .replies import DescribeReply

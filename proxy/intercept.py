@@ -27,7 +27,7 @@ from . import codec
 from .codec import Frame
 from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .execution import Execution, FetchExecution, LookupFailed, Skipped
-from .router import Collect, PassThrough, Reply, SyncReply
+from .router import Collect, PassThrough, Reply, Swallow, SyncReply
 
 if TYPE_CHECKING:
     from .session import Session
@@ -266,8 +266,36 @@ class Interceptor:
             await self.fail_simple(exc)
             return
         text = execution.render_simple()
+        if _needs_guard(plans, self.session.transaction_status):
+            await self._guarded_query(execution, text)
+            return
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(execution.query_reply())
+
+    async def _guarded_query(self, execution: Execution, text: str) -> None:
+        """A simple Query whose rows the proxy computes and that may change data,
+        outside a transaction block: run it inside a block of the proxy's own, and
+        commit only if every row was computed. PostgreSQL would run it as one
+        implicit transaction that a failure undoes whole; without the block the
+        upstream would have committed before the proxy sees the failing row.
+        """
+        session = self.session
+        session.write_upstream(codec.Query("BEGIN").encode())
+        session.push(Swallow())
+        reply = execution.query_reply(guarded=True)
+        session.write_upstream(codec.Query(text).encode())
+        session.push(reply)
+        session.flush_upstream()
+        await reply.done
+        committed = reply.error is None and reply.status == "T"
+        end = Swallow(forward_errors=committed)  # a failed COMMIT is the client's
+        session.write_upstream(
+            codec.Query("COMMIT" if committed else "ROLLBACK").encode()
+        )
+        session.push(end)
+        session.push_emit(codec.ready_for_query("I"))
+        session.flush_upstream()
+        await end.done
 
     def _fetch_target(self, sql: str) -> tuple[Execution, int] | None:
         """The cursor a FETCH reads, if it is one declared over computed rows."""
@@ -455,7 +483,7 @@ class Interceptor:
         if execution is None:
             return
         reply = execution.execute_reply()
-        if not any(p.deferred for p in execution.plans):
+        if not any(p.deferred or p.rows for p in execution.plans):
             self._forward(frame, reply)
             return
         # Rows computed from rows can fail mid-stream: wait for this Execute to end
@@ -472,7 +500,7 @@ class Interceptor:
         error = self.session.pending_abort
         self.session.pending_abort = None
         assert error is not None
-        reply = Collect(b"Z")
+        reply = Swallow()
         text = "SELECT pgsodium._proxy_raise($$%s$$, $$%s$$)" % (
             error.sqlstate,
             "aborted by pgsodium-proxy",
@@ -481,6 +509,25 @@ class Interceptor:
         self.session.push(reply)
         self.session.flush_upstream()
         await reply.done
+
+
+# Statements that must not run inside the proxy's guard block, or that end it.
+_UNGUARDED = frozenset(
+    {"TransactionStmt", "VacuumStmt", "CreatedbStmt", "DropdbStmt", "IndexStmt",
+     "CreateTableSpaceStmt", "DropTableSpaceStmt", "ReindexStmt", "AlterSystemStmt"}
+)  # fmt: skip
+
+
+def _needs_guard(plans: list[Plan], transaction_status: str) -> bool:
+    """Whether a simple Query needs the proxy's guard block (_guarded_query): it
+    computes rows, runs outside a block, and is more than one plain SELECT."""
+    if transaction_status != "I":
+        return False  # inside a block the client's own block is aborted instead
+    if not any(p.rows or p.deferred for p in plans):
+        return False
+    if any(p.statement in _UNGUARDED for p in plans):
+        return False
+    return len(plans) > 1 or plans[0].statement != "SelectStmt"
 
 
 def _role_change_before_call(plans: list[Plan]) -> bool:

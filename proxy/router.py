@@ -89,6 +89,36 @@ class Collect(Reply):
         self._finish()
 
 
+class Swallow(Reply):
+    """The reply to a Query the proxy sends on its own (ROLLBACK, an abort): every
+    message up to and including its ReadyForQuery stays in the proxy, except, with
+    `forward_errors`, an ErrorResponse the client must see (a failed COMMIT)."""
+
+    sync_like = True
+
+    def __init__(self, forward_errors: bool = False) -> None:
+        super().__init__(b"Z")
+        self.forward_errors = forward_errors
+        self.error = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def feed(self, frame: Frame, out: list[bytes]) -> bool:
+        if frame.type == ERROR:
+            self.error = True
+            if self.forward_errors:
+                out.append(frame.raw)
+        if frame.type != READY:
+            return False
+        if not self.done.done():
+            self.done.set_result(None)
+        return True
+
+    def skip(self) -> None:
+        super().skip()
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 class Emit(Reply):
     """Bytes the proxy itself sends to the client, in their place in the stream."""
 

@@ -83,7 +83,9 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
     for raw in statements:
         start = raw.stmt_location
         end = start + raw.stmt_len if raw.stmt_len else len(sql)
-        plans.append(_Statement(sql, start, end, on_path, declared).plan(raw.stmt))
+        plan = _Statement(sql, start, end, on_path, declared).plan(raw.stmt)
+        plan.statement = type(raw.stmt).__name__
+        plans.append(plan)
     return plans
 
 

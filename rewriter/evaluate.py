@@ -63,6 +63,8 @@ def evaluate(
     if isinstance(node, Const):
         return node.value
     if isinstance(node, Param):
+        if node.number not in params:
+            raise RewriteError("42P02", f"there is no parameter ${node.number}")
         return params[node.number]
     if isinstance(node, Column):
         assert row is not None
