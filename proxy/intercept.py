@@ -54,6 +54,7 @@ _CURSORS = 1024
 
 
 _ENCODINGS = ("client_encoding", "server_encoding")
+_SCS = "standard_conforming_strings"
 # Statements that may change the current role, whose EXECUTE privileges a later
 # pgsodium call in the same Query message would need.
 _ROLE_CHANGE = re.compile(
@@ -150,6 +151,15 @@ class Interceptor:
         """The statement's plans; none for text PostgreSQL refuses before parsing."""
         if not _is_utf8(sql):
             return self._not_utf8()
+        if "\\" in sql and self.session.parameters.get(_SCS) == "off":
+            # pglast reads string literals as standard_conforming_strings = on
+            # does; with it off, '\\x41' means other bytes. Refused, not guessed.
+            raise RewriteError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                "pgsodium-proxy cannot evaluate a pgsodium statement with "
+                "backslashes while standard_conforming_strings is off: use bind "
+                "parameters, or turn it on",
+            )
         on_path = bool(self.on_path)
         key = (sql, on_path, declared)
         cached = self._plans.get(key)
