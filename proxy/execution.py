@@ -27,6 +27,7 @@ from . import codec
 from .columns import BINARY, Layout, build_layout
 from .errors import SQLSTATE, ProxyError
 from .lookup import LookupFailed, Skipped, lookup
+from .metrics import CountingEvaluator
 from .router import Reply
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Execution:
         self.privileges = found.privileges
         self._check_search_path(found.schemas)
         self.bytea_output = found.bytea_output
-        self.evaluator = Evaluator(
+        self.evaluator = CountingEvaluator(
             Env(self.session.server.root_key.secret), found.materials, _default
         )
         new_parents = iter(found.parents)

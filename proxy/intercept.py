@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from rewriter.analyze import analyze
 from rewriter.errors import RewriteError
 from rewriter.plan import Plan
 
-from . import codec
+from . import codec, metrics
 from .codec import Frame
 from .errors import SQLSTATE, ProxyError
 from .execution import Execution, LookupFailed, Skipped
@@ -57,6 +58,8 @@ class Interceptor:
         )
         # Is schema pgsodium on the session's search_path? None: not known (yet).
         self.on_path: bool | None = None
+        # How the Query or Parse being handled is evaluated (for metrics only).
+        self.strategy = "passthrough"
 
     # -- deciding --------------------------------------------------------------------
 
@@ -65,7 +68,10 @@ class Interceptor:
         if kind in (ord("Q"), ord("P")):
             if _PATH_CHANGE.search(frame.body):
                 self.on_path = None
-            return involves_pgsodium(frame.body)
+            if involves_pgsodium(frame.body):
+                return True
+            metrics.STATEMENTS.labels("passthrough").inc()
+            return False
         if not (self.statements or self.portals):
             return False
         if kind == ord("B"):
@@ -127,6 +133,12 @@ class Interceptor:
             self._plans.popitem(last=False)
         return plans
 
+    def _note_strategy(self, plans: list[Plan]) -> None:
+        if any(p.deferred or p.rows for p in plans):
+            self.strategy = "per_row"
+        elif any(p.rewrites for p in plans):
+            self.strategy = "fold"
+
     # -- handling --------------------------------------------------------------------
 
     async def handle(self, frame: Frame) -> None:
@@ -137,7 +149,16 @@ class Interceptor:
             ord("D"): self._describe,
             ord("E"): self._execute,
         }[frame.type]
+        if frame.type not in (ord("Q"), ord("P")):
+            await handler(frame)
+            return
+        self.strategy = "passthrough"
+        started = time.perf_counter()
         await handler(frame)
+        metrics.STATEMENTS.labels(self.strategy).inc()
+        metrics.INTERCEPT_SECONDS.labels(self.strategy).observe(
+            time.perf_counter() - started
+        )
 
     def _forward(self, frame: Frame, reply: Reply) -> None:
         self.session.write_upstream(frame.raw)
@@ -156,6 +177,7 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
+        self._note_strategy(plans)
         if not any(p.rewrites for p in plans):
             self._forward(frame, SyncReply())
             return
@@ -187,6 +209,8 @@ class Interceptor:
 
     async def raise_upstream(self, exc: Exception) -> None:
         error = to_proxy_error(exc)
+        if error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED:
+            self.strategy = "refused"
         if isinstance(exc, (RewriteError, PgsodiumError)):
             self.session.log(
                 logging.WARNING,
@@ -217,6 +241,7 @@ class Interceptor:
         except RewriteError as exc:
             await self.raise_upstream(exc)
             return
+        self._note_strategy(plans)
         if len(plans) != 1 or not plans[0].rewrites:
             self.statements.pop(message.name, None)
             self._forward(frame, PassThrough(b"1E"))

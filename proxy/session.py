@@ -14,7 +14,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from . import codec
+from . import codec, metrics, tls
 from .codec import Frame, FrameReader, ProtocolViolation
 from .errors import SQLSTATE, ProxyError
 from .intercept import Interceptor
@@ -78,6 +78,9 @@ class Session:
         self.client_violation: ProtocolViolation | None = None
         # The upstream's FATAL error reached the client: no error of our own after it.
         self.upstream_fatal = False
+        # Set when the session must be refused once its startup packet is read.
+        self.refusal: ProxyError | None = None
+        self.client_tls = False
 
     # -- logging ---------------------------------------------------------------
 
@@ -108,14 +111,25 @@ class Session:
         started = time.monotonic()
         reason = "client closed"
         try:
-            client_frames = await self._startup()
+            client_frames = await self._startup_within_timeout()
             if client_frames is None:
                 return
             reason = await self._serve(client_frames)
+        except asyncio.CancelledError:
+            # Shutdown after the grace period: PostgreSQL's own words for it.
+            reason = "shut down"
+            self._write_client(
+                metrics.error_response(
+                    "FATAL",
+                    SQLSTATE.ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command",
+                )
+            )
+            raise
         except ProtocolViolation as exc:
             reason = f"protocol violation: {exc}"
             self._write_client(
-                codec.error_response("FATAL", SQLSTATE.PROTOCOL_VIOLATION, str(exc))
+                metrics.error_response("FATAL", SQLSTATE.PROTOCOL_VIOLATION, str(exc))
             )
         except ProxyError as exc:
             reason = exc.message
@@ -126,7 +140,7 @@ class Session:
             self.log(logging.ERROR, "internal error", exc_info=True)
             reason = "internal error"
             self._write_client(
-                codec.error_response(
+                metrics.error_response(
                     "FATAL", SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error"
                 )
             )
@@ -165,12 +179,40 @@ class Session:
                 self.client_violation = exc
             if frames or self.client_violation is not None:
                 return frames
-            data = await self.client_reader.read(READ_SIZE)
+            data = await self._read_client_bytes()
             if not data:
                 raise ClientGone()
             reader.feed(data)
 
+    async def _read_client_bytes(self) -> bytes:
+        """Bytes from the client; an idle client is closed after idle_timeout."""
+        timeout = self.server.config.listen.idle_timeout
+        if not timeout or not self.router.idle:
+            data = await self.client_reader.read(READ_SIZE)
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await self.client_reader.read(READ_SIZE)
+            except TimeoutError:
+                raise ProxyError(
+                    SQLSTATE.IDLE_SESSION_TIMEOUT,
+                    "terminating connection due to idle-session timeout",
+                ) from None
+        metrics.BYTES.labels("from_client").inc(len(data))
+        return data
+
     # -- startup ---------------------------------------------------------------
+
+    async def _startup_within_timeout(self) -> FrameReader | None:
+        timeout = self.server.config.listen.startup_timeout or None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._startup()
+        except TimeoutError:
+            # PostgreSQL's authentication_timeout, with its SQLSTATE and text.
+            raise ProxyError(
+                SQLSTATE.QUERY_CANCELED, "canceling authentication due to timeout"
+            ) from None
 
     async def _startup(self) -> FrameReader | None:
         """Negotiate, connect upstream, relay authentication. None if no session."""
@@ -182,9 +224,12 @@ class Session:
             except codec.UnsupportedProtocolVersion:
                 await self._relay_refused_startup(frame)
                 return None
-            if isinstance(message, (codec.SSLRequest, codec.GSSENCRequest)):
-                # TLS and GSS encryption are not offered (yet): 'N' means "go on
-                # in plain text", as PostgreSQL answers when they are off.
+            if isinstance(message, codec.SSLRequest):
+                await self._negotiate_tls(reader)
+                continue
+            if isinstance(message, codec.GSSENCRequest):
+                # GSS encryption is not offered: 'N' means "go on in plain text",
+                # as PostgreSQL answers when it is off.
                 self._write_client(b"N")
                 continue
             if isinstance(message, codec.CancelRequest):
@@ -195,12 +240,29 @@ class Session:
             raise ProtocolViolation("unexpected startup packet")
         self.user = message.params.get("user", "?")
         self.database = message.params.get("database", self.user)
+        if self.refusal is not None:
+            raise self.refusal
         await self._connect_upstream()
         self.write_upstream(frame.raw)
         reader.end_startup()
         await self._relay_authentication(reader)
         self.log(logging.INFO, "session ready")
         return reader
+
+    async def _negotiate_tls(self, reader: FrameReader) -> None:
+        """Answer an SSLRequest: 'S' and a TLS handshake, or 'N' when TLS is off."""
+        context = self.server.tls_server
+        if context is None or self.client_tls:
+            self._write_client(b"N")
+            return
+        # SECURITY: bytes sent after SSLRequest but before the handshake would be
+        # read as if they had come over TLS (CVE-2021-23214): refuse them.
+        if reader.buffered or len(self.client_reader._buffer):  # noqa: SLF001
+            raise ProtocolViolation("received unencrypted data after SSL request")
+        self._write_client(b"S")
+        await self.client_writer.drain()
+        await self.client_writer.start_tls(context)
+        self.client_tls = True
 
     async def _relay_refused_startup(self, frame: Frame) -> None:
         """A startup for a protocol other than 3.x: the upstream answers it.
@@ -223,15 +285,18 @@ class Session:
             data = await self.client_reader.read(READ_SIZE)
             if not data:
                 raise ClientGone()
+            metrics.BYTES.labels("from_client").inc(len(data))
             reader.feed(data)
 
     async def _connect_upstream(self) -> None:
         upstream = self.server.config.upstream
+        started = time.monotonic()
         try:
             self.upstream_reader, self.upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(upstream.host, upstream.port),
+                tls.open_upstream(upstream, self.server.tls_upstream),
                 upstream.connect_timeout,
             )
+            metrics.UPSTREAM_CONNECT.observe(time.monotonic() - started)
         except (TimeoutError, OSError) as exc:
             self.log(logging.ERROR, "cannot reach upstream: %s", exc)
             raise ProxyError(
@@ -249,6 +314,7 @@ class Session:
         upstream = FrameReader()
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
+            metrics.BYTES.labels("from_upstream").inc(len(data))
             if not data:
                 raise ProxyError(
                     SQLSTATE.CONNECTION_FAILURE, "upstream closed during startup"
@@ -275,7 +341,7 @@ class Session:
         kind = frame.type
         if kind == ord("R"):
             (code,) = struct.unpack_from("!i", frame.body)
-            out.append(frame.raw)
+            out.append(tls.strip_channel_binding(frame.raw))
             # cleartext, md5, GSS, GSS continue, SASL, SASL continue need an answer.
             return code in (3, 5, 7, 8, 10, 11)
         if kind == ord("K"):
@@ -443,10 +509,11 @@ class Session:
         reader = FrameReader()
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
+            metrics.BYTES.labels("from_upstream").inc(len(data))
             if not data:
                 if not self.upstream_fatal:
                     self._write_client(
-                        codec.error_response(
+                        metrics.error_response(
                             "FATAL",
                             SQLSTATE.CONNECTION_FAILURE,
                             "the upstream database closed the connection",
