@@ -81,6 +81,8 @@ class Session:
         # Set when the session must be refused once its startup packet is read.
         self.refusal: ProxyError | None = None
         self.client_tls = False
+        # The upstream offered SCRAM channel binding, which the client was not shown.
+        self.channel_binding_hidden = False
 
     # -- logging ---------------------------------------------------------------
 
@@ -325,6 +327,13 @@ class Session:
                 answer_needed = self._startup_message(frame, out)
                 if frame.type == ord("E"):
                     self._write_client(b"".join(out))
+                    if self.channel_binding_hidden and self.client_tls:
+                        self.log(
+                            logging.WARNING,
+                            "upstream refused the login; with TLS on both legs a "
+                            "SCRAM client must not ask for channel binding (libpq: "
+                            "channel_binding=disable)",
+                        )
                     raise ClientGone()  # upstream refused: its error is relayed
                 if answer_needed:
                     self._write_client(b"".join(out))
@@ -341,7 +350,9 @@ class Session:
         kind = frame.type
         if kind == ord("R"):
             (code,) = struct.unpack_from("!i", frame.body)
-            out.append(tls.strip_channel_binding(frame.raw))
+            offered = tls.strip_channel_binding(frame.raw)
+            self.channel_binding_hidden |= offered is not frame.raw
+            out.append(offered)
             # cleartext, md5, GSS, GSS continue, SASL, SASL continue need an answer.
             return code in (3, 5, 7, 8, 10, 11)
         if kind == ord("K"):
