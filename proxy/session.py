@@ -81,6 +81,8 @@ class Session:
         # Set when the session must be refused once its startup packet is read.
         self.refusal: ProxyError | None = None
         self.client_tls = False
+        # When the session last became idle: client bytes or ReadyForQuery.
+        self.idle_since = time.monotonic()
         # The upstream offered SCRAM channel binding, which the client was not shown.
         self.channel_binding_hidden = False
 
@@ -127,7 +129,8 @@ class Session:
                     "terminating connection due to administrator command",
                 )
             )
-            raise
+            # Not re-raised: the session ends here as any other, and asyncio's
+            # stream callback would log a cancelled task as an error.
         except ProtocolViolation as exc:
             reason = f"protocol violation: {exc}"
             self._write_client(
@@ -189,19 +192,33 @@ class Session:
     async def _read_client_bytes(self) -> bytes:
         """Bytes from the client; an idle client is closed after idle_timeout."""
         timeout = self.server.config.listen.idle_timeout
-        if not timeout or not self.router.idle:
-            data = await self.client_reader.read(READ_SIZE)
+        if timeout:
+            data = await self._read_unless_idle(timeout)
         else:
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await self.client_reader.read(READ_SIZE)
-            except TimeoutError:
-                raise ProxyError(
-                    SQLSTATE.IDLE_SESSION_TIMEOUT,
-                    "terminating connection due to idle-session timeout",
-                ) from None
+            data = await self.client_reader.read(READ_SIZE)
+        self.idle_since = time.monotonic()
         metrics.BYTES.labels("from_client").inc(len(data))
         return data
+
+    async def _read_unless_idle(self, timeout: float) -> bytes:
+        """Idle: nothing awaited from the upstream and nothing sent by the client
+        for `timeout` seconds (a long statement is not idleness)."""
+        read = asyncio.ensure_future(self.client_reader.read(READ_SIZE))
+        try:
+            while True:
+                left = timeout
+                if self.router.idle:
+                    left = self.idle_since + timeout - time.monotonic()
+                    if left <= 0:
+                        raise ProxyError(
+                            SQLSTATE.IDLE_SESSION_TIMEOUT,
+                            "terminating connection due to idle-session timeout",
+                        )
+                done, _ = await asyncio.wait({read}, timeout=left)
+                if done:
+                    return read.result()
+        finally:
+            read.cancel()
 
     # -- startup ---------------------------------------------------------------
 
@@ -536,6 +553,7 @@ class Session:
             for frame in frames:
                 if frame.type == ord("Z"):
                     self.transaction_status = chr(frame.body[0])
+                    self.idle_since = time.monotonic()
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
                 elif frame.type == ord("E") and _is_fatal(frame):
