@@ -109,3 +109,24 @@ def test_reload_applies_safe_settings_and_keeps_the_rest() -> None:
     assert running.listen == replace(ListenConfig(), max_clients=5, idle_timeout=3.0)
     assert running.upstream.host == old.upstream.host
     assert running.upstream.connect_timeout == 1.0
+
+
+def test_config_example_names_every_setting_and_only_those() -> None:
+    import re
+    import tomllib
+    from dataclasses import fields
+
+    example = Path(__file__).parents[2] / "config.example.toml"
+    # Settings shown commented out (no default value) count as named too.
+    text = re.sub(r"(?m)^# (\w+ = )", r"\1", example.read_text())
+    named = {
+        (section, key)
+        for section, values in tomllib.loads(text).items()
+        for key in values
+    }
+    declared = {
+        (section.name, setting.name)
+        for section in fields(Config)
+        for setting in fields(getattr(Config(), section.name))
+    }
+    assert named == declared
