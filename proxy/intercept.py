@@ -70,7 +70,7 @@ class Interceptor:
                 self.on_path = None
             if involves_pgsodium(frame.body):
                 return True
-            metrics.STATEMENTS.labels("passthrough").inc()
+            metrics.PASSTHROUGH.inc()
             return False
         if not (self.statements or self.portals):
             return False

@@ -82,6 +82,11 @@ UPSTREAM_CONNECT = Histogram(
     registry=REGISTRY,
 )
 
+# Bound once: these are counted on the hot path (labels() costs ~1 µs, inc() ~0.3).
+FROM_CLIENT = BYTES.labels("from_client")
+FROM_UPSTREAM = BYTES.labels("from_upstream")
+PASSTHROUGH = STATEMENTS.labels("passthrough")
+
 
 def error_response(severity: str, sqlstate: str, message: str) -> bytes:
     """codec.error_response for an error of the proxy's own, counted."""

@@ -197,7 +197,7 @@ class Session:
         else:
             data = await self.client_reader.read(READ_SIZE)
         self.idle_since = time.monotonic()
-        metrics.BYTES.labels("from_client").inc(len(data))
+        metrics.FROM_CLIENT.inc(len(data))
         return data
 
     async def _read_unless_idle(self, timeout: float) -> bytes:
@@ -304,7 +304,7 @@ class Session:
             data = await self.client_reader.read(READ_SIZE)
             if not data:
                 raise ClientGone()
-            metrics.BYTES.labels("from_client").inc(len(data))
+            metrics.FROM_CLIENT.inc(len(data))
             reader.feed(data)
 
     async def _connect_upstream(self) -> None:
@@ -333,7 +333,7 @@ class Session:
         upstream = FrameReader()
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
-            metrics.BYTES.labels("from_upstream").inc(len(data))
+            metrics.FROM_UPSTREAM.inc(len(data))
             if not data:
                 raise ProxyError(
                     SQLSTATE.CONNECTION_FAILURE, "upstream closed during startup"
@@ -394,9 +394,15 @@ class Session:
     async def _serve(self, client: FrameReader) -> str:
         to_upstream = asyncio.create_task(self._pump_client(client))
         to_client = asyncio.create_task(self._pump_upstream())
-        done, pending = await asyncio.wait(
-            {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, pending = await asyncio.wait(
+                {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:  # shutdown: the pumps end with the session
+            to_upstream.cancel()
+            to_client.cancel()
+            await asyncio.gather(to_upstream, to_client, return_exceptions=True)
+            raise
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -537,7 +543,7 @@ class Session:
         reader = FrameReader()
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
-            metrics.BYTES.labels("from_upstream").inc(len(data))
+            metrics.FROM_UPSTREAM.inc(len(data))
             if not data:
                 if not self.upstream_fatal:
                     self._write_client(
