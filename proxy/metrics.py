@@ -23,7 +23,7 @@ from prometheus_client import (
 from keystore.calls import Evaluator
 
 from . import codec
-from .config import MetricsConfig
+from .config import ConfigError, MetricsConfig
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,15 @@ class Endpoint:
     def start(self) -> None:
         if not self.config.enabled:
             return
-        self._server, self._thread = start_http_server(
-            self.config.port, addr=self.config.host, registry=REGISTRY
-        )
+        try:
+            self._server, self._thread = start_http_server(
+                self.config.port, addr=self.config.host, registry=REGISTRY
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"[metrics] cannot listen on {self.config.host}:{self.config.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
         log.info("metrics on http://%s:%d/metrics", self.config.host, self.port)
 
     def stop(self) -> None:

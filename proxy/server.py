@@ -9,7 +9,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import metrics, tls
-from .config import Config
+from .config import Config, ConfigError
 from .errors import SQLSTATE, ProxyError
 
 if TYPE_CHECKING:
@@ -43,9 +43,15 @@ class Server:
 
     async def start(self) -> None:
         listen = self.config.listen
-        self._server = await asyncio.start_server(
-            self._accept, listen.host, listen.port, limit=2**20
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, listen.host, listen.port, limit=2**20
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"[listen] cannot listen on {listen.host}:{listen.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
         log.info(
             "listening on %s:%d%s",
             listen.host,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -139,7 +140,7 @@ class Session:
         except ProxyError as exc:
             reason = exc.message
             self._write_client(exc.to_error_response(fatal=True))
-        except (ConnectionError, ClientGone, asyncio.IncompleteReadError):
+        except (ConnectionError, ClientGone, asyncio.IncompleteReadError, ssl.SSLError):
             reason = "connection lost"
         except Exception:  # the one catch-all at the task boundary
             self.log(logging.ERROR, "internal error", exc_info=True)
@@ -280,7 +281,13 @@ class Session:
             raise ProtocolViolation("received unencrypted data after SSL request")
         self._write_client(b"S")
         await self.client_writer.drain()
-        await self.client_writer.start_tls(context)
+        try:
+            await self.client_writer.start_tls(context)
+        except (ssl.SSLError, OSError) as exc:
+            # The peer's fault (no shared protocol, it rejected our certificate):
+            # a warning, no traceback, and nothing more to say to it.
+            self.log(logging.WARNING, "TLS handshake with the client failed: %s", exc)
+            raise ClientGone() from None
         self.client_tls = True
 
     async def _relay_refused_startup(self, frame: Frame) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -281,3 +282,17 @@ def test_metrics_count_sessions_strategies_errors_bytes_and_crypto(
     finally:
         running.process.send_signal(signal.SIGTERM)
         running.process.wait(20)
+
+
+def test_serve_names_a_port_it_cannot_listen_on(
+    tmp_path: Path, pg_cluster: Cluster, ops_db: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _write(tmp_path / "c.toml", pg_cluster, ops_db, port)
+        assert _run("init", "--config", str(config)).returncode == 0
+        done = _run("serve", "--config", str(config))
+    assert done.returncode == 2
+    assert f"[listen] cannot listen on 127.0.0.1:{port}" in done.stderr
