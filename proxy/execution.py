@@ -27,7 +27,7 @@ from . import codec
 from .columns import BINARY, Layout, build_layout
 from .errors import SQLSTATE, ProxyError
 from .lookup import LookupFailed, Skipped, lookup
-from .metrics import CountingEvaluator
+from .metrics import CRYPTO
 from .router import Reply
 
 if TYPE_CHECKING:
@@ -45,6 +45,14 @@ def _default(text: str | None) -> Any:
 
 def _no_calls(sig: Any, args: Any) -> Any:
     raise ProxyError(SQLSTATE.FEATURE_NOT_SUPPORTED, "nested call in a key argument")
+
+
+class CountingEvaluator(Evaluator):
+    """The keystore's Evaluator, counting each pgsodium function it computes."""
+
+    def __call__(self, sig: Any, args: list[Any]) -> Any:
+        CRYPTO.labels(sig.name).inc()
+        return super().__call__(sig, args)
 
 
 class Execution:

@@ -20,8 +20,6 @@ from prometheus_client import (
     start_http_server,
 )
 
-from keystore.calls import Evaluator
-
 from . import codec
 from .config import ConfigError, MetricsConfig
 
@@ -92,14 +90,6 @@ def error_response(severity: str, sqlstate: str, message: str) -> bytes:
     """codec.error_response for an error of the proxy's own, counted."""
     ERRORS.labels(sqlstate).inc()
     return codec.error_response(severity, sqlstate, message)
-
-
-class CountingEvaluator(Evaluator):
-    """The keystore's Evaluator, counting each pgsodium function it computes."""
-
-    def __call__(self, sig: Any, args: list[Any]) -> Any:
-        CRYPTO.labels(sig.name).inc()
-        return super().__call__(sig, args)
 
 
 class Endpoint:
