@@ -22,12 +22,16 @@ from .config import Config, ConfigError
 
 class _Report:
     def __init__(self) -> None:
-        self.failed = False
+        self.failures = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.failures > 0
 
     def line(self, status: str, what: str) -> None:
         print(f"{status:<4} {what}", flush=True)
         if status == "FAIL":
-            self.failed = True
+            self.failures += 1
 
 
 async def run_check(config: Config, path: Path) -> int:
@@ -37,8 +41,11 @@ async def run_check(config: Config, path: Path) -> int:
     fingerprint = _check_root_key(config, report)
     await _check_session_path(config, report)
     await _check_admin(config, fingerprint, report)
-    report.line("FAIL" if report.failed else "ok", "summary")
-    return 1 if report.failed else 0
+    if report.failed:
+        print(f"not ready to serve: {report.failures} check(s) failed")
+        return 1
+    print("ready to serve")
+    return 0
 
 
 def _check_tls(config: Config, report: _Report) -> None:
