@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_REQUEST_CODE = 80877102
+# How often shutdown looks for sessions that have come to rest.
+REST_POLL_SECONDS = 0.05
 
 
 class Server:
@@ -27,7 +29,7 @@ class Server:
         self.config = config
         self.root_key = root_key
         self._server: asyncio.base_events.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], Session] = {}
         # Proxy-issued cancel key -> session. A client can only cancel the session
         # it was given the key for: upstream pids and secrets never reach clients.
         self._cancel_keys: dict[tuple[int, bytes], Session] = {}
@@ -78,13 +80,13 @@ class Server:
             return
         task = asyncio.current_task()
         assert task is not None
-        self._sessions.add(task)
+        self._sessions[task] = session
         metrics.SESSIONS.inc()
         metrics.SESSIONS_OPEN.inc()
         try:
             await session.run()
         finally:
-            self._sessions.discard(task)
+            self._sessions.pop(task, None)
             metrics.SESSIONS_OPEN.dec()
 
     # -- cancel keys -----------------------------------------------------------
@@ -143,6 +145,21 @@ class Server:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    async def _close_sessions_at_rest(self, grace: float) -> None:
+        """Close each session once it is at rest (nothing running, no transaction
+        open), for up to `grace` seconds: a statement or transaction in progress
+        may finish; an idle session has nothing to finish and goes at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._sessions and loop.time() < deadline:
+            for task, session in list(self._sessions.items()):
+                if session.at_rest:
+                    task.cancel()
+            await asyncio.wait(
+                set(self._sessions),
+                timeout=min(REST_POLL_SECONDS, max(deadline - loop.time(), 0)),
+            )
+
     async def close(self, grace: float | None = None) -> None:
         """Stop accepting, give sessions `grace` seconds, then close them."""
         if grace is None:
@@ -155,7 +172,8 @@ class Server:
                 grace,
                 len(self._sessions),
             )
-            _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
+            await self._close_sessions_at_rest(grace)
+            pending = set(self._sessions)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -86,6 +86,7 @@ class Session:
         self.idle_since = time.monotonic()
         # The upstream offered SCRAM channel binding, which the client was not shown.
         self.channel_binding_hidden = False
+        self.ready = False  # startup and authentication are done
 
     # -- logging ---------------------------------------------------------------
 
@@ -160,6 +161,13 @@ class Session:
                 time.monotonic() - started,
                 reason,
             )
+
+    @property
+    def at_rest(self) -> bool:
+        """Nothing to finish: not logged in yet, or idle outside a transaction."""
+        if not self.ready:
+            return True
+        return self.router.idle and self.transaction_status == "I"
 
     async def _close(self) -> None:
         for writer in (self.client_writer, self.upstream_writer):
@@ -267,6 +275,7 @@ class Session:
         reader.end_startup()
         await self._relay_authentication(reader)
         self.log(logging.INFO, "session ready")
+        self.ready = True
         return reader
 
     async def _negotiate_tls(self, reader: FrameReader) -> None:

@@ -173,26 +173,47 @@ async def test_one_client_beyond_max_clients_gets_53300(cluster: Cluster) -> Non
             await conn.close()
 
 
+async def _until_running(cluster: Cluster, sql: str) -> None:
+    """Until the upstream runs `sql` (so the proxy knows it is not at rest)."""
+    probe = f"select count(*) from pg_stat_activity where query = '{sql}'"
+    while (await asyncio.to_thread(cluster.psql, probe)).strip() != "1":
+        await asyncio.sleep(0.05)
+
+
+ADMIN_SHUTDOWN = (
+    "FATAL",
+    "57P01",
+    "terminating connection due to administrator command",
+)
+
+
 @bounded()
-async def test_shutdown_lets_a_statement_finish_then_closes_with_57p01(
-    cluster: Cluster,
-) -> None:
+async def test_shutdown_closes_sessions_as_they_come_to_rest(cluster: Cluster) -> None:
+    """Idle sessions go at once; a running statement and an open transaction may
+    finish first; each then gets PostgreSQL's 57P01 and a close."""
     with background_proxy(_config(cluster), cluster) as proxy:
         busy = await RawClient.connect(proxy.host, proxy.port)
+        in_transaction = await RawClient.connect(proxy.host, proxy.port)
         idle = await RawClient.connect(proxy.host, proxy.port)
-        await busy.send(codec.Query("select pg_sleep(0.5)"))
+        await in_transaction.send(codec.Query("begin; create table t_shutdown (a int)"))
+        await in_transaction.until(b"Z")
+        await busy.send(codec.Query("select pg_sleep(0.8)"))
+        await _until_running(cluster, "select pg_sleep(0.8)")
         closing = asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(proxy.server.close(grace=1.5), proxy.loop)
+            asyncio.run_coroutine_threadsafe(proxy.server.close(grace=10), proxy.loop)
         )
+
+        assert _error(await idle.next()) == ADMIN_SHUTDOWN
+        assert await idle.next() is None
         finished = await busy.until(b"Z")
         assert [f.type for f in finished if f.type == ord("E")] == []
-        for client in (busy, idle):
-            assert _error(await client.next()) == (
-                "FATAL",
-                "57P01",
-                "terminating connection due to administrator command",
-            )
-            assert await client.next() is None
+        assert _error(await busy.next()) == ADMIN_SHUTDOWN
+        await in_transaction.send(codec.Query("commit"))
+        committed = await in_transaction.until(b"Z")
+        assert codec.decode_backend(committed[0]).tag == "COMMIT"
+        assert _error(await in_transaction.next()) == ADMIN_SHUTDOWN
+
         await closing
         with pytest.raises(OSError):
             await asyncio.open_connection(proxy.host, proxy.port)
+    assert cluster.psql("select to_regclass('t_shutdown') is not null").strip() == "t"

@@ -90,7 +90,7 @@ def serving(tmp_path: Path, pg_cluster: Cluster, ops_db: Path) -> Iterator[Servi
 
 
 def test_sigterm_lets_a_running_statement_finish_and_refuses_new_sessions(
-    serving: Serving,
+    serving: Serving, pg_cluster: Cluster
 ) -> None:
     results: list[object] = []
     with psycopg.connect(serving.dsn(), autocommit=True) as conn:
@@ -103,7 +103,12 @@ def test_sigterm_lets_a_running_statement_finish_and_refuses_new_sessions(
 
         worker = threading.Thread(target=slow)
         worker.start()
-        time.sleep(0.5)
+        probe = (
+            "select count(*) from pg_stat_activity"
+            " where query like 'select pg_sleep(1.5)%'"
+        )
+        while pg_cluster.psql(probe).strip() != "1":
+            time.sleep(0.05)
         serving.process.send_signal(signal.SIGTERM)
         serving.wait_log("shutting down: no new sessions")
         with pytest.raises(psycopg.OperationalError):
