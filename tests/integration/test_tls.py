@@ -325,4 +325,21 @@ def test_tls_settings_are_checked_at_start(certs: Certs, tmp_path: Path) -> None
         Server(Config(listen=missing), ROOT_KEY)
 
 
-_ = asyncio  # bounded() runs the async tests on the suite's loop
+@bounded()
+async def test_cancel_reaches_a_statement_of_a_tls_session(
+    tls_proxy: RunningProxy, certs: Certs
+) -> None:
+    """libpq's non-blocking cancel opens a new connection, encrypted like the
+    session's (libpq 17+); the proxy takes the CancelRequest inside TLS. (Not the
+    blocking conn.cancel(): it holds the GIL, and this proxy runs in-process.)"""
+    async with await psycopg.AsyncConnection.connect(
+        tls_proxy.dsn(), sslmode="verify-full", sslrootcert=str(certs.ca)
+    ) as conn:
+        query = asyncio.create_task(conn.execute("select pg_sleep(20)"))
+        await asyncio.sleep(0.3)
+        await conn.cancel_safe(timeout=10)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            await query
+        await conn.rollback()
+        cursor = await conn.execute("select 5")
+        assert await cursor.fetchone() == (5,)
