@@ -38,6 +38,9 @@ def no_rows() -> PgsodiumError:
     return PgsodiumError(NO_DATA_FOUND, "query returned no rows")
 
 
+_MISSING = object()
+
+
 class Evaluator:
     """Calls for one statement: `materials` maps (key uuid, key_type) to the text
     pgsodium._proxy_key_material returned for it on the client's own connection."""
@@ -50,11 +53,14 @@ class Evaluator:
     ) -> None:
         self.env = env
         self.materials = materials
+        # Raw keys unwrapped for this statement, by key chain and level: rows that
+        # use one key uuid unwrap it once (as secret as the chain's own keys).
+        self._raw_keys: dict[tuple[KeyChain, int], bytes | None] = {}
         # Callable turning a default's SQL text into its value (the rewriter's).
         self.defaults = defaults
 
     def __call__(self, sig: Signature, args: list[Any]) -> Any:
-        if sig.strict and any(a is None for a in args):
+        if sig.strict and None in args:
             return None
         if sig.language == "sql" and sig.params and sig.params[0].type == "inet":
             return self._inet(sig, args)
@@ -109,6 +115,14 @@ class Evaluator:
     def raw_key_bytes(self, chain: KeyChain, level: int = 0) -> bytes | None:
         """The raw key at `level`, decrypted as decrypted_key.decrypted_raw_key is:
         by the aead-det uuid function with its parent (recursively)."""
+        cached = self._raw_keys.get((chain, level), _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        key = self._unwrap(chain, level)
+        self._raw_keys[(chain, level)] = key
+        return key
+
+    def _unwrap(self, chain: KeyChain, level: int) -> bytes | None:
         entry = chain.entries[level]
         assert isinstance(entry, RawKey)
         if entry.parent is None or entry.encrypted is None:

@@ -8,6 +8,7 @@ root key; a malformed text is an internal error, never guessed around.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .errors import KeystoreError
@@ -69,7 +70,14 @@ def _entry(text: str) -> DerivedKey | RawKey:
     raise MaterialError("malformed key material entry")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_material(text: str) -> KeyChain:
+    """The key chain in _proxy_key_material's text. Cached: per-row lookups see
+    the same few texts again and again (the chain is immutable)."""
+    return _parse_material(text)
+
+
+def _parse_material(text: str) -> KeyChain:
     parts = text.split(";")
     if not text or len(parts) > MAX_CHAIN:
         raise MaterialError("malformed key material")

@@ -17,6 +17,7 @@ from .codec import Frame
 
 # Messages that may arrive at any time and belong to no request.
 ASYNC_TYPES = frozenset(b"NAS")  # NoticeResponse, NotificationResponse, ParameterStatus
+SESSION_TYPES = frozenset(b"AS")  # always the client's, whoever's request is answered
 
 ERROR = ord("E")
 READY = ord("Z")
@@ -102,6 +103,9 @@ class Router:
     def __init__(self, write_client: Callable[[bytes], None]) -> None:
         self._queue: deque[Reply] = deque()
         self._write = write_client
+        # Sync-like requests queued so far: the n-th is answered by the n-th
+        # ReadyForQuery, which orders what happens at transaction ends.
+        self.syncs_pushed = 0
         # True after an extended-protocol error until the next Sync is queued.
         self._skipping = False
 
@@ -115,6 +119,7 @@ class Router:
             return
         if reply.sync_like:
             self._skipping = False
+            self.syncs_pushed += 1
         self._queue.append(reply)
         self._release_emits()
 
@@ -147,7 +152,12 @@ class Router:
             out.append(frame.raw)
             return
         head = self._queue[0]
-        if frame.type in ASYNC_TYPES and not isinstance(head, Collect):
+        if frame.type in SESSION_TYPES or (
+            frame.type in ASYNC_TYPES and not isinstance(head, Collect)
+        ):
+            # A notification or a parameter change belongs to the client's session
+            # even while the proxy's own lookup is answered; a notice then is the
+            # lookup's (the client did not run it), so the lookup keeps it.
             out.append(frame.raw)
             return
         finished = head.feed(frame, out)

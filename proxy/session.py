@@ -13,11 +13,11 @@ import secrets
 import ssl
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import codec, metrics, tls
 from .codec import Frame, FrameReader, ProtocolViolation
-from .errors import SQLSTATE, ProxyError
+from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .intercept import Interceptor
 from .lookup import LookupFailed, Skipped, sanitize
 from .router import Collect, Emit, PassThrough, Reply, Router, SyncReply
@@ -77,6 +77,7 @@ class Session:
         self.pending_abort: ProxyError | None = None
         self.upstream_cancel: tuple[int, bytes] | None = None
         self.client_violation: ProtocolViolation | None = None
+        self.readies = 0  # ReadyForQuery messages received after startup
         # The upstream's FATAL error reached the client: no error of our own after it.
         self.upstream_fatal = False
         # Set when the session must be refused once its startup packet is read.
@@ -90,7 +91,7 @@ class Session:
 
     # -- logging ---------------------------------------------------------------
 
-    def log(self, level: int, message: str, *args: object) -> None:
+    def log(self, level: int, message: str, *args: object, **kwargs: Any) -> None:
         log.log(
             level,
             "session=%s peer=%s user=%s db=%s " + message,
@@ -99,6 +100,7 @@ class Session:
             self.user,
             self.database,
             *args,
+            **kwargs,
         )
 
     # -- writing ---------------------------------------------------------------
@@ -143,8 +145,8 @@ class Session:
             self._write_client(exc.to_error_response(fatal=True))
         except (ConnectionError, ClientGone, asyncio.IncompleteReadError, ssl.SSLError):
             reason = "connection lost"
-        except Exception:  # the one catch-all at the task boundary
-            self.log(logging.ERROR, "internal error", exc_info=True)
+        except Exception as exc:  # the one catch-all at the task boundary
+            self.log(logging.ERROR, "internal error\n%s", redacted_traceback(exc))
             reason = "internal error"
             self._write_client(
                 metrics.error_response(
@@ -244,7 +246,11 @@ class Session:
 
     async def _startup(self) -> FrameReader | None:
         """Negotiate, connect upstream, relay authentication. None if no session."""
-        reader = FrameReader(startup=True)
+        # PostgreSQL's per-type bounds on the length word (10 000 bytes for Sync,
+        # Flush, Describe, …; 1 GB for Query, Bind, Parse, CopyData), checked
+        # before the body is buffered: a client cannot make the proxy hold a
+        # gigabyte for a message PostgreSQL would refuse at its header.
+        reader = FrameReader(startup=True, limits=codec.FRONTEND_LIMITS)
         while True:
             (frame,) = await self._read_client_one(reader)
             try:
@@ -547,10 +553,13 @@ class Session:
                 results.append([])
         return results[: len(queries)]
 
-    async def internal_describe(self, name: str) -> list[Frame]:
-        """The upstream's own Describe of a prepared statement, kept from the client."""
+    async def internal_describe(self, name: str, kind: str = "S") -> list[Frame]:
+        """The upstream's own Describe of a prepared statement (or a portal), kept
+        from the client."""
         reply = Collect(b"TnE")
-        self.write_upstream(codec.Describe("S", name).encode() + codec.Flush().encode())
+        self.write_upstream(
+            codec.Describe(kind, name).encode() + codec.Flush().encode()
+        )
         self.router.push(reply)
         return await reply.done
 
@@ -574,8 +583,11 @@ class Session:
             frames = list(reader)
             for frame in frames:
                 if frame.type == ord("Z"):
+                    self.readies += 1
                     self.transaction_status = chr(frame.body[0])
                     self.idle_since = time.monotonic()
+                    if self.transaction_status == "I":
+                        self.interceptor.transaction_ended(self.readies)
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
                 elif frame.type == ord("E") and _is_fatal(frame):

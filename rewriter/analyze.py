@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
-from pglast.visitors import Visitor
+from pglast.visitors import Skip, Visitor
 
-from . import builtins, sqltext
+from . import builtins, context, inner, scalar, search, sqltext
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError
-from .late import RowCompiler, RowOutput
+from .late import Input, RowCompiler, RowOutput
 from .plan import (
     Call,
     DecryptedRawKey,
@@ -46,7 +46,7 @@ DECRYPTED_KEY_COLUMNS = (
     "parent_key",
     "comment",
 )
-_WRAPPERS = frozenset({"length", "octet_length", "encode"})
+_WRAPPERS = frozenset({"length", "octet_length"})
 _CREATE_KEY_SQL_ARGS = ("key_type", "name", "key_context", "expires")
 _CREATE_KEY_PARAMS = (
     "key_type",
@@ -74,6 +74,11 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         statements = parse_sql(sql)
     except ParseError as exc:
         raise RewriteError("42601", str(exc).split("\n")[0]) from None
+    except UnicodeEncodeError:
+        # Text decoded with surrogate escapes from bytes that are not UTF-8.
+        raise RewriteError(
+            "22021", 'invalid byte sequence for encoding "UTF8"'
+        ) from None
     plans = []
     for raw in statements:
         start = raw.stmt_location
@@ -88,11 +93,21 @@ class _Statement:
     ) -> None:
         self.sql = sql
         self.start = start
+        self.end = end
+        self.declared = declared
         self.result = Plan(sql[start:end])
         self.compiler = Compiler(declared, on_path)
         self.on_path = on_path
         self._tokens: list[sqltext.Token] | None = None
         self.handled: set[int] = set()  # id() of FuncCall nodes already planned
+        self._view_alone = True  # pgsodium.decrypted_key is the only FROM item
+        self._scalar_spans: list[tuple[int, int]] = []  # rewriter.scalar items
+        self._searches: dict[int, search.Search] = {}  # id() of the decrypt call
+        self._inner: list[inner.InnerItem] = []  # rewriter.inner
+        self._inner_queries: list[ast.SelectStmt] = []
+        self._inner_groups: dict[int, set[tuple[int, bool]]] = {}
+        self._positions: set[int] = set()  # 1-based select-list items computed
+        self._has_star = False  # the select list has a `*`
 
     @property
     def tokens(self) -> list[sqltext.Token]:
@@ -105,50 +120,124 @@ class _Statement:
         return (start - self.start, end - self.start)
 
     def plan(self, stmt: ast.Node) -> Plan:
-        if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
+        if isinstance(stmt, ast.DeclareCursorStmt):
+            cursor = self._cursor(stmt)
+            if cursor is not None:
+                return cursor
+        # SELECT … INTO writes its rows to a new table, never to the client: what
+        # the proxy computes in the result stream would never reach those rows.
+        if (
+            isinstance(stmt, ast.SelectStmt)
+            and stmt.op.name == "SETOP_NONE"
+            and stmt.intoClause is None
+        ):
             if self._from_function(stmt):
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
                 return self.result
-            self._select_list(stmt)
+            self._inner_items(stmt)
+            self._select_list(stmt, stmt.targetList)
+            self._check_outer_refs(stmt)
+            self._check_result_clauses(stmt, self._deferred_names(), self._positions)
+        elif isinstance(stmt, _WRITES) and stmt.returningClause is not None:
+            self._select_list(stmt, stmt.returningClause.exprs)
         self._unhandled_decrypted_raw_key(stmt)
+        if isinstance(stmt, (ast.SelectStmt, ast.UpdateStmt, ast.DeleteStmt)):
+            found = search.searches(
+                stmt.whereClause, self.sql, self.tokens, self.on_path
+            )
+            self._searches = {id(s.decrypt): s for s in found}
+            for each in found:
+                self._mark_handled(each.value)  # folded into the ciphertext
         self._remaining(stmt)
         self.result.checks |= self.compiler.checks
         self.result.param_types = dict(self.compiler.param_types)
         self.result.unqualified = self._has_unqualified(stmt)
         return self.result
 
+    def _cursor(self, stmt: ast.DeclareCursorStmt) -> Plan | None:
+        """DECLARE … CURSOR FOR a select whose values are computed per row: planned
+        as that select, rows computed when a FETCH returns them. Any other cursor
+        keeps the plan of a whole statement (calls folded before it goes upstream),
+        which needs nothing of the FETCH."""
+        if not isinstance(stmt.query, ast.SelectStmt):
+            return None
+        select = _Statement(self.sql, self.start, self.end, self.on_path, self.declared)
+        try:
+            plan = select.plan(stmt.query)
+        except RewriteError:
+            return None
+        if not (plan.rows or plan.deferred):
+            return None
+        plan.cursor = stmt.portalname
+        plan.cursor_hold = bool(stmt.options & _CURSOR_OPT_HOLD)
+        return plan
+
     # -- the select list -----------------------------------------------------------
 
-    def _select_list(self, stmt: ast.SelectStmt) -> None:
-        if not stmt.targetList:
+    def _select_list(self, stmt: ast.Node, items: Sequence[ast.ResTarget]) -> None:
+        """The select list (or RETURNING list) of the outermost statement."""
+        if not items:
             return
         view = self._decrypted_key_source(stmt)
-        spans = sqltext.list_items(self.tokens, stmt.targetList[0].location)
-        if len(spans) != len(stmt.targetList):
+        spans = sqltext.list_items(self.tokens, items[0].location)
+        if len(spans) != len(items):
             raise RewriteError("XX000", "select list spans do not match the parse tree")
-        for target, (s, e) in zip(stmt.targetList, spans, strict=True):
+        for position, (target, (s, e)) in enumerate(
+            zip(items, spans, strict=True), start=1
+        ):
             span = self.span(s, e)
-            if view is not None and self._deferred_target(target, span, view):
-                continue
-            if not self._mentions_pgsodium_call(target.val):
-                continue
-            try:
-                node = self.compiler.compile(target.val)
-            except NotFoldable:
-                self._row_target(target, span)
-                continue
-            name = target.name or figure_colname(target.val)
-            self.result.outputs.append(Output(span, name, node))
-            self._mark_handled(target.val)
+            before = len(self.result.rows) + len(self.result.deferred)
+            self._target(target, span, view)
+            if len(self.result.rows) + len(self.result.deferred) > before:
+                self._positions.add(position)
+
+    def _target(
+        self, target: ast.ResTarget, span: tuple[int, int], view: str | None
+    ) -> None:
+        value = target.val
+        if isinstance(value, ast.ColumnRef) and isinstance(
+            value.fields[-1], ast.A_Star
+        ):
+            self._has_star = True
+        if view is not None and self._deferred_target(target, span, view):
+            return
+        if isinstance(value, ast.SubLink) and self._scalar(target, span, value):
+            return
+        if self._inner and self._inner_star(value):
+            return
+        if self._inner and self._reads_inner(value):
+            self._row_target(target, span)
+            return
+        if not self._mentions_pgsodium_call(value) or _is_create_key(value):
+            return  # create_key is planned with the rest of the statement
+        try:
+            node = self.compiler.compile(value)
+        except NotFoldable:
+            self._row_target(target, span)
+            return
+        name = target.name or figure_colname(value)
+        self.result.outputs.append(Output(span, name, node))
+        self._mark_handled(value)
 
     def _row_target(self, target: ast.ResTarget, span: tuple[int, int]) -> None:
         """A select-list item over rows, if the proxy can compute it per row; if
         not, its pgsodium calls are left to _remaining, which refuses them."""
         builder = RowCompiler(self.compiler, self.sql, self.tokens, self.on_path)
+        group = len(self.result.rows)
+        builder.inner_ref = inner.resolver(
+            self._inner, lambda item: self._use_inner(item, group, star=False)
+        )
         try:
             tree = builder.build(target.val)
         except NotFoldable:
+            if self._inner and self._reads_inner(target.val):
+                raise refuse(
+                    "this expression over a value computed per row in a subquery: "
+                    "the proxy evaluates pgsodium calls, casts and "
+                    "convert_from/encode/length-like functions around it",
+                    getattr(target.val, "location", None),
+                ) from None
             return
         name = target.name or figure_colname(target.val)
         self.result.rows.append(
@@ -157,6 +246,180 @@ class _Statement:
             )
         )
         self._mark_handled(target.val)
+
+    def _scalar(
+        self, target: ast.ResTarget, span: tuple[int, int], link: ast.SubLink
+    ) -> bool:
+        """A scalar subquery whose column is computed per row (rewriter.scalar)."""
+        if link.subLinkType.name != "EXPR_SUBLINK":
+            return False
+        sub = link.subselect
+        alone = self._view_alone  # the outer query's, kept
+        view = (
+            self._decrypted_key_source(sub) if isinstance(sub, ast.SelectStmt) else None
+        )
+        self._view_alone = alone
+        built = scalar.scalar_subquery(
+            self.compiler, self.sql, self.tokens, self.on_path, link, view
+        )
+        if built is None:
+            return False
+        tree, inputs, candidates = built
+        inner = sub.targetList[0]
+        name = target.name or inner.name or figure_colname(inner.val)
+        self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
+        self._scalar_spans.append(span)
+        self._mark_handled(link)
+        return True
+
+    # -- subqueries and WITH queries feeding the select list (rewriter.inner) --------
+
+    def _inner_items(self, stmt: ast.SelectStmt) -> None:
+        seen: set[int] = set()
+        for qualifier, query in inner.inner_queries(stmt):
+            if not query.targetList or isinstance(query.targetList[0].val, type(None)):
+                continue
+            repeated = id(query) in seen
+            seen.add(id(query))
+            found = self._inner_query_items(qualifier, query, repeated)
+            if found:
+                self._inner_queries.append(query)
+                names = {item.name for item in found}
+                self._check_result_clauses(query, names, set())
+
+    def _inner_query_items(
+        self, qualifier: str, query: ast.SelectStmt, repeated: bool
+    ) -> list[inner.InnerItem]:
+        spans = sqltext.list_items(self.tokens, query.targetList[0].location)
+        if len(spans) != len(query.targetList):
+            raise RewriteError("XX000", "select list spans do not match the parse tree")
+        found = []
+        for target, (s, e) in zip(query.targetList, spans, strict=True):
+            name = target.name or figure_colname(target.val)
+            built = inner.build_item(
+                self.compiler, self.sql, self.tokens, self.on_path, target, name
+            )
+            if built is None:
+                continue
+            if repeated:
+                raise refuse(
+                    "a WITH query whose values are computed per row, named twice "
+                    "in FROM",
+                    getattr(target.val, "location", None),
+                )
+            tree, inputs, candidates = built
+            item = inner.InnerItem(
+                len(self.result.inner),
+                self.span(s, e),
+                name,
+                qualifier,
+                tree,
+                inputs,
+                candidates,
+            )
+            self.result.inner.append((item.span, name))
+            self._inner.append(item)
+            found.append(item)
+            self._mark_handled(target.val)
+        return found
+
+    def _use_inner(self, item: inner.InnerItem, group: int, star: bool) -> None:
+        uses = self._inner_groups.setdefault(item.index, set())
+        uses.add((group, star))
+        if len(uses) > 1 and any(s for _, s in uses):
+            raise refuse(
+                f'"{item.name}" both through * and by name: select it once',
+                None,
+            )
+
+    def _inner_star(self, value: ast.Node) -> bool:
+        """`*` or `q.*` over inner queries: their values pass through."""
+        if not (
+            isinstance(value, ast.ColumnRef)
+            and isinstance(value.fields[-1], ast.A_Star)
+        ):
+            return False
+        qualifier = value.fields[0].sval if len(value.fields) == 2 else None
+        items = [i for i in self._inner if qualifier in (None, i.qualifier)]
+        for item in items:
+            group = len(self.result.rows)
+            self._use_inner(item, group, star=True)
+            inputs = tuple(
+                Input(i.text, i.key_ref, item.index, item.qualifier)
+                for i in item.inputs
+            )
+            self.result.rows.append(
+                RowOutput((-1, -1), item.name, item.tree, inputs, item.candidates)
+            )
+        return False  # the `*` itself stays as the client wrote it
+
+    def _reads_inner(self, value: ast.Node) -> bool:
+        find = inner.resolver(self._inner, lambda item: None)
+        return any(find(ref) is not None for ref in _column_refs(value))
+
+    def _check_outer_refs(self, stmt: ast.SelectStmt) -> None:
+        """A value computed per row in an inner query, read anywhere but the outer
+        select list, is refused: the database never sees it."""
+        if not self._inner:
+            return
+        find = inner.resolver(self._inner, lambda item: None)
+        handled = [row.span for row in self.result.rows if row.span[0] >= 0]
+        skip = {id(q) for q in self._inner_queries}
+        for ref, where in _refs_outside(stmt, skip):
+            if find(ref) is None:
+                continue
+            at = ref.location - self.start
+            if any(s <= at < e for s, e in handled):
+                continue
+            name = ".".join(f.sval for f in ref.fields if isinstance(f, ast.String))
+            raise refuse(
+                f'"{name}" in {where or "this expression"}: it is computed per row '
+                "by the proxy, so the database cannot use it there",
+                ref.location,
+            )
+
+    def _deferred_names(self) -> set[str]:
+        return {r.name for r in self.result.rows} | {
+            d.name for d in self.result.deferred
+        }
+
+    def _check_result_clauses(
+        self, stmt: ast.SelectStmt, names: set[str], positions: set[int]
+    ) -> None:
+        """ORDER BY, GROUP BY and DISTINCT over a value the proxy computes per row
+        would run over its inputs (ciphertext order): refused."""
+        if not names and not positions:
+            return
+        distinct = stmt.distinctClause or ()
+        if distinct and distinct[0] is None:
+            raise refuse("SELECT DISTINCT over values computed per row", None)
+        clauses = [
+            ("ORDER BY", [s.node for s in stmt.sortClause or ()]),
+            ("GROUP BY", list(stmt.groupClause or ())),
+            ("DISTINCT ON", list(distinct)),
+        ]
+        for where, nodes in clauses:
+            for node in nodes:
+                self._check_result_reference(where, node, names, positions)
+
+    def _check_result_reference(
+        self, where: str, node: ast.Node, names: set[str], positions: set[int]
+    ) -> None:
+        if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+            if node.val.ival in positions or (self._has_star and positions):
+                raise refuse(
+                    f"{where} {node.val.ival}: that result column is computed per row "
+                    "by the proxy",
+                    getattr(node, "location", None),
+                )
+        elif isinstance(node, ast.ColumnRef) and len(node.fields) == 1:
+            field = node.fields[0]
+            if isinstance(field, ast.String) and field.sval in names:
+                raise refuse(
+                    f'{where} "{field.sval}": that result column is computed per row '
+                    "by the proxy",
+                    node.location,
+                )
 
     def _mark_handled(self, node: ast.Node) -> None:
         for call in _calls(node):
@@ -268,11 +531,10 @@ class _Statement:
             try:
                 node = self.compiler.compile(call)
             except NotFoldable as exc:
-                raise refuse(
-                    f"pgsodium.{name}() over {exc.what}: its arguments must be "
-                    "literals or bind parameters here",
-                    call.location,
-                ) from None
+                if id(call) in self._searches:
+                    self._search(self._searches[id(call)], stmt, exc)
+                    continue
+                raise self._refuse_over_rows(stmt, call, name, exc) from None
             assert isinstance(node, Call)
             if node.signature.kind != "crypto":
                 continue  # key-management functions run natively upstream
@@ -284,6 +546,61 @@ class _Statement:
                 )
             s, e, _ = sqltext.call_span(self.tokens, call.location)
             self.result.folds.append(Fold(self.span(s, e), node))
+
+    def _search(self, found: search.Search, stmt: ast.Node, exc: NotFoldable) -> None:
+        """`decrypt(c, ...) = value` becomes `(c) = <ciphertext of value>`."""
+        call = found.decrypt
+        rest = tuple(call.args[1:])
+        plaintext = found.value
+        if found.wrapper is not None:
+            plaintext = ast.FuncCall(
+                funcname=(ast.String("convert_to"),),
+                args=(found.value, found.wrapper.args[1]),
+                location=call.location,
+            )
+        encrypt = ast.FuncCall(
+            funcname=(ast.String("pgsodium"), ast.String("crypto_aead_det_encrypt")),
+            args=(plaintext, *rest),
+            location=call.location,
+        )
+        # The decrypt's own signature, for its EXECUTE privilege (PostgreSQL's check).
+        typed_null = ast.TypeCast(
+            arg=ast.A_Const(isnull=True),
+            typeName=ast.TypeName(names=(ast.String("bytea"),)),
+        )
+        try:
+            self.compiler.compile(
+                ast.FuncCall(
+                    funcname=call.funcname,
+                    args=(typed_null, *rest),
+                    location=call.location,
+                )
+            )
+            node = self.compiler.compile(encrypt)
+        except NotFoldable as inner_exc:
+            _, name = function_name(call)
+            raise self._refuse_over_rows(stmt, call, name, inner_exc) from None
+        message = self.sql[found.message_span[0] : found.message_span[1]]
+        self.result.texts.append((*self.span(*found.decrypted_span), f"({message})"))
+        self.result.folds.append(Fold(self.span(*found.value_span), node))
+        self._mark_handled(call)
+
+    def _refuse_over_rows(
+        self, stmt: ast.Node, call: ast.FuncCall, name: str, exc: NotFoldable
+    ) -> RewriteError:
+        where = context.constructs(stmt).get(id(call))
+        what = context.describe(exc.what)
+        if where is None:
+            return refuse(
+                f"pgsodium.{name}() over {what} here: its arguments must be "
+                "literals or bind parameters, or it must be a select-list item",
+                call.location,
+            )
+        return refuse(
+            f"pgsodium.{name}() over {what} in {where}: the proxy computes values "
+            "over rows only in the select list (or RETURNING) of the outermost query",
+            call.location,
+        )
 
     def _create_key(self, call: ast.FuncCall) -> None:
         args: dict[str, ast.Node] = {}
@@ -338,7 +655,7 @@ class _Statement:
         before the upstream's fail-closed stub would say less clearly."""
         if not any(self._is_decrypted_key(v) for v in _range_vars(stmt)):
             return
-        handled = {d.span for d in self.result.deferred}
+        handled = {d.span for d in self.result.deferred} | set(self._scalar_spans)
         for ref in _column_refs(stmt):
             last = ref.fields[-1]
             if not (isinstance(last, ast.String) and last.sval == "decrypted_raw_key"):
@@ -354,11 +671,26 @@ class _Statement:
     # -- pgsodium.decrypted_key -----------------------------------------------------
 
     def _decrypted_key_source(self, stmt: ast.SelectStmt) -> str | None:
-        """The qualifier naming pgsodium.decrypted_key in FROM, if it is there."""
-        for item in stmt.fromClause or ():
-            if isinstance(item, ast.RangeVar) and self._is_decrypted_key(item):
-                return item.alias.aliasname if item.alias else item.relname
-        return None
+        """The qualifier naming pgsodium.decrypted_key in FROM, if it is there.
+
+        Also notes whether it is the only FROM item (a bare `*` then means its
+        columns alone). Two instances of the view are refused: which one an
+        unqualified decrypted_raw_key means is not the proxy's to guess.
+        """
+        items = getattr(stmt, "fromClause", None) or ()
+        relations = _from_relations(items)
+        found = [r for r in relations if self._is_decrypted_key(r)]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise refuse(
+                "pgsodium.decrypted_key twice in one FROM: join it once and "
+                "read the other key rows from pgsodium.key",
+                found[1].location,
+            )
+        self._view_alone = len(items) == 1 and len(relations) == 1
+        var = found[0]
+        return var.alias.aliasname if var.alias else var.relname
 
     def _is_decrypted_key(self, var: ast.RangeVar) -> bool:
         if var.relname != "decrypted_key" or var.catalogname:
@@ -382,8 +714,9 @@ class _Statement:
             isinstance(node, ast.ColumnRef)
             and isinstance(node.fields[-1], ast.String)
             and node.fields[-1].sval == "decrypted_raw_key"
+            and (len(node.fields) == 1 or node.fields[-2].sval == view)
         ):
-            return False
+            return self._expanded_target(target, span, view)
         builtins_chain = tuple(
             _wrapper_builtin(name, call) for name, call in reversed(wrappers)
         )
@@ -398,9 +731,40 @@ class _Statement:
         )
         return True
 
+    def _expanded_target(
+        self, target: ast.ResTarget, span: tuple[int, int], view: str
+    ) -> bool:
+        """decrypted_raw_key inside any other expression: written out as pgsodium
+        defines it, then computed per row like any pgsodium call over rows."""
+        if not scalar.reads_decrypted_raw_key(target.val, view):
+            return False
+        start, end = span[0] + self.start, span[1] + self.start
+        builder, value = scalar.expanded(
+            self.compiler, self.sql, (start, end), target.val, view, self.on_path
+        )
+        try:
+            tree = builder.build(value)
+        except NotFoldable:
+            return False  # refused below, naming decrypted_raw_key
+        name = target.name or figure_colname(target.val)
+        self.result.rows.append(
+            RowOutput(
+                span, name, tree, tuple(builder.inputs), frozenset(builder.candidates)
+            )
+        )
+        self._scalar_spans.append(span)
+        self._mark_handled(target.val)
+        return True
+
     def _star(self, node: ast.ColumnRef, span: tuple[int, int], view: str) -> bool:
         if len(node.fields) == 2 and node.fields[0].sval != view:
             return False
+        if len(node.fields) == 1 and not self._view_alone:
+            raise refuse(
+                "* over pgsodium.decrypted_key joined with other relations: "
+                f"select {view}.* and the other relations' columns by name",
+                node.location,
+            )
         q = sqltext.quote_ident(view)
         parts = []
         for column in DECRYPTED_KEY_COLUMNS:
@@ -425,6 +789,10 @@ class _Statement:
         )
 
 
+_WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
+_CURSOR_OPT_HOLD = 0x0020  # parsenodes.h: WITH HOLD, the cursor outlives its block
+
+
 def _has_clauses(stmt: ast.SelectStmt) -> bool:
     return any(
         getattr(stmt, clause, None)
@@ -442,6 +810,45 @@ def _has_clauses(stmt: ast.SelectStmt) -> bool:
             "withClause",
         )
     )
+
+
+class _OutsideRefs(Visitor):  # type: ignore[misc]
+    """Column references of a statement, not descending into the given queries."""
+
+    def __init__(self, skip: set[int]) -> None:
+        super().__init__()
+        self.skip = skip
+        self.found: list[tuple[ast.ColumnRef, str | None]] = []
+
+    def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
+        if id(node) in self.skip:
+            return Skip
+        if isinstance(node, ast.ColumnRef):
+            self.found.append((node, context.construct(ancestors)))
+        return None
+
+
+def _refs_outside(
+    stmt: ast.Node, skip: set[int]
+) -> list[tuple[ast.ColumnRef, str | None]]:
+    visitor = _OutsideRefs(skip)
+    visitor(stmt)
+    return visitor.found
+
+
+def _is_create_key(node: ast.Node) -> bool:
+    return isinstance(node, ast.FuncCall) and function_name(node)[1] == "create_key"
+
+
+def _from_relations(items: Sequence[ast.Node]) -> list[ast.RangeVar]:
+    """The tables and views of a FROM list, through joins (not into subqueries)."""
+    found: list[ast.RangeVar] = []
+    for item in items:
+        if isinstance(item, ast.RangeVar):
+            found.append(item)
+        elif isinstance(item, ast.JoinExpr):
+            found += _from_relations([item.larg, item.rarg])
+    return found
 
 
 def _value_start(sql: str, s: int, e: int, name: str | None, hint: int) -> int:
@@ -470,8 +877,6 @@ def _create_key_regprocedure() -> str:
 
 
 def _wrapper_builtin(name: str, call: ast.FuncCall) -> builtins.Builtin:
-    if name == "encode":
-        raise refuse("encode() around decrypted_raw_key yet", call.location)
     found = builtins.find_builtin(name, ["bytea"])
     assert found is not None
     return found

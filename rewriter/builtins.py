@@ -8,6 +8,7 @@ results and errors, so that wrapping a proxy-computed value changes nothing visi
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,8 +55,11 @@ def _ascii_lower(text: str) -> str:
     return "".join(c.lower() if "A" <= c <= "Z" else c for c in text)
 
 
+@functools.lru_cache(maxsize=256)
 def encoding_of(name: str, direction: str) -> str:
-    """pg_char_to_encoding: case and non-alphanumerics ignored; the official name."""
+    """pg_char_to_encoding: case and non-alphanumerics ignored; the official name.
+
+    Cached: per-row values call it with the same constant for every row."""
     name = types.name_in(name)  # the argument is of type name
     clean = "".join(c for c in _ascii_lower(name) if c.isascii() and c.isalnum())
     found = _ENCODING_NAMES.get(clean)
@@ -193,7 +197,7 @@ class Builtin:
     name: str
     arg_types: tuple[str, ...]
     returns: str
-    function: Callable[..., object]
+    function: Callable[..., object] | None  # None: resolved, never evaluated
     strict: bool = True
 
 
@@ -222,6 +226,29 @@ def _repeat(text: str, count: int) -> str:
     return text * count
 
 
+def _substring(value: str | bytes, start: int, count: int | None = None) -> object:
+    """substring(v FROM start [FOR count]) / substr(): positions from 1, in
+    characters for text and bytes for bytea; a start before 1 eats into count."""
+    if count is not None and count < 0:
+        raise RewriteError("22011", "negative substring length not allowed")
+    first = max(start, 1)
+    if count is None:
+        return value[first - 1 :]
+    last = start + count  # exclusive, may be before `first`
+    return value[first - 1 : max(last - 1, first - 1)]
+
+
+def coalesce(arg_type: str, count: int) -> Builtin:
+    """COALESCE over `count` values of one type: the first that is not NULL."""
+    return Builtin(
+        "coalesce",
+        (arg_type,) * count,
+        arg_type,
+        lambda *values: next((v for v in values if v is not None), None),
+        strict=False,
+    )
+
+
 BUILTINS: tuple[Builtin, ...] = (
     Builtin("convert_to", ("text", "name"), "bytea", convert_to),
     Builtin("convert_from", ("bytea", "name"), "text", convert_from),
@@ -245,6 +272,22 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin("rtrim", ("text",), "text", lambda v: _trim(v, " ", False, True)),
     Builtin("ltrim", ("text",), "text", lambda v: _trim(v, " ", True, False)),
     Builtin("btrim", ("text",), "text", lambda v: _trim(v, " ", True, True)),
+    *(
+        Builtin(name, (kind, "integer", "integer")[:arity], kind, _substring)
+        for name in ("substring", "substr")
+        for kind in ("bytea", "text")
+        for arity in (2, 3)
+    ),
+    # Overloads the proxy does not evaluate, there so that resolution sees every
+    # candidate the server sees: a call that resolves to one is not evaluated.
+    *(
+        Builtin("substring", args, "text", None)
+        for args in (("text", "text"), ("text", "text", "text"))
+    ),
+    *(
+        Builtin("substring", ("bit", "integer", "integer")[:arity], "bit", None)
+        for arity in (2, 3)
+    ),
     # The || operator.
     Builtin("||", ("text", "text"), "text", lambda a, b: a + b),
     Builtin("||", ("bytea", "bytea"), "bytea", lambda a, b: a + b),
@@ -280,7 +323,9 @@ def find_builtin(name: str, arg_types: list[str]) -> Builtin | None:
             or (known if len(known) == 1 else [])
             or [b for b in matches if "text" in b.arg_types[:1]]
         )
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) != 1 or matches[0].function is None:
+        return None
+    return matches[0]
 
 
 def is_builtin_name(name: str) -> bool:

@@ -16,6 +16,7 @@ from .errors import RewriteError
 from .plan import (
     Apply,
     Call,
+    Case,
     Cast,
     Column,
     Const,
@@ -82,6 +83,11 @@ def evaluate(
         return node.builtin.function(*args)
     if isinstance(node, Call):
         return call(node.signature, [value(a) for a in node.args])
+    if isinstance(node, Case):
+        for condition, result in node.whens:
+            if value(condition) is True:
+                return value(result)
+        return value(node.default)
     raise RewriteError("XX000", f"unexpected node {type(node).__name__}")
 
 
@@ -153,6 +159,17 @@ def _compile(
         functions = [sub(a)[0] for a in node.args]
         signature = node.signature
         return (lambda row: call(signature, [f(row) for f in functions])), False
+    if isinstance(node, Case):
+        branches = [(sub(c)[0], sub(r)[0]) for c, r in node.whens]
+        default = sub(node.default)[0]
+
+        def case(row: Sequence[Any]) -> Any:
+            for condition, result in branches:
+                if condition(row) is True:
+                    return result(row)
+            return default(row)
+
+        return case, False
     raise RewriteError("XX000", f"unexpected node {type(node).__name__}")
 
 

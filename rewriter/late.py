@@ -10,9 +10,9 @@ the client (plaintexts among them) never go upstream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from pglast import ast
 
@@ -21,7 +21,7 @@ from keystore.catalogue import overloads
 from . import builtins, sqltext, types
 from .compile import Compiler, NotFoldable, field_of, function_name, is_pgsodium_call
 from .errors import RewriteError
-from .plan import Apply, Call, Cast, Column, Const, Node, node_type
+from .plan import Apply, Call, Case, Cast, Column, Const, Node, node_type
 from .resolve import resolve
 
 
@@ -50,13 +50,24 @@ class LateField:
     name: str
 
 
-Open = Union[Node, RowInput, LateCall, LateApply, LateField]
+@dataclass(frozen=True, slots=True)
+class LateCase:
+    whens: tuple[tuple[Open, Open], ...]
+    default: Open
+
+
+Open = Union[Node, RowInput, LateCall, LateApply, LateField, LateCase]
 
 
 @dataclass(frozen=True, slots=True)
 class Input:
-    text: str  # the argument's SQL text
+    text: str  # the argument's SQL text, in the scope where it is computed
     key_ref: bool  # the database also returns pgsodium._proxy_key_ref(text)
+    # Computed in the select list of inner query item `inner` (rewriter.inner);
+    # the outer select list names it `qualifier.<alias>`. None: computed in the
+    # outer select-list item itself.
+    inner: int | None = None
+    qualifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +105,81 @@ class RowCompiler:
         self.on_path = on_path
         self.inputs: list[Input] = []
         self.candidates: set[str] = set()
+        # Finds the inner query item an outer column reference names (rewriter.inner).
+        self.inner_ref: Callable[[ast.ColumnRef], Any] | None = None
 
     def build(self, node: ast.Node) -> Open:
         try:
             return self.compiler.compile(node)
         except NotFoldable:
             pass
+        if isinstance(node, ast.ColumnRef) and self.inner_ref is not None:
+            item = self.inner_ref(node)
+            if item is not None:
+                return self._inner(item)
         if isinstance(node, ast.FuncCall):
             return self._call(node)
         if isinstance(node, ast.TypeCast):
             return LateApply("::" + _cast_target(node), (self.build(node.arg),))
+        if isinstance(node, ast.CoalesceExpr):
+            return LateApply("coalesce", tuple(self.build(a) for a in node.args))
+        if isinstance(node, ast.CaseExpr) and node.arg is None:
+            return self._case(node)
         if isinstance(node, ast.A_Indirection) and len(node.indirection) == 1:
             field = node.indirection[0]
             if isinstance(field, ast.String):
                 return LateField(self.build(node.arg), field.sval)
         raise NotFoldable(type(node).__name__, getattr(node, "location", None))
+
+    def _inner(self, item: Any) -> Open:
+        """An inner query's value over rows: its inputs are computed there."""
+        from .inner import rebase
+
+        offset = len(self.inputs)
+        self.inputs += [
+            Input(i.text, i.key_ref, item.index, item.qualifier) for i in item.inputs
+        ]
+        self.candidates |= item.candidates
+        return rebase(item.tree, offset)
+
+    def _case(self, node: ast.CaseExpr) -> Open:
+        """A searched CASE: conditions without pgsodium calls are computed by the
+        database as boolean row inputs; the branches are computed by the proxy."""
+        parts = sqltext.case_parts(self.tokens, node.location)
+        spans = {kind: [(s, e) for k, s, e in parts if k == kind] for kind in
+                 ("WHEN", "THEN", "ELSE")}  # fmt: skip
+        if len(spans["WHEN"]) != len(node.args):
+            raise NotFoldable("a CASE expression", node.location)
+        whens = []
+        for when, condition, result in zip(
+            node.args, spans["WHEN"], spans["THEN"], strict=True
+        ):
+            whens.append(
+                (
+                    self._value(when.expr, condition, boolean=True),
+                    self._value(when.result, result),
+                )
+            )
+        default: Open = Const("unknown", None)
+        if node.defresult is not None:
+            default = self._value(node.defresult, spans["ELSE"][0])
+        return LateCase(tuple(whens), default)
+
+    def _value(
+        self, node: ast.Node, span: tuple[int, int], boolean: bool = False
+    ) -> Open:
+        """A part of a CASE: built by the proxy, or a row input if the database
+        can compute it (it calls nothing of pgsodium)."""
+        involves = any(is_pgsodium_call(c, self.on_path) for c in _calls(node))
+        if boolean and involves:
+            raise NotFoldable("a CASE condition over a pgsodium call", None)
+        try:
+            return self.compiler.compile(node) if boolean else self.build(node)
+        except NotFoldable:
+            if involves:
+                raise
+        self.inputs.append(Input(self.sql[span[0] : span[1]].strip(), False))
+        return RowInput(len(self.inputs) - 1)
 
     def _call(self, node: ast.FuncCall) -> Open:
         schema, name = function_name(node)
@@ -118,6 +189,9 @@ class RowCompiler:
         ):
             raise NotFoldable(f"function {name}()", node.location)
         _, _, spans = sqltext.call_span(self.tokens, node.location)
+        if len(spans) != len(node.args or ()):
+            # SQL-standard syntax (substring(x FROM a FOR b)): no comma spans.
+            spans = [None] * len(node.args or ())
         uuid_at, uuid_named = _uuid_positions(name) if pgsodium else (set(), set())
         args: list[Open] = []
         named: list[str] = []
@@ -139,8 +213,18 @@ class RowCompiler:
         return LateCall(name, tuple(args), tuple(named), node.location)
 
     def _argument(
-        self, value: ast.Node, span: tuple[int, int], is_key: bool, arg: ast.Node
+        self,
+        value: ast.Node,
+        span: tuple[int, int] | None,
+        is_key: bool,
+        arg: ast.Node,
     ) -> Open:
+        if (
+            span is not None
+            and _upstream_computes(value, self.on_path)
+            and not self._reads_inner(value)
+        ):
+            return self._input(value, span, is_key, arg)
         try:
             folded = self.build(value)
             # SECURITY: a raw key or key id written in the statement stays in the
@@ -151,6 +235,22 @@ class RowCompiler:
             pass
         if any(is_pgsodium_call(c, self.on_path) for c in _calls(value)):
             raise NotFoldable("a pgsodium call inside a row expression", None)
+        if span is None:
+            raise NotFoldable("a column inside SQL-standard function syntax", None)
+        return self._input(value, span, is_key, arg)
+
+    def _reads_inner(self, value: ast.Node) -> bool:
+        """Whether `value` names a value computed per row in an inner query."""
+        if self.inner_ref is None:
+            return False
+        from .analyze import _column_refs
+
+        return any(self.inner_ref(ref) is not None for ref in _column_refs(value))
+
+    def _input(
+        self, value: ast.Node, span: tuple[int, int], is_key: bool, arg: ast.Node
+    ) -> RowInput:
+        """The argument's text becomes a row input: the database computes it."""
         start = span[0]
         if isinstance(arg, ast.NamedArgExpr):
             text = self.sql[span[0] : span[1]]
@@ -162,10 +262,54 @@ class RowCompiler:
         return RowInput(len(self.inputs) - 1)
 
 
+# Functions whose second argument is a name, not data: an encoding or a format.
+_NAMED_FORM = frozenset({"convert_to", "convert_from", "encode", "decode"})
+
+
+def _upstream_computes(node: ast.Node, on_path: bool) -> bool:
+    """Whether the database may compute this argument of a pgsodium call itself:
+    it reads columns, calls nothing of pgsodium, and holds no literal or bind
+    parameter (SECURITY: a client's constant may be plaintext, which never goes
+    upstream) except the encoding or format name of convert_to/encode and kin.
+    PostgreSQL computing it is exact by construction, and off the proxy's core."""
+    return _computes(node, on_path) is True
+
+
+def _computes(node: ast.Node, on_path: bool) -> bool | None:
+    """True: computable upstream and reads a column; None: computable, no column;
+    False: not computable upstream."""
+    if isinstance(node, ast.ColumnRef):
+        return isinstance(node.fields[-1], ast.String)
+    if isinstance(node, ast.TypeCast):
+        return _computes(node.arg, on_path)
+    if isinstance(node, ast.FuncCall):
+        if is_pgsodium_call(node, on_path) or node.agg_star or node.over is not None:
+            return False
+        args = list(node.args or ())
+        if any(isinstance(a, ast.NamedArgExpr) for a in args):
+            return False
+        _, name = function_name(node)
+        if name in _NAMED_FORM and len(args) == 2:
+            if not (isinstance(args[1], ast.A_Const) and not args[1].isnull):
+                return False
+            args = args[:1]
+        return _all_compute(args, on_path)
+    if isinstance(node, ast.A_Expr) and node.kind.name == "AEXPR_OP":
+        return _all_compute([n for n in (node.lexpr, node.rexpr) if n], on_path)
+    return False
+
+
+def _all_compute(nodes: list[ast.Node], on_path: bool) -> bool | None:
+    results = [_computes(n, on_path) for n in nodes]
+    if any(r is False for r in results):
+        return False
+    return True if any(results) else None
+
+
 def _may_be_uuid(node: Open) -> bool:
     kind = (
         node_type(node)
-        if not isinstance(node, (RowInput, LateCall, LateApply, LateField))
+        if not isinstance(node, (RowInput, LateCall, LateApply, LateField, LateCase))
         else None
     )
     if kind == "uuid":
@@ -214,6 +358,8 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
         args = [resolve_open(a, input_types) for a in tree.args]
         if tree.name.startswith("::"):
             return Cast(args[0], tree.name[2:])
+        if tree.name == "coalesce":
+            return _coalesce(args)
         found = builtins.find_builtin(tree.name, [node_type(a) for a in args])
         if found is None:
             shown = ", ".join(node_type(a) for a in args)
@@ -227,7 +373,49 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
         )
     if isinstance(tree, LateField):
         return field_of(resolve_open(tree.node, input_types), tree.name)
+    if isinstance(tree, LateCase):
+        return _case(tree, input_types)
     return tree
+
+
+def _case(tree: LateCase, input_types: Sequence[str]) -> Node:
+    """CASE: every branch resolves to one type (unknown NULLs take it)."""
+    whens = [
+        (resolve_open(c, input_types), resolve_open(r, input_types))
+        for c, r in tree.whens
+    ]
+    default = resolve_open(tree.default, input_types)
+    results = [r for _, r in whens] + [default]
+    known = {node_type(r) for r in results} - {"unknown"}
+    if len(known) != 1:
+        shown = " and ".join(sorted(known)) or "unknown"
+        raise RewriteError(
+            "0A000",
+            f"pgsodium-proxy cannot evaluate CASE with {shown} results here: "
+            "give every branch the same type",
+        )
+    (kind,) = known
+    return Case(
+        tuple((_coerce(c, "boolean"), _coerce(r, kind)) for c, r in whens),
+        _coerce(default, kind),
+        kind,
+    )
+
+
+def _coalesce(args: list[Node]) -> Node:
+    """COALESCE: its values resolve to one type (unknown literals take it)."""
+    known = {node_type(a) for a in args} - {"unknown"}
+    if len(known) != 1:
+        shown = " and ".join(sorted(known)) or "unknown"
+        raise RewriteError(
+            "0A000",
+            f"pgsodium-proxy cannot evaluate COALESCE over {shown} values here: "
+            "give every value the same type",
+        )
+    (kind,) = known
+    return Apply(
+        builtins.coalesce(kind, len(args)), tuple(_coerce(a, kind) for a in args)
+    )
 
 
 def _coerce(value: Node, target: str) -> Node:
@@ -241,11 +429,33 @@ def input_columns(marker: str, index: int, inputs: Sequence[Input]) -> str:
     parts = []
     for number, item in enumerate(inputs):
         alias = sqltext.quote_ident(f"{marker}r{index}_{number}")
+        ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
+        if item.inner is not None:
+            q = sqltext.quote_ident(item.qualifier or "")
+            parts.append(f"{q}.{alias}")
+            if item.key_ref:
+                parts.append(f"{q}.{ref}")
+            continue
         parts.append(f"({item.text}) AS {alias}")
         if item.key_ref:
-            ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
             parts.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
     return ", ".join(parts)
+
+
+def inner_columns(marker: str, rows: Sequence[RowOutput], inner: int, name: str) -> str:
+    """The upstream text of inner query item `inner`: the inputs it computes for
+    every outer RowOutput, or a NULL column when no outer item reads it."""
+    parts = []
+    for index, row in enumerate(rows):
+        for number, item in enumerate(row.inputs):
+            if item.inner != inner:
+                continue
+            alias = sqltext.quote_ident(f"{marker}r{index}_{number}")
+            parts.append(f"({item.text}) AS {alias}")
+            if item.key_ref:
+                ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
+                parts.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
+    return ", ".join(parts) or f"NULL AS {sqltext.quote_ident(name)}"
 
 
 __all__ = [

@@ -71,11 +71,21 @@ class Column:
     type: str
 
 
-Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source, Column]
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A searched CASE: the result of the first condition that is true, else the
+    default; only the branch taken is evaluated, as in PostgreSQL."""
+
+    whens: tuple[tuple[Node, Node], ...]  # (boolean condition, result)
+    default: Node
+    type: str
+
+
+Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source, Column, Case]
 
 
 def node_type(node: Node) -> str:
-    if isinstance(node, (Const, Param, Cast, FieldOf, Source, Column)):
+    if isinstance(node, (Const, Param, Cast, FieldOf, Source, Column, Case)):
         return node.type
     if isinstance(node, Call):
         return node.signature.returns
@@ -89,6 +99,11 @@ def walk(node: Node):  # type: ignore[no-untyped-def]
             yield from walk(arg)
     elif isinstance(node, (Cast, FieldOf)):
         yield from walk(node.node)
+    elif isinstance(node, Case):
+        for condition, result in node.whens:
+            yield from walk(condition)
+            yield from walk(result)
+        yield from walk(node.default)
 
 
 # -- what a plan contains ------------------------------------------------------------
@@ -150,6 +165,8 @@ class Plan:
     sources: list[Node] = field(default_factory=list)
     # Select-list items computed from each row (rewriter.late.RowOutput).
     rows: list[Any] = field(default_factory=list)
+    # Inner query select-list items over rows (span, name): rewriter.inner.
+    inner: list[tuple[tuple[int, int], str]] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.
@@ -161,6 +178,10 @@ class Plan:
     # Some call or relation name was unqualified: it is pgsodium's only if the
     # session's search_path says so.
     unqualified: bool = False
+    # DECLARE … CURSOR over computed rows: the cursor's name; its FETCHes return the
+    # rows this plan's layout turns into the client's.
+    cursor: str | None = None
+    cursor_hold: bool = False  # WITH HOLD: it outlives the transaction block
 
     @property
     def rewrites(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import sqltext
-from .late import input_columns
+from .late import inner_columns, input_columns
 from .plan import Plan, RawKeyCreate, node_type
 
 # pgsodium's default key context 'pgsodium', written without backslashes.
@@ -95,7 +95,10 @@ def render(
             )
         replacements.append((start, end, text))
     for index, row in enumerate(plan.rows):
-        replacements.append((*row.span, input_columns(marker, index, row.inputs)))
+        if row.span[0] >= 0:
+            replacements.append((*row.span, input_columns(marker, index, row.inputs)))
+    for index, (span, name) in enumerate(plan.inner):
+        replacements.append((*span, inner_columns(marker, plan.rows, index, name)))
     for index, fold in enumerate(plan.folds):
         replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
     for index, create in enumerate(plan.creates):

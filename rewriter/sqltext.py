@@ -120,6 +120,34 @@ def call_span(toks: list[Token], start: int) -> tuple[int, int, list[tuple[int, 
     raise RewriteError("42601", "syntax error: unbalanced parentheses")
 
 
+def case_parts(toks: list[Token], start: int) -> list[tuple[str, int, int]]:
+    """The parts of the CASE expression at `start`: ("WHEN" | "THEN" | "ELSE", span)
+    in order, found at the CASE's own nesting level (inner CASEs and parentheses
+    are skipped)."""
+    index = _index_at(toks, start)
+    if index == len(toks) or toks[index].name != "CASE":
+        raise RewriteError("XX000", "CASE expression not found in the text")
+    parts: list[tuple[str, int, int]] = []
+    depth = 0  # parentheses and nested CASE ... END
+    kind, part_start, part_end = "", -1, -1
+    for tok in toks[index + 1 :]:
+        if depth == 0 and tok.name in ("WHEN", "THEN", "ELSE", "END_P"):
+            if kind:
+                parts.append((kind, part_start, part_end))
+            if tok.name == "END_P":
+                return parts
+            kind, part_start, part_end = tok.name, -1, -1
+            continue
+        if tok.name in _OPEN or tok.name == "CASE":
+            depth += 1
+        elif tok.name in _CLOSE or tok.name == "END_P":
+            depth -= 1
+        if part_start == -1:
+            part_start = tok.start
+        part_end = tok.end
+    raise RewriteError("42601", "syntax error: CASE without END")
+
+
 def splice(sql: str, replacements: list[tuple[int, int, str]]) -> str:
     """Replace non-overlapping [start, end) spans of `sql`."""
     out: list[str] = []

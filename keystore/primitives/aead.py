@@ -53,9 +53,15 @@ def _dbl(d: int) -> int:
     return ((d << 1) & _MASK256) ^ (_DBL_REDUCTION if carry else 0)
 
 
+@functools.lru_cache(maxsize=1024)
+def _s2v_start(ka: bytes) -> int:
+    """S2V's first block, BLAKE2b(32 zero bytes) under Ka: one per key, cached."""
+    return int.from_bytes(_b2(ka, _ZERO_BLOCK), "big")
+
+
 def _s2v(ka: bytes, m: bytes, ad: bytes | None, nonce: bytes | None) -> bytes:
     """The SIV tag: BLAKE2b-based S2V over (AD, nonce, message), as pgsodium's C."""
-    d = int.from_bytes(_b2(ka, _ZERO_BLOCK), "big")
+    d = _s2v_start(ka)
     if ad:  # a NULL and an empty AD both skip this step
         d = _dbl(d) ^ int.from_bytes(_b2(ka, ad), "big")
     if nonce is not None:

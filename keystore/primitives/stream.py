@@ -7,7 +7,6 @@ libsodium's. The 'pgosdium' default context of one overload lives in the SQL def
 
 from __future__ import annotations
 
-import ctypes
 import secrets
 import struct
 from collections.abc import Callable
@@ -56,33 +55,35 @@ def hchacha20(key: bytes, nonce16: bytes) -> bytes:
     )
 
 
+_CDEF = """
+int crypto_core_hchacha20(unsigned char *out, const unsigned char *in,
+                          const unsigned char *k, const unsigned char *c);
+int crypto_stream_chacha20_xor_ic(unsigned char *c, const unsigned char *m,
+                                  unsigned long long mlen, const unsigned char *n,
+                                  uint64_t ic, const unsigned char *k);
+"""
+
+
 def _libsodium() -> tuple[Any, Any] | None:
     """libsodium's own hchacha20 and chacha20_xor_ic from PyNaCl's bundled library.
 
     PyNaCl binds neither, but its extension module exports libsodium's whole API;
-    when these two symbols are there they are libsodium's exact code, ~10x faster
-    than building `cryptography` contexts. Without them the code below is used.
+    when these two symbols are there they are libsodium's exact code, called
+    through cffi (a few times faster than `cryptography` contexts per call).
+    Without them the code below is used.
     """
     try:
         import nacl._sodium as bundled
+        from cffi import FFI
 
-        library = ctypes.CDLL(bundled.__file__)
-        core = library.crypto_core_hchacha20
-        xor_ic = library.crypto_stream_chacha20_xor_ic
+        ffi = FFI()
+        ffi.cdef(_CDEF)
+        library = ffi.dlopen(bundled.__file__)
+        library.crypto_core_hchacha20  # noqa: B018 -- present, or AttributeError
+        library.crypto_stream_chacha20_xor_ic  # noqa: B018
     except (ImportError, OSError, AttributeError):
         return None
-    core.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
-    core.restype = ctypes.c_int
-    xor_ic.argtypes = [
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_ulonglong,
-        ctypes.c_char_p,
-        ctypes.c_uint64,
-        ctypes.c_char_p,
-    ]
-    xor_ic.restype = ctypes.c_int
-    return core, xor_ic
+    return ffi, library
 
 
 _LIBSODIUM = _libsodium()
@@ -90,19 +91,21 @@ _LIBSODIUM = _libsodium()
 
 def _xchacha20_xor_libsodium(data: bytes, nonce: bytes, key: bytes, ic: int) -> bytes:
     assert _LIBSODIUM is not None
-    core, xor_ic = _LIBSODIUM
-    subkey = ctypes.create_string_buffer(KEY_BYTES)
-    core(subkey, bytes(nonce[:HCHACHA20_INPUT_BYTES]), bytes(key), None)
-    out = ctypes.create_string_buffer(len(data))
-    xor_ic(
+    ffi, library = _LIBSODIUM
+    subkey = ffi.new("unsigned char[32]")
+    library.crypto_core_hchacha20(
+        subkey, bytes(nonce[:HCHACHA20_INPUT_BYTES]), bytes(key), ffi.NULL
+    )
+    out = ffi.new("unsigned char[]", len(data))
+    library.crypto_stream_chacha20_xor_ic(
         out,
         bytes(data),
         len(data),
         bytes(nonce[HCHACHA20_INPUT_BYTES:]),
         as_uint64(ic),
-        subkey.raw,
+        subkey,
     )
-    return out.raw
+    return ffi.buffer(out)[:]
 
 
 def xchacha20_xor(data: bytes, nonce: bytes, key: bytes, ic: int = 0) -> bytes:

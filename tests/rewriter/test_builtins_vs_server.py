@@ -406,9 +406,10 @@ def _ours(proc: str | None) -> tuple[str, tuple[str, ...]] | None:
     if proc is None:
         return None
     head, _, args = proc.partition("(")
+    head = head.strip('"')  # regprocedure quotes keyword names: "substring"
     name = SERVER_NAMES.get(head, head)
     arg_types = tuple(a for a in args.rstrip(")").split(",") if a)
-    known = {(b.name, b.arg_types) for b in builtins.BUILTINS}
+    known = {(b.name, b.arg_types) for b in builtins.BUILTINS if b.function}
     return (name, arg_types) if (name, arg_types) in known else None
 
 
