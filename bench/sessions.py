@@ -18,6 +18,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,11 +51,17 @@ class Figures:
 class IdleSession:
     """A minimal client: trust login, one statement, then idle until closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.writer: asyncio.StreamWriter | None = None
+        self.tls = tls
 
     async def open(self, port: int, user: str) -> bool:
         reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        if self.tls is not None:
+            self.writer.write(codec.SSLRequest().encode())
+            if await reader.readexactly(1) != b"S":
+                return False
+            await self.writer.start_tls(self.tls, server_hostname="localhost")
         params = {"user": user, "database": "postgres"}
         self.writer.write(codec.StartupMessage(codec.PROTOCOL_3_0, params).encode())
         frames = codec.FrameReader()
@@ -118,10 +125,10 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 async def _open_all(
-    port: int, count: int, concurrency: int
+    port: int, count: int, concurrency: int, tls: ssl.SSLContext | None
 ) -> tuple[list[IdleSession], int]:
     gate = asyncio.Semaphore(concurrency)
-    sessions = [IdleSession() for _ in range(count)]
+    sessions = [IdleSession(tls) for _ in range(count)]
 
     async def one(session: IdleSession) -> bool:
         async with gate:
@@ -135,18 +142,23 @@ async def _open_all(
 
 
 async def _measure(
-    proxy_pid: int, port: int, cluster: Cluster, count: int, concurrency: int
+    proxy_pid: int,
+    port: int,
+    cluster: Cluster,
+    count: int,
+    concurrency: int,
+    tls: ssl.SSLContext | None,
 ) -> Figures:
     # Baseline: after one session came and went, so import-time and first-use
     # allocations are not counted against the idle sessions.
-    warm = IdleSession()
+    warm = IdleSession(tls)
     await warm.open(port, "postgres")
     warm.close()
     await asyncio.sleep(SETTLE_SECONDS)
     baseline = _status_kib(proxy_pid, "VmRSS")
 
     started = time.monotonic()
-    sessions, served = await _open_all(port, count, concurrency)
+    sessions, served = await _open_all(port, count, concurrency, tls)
     open_seconds = time.monotonic() - started
     await asyncio.sleep(SETTLE_SECONDS)
     idle = _status_kib(proxy_pid, "VmRSS")
@@ -176,7 +188,18 @@ async def _measure(
     )
 
 
-def run(count: int, concurrency: int, keep: bool) -> Figures:
+def _tls_files(base: Path) -> tuple[str, ssl.SSLContext]:
+    """A throwaway CA and server certificate; the [listen] lines that use them."""
+    from tests.integration.certs import make_certs
+
+    certs = make_certs(base / "tls", "bench")
+    lines = (
+        f"ssl = true\nssl_cert_file = '{certs.cert}'\nssl_key_file = '{certs.key}'\n"
+    )
+    return lines, ssl.create_default_context(cafile=str(certs.ca))
+
+
+def run(count: int, concurrency: int, keep: bool, use_tls: bool) -> Figures:
     _raise_open_files(count + 256)
     base = Path(tempfile.mkdtemp(prefix="pgsodium-proxy-bench-sessions-"))
     os.chmod(base, 0o755)  # the postgres user must reach the data directory
@@ -194,9 +217,10 @@ def run(count: int, concurrency: int, keep: bool) -> Figures:
         dsn = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
         asyncio.run(install_schema(dsn, load_from_file(key)))
         port = free_port()
+        listen_tls, tls = _tls_files(base) if use_tls else ("", None)
         config = base / "proxy.toml"
         config.write_text(
-            f"[listen]\nport = {port}\nmax_clients = {count + 10}\n"
+            f"[listen]\nport = {port}\nmax_clients = {count + 10}\n{listen_tls}"
             f"[upstream]\nport = {cluster.port}\nadmin_dsn = '{dsn}'\n"
             f"[root_key]\nfile = '{key}'\n[log]\nlevel = 'warning'\n"
         )
@@ -206,7 +230,9 @@ def run(count: int, concurrency: int, keep: bool) -> Figures:
             [str(binary), "serve", "--config", str(config)], stderr=log
         )
         _wait_listening(port, process)
-        return asyncio.run(_measure(process.pid, port, cluster, count, concurrency))
+        return asyncio.run(
+            _measure(process.pid, port, cluster, count, concurrency, tls)
+        )
     finally:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -227,11 +253,14 @@ def main() -> int:
     parser.add_argument(
         "--concurrency", type=int, default=50, help="logins in flight at once"
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="clients use TLS (sslmode verify-full)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
 
-    figures = run(args.sessions, args.concurrency, args.keep)
+    figures = run(args.sessions, args.concurrency, args.keep, args.tls)
     print(f"sessions asked             {figures.sessions}")
     print(f"sessions served            {figures.served} (failed {figures.failed})")
     print(f"upstream client backends   {figures.upstream_connections}")
