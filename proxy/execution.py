@@ -7,6 +7,7 @@ key created earlier in the same transaction is visible.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -39,7 +40,9 @@ _CREATE_TYPES = ("uuid", "bytea", "bytea", "uuid", "text")
 DET_NONCE_BYTES = 16
 
 
+@functools.lru_cache(maxsize=256)
 def _default(text: str | None) -> Any:
+    """A parameter default's value (constants only, so it can be cached)."""
     return evaluate(default_value(text), {}, _no_calls)
 
 
@@ -494,6 +497,7 @@ class FetchExecution(Execution):
 
 def _roots(plan: Plan) -> list[Any]:
     roots: list[Any] = [o.node for o in plan.outputs] + [f.node for f in plan.folds]
+    roots += plan.sources  # SELECT ... FROM pgsodium.f($1): f's own arguments
     for create in plan.creates:
         roots += [
             n

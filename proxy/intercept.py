@@ -55,6 +55,11 @@ _CURSORS = 1024
 
 
 _ENCODINGS = ("client_encoding", "server_encoding")
+# Statements that may change the current role, whose EXECUTE privileges a later
+# pgsodium call in the same Query message would need.
+_ROLE_CHANGE = re.compile(
+    r"\b(role|session\s+authorization|reset|discard|set_config)\b", re.IGNORECASE
+)
 
 
 def involves_pgsodium(body: bytes) -> bool:
@@ -253,6 +258,17 @@ class Interceptor:
         if not any(p.rewrites for p in plans):
             self._forward(frame, SyncReply())
             return
+        if _role_change_before_call(plans):
+            await self.fail_simple(
+                RewriteError(
+                    "0A000",
+                    "pgsodium-proxy cannot evaluate a pgsodium call after a statement "
+                    "that may change the current role (SET ROLE, SET SESSION "
+                    "AUTHORIZATION, RESET, DISCARD) in the same Query message: send "
+                    "the call as a Query of its own",
+                )
+            )
+            return
         execution = Execution(self, sql, plans, extended=False)
         try:
             await execution.prepare(params={})
@@ -383,6 +399,13 @@ class Interceptor:
         try:
             plans = self.plans(message.query, tuple(message.param_types))
         except RewriteError as exc:
+            if not message.name:
+                # PostgreSQL drops the unnamed statement before parsing: a Bind or
+                # Describe of it that follows must not find the previous one, here
+                # or upstream.
+                self.statements.pop("", None)
+                self.session.write_upstream(codec.Close("S", "").encode())
+                self.session.push(Collect(b"3"))
             await self.raise_upstream(exc)
             return
         self._note_strategy(plans)
@@ -466,6 +489,7 @@ class Interceptor:
         # before anything else goes upstream, so a failure can still abort it.
         self.session.write_upstream(frame.raw + codec.Flush().encode())
         self.session.push(reply)
+        self.session.flush_upstream()
         await reply.done
         if reply.error is not None:
             await self.raise_upstream(reply.error)
@@ -482,7 +506,19 @@ class Interceptor:
         )
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(reply)
+        self.session.flush_upstream()
         await reply.done
+
+
+def _role_change_before_call(plans: list[Plan]) -> bool:
+    """Key lookups and EXECUTE checks run before the message does: a statement
+    before the call that may change the role would make them use the wrong one."""
+    changed = False
+    for plan in plans:
+        if changed and plan.rewrites:
+            return True
+        changed = changed or _ROLE_CHANGE.search(plan.text) is not None
+    return False
 
 
 def to_proxy_error(exc: Exception) -> ProxyError:
@@ -490,7 +526,10 @@ def to_proxy_error(exc: Exception) -> ProxyError:
         return exc
     if isinstance(exc, (RewriteError, PgsodiumError)):
         return ProxyError(
-            exc.sqlstate, exc.message, position=getattr(exc, "position", None)
+            exc.sqlstate,
+            exc.message,
+            position=getattr(exc, "position", None),
+            hint=getattr(exc, "hint", None),
         )
     return ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
 

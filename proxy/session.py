@@ -88,6 +88,9 @@ class Session:
         # The upstream offered SCRAM channel binding, which the client was not shown.
         self.channel_binding_hidden = False
         self.ready = False  # startup and authentication are done
+        # Upstream writes held back while one batch of client messages is handled
+        # (None: write at once). One send per batch, not one per message.
+        self._corked: list[bytes] | None = None
 
     # -- logging ---------------------------------------------------------------
 
@@ -110,8 +113,19 @@ class Session:
             self.client_writer.write(data)
 
     def write_upstream(self, data: bytes) -> None:
+        if self._corked is not None:
+            self._corked.append(data)
+            return
         assert self.upstream_writer is not None
         self.upstream_writer.write(data)
+
+    def flush_upstream(self) -> None:
+        """Send what a batch of client messages queued, in one write. Called before
+        every wait for an upstream reply, and at the end of each batch."""
+        if self._corked:
+            assert self.upstream_writer is not None
+            self.upstream_writer.write(b"".join(self._corked))
+            self._corked.clear()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -446,26 +460,32 @@ class Session:
             if self.pending_abort is not None:
                 await self.interceptor.abort_upstream()
             run: list[bytes] = []
-            for frame in frames:
-                if frame.type == ord("X"):
-                    # Forwarded, so the upstream ends the session as a clean close
-                    # (no "unexpected EOF" in its log, no open transaction left).
+            self._corked = []
+            try:
+                for frame in frames:
+                    if frame.type == ord("X"):
+                        # Forwarded, so the upstream ends the session as a clean
+                        # close (no "unexpected EOF" in its log, no open transaction).
+                        run.append(frame.raw)
+                        self._flush_run(run)
+                        self.flush_upstream()
+                        await self._drain_upstream()
+                        return
+                    if frame.type not in _FRONTEND_TYPES:
+                        self.client_violation = ProtocolViolation(
+                            f"invalid frontend message type {frame.type}"
+                        )
+                        break
+                    if self.interceptor.wants(frame):
+                        self._flush_run(run)
+                        await self.interceptor.handle(frame)
+                        continue
+                    self._track(frame)
                     run.append(frame.raw)
-                    self._flush_run(run)
-                    await self._drain_upstream()
-                    return
-                if frame.type not in _FRONTEND_TYPES:
-                    self.client_violation = ProtocolViolation(
-                        f"invalid frontend message type {frame.type}"
-                    )
-                    break
-                if self.interceptor.wants(frame):
-                    self._flush_run(run)
-                    await self.interceptor.handle(frame)
-                    continue
-                self._track(frame)
-                run.append(frame.raw)
-            self._flush_run(run)
+                self._flush_run(run)
+                self.flush_upstream()
+            finally:
+                self._corked = None
             await self._drain_upstream()
             if self.client_violation is not None:
                 await self._answer_before_violation()
@@ -535,6 +555,7 @@ class Session:
             b"".join(m.encode() for m in messages) + codec.Flush().encode()
         )
         self.router.push(reply)
+        self.flush_upstream()
         frames = await reply.done
         if reply.skipped:
             raise Skipped()
@@ -561,6 +582,7 @@ class Session:
             codec.Describe(kind, name).encode() + codec.Flush().encode()
         )
         self.router.push(reply)
+        self.flush_upstream()
         return await reply.done
 
     async def _pump_upstream(self) -> None:

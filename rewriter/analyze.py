@@ -239,6 +239,10 @@ class _Statement:
                     getattr(target.val, "location", None),
                 ) from None
             return
+        if not builder.inputs:
+            # Nothing comes from rows, yet it did not fold: leave it to _remaining
+            # (an empty select-list item would give the client no column at all).
+            return
         name = target.name or figure_colname(target.val)
         self.result.rows.append(
             RowOutput(
@@ -426,7 +430,14 @@ class _Statement:
             self.handled.add(id(call))
 
     def _mentions_pgsodium_call(self, node: ast.Node) -> bool:
-        return any(is_pgsodium_call(c, self.on_path) for c in _calls(node))
+        """A pgsodium crypto call: key management (create_key, get_key_by_*, …)
+        is left to _remaining, which runs it natively or folds a raw key."""
+        for call in _calls(node):
+            if is_pgsodium_call(call, self.on_path):
+                name = function_name(call)[1]
+                if name != "create_key" and self._catalogue_kind(name) == "crypto":
+                    return True
+        return False
 
     # -- SELECT ... FROM pgsodium.f(...) ----------------------------------------------
 
@@ -528,6 +539,8 @@ class _Statement:
             if name == "create_key":
                 self._create_key(call)
                 continue
+            if self._catalogue_kind(name) != "crypto":
+                continue  # key-management functions run natively upstream
             try:
                 node = self.compiler.compile(call)
             except NotFoldable as exc:
