@@ -8,9 +8,11 @@ DSN not at all (it may hold a password).
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 
 import asyncpg
+from cryptography import x509
 
 from keystore import schema
 from keystore.errors import KeystoreError
@@ -18,6 +20,9 @@ from keystore.errors import KeystoreError
 from . import tls
 from .admin import AdminError, _connect
 from .config import Config, ConfigError
+
+# A certificate that expires sooner than this is worth a note.
+CERTIFICATE_WARNING = datetime.timedelta(days=14)
 
 
 class _Report:
@@ -52,10 +57,24 @@ def _check_tls(config: Config, report: _Report) -> None:
     try:
         if tls.server_context(config.listen) is None:
             report.line("note", "client TLS is off: SSLRequest is answered 'N'")
-        else:
-            report.line("ok", f"client TLS certificate {config.listen.ssl_cert_file}")
+            return
     except ConfigError as exc:
         report.line("FAIL", str(exc))
+        return
+    path = Path(config.listen.ssl_cert_file or "")
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    expires = certificate.not_valid_after_utc
+    left = expires - datetime.datetime.now(datetime.UTC)
+    what = (
+        f"client TLS certificate {path}: {certificate.subject.rfc4514_string()}, "
+        f"expires {expires:%Y-%m-%d %H:%M} UTC"
+    )
+    if left.total_seconds() <= 0:
+        report.line("FAIL", what + " (expired)")
+    elif left < CERTIFICATE_WARNING:
+        report.line("note", what + f" (in {left.days} days)")
+    else:
+        report.line("ok", what)
 
 
 def _check_root_key(config: Config, report: _Report) -> str | None:

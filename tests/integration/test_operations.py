@@ -192,6 +192,22 @@ def test_check_reports_a_ready_configuration(
     assert ops_db.read_text().strip() not in done.stdout
 
 
+def test_check_names_the_client_certificate_and_its_expiry(
+    tmp_path: Path, pg_cluster: Cluster, ops_db: Path
+) -> None:
+    certs = make_certs(tmp_path, "check")
+    config = _write(
+        tmp_path / "c.toml", pg_cluster, ops_db, free_port(), _tls_extra(certs)
+    )
+    assert _run("init", "--config", str(config)).returncode == 0
+    done = _run("check", "--config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # make_certs' certificates last one day: a note, not a failure.
+    line = r"note +client TLS certificate .*CN=localhost.*\(in 0 days\)"
+    assert re.search(line, done.stdout)
+    assert certs.key.read_text() not in done.stdout
+
+
 def test_check_fails_on_another_root_key(
     tmp_path: Path, pg_cluster: Cluster, ops_db: Path
 ) -> None:
