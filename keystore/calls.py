@@ -138,6 +138,7 @@ class Evaluator:
             # pgsodium quirk (§6): a derived kdf key ignores subkey_id and context and
             # returns derive_key(key_id, subkey_size, key_context).
             return self.env.derive(head.key_id, int(args[0]), head.context)
+        replacement: list[Any]
         if isinstance(head, RawKey):
             key = self.raw_key_bytes(chain)
             symbol, replacement = sig.uuid_raw_symbol, [key]
