@@ -28,6 +28,7 @@ from . import codec
 from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
 from .lookup import LookupFailed, Skipped, lookup
+from .metrics import CRYPTO
 from .router import Reply
 
 if TYPE_CHECKING:
@@ -47,6 +48,14 @@ def _default(text: str | None) -> Any:
 
 def _no_calls(sig: Any, args: Any) -> Any:
     raise ProxyError(SQLSTATE.FEATURE_NOT_SUPPORTED, "nested call in a key argument")
+
+
+class CountingEvaluator(Evaluator):
+    """The keystore's Evaluator, counting each pgsodium function it computes."""
+
+    def __call__(self, sig: Any, args: list[Any]) -> Any:
+        CRYPTO.labels(sig.name).inc()
+        return super().__call__(sig, args)
 
 
 class Execution:
@@ -107,7 +116,7 @@ class Execution:
         self._check_key_refs()
         self._check_search_path(found.schemas)
         self.bytea_output = found.bytea_output
-        self.evaluator = Evaluator(
+        self.evaluator = CountingEvaluator(
             Env(self.session.server.root_key.secret), found.materials, _default
         )
         new_parents = iter(found.parents)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from rewriter.analyze import analyze
 from rewriter.errors import RewriteError
 from rewriter.plan import Plan
 
-from . import codec
+from . import codec, metrics
 from .codec import Frame
 from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .execution import Execution, FetchExecution, LookupFailed, Skipped
@@ -84,6 +85,8 @@ class Interceptor:
         )
         # Is schema pgsodium on the session's search_path? None: not known (yet).
         self.on_path: bool | None = None
+        # How the Query or Parse being handled is evaluated (for metrics only).
+        self.strategy = "passthrough"
         # Cursors declared over computed rows: name -> (execution, statement index).
         self.cursors: OrderedDict[str, tuple[Execution, int]] = OrderedDict()
         # Cursor name -> the ReadyForQuery from which it is closed (None: WITH HOLD).
@@ -98,7 +101,10 @@ class Interceptor:
                 self.on_path = None
             if self.cursors and _FETCH.search(frame.body):
                 return True
-            return involves_pgsodium(frame.body)
+            if involves_pgsodium(frame.body):
+                return True
+            metrics.PASSTHROUGH.inc()
+            return False
         if not (self.statements or self.portals or self.cursors):
             return False
         if kind == ord("B"):
@@ -184,6 +190,12 @@ class Interceptor:
             self._plans.popitem(last=False)
         return plans
 
+    def _note_strategy(self, plans: list[Plan]) -> None:
+        if any(p.deferred or p.rows for p in plans):
+            self.strategy = "per_row"
+        elif any(p.rewrites for p in plans):
+            self.strategy = "fold"
+
     def _not_utf8(self) -> list[Plan]:
         """Bytes that are not UTF-8 (the codec kept them as surrogate escapes).
 
@@ -211,7 +223,16 @@ class Interceptor:
             ord("D"): self._describe,
             ord("E"): self._execute,
         }[frame.type]
+        if frame.type not in (ord("Q"), ord("P")):
+            await handler(frame)
+            return
+        self.strategy = "passthrough"
+        started = time.perf_counter()
         await handler(frame)
+        metrics.STATEMENTS.labels(self.strategy).inc()
+        metrics.INTERCEPT_SECONDS.labels(self.strategy).observe(
+            time.perf_counter() - started
+        )
 
     def _forward(self, frame: Frame, reply: Reply) -> None:
         self.session.write_upstream(frame.raw)
@@ -231,6 +252,7 @@ class Interceptor:
             return
         if cursor is not None:
             fetch = FetchExecution(self, sql, *cursor)
+            self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, fetch.query_reply())
             return
         if not involves_pgsodium(frame.body):
@@ -242,6 +264,7 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
+        self._note_strategy(plans)
         if not any(p.rewrites for p in plans):
             self._forward(frame, SyncReply())
             return
@@ -368,6 +391,8 @@ class Interceptor:
 
     async def raise_upstream(self, exc: Exception) -> None:
         error = to_proxy_error(exc)
+        if error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED:
+            self.strategy = "refused"
         if isinstance(exc, (RewriteError, PgsodiumError)):
             self.session.log(
                 logging.WARNING,
@@ -399,6 +424,7 @@ class Interceptor:
             return
         if cursor is not None:
             fetch = FetchExecution(self, message.query, *cursor)
+            self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, PassThrough(b"1E"))
             self.statements[message.name] = fetch
             await fetch.describe_statement(message.name)
@@ -420,6 +446,7 @@ class Interceptor:
                 self.session.push(Collect(b"3"))
             await self.raise_upstream(exc)
             return
+        self._note_strategy(plans)
         if len(plans) != 1 or not plans[0].rewrites:
             self.statements.pop(message.name, None)
             self._forward(frame, PassThrough(b"1E"))
