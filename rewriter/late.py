@@ -130,6 +130,7 @@ class RowCompiler:
             and node.kind.name == "AEXPR_OP"
             and [n.sval for n in node.name] == ["||"]
             and node.lexpr is not None
+            and self._computes_inside(node)
         ):
             return LateApply(
                 "||",
@@ -178,6 +179,13 @@ class RowCompiler:
             default = self._value(node.defresult, spans["ELSE"][0])
         return LateCase(tuple(whens), default)
 
+    def _computes_inside(self, node: ast.Node) -> bool:
+        """Whether the proxy computes something in `node` (a pgsodium call or an
+        inner query's value); if not, the database computes all of it."""
+        if any(is_pgsodium_call(c, self.on_path) for c in _calls(node)):
+            return True
+        return self._reads_inner(node)
+
     def _operand(self, node: ast.Node, operator: int, *, left: bool) -> Open:
         """An operand of `||`: built by the proxy, or a row input the database
         computes (its text found next to the operator, checked by re-parsing)."""
@@ -189,8 +197,10 @@ class RowCompiler:
             if any(is_pgsodium_call(c, self.on_path) for c in _calls(node)):
                 raise
         span = operand_span(self.sql, self.tokens, node, operator, left=left)
-        if span is None or not _upstream_computes(node, self.on_path):
+        if span is None:
             raise NotFoldable("an operand of ||", operator)
+        # As an argument over rows (_argument): an expression of columns that calls
+        # nothing of pgsodium is the database's to compute.
         self.inputs.append(Input(self.sql[span[0] : span[1]].strip(), False))
         return RowInput(len(self.inputs) - 1)
 
