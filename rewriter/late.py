@@ -285,6 +285,11 @@ class RowCompiler:
             raise NotFoldable("a pgsodium call inside a row expression", None)
         if span is None:
             raise NotFoldable("a column inside SQL-standard function syntax", None)
+        # XXX: the expression goes upstream as the client wrote it, constants
+        # included: in `encrypt(convert_to(name || ' suffix', 'utf8'), ...)` over
+        # rows the database sees ' suffix' (never the result). Blast radius: the
+        # literal parts of a per-row plaintext expression; folded calls and bind
+        # parameters are not affected.
         return self._input(value, span, is_key, arg)
 
     def _reads_inner(self, value: ast.Node) -> bool:
