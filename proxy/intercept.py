@@ -25,6 +25,7 @@ from .codec import Frame
 from .errors import SQLSTATE, ProxyError
 from .execution import Execution, LookupFailed, Skipped
 from .router import Collect, PassThrough, Reply, SyncReply
+from .tce import Tce
 
 if TYPE_CHECKING:
     from .session import Session
@@ -57,6 +58,7 @@ class Interceptor:
         )
         # Is schema pgsodium on the session's search_path? None: not known (yet).
         self.on_path: bool | None = None
+        self.tce = Tce(session)
 
     # -- deciding --------------------------------------------------------------------
 
@@ -65,7 +67,7 @@ class Interceptor:
         if kind in (ord("Q"), ord("P")):
             if _PATH_CHANGE.search(frame.body):
                 self.on_path = None
-            return involves_pgsodium(frame.body)
+            return involves_pgsodium(frame.body) or self.tce.wants(frame)
         if not (self.statements or self.portals):
             return False
         if kind == ord("B"):
@@ -159,7 +161,19 @@ class Interceptor:
             # The upstream answers 25P02 itself; nothing of ours would run.
             self._forward(frame, SyncReply())
             return
-        sql = codec.decode_frontend(frame).sql
+        original = sql = codec.decode_frontend(frame).sql
+        try:
+            sql = await self.tce.apply(frame, sql)
+        except Skipped:
+            self._forward(frame, SyncReply())
+            return
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            self._sync()
+            return
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
         await self.learn_search_path(frame)
         try:
             plans = self.plans(sql, ())
@@ -167,6 +181,10 @@ class Interceptor:
             await self.fail_simple(exc)
             return
         if not any(p.rewrites for p in plans):
+            if sql != original:
+                self.session.write_upstream(codec.Query(sql).encode())
+                self.session.push(SyncReply())
+                return
             self._forward(frame, SyncReply())
             return
         execution = Execution(self, sql, plans, extended=False)
@@ -221,17 +239,35 @@ class Interceptor:
 
     async def _parse(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
+        query = message.query
+        try:
+            query = await self.tce.apply(frame, query)
+        except Skipped:
+            self.statements.pop(message.name, None)
+            self._forward(frame, PassThrough(b"1E"))
+            return
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            return
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
+            return
         await self.learn_search_path(frame)
         try:
-            plans = self.plans(message.query, tuple(message.param_types))
+            plans = self.plans(query, tuple(message.param_types))
         except RewriteError as exc:
             await self.raise_upstream(exc)
             return
         if len(plans) != 1 or not plans[0].rewrites:
             self.statements.pop(message.name, None)
+            if query != message.query:
+                parse = codec.Parse(message.name, query, tuple(message.param_types))
+                self.session.write_upstream(parse.encode())
+                self.session.push(PassThrough(b"1E"))
+                return
             self._forward(frame, PassThrough(b"1E"))
             return
-        execution = Execution(self, message.query, plans, extended=True)
+        execution = Execution(self, query, plans, extended=True)
         execution.declared = tuple(message.param_types)
         text, types = execution.render_extended()
         upstream = codec.Parse(message.name, text, tuple(types))

@@ -1,0 +1,99 @@
+"""Transparent Column Encryption in the session: which statements, which rules.
+
+Labels live upstream (pgsodium._proxy_label), so every session and every proxy
+sees them. A session keeps the names of labelled tables and of their decrypting
+views, read on the client's own connection and re-read when older than
+NAMES_TTL_SECONDS or after DDL it passed on; a statement whose bytes mention one
+of them (or `SECURITY LABEL`) is parsed, its relations' rules are looked up in
+the client's transaction, and rewriter.tce_write turns it into pgsodium calls that
+the rest of the rewriter evaluates. A stale list can only refuse, never leak: the
+upstream guard trigger rejects a plaintext write and the view's decrypted columns
+raise the stub's 0A000 when read directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import TYPE_CHECKING
+
+from rewriter import tce
+from rewriter.tce_write import rewrite
+
+from .codec import Frame
+
+if TYPE_CHECKING:
+    from .session import Session
+
+NAMES_TTL_SECONDS = 2.0
+_LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
+_DDL = re.compile(rb"security\s+label|alter|drop|rename|create", re.IGNORECASE)
+
+
+class Tce:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.pattern: re.Pattern[bytes] | None = None
+        self.loaded_at: float | None = None
+
+    def stale(self) -> bool:
+        return (
+            self.loaded_at is None
+            or time.monotonic() - self.loaded_at > NAMES_TTL_SECONDS
+        )
+
+    def mentions(self, body: bytes) -> bool:
+        return self.pattern is not None and self.pattern.search(body) is not None
+
+    def wants(self, frame: Frame) -> bool:
+        body = frame.body
+        return self.stale() or self.mentions(body) or bool(_LABEL.search(body))
+
+    async def refresh(self) -> None:
+        if self.session.transaction_status == "E":
+            return
+        rows = await self.session.internal(("SELECT pgsodium._proxy_tce_names()", []))
+        names = sorted({row[0] for row in rows[0] if row[0]}, key=len, reverse=True)
+        self.pattern = (
+            re.compile(
+                rb"(?<![\w$])(?:"
+                + b"|".join(re.escape(n.encode("utf-8")) for n in names)
+                + rb")(?![\w$])",
+                re.IGNORECASE,
+            )
+            if names
+            else None
+        )
+        self.loaded_at = time.monotonic()
+
+    async def apply(self, frame: Frame, sql: str) -> str:
+        """The statement text with TCE turned into pgsodium calls."""
+        body = frame.body
+        if _DDL.search(body):
+            self.loaded_at = None  # what is labelled may change: re-read next time
+        elif self.stale():
+            await self.refresh()
+        if not (self.mentions(body) or _LABEL.search(body)):
+            return sql
+        statements = tce.parse(sql)
+        relations: dict[str, tce.Relation] = {}
+        names = tce.relation_names(statements)
+        if names and self.mentions(body):
+            rows = await self.session.internal(
+                (
+                    "SELECT name, rules::text FROM pgsodium._proxy_tce_rules($1)",
+                    [_text_array(names)],
+                )
+            )
+            for name, rules in rows[0]:
+                assert name is not None and rules is not None
+                relations[name] = tce.Relation.from_json(json.loads(rules))
+        if not relations and not tce.has_security_label(statements):
+            return sql
+        return rewrite(sql, statements, relations)
+
+
+def _text_array(values: list[str]) -> str:
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"
