@@ -278,6 +278,10 @@ class _Statement:
         assert column is not None
         key = f"'{column.key_id}'::uuid"
         if column.key_column:
+            if _is_null(row.get(column.key_column, (None, ""))[0]):
+                # pgsodium's trigger stores NULL when the key column is NULL.
+                self.out.append((span[0], span[1], "NULL"))
+                return
             key = f"({self._dependency(row, column.key_column, name)})::uuid"
         nonce = "NULL::bytea"
         if column.nonce:

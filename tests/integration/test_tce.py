@@ -94,3 +94,158 @@ def test_key_id_label_insert_select_update(conn: psycopg.Connection[Any]) -> Non
     ).fetchone() == ("later",)
     star = conn.execute("select * from decrypted_t_keyid where id = 2").fetchone()
     assert star is not None and star[2] == "later"
+
+
+def decrypt_expected(
+    conn: psycopg.Connection[Any], stored: str, ad: str, key: str, nonce: bytes | None
+) -> str:
+    row = conn.execute(
+        "select convert_from(pgsodium.crypto_aead_det_decrypt(decode(%s, 'base64'), "
+        "convert_to(%s, 'utf8'), %s::uuid, %s::bytea), 'utf8')",
+        [stored, ad, key, nonce],
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_key_column_associated_and_nonce(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    other = new_key(conn)
+    fresh_table(
+        conn,
+        "t_keycol",
+        "id bigint primary key, secret text, key_id uuid, ctx text, nonce bytea",
+    )
+    conn.execute(
+        "security label for pgsodium on column t_keycol.secret is "
+        "'ENCRYPT WITH KEY COLUMN key_id ASSOCIATED (id, ctx) NONCE nonce'"
+    )
+    nonce = bytes(range(16))
+    conn.execute(
+        "insert into t_keycol (id, secret, key_id, ctx, nonce) values "
+        "(1, %s, %s, %s, %s), (2, %s, %s, 'b', null), (3, 'x', null, 'c', null),"
+        " (4, %s, %s, null, null)",
+        ["alice", key, "ctx", nonce, "bob", other, "carol", key],
+    )
+    stored = dict(conn.execute("select id, secret from t_keycol").fetchall())
+    # AD = id::text || ctx::text; a NULL AD column means no AD (pgsodium's rule).
+    assert decrypt_expected(conn, stored[1], "1ctx", key, nonce) == "alice"
+    assert decrypt_expected(conn, stored[2], "2b", other, None) == "bob"
+    assert stored[3] is None  # NULL key column: stored NULL, as pgsodium does
+    assert decrypt_expected(conn, stored[4], "", key, None) == "carol"
+    rows = conn.execute(
+        "select id, decrypted_secret from decrypted_t_keycol order by id"
+    ).fetchall()
+    assert rows == [(1, "alice"), (2, "bob"), (3, None), (4, "carol")]
+    # The row's associated data and nonce are not in the statement: refused.
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="in the same row"):
+        conn.execute(
+            "update t_keycol set secret = %s, key_id = %s where id = 2", ["bob2", key]
+        )
+    assert dict(conn.execute("select id, secret from t_keycol").fetchall()) == stored
+    # Key rotation: the new value with its new key, AD and nonce in one statement.
+    conn.execute(
+        "update t_keycol set secret = %s, key_id = %s, id = 2, ctx = 'b', "
+        "nonce = null where id = 2",
+        ["bob2", key],
+    )
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_keycol where id = 2"
+    ).fetchone() == ("bob2",)
+
+
+def test_masking_views_list_the_rules(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_rules", "id int, secret text, kid uuid, n bytea")
+    conn.execute(
+        f"security label for pgsodium on column t_rules.secret is "
+        f"'ENCRYPT WITH KEY ID {key} ASSOCIATED (id) NONCE n SECURITY INVOKER'"
+    )
+    conn.execute(
+        "security label for pgsodium on table t_rules is "
+        "'DECRYPT WITH VIEW public.t_rules_plain'"
+    )
+    rule = conn.execute(
+        "select relname, attname, format_type, key_id, key_id_column, "
+        "associated_columns, nonce_column, view_name, priority, security_invoker "
+        "from pgsodium.masking_rule where relname = 't_rules'"
+    ).fetchone()
+    assert rule == (
+        "t_rules",
+        "secret",
+        "text",
+        key,
+        None,
+        "id",
+        "n",
+        "public.t_rules_plain",
+        100,
+        True,
+    )
+    assert conn.execute(
+        "select attname, key_id from pgsodium.mask_columns "
+        "where attrelid = 't_rules'::regclass"
+    ).fetchall() == [("id", None), ("secret", key), ("kid", None), ("n", None)]
+    assert conn.execute(
+        "select nspname, relname, attname from pgsodium.seclabel "
+        "where relname = 't_rules'"
+    ).fetchall() == [("public", "t_rules", "secret")]
+    columns = conn.execute("select * from t_rules_plain limit 0").description
+    assert [c.name for c in columns] == ["id", "secret", "decrypted_secret", "kid", "n"]
+    conn.execute(
+        "insert into t_rules (id, secret, n) values (7, 'seven', %s)", [bytes(16)]
+    )
+    assert conn.execute("select id, decrypted_secret from t_rules_plain").fetchall() == [
+        (7, "seven")
+    ]
+    conn.execute("security label for pgsodium on column t_rules.secret is null")
+    assert (
+        conn.execute(
+            "select count(*) from pgsodium.masking_rule where relname = 't_rules'"
+        ).fetchone()
+        == (0,)
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "label", "sqlstate", "message"),
+    [
+        ("column t_bad.secret", "ENCRYPT WITH KEY ID {bad}", "22023", "no valid key"),
+        ("column t_bad.secret", "ENCRYPT WITH KEY ID {mac}", "22023", "not aead-det"),
+        ("column t_bad.other", "ENCRYPT WITH KEY ID {key}", "0A000", "character"),
+        ("column t_bad.secret", "ENCRYPT WITH KEY", "22023", "KEY COLUMN"),
+        (
+            "column t_bad.secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED id",
+            "22023",
+            "cannot parse",
+        ),
+        ("column t_bad.secret", "ENCRYPT WITH KEY COLUMN nope", "42703", "nope"),
+        ("column t_bad.secret", "DECRYPT WITH VIEW x.y", "42602", "for a column"),
+        ("table t_bad", "ENCRYPT WITH KEY ID {key}", "42602", "for a table"),
+        ("table t_bad", "DECRYPT WITH VIEW y", "22023", "DECRYPT WITH VIEW"),
+        ("role postgres", "DECRYPT", "42602", "for a role"),
+        ("schema public", "ACCESS x", "0A000", "does not support labels"),
+    ],
+)
+def test_bad_labels_are_refused_and_not_recorded(
+    conn: psycopg.Connection[Any],
+    target: str,
+    label: str,
+    sqlstate: str,
+    message: str,
+) -> None:
+    key = new_key(conn)
+    mac = new_key(conn, "hmacsha256")
+    fresh_table(conn, "t_bad", "id int, secret text, other varchar(20)")
+    text = label.format(key=key, mac=mac, bad="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(f"security label for pgsodium on {target} is '{text}'")
+    assert info.value.sqlstate == sqlstate
+    assert message in str(info.value)
+    assert conn.execute(
+        "select count(*) from pgsodium._proxy_label l join pg_class c "
+        "on c.oid = l.objoid where c.relname = 't_bad'"
+    ).fetchone() == (0,)
+    assert conn.execute("select to_regclass('decrypted_t_bad')").fetchone() == (None,)
+    conn.execute("insert into t_bad values (1, 'plain', 'plain')")  # still plain
