@@ -99,7 +99,8 @@ GRANT SELECT ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
   TO PUBLIC;
 
 -- The guard: BEFORE INSERT OR UPDATE, arguments "<column>:<text|bytea>". A stored
--- aead-det ciphertext is at least 32 bytes (the SIV tag); text columns hold it as
+-- aead-det ciphertext is the plaintext plus 32 bytes (the SIV tag), and pgsodium
+-- refuses empty plaintexts, so at least 33 bytes; text columns hold it as
 -- PostgreSQL base64. Needs no key, so it also holds for clients that bypass the proxy.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_guard()
   RETURNS trigger LANGUAGE plpgsql AS $guard$
@@ -127,6 +128,13 @@ BEGIN
       EXCEPTION WHEN OTHERS THEN
         bytes := NULL;
       END;
+    END IF;
+    IF bytes = 32 THEN
+      -- The ciphertext of an empty plaintext, which pgsodium cannot decrypt: refused
+      -- with pgsodium's own error.
+      RAISE EXCEPTION USING ERRCODE = 'P0001',
+        MESSAGE = CASE WHEN kind = 'bytea' THEN 'Cannot encrypt empty bytes.'
+                       ELSE 'Cannot encrypt empty string.' END;
     END IF;
     IF bytes IS NULL OR bytes < 32 THEN
       RAISE EXCEPTION USING ERRCODE = '0A000',

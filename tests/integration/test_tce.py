@@ -249,3 +249,168 @@ def test_bad_labels_are_refused_and_not_recorded(
     ).fetchone() == (0,)
     assert conn.execute("select to_regclass('decrypted_t_bad')").fetchone() == (None,)
     conn.execute("insert into t_bad values (1, 'plain', 'plain')")  # still plain
+
+
+@pytest.fixture
+def labelled(conn: psycopg.Connection[Any]) -> str:
+    """Table t_w: id, secret (text, KEY ID, ASSOCIATED (id)), blob (bytea)."""
+    key = new_key(conn)
+    fresh_table(conn, "t_w", "id int primary key, secret text, blob bytea, note text")
+    conn.execute(
+        f"security label for pgsodium on column t_w.secret "
+        f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_w.blob is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("insert into t_w values (1, 'one', 'one', 'n1')")
+    return key
+
+
+def stored_rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute("select * from t_w order by id").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("insert into t_w (id, secret) select 2, 'two'", "INSERT ... SELECT"),
+        ("insert into t_w (id, secret) values (2, upper('two'))", "cannot see"),
+        ("insert into t_w (id, secret) values (2, note)", "cannot see"),
+        ("insert into t_w (secret) values ('two')", "without id"),
+        ("insert into t_w (id, secret) values (2 + 0, 'two')", "not a literal"),
+        ("update t_w set id = 5 where id = 1", "without re-encrypting secret"),
+        ("update t_w set secret = 'x' where id = 1", "without id"),
+        ("update t_w set secret = note, id = 1 where id = 1", "cannot see"),
+        ("update t_w set blob = blob where id = 1", "cannot see"),
+        ("update t_w set (blob, note) = ('a', 'b') where id = 1", "SET (a, b)"),
+        ("update decrypted_t_w set decrypted_blob = 'x'", "write decrypted_blob"),
+        (
+            "insert into t_w (id, secret) values (1, 'again') on conflict (id) "
+            "do update set secret = 'other'",
+            "other than to EXCLUDED",
+        ),
+        (
+            "insert into t_w (id, blob) values (1, 'again') on conflict (id) "
+            "do update set id = 9",
+            "without re-encrypting secret",
+        ),
+        (
+            "merge into t_w using (select 1 as id) s on t_w.id = s.id "
+            "when matched then update set note = 'x'",
+            "MERGE",
+        ),
+    ],
+)
+def test_writes_the_proxy_cannot_encrypt_are_refused(
+    conn: psycopg.Connection[Any], labelled: str, sql: str, message: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
+        conn.execute(sql)
+    assert message in str(info.value)
+    assert stored_rows(conn) == before
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_copy_from_into_a_labelled_table_is_refused(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="COPY FROM"):
+        with conn.cursor().copy("copy t_w (id, secret) from stdin") as copy:
+            copy.write_row([3, "three"])
+    assert stored_rows(conn) == before
+
+
+def test_plaintext_written_past_the_proxy_is_rejected_upstream(
+    conn: psycopg.Connection[Any], labelled: str, direct: psycopg.Connection[Any]
+) -> None:
+    before = stored_rows(conn)
+    for sql in [
+        "insert into t_w (id, secret) values (2, 'plain')",
+        "insert into t_w (id, secret) values (2, 'cGxhaW4=')",  # base64, too short
+        "insert into t_w (id, blob) values (2, 'plain')",
+        "update t_w set secret = 'plain'",
+        "update t_w set blob = '\\x00'::bytea",
+    ]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="through the"):
+            direct.execute(sql)
+    assert stored_rows(conn) == before
+    # Reading the decrypted column past the proxy hits the stub.
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="through"):
+        direct.execute("select decrypted_secret from decrypted_t_w").fetchall()
+    # Columns without a label, and NULLs, are written as usual.
+    direct.execute("update t_w set note = 'direct', secret = secret")
+
+
+def test_empty_values_are_refused_as_pgsodium_does(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.RaiseException, match="empty string"):
+        conn.execute("insert into t_w (id, secret) values (2, %s)", [""])
+    with pytest.raises(psycopg.errors.RaiseException, match="empty bytes"):
+        conn.execute("insert into t_w (id, blob) values (2, %s)", [b""])
+    assert stored_rows(conn) == before
+
+
+def test_insert_returning_default_and_multi_row(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    rows = conn.execute(
+        "insert into t_w (id, secret, blob, note) values "
+        "(2, %s, default, 'n2'), (3, null, %s, default) returning id, note",
+        ["two", b"three"],
+    ).fetchall()
+    assert rows == [(2, "n2"), (3, None)]
+    assert conn.execute(
+        "select id, decrypted_secret, decrypted_blob from decrypted_t_w order by id"
+    ).fetchall() == [(1, "one", b"one"), (2, "two", None), (3, None, b"three")]
+
+
+def test_writes_through_the_decrypting_view(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    conn.execute(
+        "insert into decrypted_t_w (id, secret, blob) values (4, %s, %s)",
+        ["four", b"4"],
+    )
+    conn.execute("update decrypted_t_w set secret = %s, id = 4 where id = 4", ["vier"])
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 4"
+    ).fetchone() == ("vier", b"4")
+    stored = conn.execute("select secret from t_w where id = 4").fetchone()
+    assert stored is not None and stored[0] != "vier"
+
+
+def test_upsert_encrypts_exactly_once(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    for value in ["first", "second"]:
+        conn.execute(
+            "insert into t_w (id, secret, blob) values (5, %s, %s) on conflict (id) "
+            "do update set secret = excluded.secret, blob = excluded.blob",
+            [value, value.encode()],
+        )
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 5"
+    ).fetchone() == ("second", b"second")
+
+
+def test_aliases_joins_and_qualified_view_names(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    rows = conn.execute(
+        "select d.id, d.decrypted_secret from public.decrypted_t_w d where d.id = 1"
+    ).fetchall()
+    assert rows == [(1, "one")]
+    rows = conn.execute(
+        "select decrypted_t_w.decrypted_blob from decrypted_t_w where id = 1"
+    ).fetchall()
+    assert rows == [(b"one",)]
+    # A decrypted value where the database would need it: refused, never passed on.
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute(
+            "select id from decrypted_t_w where decrypted_secret like 'o%'"
+        ).fetchall()
