@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 NAMES_TTL_SECONDS = 2.0
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
-_DDL = re.compile(rb"security\s+label|alter|drop|rename|create", re.IGNORECASE)
+_DDL = re.compile(
+    rb"security\s+label|alter|drop|rename|create|update_mask", re.IGNORECASE
+)
 
 
 class Tce:

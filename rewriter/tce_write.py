@@ -22,6 +22,14 @@ from .tce import parse as parse_statements
 __all__ = ["parse_statements", "rewrite"]
 
 _VIEW_ALIAS = "_pgsp_tce"
+_DATA_STATEMENTS = (
+    ast.SelectStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.CopyStmt,
+    ast.MergeStmt,
+)
 
 
 def rewrite(
@@ -98,14 +106,17 @@ class _Statement:
         self.out: list[tuple[int, int, str]] = []
 
     def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
+        if not isinstance(stmt, _DATA_STATEMENTS):
+            return self.out  # DDL, GRANT, ...: names the relations, reads nothing
         target = getattr(stmt, "relation", None)
         target_rel = self._relation(target) if target is not None else None
         if target_rel is not None:
             self._write(stmt, target_rel)
         visitor = _RangeVars()
         visitor(stmt)
+        into = getattr(stmt, "intoClause", None)
         for rv in visitor.found:
-            if rv is target:
+            if rv is target or (into is not None and rv is into.rel):
                 continue
             relation = self._relation(rv)
             if relation is not None and relation.kind == "view":

@@ -414,3 +414,159 @@ def test_aliases_joins_and_qualified_view_names(
         conn.execute(
             "select id from decrypted_t_w where decrypted_secret like 'o%'"
         ).fetchall()
+
+
+def test_regeneration_keeps_grants_and_follows_alter_table(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_regen", "id int, secret text")
+    conn.execute("drop role if exists tce_reader")
+    conn.execute("create role tce_reader")
+    conn.execute(
+        f"security label for pgsodium on column t_regen.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("grant select on decrypted_t_regen to tce_reader")
+    conn.execute("alter table t_regen add column extra int")
+    columns = conn.execute("select * from decrypted_t_regen limit 0").description
+    assert [c.name for c in columns] == ["id", "secret", "decrypted_secret", "extra"]
+    assert conn.execute(
+        "select has_table_privilege('tce_reader', 'decrypted_t_regen', 'SELECT')"
+    ).fetchone() == (True,)
+    conn.execute("insert into t_regen (id, secret, extra) values (1, 'x', 2)")
+    assert conn.execute(
+        "select decrypted_secret, extra from decrypted_t_regen"
+    ).fetchone() == ("x", 2)
+
+
+def test_enable_event_trigger_off_then_update_mask(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_manual", "id int, secret text")
+    conn.execute("set pgsodium.enable_event_trigger = 'off'")
+    try:
+        conn.execute(
+            f"security label for pgsodium on column t_manual.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        assert conn.execute(
+            "select to_regclass('decrypted_t_manual')"
+        ).fetchone() == (None,)
+        conn.execute("alter table t_manual add column other int")
+        assert conn.execute(
+            "select to_regclass('decrypted_t_manual')"
+        ).fetchone() == (None,)
+    finally:
+        conn.execute("reset pgsodium.enable_event_trigger")
+    conn.execute("select pgsodium.update_mask('t_manual'::regclass)")
+    conn.execute("insert into t_manual (id, secret) values (1, %s)", ["manual"])
+    assert conn.execute("select decrypted_secret from decrypted_t_manual").fetchone() == (
+        "manual",
+    )
+    conn.execute("select pgsodium.update_masks()")
+    assert conn.execute("select decrypted_secret from decrypted_t_manual").fetchone() == (
+        "manual",
+    )
+
+
+def test_role_access_label_grants_the_view(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_access", "id int, secret text")
+    conn.execute("drop role if exists tce_access")
+    conn.execute("create role tce_access")
+    conn.execute(
+        "security label for pgsodium on role tce_access is 'ACCESS public.t_access'"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_access.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    assert conn.execute(
+        "select has_table_privilege('tce_access', 'decrypted_t_access', 'SELECT')"
+    ).fetchone() == (True,)
+    conn.execute("security label for pgsodium on role tce_access is null")
+
+
+def test_label_in_a_rolled_back_transaction_leaves_nothing(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_tx", "id int, secret text")
+    conn.execute("begin")
+    conn.execute(
+        f"security label for pgsodium on column t_tx.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("insert into t_tx values (1, 'inside')")
+    assert conn.execute("select decrypted_secret from decrypted_t_tx").fetchone() == (
+        "inside",
+    )
+    conn.execute("rollback")
+    assert conn.execute("select to_regclass('decrypted_t_tx')").fetchone() == (None,)
+    conn.execute("insert into t_tx values (2, 'plain again')")
+    assert conn.execute("select secret from t_tx").fetchall() == [("plain again",)]
+
+
+def test_quoted_names_and_a_view_name_of_its_own(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    conn.execute("create schema if not exists tce_s")
+    conn.execute('drop table if exists tce_s."Mixed Case" cascade')
+    conn.execute('create table tce_s."Mixed Case" (id int, "Secret-1" text)')
+    conn.execute(
+        f'security label for pgsodium on column tce_s."Mixed Case"."Secret-1" '
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute(
+        'insert into tce_s."Mixed Case" (id, "Secret-1") values (1, %s)', ["q"]
+    )
+    assert conn.execute(
+        'select "decrypted_Secret-1" from tce_s."decrypted_Mixed Case"'
+    ).fetchone() == ("q",)
+    conn.execute(
+        'security label for pgsodium on table tce_s."Mixed Case" '
+        "is 'DECRYPT WITH VIEW tce_s.mixed_view'"
+    )
+    assert conn.execute('select "decrypted_Secret-1" from tce_s.mixed_view').fetchone() == (
+        "q",
+    )
+
+
+def test_another_session_never_stores_plaintext(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_other", "id int, secret text")
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as other:
+        other.execute("select 1")  # this session has read the labelled names now
+        conn.execute(
+            f"security label for pgsodium on column t_other.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        try:
+            other.execute("insert into t_other values (1, 'from the other session')")
+        except psycopg.errors.FeatureNotSupported as exc:
+            assert "through the proxy" in str(exc)  # refused by the guard
+        stored = conn.execute("select secret from t_other").fetchall()
+        assert ("from the other session",) not in stored
+        assert conn.execute("select decrypted_secret from decrypted_t_other").fetchall() in (
+            [],
+            [("from the other session",)],
+        )
+
+
+def test_label_and_write_in_one_simple_query(proxy: RunningProxy, db: str) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        fresh_table(conn, "t_multi", "id int, secret text")
+        psycopg.ClientCursor(conn).execute(
+            f"security label for pgsodium on column t_multi.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'; select 1"
+        )
+        conn.execute("insert into t_multi values (1, 'm')")
+        assert conn.execute("select decrypted_secret from decrypted_t_multi").fetchone() == (
+            "m",
+        )
