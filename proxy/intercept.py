@@ -174,6 +174,9 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
+        if sql == original and not involves_pgsodium(frame.body):
+            self._forward(frame, SyncReply())  # nothing of TCE after all
+            return
         await self.learn_search_path(frame)
         try:
             plans = self.plans(sql, ())
@@ -251,6 +254,10 @@ class Interceptor:
             return
         except RewriteError as exc:
             await self.raise_upstream(exc)
+            return
+        if query == message.query and not involves_pgsodium(frame.body):
+            self.statements.pop(message.name, None)
+            self._forward(frame, PassThrough(b"1E"))  # nothing of TCE after all
             return
         await self.learn_search_path(frame)
         try:

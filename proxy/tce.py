@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rewriter import tce
+from rewriter.errors import RewriteError
 from rewriter.tce_write import rewrite
 
 from .codec import Frame
@@ -78,7 +79,10 @@ class Tce:
             await self.refresh()
         if not (self.mentions(body) or _LABEL.search(body)):
             return sql
-        statements = tce.parse(sql)
+        try:
+            statements = tce.parse(sql)
+        except RewriteError:
+            return sql  # it fails upstream, with PostgreSQL's own error
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)
         if names and self.mentions(body):

@@ -195,16 +195,13 @@ def test_masking_views_list_the_rules(conn: psycopg.Connection[Any]) -> None:
     conn.execute(
         "insert into t_rules (id, secret, n) values (7, 'seven', %s)", [bytes(16)]
     )
-    assert conn.execute("select id, decrypted_secret from t_rules_plain").fetchall() == [
-        (7, "seven")
-    ]
+    assert conn.execute(
+        "select id, decrypted_secret from t_rules_plain"
+    ).fetchall() == [(7, "seven")]
     conn.execute("security label for pgsodium on column t_rules.secret is null")
-    assert (
-        conn.execute(
-            "select count(*) from pgsodium.masking_rule where relname = 't_rules'"
-        ).fetchone()
-        == (0,)
-    )
+    assert conn.execute(
+        "select count(*) from pgsodium.masking_rule where relname = 't_rules'"
+    ).fetchone() == (0,)
 
 
 @pytest.mark.parametrize(
@@ -451,24 +448,24 @@ def test_enable_event_trigger_off_then_update_mask(
             f"security label for pgsodium on column t_manual.secret "
             f"is 'ENCRYPT WITH KEY ID {key}'"
         )
-        assert conn.execute(
-            "select to_regclass('decrypted_t_manual')"
-        ).fetchone() == (None,)
+        assert conn.execute("select to_regclass('decrypted_t_manual')").fetchone() == (
+            None,
+        )
         conn.execute("alter table t_manual add column other int")
-        assert conn.execute(
-            "select to_regclass('decrypted_t_manual')"
-        ).fetchone() == (None,)
+        assert conn.execute("select to_regclass('decrypted_t_manual')").fetchone() == (
+            None,
+        )
     finally:
         conn.execute("reset pgsodium.enable_event_trigger")
     conn.execute("select pgsodium.update_mask('t_manual'::regclass)")
     conn.execute("insert into t_manual (id, secret) values (1, %s)", ["manual"])
-    assert conn.execute("select decrypted_secret from decrypted_t_manual").fetchone() == (
-        "manual",
-    )
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_manual"
+    ).fetchone() == ("manual",)
     conn.execute("select pgsodium.update_masks()")
-    assert conn.execute("select decrypted_secret from decrypted_t_manual").fetchone() == (
-        "manual",
-    )
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_manual"
+    ).fetchone() == ("manual",)
 
 
 def test_role_access_label_grants_the_view(conn: psycopg.Connection[Any]) -> None:
@@ -530,9 +527,9 @@ def test_quoted_names_and_a_view_name_of_its_own(
         'security label for pgsodium on table tce_s."Mixed Case" '
         "is 'DECRYPT WITH VIEW tce_s.mixed_view'"
     )
-    assert conn.execute('select "decrypted_Secret-1" from tce_s.mixed_view').fetchone() == (
-        "q",
-    )
+    assert conn.execute(
+        'select "decrypted_Secret-1" from tce_s.mixed_view'
+    ).fetchone() == ("q",)
 
 
 def test_another_session_never_stores_plaintext(
@@ -552,7 +549,9 @@ def test_another_session_never_stores_plaintext(
             assert "through the proxy" in str(exc)  # refused by the guard
         stored = conn.execute("select secret from t_other").fetchall()
         assert ("from the other session",) not in stored
-        assert conn.execute("select decrypted_secret from decrypted_t_other").fetchall() in (
+        assert conn.execute(
+            "select decrypted_secret from decrypted_t_other"
+        ).fetchall() in (
             [],
             [("from the other session",)],
         )
@@ -567,6 +566,6 @@ def test_label_and_write_in_one_simple_query(proxy: RunningProxy, db: str) -> No
             f"is 'ENCRYPT WITH KEY ID {key}'; select 1"
         )
         conn.execute("insert into t_multi values (1, 'm')")
-        assert conn.execute("select decrypted_secret from decrypted_t_multi").fetchone() == (
-            "m",
-        )
+        assert conn.execute(
+            "select decrypted_secret from decrypted_t_multi"
+        ).fetchone() == ("m",)
