@@ -43,7 +43,8 @@ def test_insert_values_with_literal_and_parameter() -> None:
 
 def test_bytea_with_key_column_and_nonce() -> None:
     assert run("insert into t (raw, k, n) values ($1, $2, $3)") == (
-        "insert into t (raw, k, n) values (pgsodium.crypto_aead_det_encrypt(($1)::bytea, "
+        "insert into t (raw, k, n) values ("
+        "pgsodium.crypto_aead_det_encrypt(($1)::bytea, "
         "convert_to(('')::text, 'utf8'), ($2)::uuid, ($3)::bytea), $2, $3)"
     )
 
