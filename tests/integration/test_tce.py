@@ -569,3 +569,64 @@ def test_label_and_write_in_one_simple_query(proxy: RunningProxy, db: str) -> No
         assert conn.execute(
             "select decrypted_secret from decrypted_t_multi"
         ).fetchone() == ("m",)
+
+
+def test_null_key_parameter_is_refused_and_nothing_stored(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_nullkey", "id int, secret text, k uuid")
+    conn.execute(
+        "security label for pgsodium on column t_nullkey.secret "
+        "is 'ENCRYPT WITH KEY COLUMN k'"
+    )
+    conn.execute("insert into t_nullkey values (1, %s, %s)", ["one", key])
+    if isinstance(conn.cursor(), psycopg.ClientCursor):
+        # Sent as a literal NULL: stored NULL, as pgsodium's trigger does.
+        conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
+        assert conn.execute("select secret from t_nullkey where id = 2").fetchone() == (
+            None,
+        )
+    else:
+        with pytest.raises(psycopg.errors.NoDataFound):
+            conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
+        assert conn.execute("select count(*) from t_nullkey").fetchone() == (1,)
+
+
+def test_more_shapes_of_reads_and_writes(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    conn.execute("insert into public.t_w values (2, %s, %s, 'n2')", ["two", b"2"])
+    conn.execute("drop table if exists t_w_other")
+    conn.execute("create table t_w_other (id int, tag text)")
+    conn.execute("insert into t_w_other values (1, 'a'), (2, 'b')")
+    rows = conn.execute(
+        "select o.tag, d.decrypted_secret from t_w_other o "
+        "join decrypted_t_w d on d.id = o.id order by o.tag"
+    ).fetchall()
+    assert rows == [("a", "one"), ("b", "two")]
+    # The view inside a subquery or a CTE is two query levels down: refused.
+    for sql in [
+        "select s.decrypted_secret from (select * from decrypted_t_w) s",
+        "with d as (select * from decrypted_t_w) select decrypted_secret from d",
+    ]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="outermost"):
+            conn.execute(sql).fetchall()
+
+
+def test_plaintext_of_writes_never_reaches_the_database(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    marker = f"tce-plain-{id(conn)}-{type(conn.cursor()).__name__}"
+    conn.execute(
+        "insert into t_w (id, secret, blob) values (6, %s, %s)",
+        [marker, marker.encode()],
+    )
+    conn.execute("update t_w set secret = %s, id = 6 where id = 6", [marker + "u"])
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 6"
+    ).fetchone() == (marker + "u", marker.encode())
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert "insert into t_w (id, secret, blob) values (6, " in log  # it is logged
+    assert marker not in log
+    assert marker.encode().hex() not in log
