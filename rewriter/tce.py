@@ -52,10 +52,12 @@ _COLUMN_CLAUSES = re.compile(
     r"| +security +invoker",
     re.IGNORECASE,
 )
-_TABLE_LABEL = re.compile(rf"decrypt +with +view +{_IDENT}\.{_IDENT} *", re.IGNORECASE)
+_NAME = r"[a-z_][a-z0-9_$]*"
+_TABLE_LABEL = re.compile(rf"decrypt +with +view +{_NAME}\.{_NAME} *", re.IGNORECASE)
 _ROLE_LABEL = re.compile(
     rf"access +{_IDENT}\.{_IDENT}(?: *, *{_IDENT}\.{_IDENT})* *", re.IGNORECASE
 )
+_DO_TAG = "$pgsodium_proxy_label$"
 # Types whose text output the proxy reproduces exactly (associated data).
 _AD_TYPES = {
     "text": "text",
@@ -141,10 +143,12 @@ def security_label(stmt: ast.SecLabelStmt) -> str:
             "pgsodium provider does not support labels on this object",
         )
     args = ", ".join(_literal(v) for v in (objtype, obj, column, label))
+    if _DO_TAG in args:
+        raise _bad_label(label or "", f"it contains {_DO_TAG}")
     return (
-        "DO $pgsodium_proxy_label$ BEGIN "
+        f"DO {_DO_TAG} BEGIN "
         f"PERFORM pgsodium._proxy_tce_set_label({args}); "
-        "END $pgsodium_proxy_label$"
+        f"END {_DO_TAG}"
     )
 
 

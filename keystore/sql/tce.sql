@@ -26,7 +26,12 @@ CREATE TABLE IF NOT EXISTS pgsodium._proxy_label (
   objoid oid NOT NULL,
   objsubid integer NOT NULL DEFAULT 0,
   label text NOT NULL,
-  PRIMARY KEY (classoid, objoid, objsubid)
+  PRIMARY KEY (classoid, objoid, objsubid),
+  -- A view name that to_regclass and parse_ident read without error, so that no
+  -- label can make the lookups of other sessions fail.
+  CONSTRAINT _proxy_label_view_name CHECK (
+    label !~* '^decrypt'
+    OR label ~* '^decrypt +with +view +[a-z_][a-z0-9_$]*[.][a-z_][a-z0-9_$]* *$')
 );
 REVOKE ALL ON pgsodium._proxy_label FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgsodium._proxy_label TO PUBLIC;
@@ -43,10 +48,10 @@ CREATE OR REPLACE VIEW pgsodium.masking_rule AS
     SELECT
       'encrypt +with +key +id +([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'::text
         AS pattern_key_id,
-      'encrypt +with +key +column +([\w\"\-$]+)'::text AS pattern_key_id_column,
-      '(?<=associated) +\(([\w\"\-$, ]+)\)'::text AS pattern_associated_columns,
-      '(?<=nonce) +([\w\"\-$]+)'::text AS pattern_nonce_column,
-      '(?<=decrypt with view) +([\w\"\-$]+\.[\w\"\-$]+)'::text AS pattern_view_name,
+      E'encrypt +with +key +column +([\\w\\"\\-$]+)'::text AS pattern_key_id_column,
+      E'(?<=associated) +\\(([\\w\\"\\-$, ]+)\\)'::text AS pattern_associated_columns,
+      E'(?<=nonce) +([\\w\\"\\-$]+)'::text AS pattern_nonce_column,
+      E'(?<=decrypt with view) +([\\w\\"\\-$]+\\.[\\w\\"\\-$]+)'::text AS pattern_view_name,
       '(?<=security invoker)'::text AS pattern_security_invoker
   ), rules AS (
     SELECT sl.objoid AS attrelid, sl.objsubid AS attnum, c.relnamespace, c.relname,
@@ -119,10 +124,11 @@ BEGIN
     CONTINUE WHEN stored IS NULL;
     bytes := NULL;
     IF kind = 'bytea' THEN
-      IF stored ~ '^\\x([0-9a-f]{2})*$' THEN
+      IF pg_catalog.left(stored, 2) = E'\\x'
+         AND pg_catalog.substr(stored, 3) ~ '^([0-9a-f]{2})*$' THEN
         bytes := (pg_catalog.length(stored) - 2) / 2;
       END IF;
-    ELSIF stored ~ '^[A-Za-z0-9+/=\n]+$' THEN
+    ELSIF stored ~ E'^[A-Za-z0-9+/=\n]+$' THEN
       BEGIN
         bytes := pg_catalog.length(pg_catalog.decode(stored, 'base64'));
       EXCEPTION WHEN OTHERS THEN
@@ -198,6 +204,7 @@ DECLARE
   rel pg_catalog.pg_class;
   qualified text;
   view_name text;
+  view_parts text[];
   invoker boolean;
   cols text;
   guard_args text;
@@ -209,8 +216,6 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  qualified := pg_catalog.quote_ident(rel.relnamespace::regnamespace::text) || '.'
-               || pg_catalog.quote_ident(rel.relname);
   qualified := pg_catalog.format('%I.%I',
                  (SELECT nspname FROM pg_catalog.pg_namespace
                    WHERE oid = rel.relnamespace), rel.relname);
@@ -222,6 +227,14 @@ BEGIN
   IF view_name IS NULL THEN
     RETURN;  -- no encrypted column left
   END IF;
+  -- The name comes from a label: re-quote it, so it can only ever name a view
+  -- (pgsodium 3.1.10's injection fix does the same with ::regclass).
+  view_parts := pg_catalog.parse_ident(view_name);
+  IF pg_catalog.cardinality(view_parts) <> 2 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = pg_catalog.format('view name %s is not schema-qualified', view_name);
+  END IF;
+  view_name := pg_catalog.format('%I.%I', view_parts[1], view_parts[2]);
 
   SELECT pg_catalog.string_agg(
            pg_catalog.quote_ident(a.attname)

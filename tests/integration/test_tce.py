@@ -630,3 +630,33 @@ def test_plaintext_of_writes_never_reaches_the_database(
     assert "insert into t_w (id, secret, blob) values (6, " in log  # it is logged
     assert marker not in log
     assert marker.encode().hex() not in log
+
+
+def test_long_values_keep_postgresql_base64_line_breaks(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    long_text = "é" * 300 + " the end"
+    conn.execute("insert into t_w (id, secret) values (8, %s)", [long_text])
+    stored = conn.execute("select secret from t_w where id = 8").fetchone()
+    assert stored is not None and "\n" in stored[0]
+    assert all(len(line) <= 76 for line in stored[0].split("\n"))
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_w where id = 8"
+    ).fetchone() == (long_text,)
+
+
+def test_labels_cannot_name_views_other_sessions_could_not_read(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    fresh_table(conn, "t_inject", "id int, secret text")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute(
+            "security label for pgsodium on table t_inject is "
+            "'DECRYPT WITH VIEW public.x\"; drop table t_inject; --'"
+        )
+    # Written past the proxy, the table's own check refuses it.
+    with pytest.raises(psycopg.errors.CheckViolation):
+        direct.execute(
+            "insert into pgsodium._proxy_label values ('pg_class'::regclass, "
+            "'t_inject'::regclass, 0, 'DECRYPT WITH VIEW public.x\"y')"
+        )
