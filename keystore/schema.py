@@ -114,6 +114,8 @@ def _parts() -> list[str]:
         _sql("proxy_internals.sql"),
         # Labels, masking views, decrypting views and the guard (proxy/tce.py).
         _sql("tce.sql"),
+        # Supabase Vault 0.3's schema and API (rewriter/vault.py).
+        _sql("vault.sql"),
         *(
             _execute_grants(sig.regprocedure, sig.owner, sig.execute)
             for sig in functions

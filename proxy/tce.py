@@ -18,7 +18,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from rewriter import tce
+from rewriter import tce, vault
 from rewriter.errors import RewriteError
 from rewriter.tce_write import rewrite
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 NAMES_TTL_SECONDS = 2.0
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
+_VAULT = re.compile(rb"vault", re.IGNORECASE)
 _DDL = re.compile(
     rb"security\s+label|alter|drop|rename|create|update_mask", re.IGNORECASE
 )
@@ -51,7 +52,11 @@ class Tce:
 
     def wants(self, frame: Frame) -> bool:
         body = frame.body
-        return self.stale() or self.mentions(body) or bool(_LABEL.search(body))
+        return (
+            self.stale()
+            or self.mentions(body)
+            or bool(_LABEL.search(body) or _VAULT.search(body))
+        )
 
     async def refresh(self) -> None:
         if self.session.transaction_status == "E":
@@ -77,7 +82,7 @@ class Tce:
             self.loaded_at = None  # what is labelled may change: re-read next time
         elif self.stale():
             await self.refresh()
-        if not (self.mentions(body) or _LABEL.search(body)):
+        if not (self.mentions(body) or _LABEL.search(body) or _VAULT.search(body)):
             return sql
         try:
             statements = tce.parse(sql)
@@ -95,7 +100,11 @@ class Tce:
             for name, rules in rows[0]:
                 assert name is not None and rules is not None
                 relations[name] = tce.Relation.from_json(json.loads(rules))
-        if not relations and not tce.has_security_label(statements):
+        if not (
+            relations
+            or tce.has_security_label(statements)
+            or vault.mentions_vault(statements)
+        ):
             return sql
         return rewrite(sql, statements, relations)
 

@@ -14,7 +14,7 @@ from typing import Any
 from pglast import ast
 from pglast.enums import OnConflictAction
 
-from . import sqltext
+from . import sqltext, vault
 from .sqltext import Token
 from .tce import _AD_TYPES, Column, Relation, _RangeVars, range_var_name, refuse
 from .tce import parse as parse_statements
@@ -48,6 +48,7 @@ def rewrite(
             replacements.append((start, end, security_label(stmt)))
             continue
         replacements += _Statement(sql, toks, relations).rewrite(stmt)
+        replacements += vault.replacements(sql, toks, stmt)
     if not replacements:
         return sql
     return sqltext.splice(sql, replacements)
