@@ -110,3 +110,22 @@ def test_plaintext_past_the_proxy_is_rejected(
             direct.execute("insert into vault.secrets (secret) values ('direct')")
         with pytest.raises(psycopg.errors.FeatureNotSupported):
             direct.execute("select decrypted_secret from vault.decrypted_secrets")
+
+
+def test_empty_secret_is_refused_and_a_reprepared_call_fails_closed(
+    conn: psycopg.Connection[Any],
+) -> None:
+    before = conn.execute("select count(*) from vault.secrets").fetchone()
+    with pytest.raises(psycopg.errors.RaiseException, match="empty string"):
+        conn.execute("select vault.create_secret(%s)", [""])
+    assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+    if isinstance(conn.cursor(), psycopg.ClientCursor):
+        return
+    sql = "select vault.create_secret(%s)"
+    conn.execute(sql, ["first"], prepare=True)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(sql, ["second"], prepare=True)
+    rows = conn.execute(
+        "select decrypted_secret from vault.decrypted_secrets"
+    ).fetchall()
+    assert ("second",) not in rows and ("first",) in rows
