@@ -43,7 +43,9 @@ CREATE POLICY _proxy_label_owner ON pgsodium._proxy_label FOR ALL
   USING (pgsodium._proxy_tce_may_label(classoid, objoid))
   WITH CHECK (pgsodium._proxy_tce_may_label(classoid, objoid));
 
-CREATE OR REPLACE VIEW pgsodium.masking_rule AS
+-- The rules, readable by everyone as pg_seclabel is; pgsodium.masking_rule shows
+-- them with pgsodium's grants, and the proxy's own functions read this one.
+CREATE OR REPLACE VIEW pgsodium._proxy_tce_rule AS
   WITH const AS (
     SELECT
       'encrypt +with +key +id +([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'::text
@@ -54,9 +56,10 @@ CREATE OR REPLACE VIEW pgsodium.masking_rule AS
       E'(?<=decrypt with view) +([\\w\\"\\-$]+\\.[\\w\\"\\-$]+)'::text AS pattern_view_name,
       '(?<=security invoker)'::text AS pattern_security_invoker
   ), rules AS (
-    SELECT sl.objoid AS attrelid, sl.objsubid AS attnum, c.relnamespace, c.relname,
+    SELECT sl.objoid AS attrelid, sl.objsubid AS attnum,
+           c.relnamespace::regnamespace AS relnamespace, c.relname,
            a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS format_type,
-           pg_catalog.col_description(sl.objoid, sl.objsubid) AS col_description,
+           sl.label AS col_description,  -- sic: pgsodium puts the label here
            (regexp_match(sl.label, k.pattern_key_id_column, 'i'))[1] AS key_id_column,
            (regexp_match(sl.label, k.pattern_key_id, 'i'))[1] AS key_id,
            (regexp_match(sl.label, k.pattern_associated_columns, 'i'))[1]
@@ -82,11 +85,14 @@ CREATE OR REPLACE VIEW pgsodium.masking_rule AS
   SELECT DISTINCT ON (attrelid, attnum) * FROM rules
    ORDER BY attrelid, attnum, priority DESC;
 
+CREATE OR REPLACE VIEW pgsodium.masking_rule AS
+  SELECT * FROM pgsodium._proxy_tce_rule;
+
 CREATE OR REPLACE VIEW pgsodium.mask_columns AS
   SELECT a.attname, a.attrelid, m.key_id, m.key_id_column, m.associated_columns,
          m.nonce_column, m.format_type
     FROM pg_catalog.pg_attribute a
-    LEFT JOIN pgsodium.masking_rule m
+    LEFT JOIN pgsodium._proxy_tce_rule m
       ON m.attrelid = a.attrelid AND m.attname = a.attname
    WHERE a.attnum > 0 AND NOT a.attisdropped
    ORDER BY a.attnum;
@@ -100,8 +106,13 @@ CREATE OR REPLACE VIEW pgsodium.seclabel AS
     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = sl.objsubid
    WHERE sl.objsubid > 0;
 
-GRANT SELECT ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
-  TO PUBLIC;
+-- pgsodium's grants on its three views (§9); the rules themselves stay readable.
+REVOKE ALL ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
+  FROM PUBLIC, pgsodium_keyiduser, pgsodium_keyholder, pgsodium_keymaker;
+GRANT ALL ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
+  TO pgsodium_keyholder;
+REVOKE ALL ON pgsodium._proxy_tce_rule FROM PUBLIC;
+GRANT SELECT ON pgsodium._proxy_tce_rule TO PUBLIC;
 
 -- The guard: BEFORE INSERT OR UPDATE, arguments "<column>:<text|bytea>". A stored
 -- aead-det ciphertext is the plaintext plus 32 bytes (the SIV tag), and pgsodium
@@ -155,7 +166,7 @@ END
 $guard$;
 
 -- The decrypted column pgsodium's create_mask_view puts after an encrypted column.
-CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_decrypted(rule pgsodium.masking_rule)
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_decrypted(rule pgsodium._proxy_tce_rule)
   RETURNS text LANGUAGE plpgsql STABLE AS $decrypted$
 DECLARE
   key_expr text;
@@ -220,7 +231,7 @@ BEGIN
                  (SELECT nspname FROM pg_catalog.pg_namespace
                    WHERE oid = rel.relnamespace), rel.relname);
   SELECT m.view_name, bool_or(m.security_invoker) INTO view_name, invoker
-    FROM pgsodium.masking_rule m WHERE m.attrelid = target GROUP BY m.view_name;
+    FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = target GROUP BY m.view_name;
 
   EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
                             rel.relname || '_proxy_tce_guard', qualified);
@@ -247,7 +258,7 @@ BEGIN
            ', ' ORDER BY a.attnum)
     INTO cols, guard_args
     FROM pg_catalog.pg_attribute a
-    LEFT JOIN pgsodium.masking_rule m
+    LEFT JOIN pgsodium._proxy_tce_rule m
       ON m.attrelid = a.attrelid AND m.attnum = a.attnum
    WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped;
 
@@ -301,7 +312,7 @@ DECLARE
   rel oid;
   rel_kind "char";
   subid integer := 0;
-  rule pgsodium.masking_rule;
+  rule pgsodium._proxy_tce_rule;
   col_type text;
   key_type text;
   ad text;
@@ -361,7 +372,7 @@ BEGIN
                                      new_label);
 
   IF objtype = 'column' AND new_label IS NOT NULL THEN
-    SELECT * INTO rule FROM pgsodium.masking_rule m
+    SELECT * INTO rule FROM pgsodium._proxy_tce_rule m
      WHERE m.attrelid = rel AND m.attnum = subid;
     IF col_type NOT IN ('text', 'bytea') THEN
       RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -461,7 +472,7 @@ DECLARE
   rel oid;
 BEGIN
   FOR rel IN
-    SELECT DISTINCT m.attrelid FROM pgsodium.masking_rule m
+    SELECT DISTINCT m.attrelid FROM pgsodium._proxy_tce_rule m
       JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
      WHERE c.relowner = session_user::regrole
        AND m.attrelid <> 'pgsodium.key'::regclass
@@ -481,7 +492,7 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
   ), labelled AS (
     SELECT DISTINCT m.attrelid, m.view_name,
            pg_catalog.to_regclass(m.view_name) AS view_oid
-      FROM pgsodium.masking_rule m
+      FROM pgsodium._proxy_tce_rule m
   )
   SELECT d.name, pg_catalog.json_build_object(
            'kind', CASE WHEN d.oid = l.attrelid THEN 'table' ELSE 'view' END,
@@ -495,7 +506,7 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
                       'associated', m.associated_columns, 'nonce', m.nonce_column,
                       'encrypted', m.attrelid IS NOT NULL) ORDER BY a.attnum)
                FROM pg_catalog.pg_attribute a
-               LEFT JOIN pgsodium.masking_rule m
+               LEFT JOIN pgsodium._proxy_tce_rule m
                  ON m.attrelid = a.attrelid AND m.attnum = a.attnum
               WHERE a.attrelid = l.attrelid AND a.attnum > 0 AND NOT a.attisdropped))
     FROM named d
@@ -508,10 +519,10 @@ $rules$;
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_names()
   RETURNS SETOF text LANGUAGE sql STABLE AS $names$
   SELECT DISTINCT c.relname::text
-    FROM pgsodium.masking_rule m JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
+    FROM pgsodium._proxy_tce_rule m JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
   UNION
   SELECT DISTINCT v.relname::text
-    FROM pgsodium.masking_rule m
+    FROM pgsodium._proxy_tce_rule m
     JOIN pg_catalog.pg_class v ON v.oid = pg_catalog.to_regclass(m.view_name)
 $names$;
 
@@ -530,7 +541,7 @@ BEGIN
   END IF;
   FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
     IF cmd.classid = 'pg_catalog.pg_class'::regclass AND EXISTS (
-         SELECT FROM pgsodium.masking_rule m WHERE m.attrelid = cmd.objid) THEN
+         SELECT FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = cmd.objid) THEN
       PERFORM pgsodium._proxy_tce_regenerate(cmd.objid);
     END IF;
   END LOOP;

@@ -660,3 +660,38 @@ def test_labels_cannot_name_views_other_sessions_could_not_read(
             "insert into pgsodium._proxy_label values ('pg_class'::regclass, "
             "'t_inject'::regclass, 0, 'DECRYPT WITH VIEW public.x\"y')"
         )
+
+
+def test_a_plain_table_owner_labels_writes_and_reads(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_not_mine", "id int, note text")
+    conn.execute("drop schema if exists tce_owned cascade")
+    conn.execute("drop role if exists tce_owner")
+    conn.execute("create role tce_owner login in role pgsodium_keyiduser")
+    conn.execute("create schema tce_owned authorization tce_owner")
+    with psycopg.connect(proxy.dsn(user="tce_owner", dbname=db), autocommit=True) as me:
+        me.execute("create table tce_owned.t (id int, secret text)")
+        me.execute(
+            f"security label for pgsodium on column tce_owned.t.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        me.execute("insert into tce_owned.t values (1, %s)", ["mine"])
+        assert me.execute(
+            "select decrypted_secret from tce_owned.decrypted_t"
+        ).fetchone() == ("mine",)
+        # pgsodium's grants on its views hold: masking_rule is for keyholders.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            me.execute("select * from pgsodium.masking_rule")
+        # Labels on tables of others are refused, and nothing is recorded.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            me.execute(
+                f"security label for pgsodium on column public.t_not_mine.note "
+                f"is 'ENCRYPT WITH KEY ID {key}'"
+            )
+    assert conn.execute(
+        "select count(*) from pgsodium._proxy_label "
+        "where objoid = 't_not_mine'::regclass"
+    ).fetchone() == (0,)
+    conn.execute("drop schema tce_owned cascade")

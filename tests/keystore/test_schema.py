@@ -485,7 +485,8 @@ def test_composite_types(conn: psycopg.Connection[Any]) -> None:
         for row in conn.execute(SNAPSHOT["types"])
         if row[1] == "c"
         and row[0] not in ("key", "valid_key", "decrypted_key", "_proxy_meta")
-        and row[0] not in ("_proxy_label", "masking_rule", "mask_columns", "seclabel")
+        and row[0] not in ("_proxy_label", "_proxy_tce_rule", "masking_rule")
+        and row[0] not in ("mask_columns", "seclabel")
     }
     assert composites == {
         name: [f"{column} {type_}" for column, type_ in attributes]
