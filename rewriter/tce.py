@@ -210,18 +210,25 @@ class Relation:
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
 
-    def view_columns(self) -> list[str]:
-        names: list[str] = []
-        for column in self.columns:
-            names.append(column.name)
-            if column.encrypted:
-                names.append("decrypted_" + column.name)
-        return names
-
 
 class _RangeVars(Visitor):  # type: ignore[misc]
+    """Relations named in a statement; not an unqualified name that a WITH query of
+    the statement also has (that may be the WITH query: left alone)."""
+
     def __init__(self) -> None:
         self.found: list[ast.RangeVar] = []
+        self.ctes: set[str] = set()
+
+    def __call__(self, node: Any) -> Any:
+        super().__call__(node)
+        self.found = [
+            rv
+            for rv in self.found
+            if rv.schemaname is not None or rv.relname not in self.ctes
+        ]
+
+    def visit_CommonTableExpr(self, ancestors: Any, node: ast.CommonTableExpr) -> None:
+        self.ctes.add(node.ctename)
 
     def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
         self.found.append(node)

@@ -248,15 +248,8 @@ class _Statement:
         return touched
 
     def _on_conflict(self, clause: ast.OnConflictClause, relation: Relation) -> None:
-        conflict = (
-            {
-                e.name
-                for e in (clause.infer.indexElems or ())
-                if clause.infer is not None
-            }
-            if clause.infer is not None
-            else set()
-        )
+        infer = clause.infer
+        conflict = {e.name for e in (infer.indexElems or ())} if infer else set()
         assigned: dict[str, Any] = {rt.name: rt.val for rt in (clause.targetList or ())}
         for name, value in assigned.items():
             column = relation.column(name)

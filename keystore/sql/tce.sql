@@ -114,6 +114,17 @@ GRANT ALL ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
 REVOKE ALL ON pgsodium._proxy_tce_rule FROM PUBLIC;
 GRANT SELECT ON pgsodium._proxy_tce_rule TO PUBLIC;
 
+-- The relation a rule's view name names, looked up without the schema USAGE check
+-- of to_regclass: a session must not fail because some other schema is closed to it.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_view_oid(view_name text)
+  RETURNS oid LANGUAGE sql STABLE AS $view_oid$
+  SELECT v.oid
+    FROM pg_catalog.pg_class v
+    JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+   WHERE n.nspname = (pg_catalog.parse_ident(view_name))[1]
+     AND v.relname = (pg_catalog.parse_ident(view_name))[2]
+$view_oid$;
+
 -- The guard: BEFORE INSERT OR UPDATE, arguments "<column>:<text|bytea>". A stored
 -- aead-det ciphertext is the plaintext plus 32 bytes (the SIV tag), and pgsodium
 -- refuses empty plaintexts, so at least 33 bytes; text columns hold it as
@@ -263,7 +274,7 @@ BEGIN
    WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped;
 
   SELECT c.relacl INTO privs FROM pg_catalog.pg_class c
-   WHERE c.oid = pg_catalog.to_regclass(view_name);
+   WHERE c.oid = pgsodium._proxy_tce_view_oid(view_name);
   IF NOT FOUND THEN
     privs := rel.relacl;
   END IF;
@@ -491,7 +502,7 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
       FROM pg_catalog.unnest(names) AS n
   ), labelled AS (
     SELECT DISTINCT m.attrelid, m.view_name,
-           pg_catalog.to_regclass(m.view_name) AS view_oid
+           pgsodium._proxy_tce_view_oid(m.view_name) AS view_oid
       FROM pgsodium._proxy_tce_rule m
   )
   SELECT d.name, pg_catalog.json_build_object(
@@ -523,7 +534,7 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_names()
   UNION
   SELECT DISTINCT v.relname::text
     FROM pgsodium._proxy_tce_rule m
-    JOIN pg_catalog.pg_class v ON v.oid = pg_catalog.to_regclass(m.view_name)
+    JOIN pg_catalog.pg_class v ON v.oid = pgsodium._proxy_tce_view_oid(m.view_name)
 $names$;
 
 -- ALTER TABLE on a labelled table regenerates its view and guard (pgsodium's

@@ -148,3 +148,9 @@ def test_security_label_becomes_a_do_block() -> None:
     assert run("security label for pgsodium on role r is null").endswith(
         "_proxy_tce_set_label('role', 'r', NULL, NULL); END $pgsodium_proxy_label$"
     )
+
+
+def test_a_with_query_of_the_same_name_is_left_alone() -> None:
+    sql = "with decrypted_t as (select 1 as id) select * from decrypted_t"
+    assert run(sql) == sql
+    assert tce.relation_names(tce.parse(sql)) == []
