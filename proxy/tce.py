@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 NAMES_TTL_SECONDS = 2.0
+_INSTALLED = "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL"
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
 _VAULT = re.compile(rb"vault", re.IGNORECASE)
 _DDL = re.compile(
@@ -40,6 +41,7 @@ class Tce:
         self.session = session
         self.pattern: re.Pattern[bytes] | None = None
         self.loaded_at: float | None = None
+        self.installed = False  # has the upstream pgsodium._proxy_tce_names()?
 
     def stale(self) -> bool:
         return (
@@ -61,6 +63,15 @@ class Tce:
     async def refresh(self) -> None:
         if self.session.transaction_status == "E":
             return
+        if not self.installed:
+            # A database without the proxy's schema (or with an older one) has no
+            # labels; asking must not fail: that would abort the client's transaction.
+            found = await self.session.internal((_INSTALLED, []))
+            self.installed = found[0][0][0] == "t"
+            if not self.installed:
+                self.pattern = None
+                self.loaded_at = time.monotonic()
+                return
         rows = await self.session.internal(("SELECT pgsodium._proxy_tce_names()", []))
         names = sorted({row[0] for row in rows[0] if row[0]}, key=len, reverse=True)
         self.pattern = (

@@ -695,3 +695,17 @@ def test_a_plain_table_owner_labels_writes_and_reads(
         "where objoid = 't_not_mine'::regclass"
     ).fetchone() == (0,)
     conn.execute("drop schema tce_owned cascade")
+
+
+def test_a_database_without_the_schema_passes_through(proxy: RunningProxy) -> None:
+    proxy.upstream.psql("DROP DATABASE IF EXISTS tce_bare")
+    proxy.upstream.psql("CREATE DATABASE tce_bare")
+    for factory in PROTOCOLS:
+        with psycopg.connect(
+            proxy.dsn(dbname="tce_bare"), autocommit=True, cursor_factory=factory
+        ) as bare:
+            bare.execute("begin")
+            bare.execute("create table t (id int)")
+            bare.execute("insert into t values (1)")
+            assert bare.execute("select * from t").fetchall() == [(1,)]
+            bare.execute("rollback")
