@@ -13,6 +13,7 @@ from typing import Any
 
 from pglast import ast
 from pglast.enums import OnConflictAction
+from pglast.visitors import Visitor
 
 from . import sqltext, vault
 from .sqltext import Token
@@ -107,6 +108,7 @@ class _Statement:
         self.out: list[tuple[int, int, str]] = []
 
     def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
+        self._refuse_nested_writes(stmt)
         if not isinstance(stmt, _DATA_STATEMENTS):
             return self.out  # DDL, GRANT, ...: names the relations, reads nothing
         target = getattr(stmt, "relation", None)
@@ -123,6 +125,22 @@ class _Statement:
             if relation is not None and relation.kind == "view":
                 self._expand(rv, relation)
         return self.out
+
+    def _refuse_nested_writes(self, stmt: Any) -> None:
+        """A write of a labelled relation anywhere but at the top (in WITH, EXPLAIN
+        ANALYZE, PREPARE, CREATE RULE, ...): its values would go upstream as they
+        are, so it is refused."""
+        finder = _Writes()
+        finder(stmt)
+        for node in finder.found:
+            if node is stmt or isinstance(node, ast.CopyStmt):
+                continue
+            if self._relation(node.relation) is not None:
+                raise refuse(
+                    "write a table with encrypted columns here: only as a statement "
+                    "of its own",
+                    node.relation.location,
+                )
 
     def _relation(self, rv: Any) -> Relation | None:
         if not isinstance(rv, ast.RangeVar):
@@ -391,6 +409,20 @@ class _Statement:
                     position += 1
                 return position, end
         raise refuse("read this SET item", start)
+
+
+class _Writes(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: list[Any] = []
+
+    def visit_InsertStmt(self, ancestors: Any, node: Any) -> None:
+        self.found.append(node)
+
+    def visit_UpdateStmt(self, ancestors: Any, node: Any) -> None:
+        self.found.append(node)
+
+    def visit_MergeStmt(self, ancestors: Any, node: Any) -> None:
+        self.found.append(node)
 
 
 def _is_excluded(node: Any, name: str) -> bool:

@@ -293,6 +293,15 @@ def stored_rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             "without re-encrypting secret",
         ),
         (
+            "with x as (insert into t_w (id, secret) values (2, 'two') returning id) "
+            "select * from x",
+            "statement of its own",
+        ),
+        (
+            "explain analyze update t_w set secret = 'x', id = 1 where id = 1",
+            "statement of its own",
+        ),
+        (
             "merge into t_w using (select 1 as id) s on t_w.id = s.id "
             "when matched then update set note = 'x'",
             "MERGE",

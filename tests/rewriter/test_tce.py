@@ -154,3 +154,19 @@ def test_a_with_query_of_the_same_name_is_left_alone() -> None:
     sql = "with decrypted_t as (select 1 as id) select * from decrypted_t"
     assert run(sql) == sql
     assert tce.relation_names(tce.parse(sql)) == []
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "with x as (insert into t (id, secret) values (1, 'p') returning id) "
+        "select * from x",
+        "explain analyze insert into t (id, secret) values (1, 'p')",
+        "prepare p as insert into t (id, secret) values (1, 'p')",
+        "with x as (update decrypted_t set secret = 'p' returning id) select 1",
+    ],
+)
+def test_nested_writes_are_refused(sql: str) -> None:
+    with pytest.raises(RewriteError) as info:
+        run(sql)
+    assert info.value.sqlstate == "0A000"
