@@ -176,6 +176,8 @@ class _Statement:
     # -- writes ------------------------------------------------------------------------
 
     def _write(self, stmt: Any, relation: Relation) -> None:
+        if relation.kind == "view":
+            self._refuse_decrypted_refs(stmt, relation)
         if isinstance(stmt, ast.InsertStmt):
             self._insert(stmt, relation)
         elif isinstance(stmt, ast.UpdateStmt):
@@ -185,6 +187,20 @@ class _Statement:
                 raise refuse("COPY FROM into a table with encrypted columns")
         elif isinstance(stmt, ast.MergeStmt):
             raise refuse("MERGE into a table with encrypted columns")
+
+    def _refuse_decrypted_refs(self, stmt: Any, relation: Relation) -> None:
+        """decrypted_<c> of the view being written (WHERE, RETURNING, SET values)
+        would be computed upstream, where it cannot be: refused."""
+        decrypted = {"decrypted_" + c.name for c in relation.columns if c.encrypted}
+        refs = _ColumnRefs()
+        refs(stmt)
+        for ref in refs.found:
+            last = ref.fields[-1]
+            if isinstance(last, ast.String) and last.sval in decrypted:
+                raise refuse(
+                    f"read {last.sval} of the view this statement writes",
+                    ref.location,
+                )
 
     def _insert(self, stmt: ast.InsertStmt, relation: Relation) -> None:
         if stmt.cols:
@@ -409,6 +425,14 @@ class _Statement:
                     position += 1
                 return position, end
         raise refuse("read this SET item", start)
+
+
+class _ColumnRefs(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: list[ast.ColumnRef] = []
+
+    def visit_ColumnRef(self, ancestors: Any, node: ast.ColumnRef) -> None:
+        self.found.append(node)
 
 
 class _Writes(Visitor):  # type: ignore[misc]

@@ -283,6 +283,10 @@ def stored_rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
         ("update t_w set (blob, note) = ('a', 'b') where id = 1", "SET (a, b)"),
         ("update decrypted_t_w set decrypted_blob = 'x'", "write decrypted_blob"),
         (
+            "delete from decrypted_t_w where decrypted_secret = 'one'",
+            "read decrypted_secret of the view",
+        ),
+        (
             "insert into t_w (id, secret) values (1, 'again') on conflict (id) "
             "do update set secret = 'other'",
             "other than to EXCLUDED",

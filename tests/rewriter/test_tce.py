@@ -170,3 +170,19 @@ def test_nested_writes_are_refused(sql: str) -> None:
     with pytest.raises(RewriteError) as info:
         run(sql)
     assert info.value.sqlstate == "0A000"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "update decrypted_t set secret = 'new', id = 1 where decrypted_secret = 'old'",
+        "delete from decrypted_t where decrypted_secret = 'old'",
+        "insert into decrypted_t (id, secret) values (1, 'x') "
+        "returning decrypted_secret",
+    ],
+)
+def test_decrypted_columns_of_a_written_view_are_refused(sql: str) -> None:
+    with pytest.raises(RewriteError) as info:
+        run(sql)
+    assert info.value.sqlstate == "0A000"
+    assert "decrypted_secret" in info.value.message
