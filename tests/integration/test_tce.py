@@ -722,3 +722,46 @@ def test_a_database_without_the_schema_passes_through(proxy: RunningProxy) -> No
             bare.execute("insert into t values (1)")
             assert bare.execute("select * from t").fetchall() == [(1,)]
             bare.execute("rollback")
+
+
+async def test_asyncpg_binary_writes_and_reads(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    import asyncio
+
+    import asyncpg
+
+    key = new_key(conn)
+    fresh_table(conn, "t_asyncpg", "id int primary key, secret text, raw bytea")
+    for column in ("secret", "raw"):
+        conn.execute(
+            f"security label for pgsodium on column t_asyncpg.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+        )
+
+    async def run() -> None:
+        a = await asyncpg.connect(
+            host=proxy.host, port=proxy.port, user="postgres", database=db
+        )
+        try:
+            await a.execute(
+                "insert into t_asyncpg (id, secret, raw) values ($1, $2, $3)",
+                1,
+                "via asyncpg",
+                b"\x00\xff",
+            )
+            statement = await a.prepare(
+                "update t_asyncpg set secret = $2, raw = $3, id = $1 where id = $1"
+            )
+            await statement.fetch(1, "updated", b"\x00\xff")
+            await statement.fetch(1, "updated", b"\x00\xff")  # prepared, reused
+            row = await a.fetchrow(
+                "select id, decrypted_secret, decrypted_raw from decrypted_t_asyncpg "
+                "where id = $1",
+                1,
+            )
+            assert tuple(row) == (1, "updated", b"\x00\xff")
+        finally:
+            await a.close()
+
+    await asyncio.wait_for(run(), 30)
