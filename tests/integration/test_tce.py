@@ -765,3 +765,40 @@ async def test_asyncpg_binary_writes_and_reads(
             await a.close()
 
     await asyncio.wait_for(run(), 30)
+
+
+def test_security_invoker_view_honours_row_level_security(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    version = conn.execute("show server_version_num").fetchone()
+    assert version is not None
+    if int(version[0]) < 150000:
+        pytest.skip("security_invoker views need PostgreSQL 15")
+    key = new_key(conn)
+    fresh_table(conn, "t_rls", "id int, owner_name text, secret text")
+    conn.execute("drop role if exists tce_rls_user")
+    conn.execute("create role tce_rls_user login in role pgsodium_keyiduser")
+    conn.execute(
+        f"security label for pgsodium on column t_rls.secret "
+        f"is 'ENCRYPT WITH KEY ID {key} SECURITY INVOKER'"
+    )
+    conn.execute(
+        "insert into t_rls values (1, 'tce_rls_user', %s), (2, 'someone', %s)",
+        ["mine", "theirs"],
+    )
+    conn.execute("alter table t_rls enable row level security")
+    conn.execute(
+        "create policy own on t_rls for select using (owner_name = current_user)"
+    )
+    conn.execute("grant select on t_rls, decrypted_t_rls to tce_rls_user")
+    with psycopg.connect(
+        proxy.dsn(user="tce_rls_user", dbname=db), autocommit=True
+    ) as user:
+        assert user.execute(
+            "select id, decrypted_secret from decrypted_t_rls"
+        ).fetchall() == [(1, "mine")]
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_rls order by id"
+    ).fetchall() == [(1, "mine"), (2, "theirs")]
+    fresh_table(conn, "t_rls", "id int")
+    conn.execute("drop role tce_rls_user")
