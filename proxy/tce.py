@@ -4,11 +4,12 @@ Labels live upstream (pgsodium._proxy_label), so every session and every proxy
 sees them. A session keeps the names of labelled tables and of their decrypting
 views, read on the client's own connection and re-read when older than
 NAMES_TTL_SECONDS or after DDL it passed on; a statement whose bytes mention one
-of them (or `SECURITY LABEL`) is parsed, its relations' rules are looked up in
-the client's transaction, and rewriter.tce_write turns it into pgsodium calls that
-the rest of the rewriter evaluates. A stale list can only refuse, never leak: the
-upstream guard trigger rejects a plaintext write and the view's decrypted columns
-raise the stub's 0A000 when read directly.
+of them (or `SECURITY LABEL`, or `vault`) is parsed, its relations' rules are
+looked up in the client's transaction, and rewriter.tce_write turns it into
+pgsodium calls that the rest of the rewriter evaluates. A stale list never lets
+plaintext be stored: such a write goes upstream as the client sent it (so that
+one statement's plaintext does reach the database) and the guard trigger rejects
+it; the view's decrypted columns raise the stub's 0A000 when read directly.
 """
 
 from __future__ import annotations
