@@ -9,7 +9,7 @@ or key-id C function exactly as pgsodium's PL/pgSQL wrappers do, quirks included
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .catalogue import FUNCTIONS, Signature
@@ -17,12 +17,15 @@ from .derive import Env
 from .errors import FEATURE_NOT_SUPPORTED, NO_DATA_FOUND, PgsodiumError
 from .implementations import IMPLEMENTATIONS
 from .keys import DerivedKey, KeyChain, RawKey, parse_material
+from .primitives.aead import BINDERS
 from .primitives.ipcrypt import bin_to_ip, ip_to_bin
 
 _BY_SYMBOL: dict[str, Signature] = {
     sig.c_symbol: sig for sig in FUNCTIONS if sig.c_symbol and sig.language == "c"
 }
 DET_DECRYPT = "pgsodium_crypto_aead_det_decrypt"
+# SQL-language helpers of the crypto_sign_update_agg aggregates.
+_SIGN_AGGREGATE_STEPS = ("crypto_sign_update_agg1", "crypto_sign_update_agg2")
 
 
 def inet_text(address: str) -> str:
@@ -66,12 +69,33 @@ class Evaluator:
             return self._inet(sig, args)
         if sig.key_variant == "uuid":
             return self._by_uuid(sig, args)
+        if sig.name in _SIGN_AGGREGATE_STEPS:
+            return self._sign_aggregate_step(sig.name, args)
         if sig.language != "c" or sig.c_symbol not in IMPLEMENTATIONS:
             raise PgsodiumError(
                 FEATURE_NOT_SUPPORTED,
                 f"pgsodium-proxy does not evaluate pgsodium.{sig.name}() yet",
             )
         return IMPLEMENTATIONS[sig.c_symbol](self.env, *args)
+
+    def bind(
+        self, sig: Signature, constants: dict[int, Any]
+    ) -> Callable[[list[Any]], Any] | None:
+        """The call with its constant arguments bound once, for values computed per
+        row; the result takes the other arguments in order. None: no binding."""
+        binder = BINDERS.get(sig.c_symbol or "")
+        if binder is None or sig.strict or sig.language != "c":
+            return None
+        bound = binder(self.env, constants)
+        if bound is None:
+            return None
+        varying = [i for i in range(len(sig.params)) if i not in constants]
+        if varying == [0, 1]:
+            return lambda values: bound(values[0], values[1])
+        if varying == [0]:
+            additional = constants[1]
+            return lambda values: bound(values[0], additional)
+        return None
 
     def _inet(self, sig: Signature, args: list[Any]) -> str:
         """pgsodium's SQL wrappers: bin2ip(f(ip2bin(host(ip)), key))::inet."""
@@ -84,6 +108,20 @@ class Evaluator:
         )
         result = self(sibling, [ip_to_bin(host), *args[1:]])
         return inet_text(bin_to_ip(result))
+
+    def _sign_aggregate_step(self, name: str, args: list[Any]) -> Any:
+        """pgsodium's SQL state functions of crypto_sign_update_agg:
+        agg1(state, m) = crypto_sign_update(COALESCE(state, crypto_sign_init()), m);
+        agg2(cur, initial, m) = crypto_sign_update(COALESCE(cur, initial), m)."""
+        update = IMPLEMENTATIONS["pgsodium_crypto_sign_update"]
+        if name == "crypto_sign_update_agg1":
+            state, message = args
+            if state is None:
+                state = IMPLEMENTATIONS["pgsodium_crypto_sign_init"](self.env)
+        else:
+            current, initial, message = args
+            state = initial if current is None else current
+        return update(self.env, state, message)
 
     def _by_uuid(self, sig: Signature, args: list[Any]) -> Any:
         position = next(i for i, p in enumerate(sig.params) if p.type == "uuid")
@@ -100,6 +138,7 @@ class Evaluator:
             # pgsodium quirk (§6): a derived kdf key ignores subkey_id and context and
             # returns derive_key(key_id, subkey_size, key_context).
             return self.env.derive(head.key_id, int(args[0]), head.context)
+        replacement: list[Any]
         if isinstance(head, RawKey):
             key = self.raw_key_bytes(chain)
             symbol, replacement = sig.uuid_raw_symbol, [key]

@@ -57,6 +57,9 @@ class PerRow:
     compute: Callable[[list[Any], list[str | None]], Any]
     result_type: str
     format: int
+    # Chosen once per result: each input's decoder, the result's encoder.
+    decoders: tuple[Callable[[bytes], Any], ...] = ()
+    encoder: Callable[[Any], bytes | None] | None = None
 
 
 Column = Copy | Filled | Deferred | PerRow
@@ -83,7 +86,7 @@ class Layout:
             elif isinstance(column, Filled):
                 out.append(column.data)
             elif isinstance(column, PerRow):
-                out.append(_per_row(column, values, bytea_output))
+                out.append(_per_row(column, values))
             else:
                 out.append(_deferred(column, values, bytea_output))
         return codec.encode_data_row(out)
@@ -125,21 +128,50 @@ def _input(type_name: str, raw: bytes, fmt: int) -> Any:
     return types.text_in(type_name, raw.decode("utf-8"))
 
 
-def _per_row(
-    column: PerRow, values: list[bytes | None], bytea_output: str
-) -> bytes | None:
-    inputs: list[Any] = []
-    for index, type_name, fmt in zip(
-        column.inputs, column.types, column.formats, strict=True
-    ):
-        raw = values[index]
-        inputs.append(None if raw is None else _input(type_name, raw, fmt))
-    materials = [
-        None if k is None or values[k] is None else values[k].decode("utf-8")  # type: ignore[union-attr]
-        for k in column.keys
+def _per_row(column: PerRow, values: list[bytes | None]) -> bytes | None:
+    inputs = [
+        None if (raw := values[index]) is None else decode(raw)
+        for index, decode in zip(column.inputs, column.decoders, strict=True)
     ]
-    result = column.compute(inputs, materials)
-    return encode_value(column.result_type, result, column.format, bytea_output)
+    if any(k is not None for k in column.keys):
+        materials = [
+            None if k is None or (raw := values[k]) is None else raw.decode("utf-8")
+            for k in column.keys
+        ]
+    else:
+        materials = [None] * len(column.keys)
+    assert column.encoder is not None
+    return column.encoder(column.compute(inputs, materials))
+
+
+def _decoder(type_name: str, fmt: int) -> Callable[[bytes], Any]:
+    """How one input column's values are read, chosen once per result."""
+    if type_name == "bytea" and fmt == BINARY:
+        return _same
+    if type_name in ("text", "character varying") and fmt in (TEXT, BINARY):
+        return _utf8  # text's send format is its text, too
+    return lambda raw: _input(type_name, raw, fmt)
+
+
+def _encoder(
+    type_name: str, fmt: int, bytea_output: str
+) -> Callable[[Any], bytes | None]:
+    """How the computed value is written, chosen once per result."""
+    if type_name in ("text", "character varying"):
+        return lambda value: None if value is None else str(value).encode("utf-8")
+    if type_name == "bytea" and fmt == BINARY:
+        return _same
+    if type_name == "bytea" and bytea_output == "hex":
+        return lambda value: None if value is None else b"\\x" + value.hex().encode()
+    return lambda value: encode_value(type_name, value, fmt, bytea_output)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _utf8(raw: bytes) -> str:
+    return types.utf8_text(raw)
 
 
 def encode_value(
@@ -229,7 +261,9 @@ def build_layout(
             index += 1
             continue
         if kind == "r":
-            column, field, index = _row_group(plan, marker, fields, index, rows)
+            column, field, index = _row_group(
+                plan, marker, fields, index, rows, bytea_output
+            )
             client_fields.append(field)
             columns.append(column)
             continue
@@ -255,12 +289,36 @@ def build_layout(
     return Layout(client_fields, columns)
 
 
+def upstream_formats(layout: Layout, client: Sequence[int], count: int) -> list[int]:
+    """The result format of each of `count` upstream columns, from the client's
+    format per client column (protocol §55.7 Bind: one code per column).
+
+    An upstream column keeps the format of the client column it feeds; key
+    material columns (PerRow.keys) and outputs computed in advance stay text.
+    """
+    if len(client) != len(layout.columns):
+        raise ProxyError(
+            SQLSTATE.PROTOCOL_VIOLATION,
+            f"bind message has {len(client)} result formats but query has "
+            f"{len(layout.columns)} columns",
+        )
+    upstream = [0] * count
+    for column, code in zip(layout.columns, client, strict=True):
+        if isinstance(column, Copy):
+            upstream[column.index] = code
+        elif isinstance(column, (Deferred, PerRow)):
+            for index in column.inputs:
+                upstream[index] = code
+    return upstream
+
+
 def _row_group(
     plan: Plan,
     marker: str,
     fields: Sequence[Field],
     index: int,
     rows: Sequence[Callable[[list[str]], tuple[str, Any]]],
+    bytea_output: str,
 ) -> tuple[PerRow, Field, int]:
     """The upstream columns of one select-list item over rows, from `index` on."""
     group = int(fields[index].name[len(marker) + 1 :].split("_")[0])
@@ -289,14 +347,17 @@ def _row_group(
             keys.append(None)
     result_type, compute = rows[group](type_names)
     first = fields[inputs[0]]
+    formats = tuple(fields[i].format for i in inputs)
     column = PerRow(
         tuple(inputs),
         tuple(keys),
         tuple(type_names),
-        tuple(fields[i].format for i in inputs),
+        formats,
         compute,
         result_type,
         first.format,
+        tuple(_decoder(t, f) for t, f in zip(type_names, formats, strict=True)),
+        _encoder(result_type, first.format, bytea_output),
     )
     return column, _typed(first, spec.name, result_type), index
 

@@ -59,3 +59,21 @@ class ProxyError(Exception):
             hint=self.hint,
             position=None if self.position is None else str(self.position),
         )
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    """Where a bug happened, for the log: the exception's type and the frames
+    (file, line, function), never its message nor any value.
+
+    SECURITY: an exception's text can quote the data it choked on (a bind value, a
+    plaintext literal, key material), and logs must hold none of those.
+    """
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames]
+    chain = type(exc).__qualname__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        chain += f" (while handling {type(cause).__qualname__})"
+    return "Traceback (message redacted):\n" + "\n".join(lines) + f"\n{chain}"

@@ -7,6 +7,7 @@ key created earlier in the same transaction is visible.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from rewriter.plan import Call, Param, Plan, node_type, walk
 from rewriter.sqltext import tokens
 
 from . import codec
-from .columns import BINARY, Layout, build_layout
+from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
 from .lookup import LookupFailed, Skipped, lookup
 from .router import Reply
@@ -32,13 +33,15 @@ from .router import Reply
 if TYPE_CHECKING:
     from .intercept import Interceptor
 
-__all__ = ["Execution", "LookupFailed", "Skipped"]
+__all__ = ["Execution", "FetchExecution", "LookupFailed", "Skipped"]
 
 _CREATE_TYPES = ("uuid", "bytea", "bytea", "uuid", "text")
 DET_NONCE_BYTES = 16
 
 
+@functools.lru_cache(maxsize=256)
 def _default(text: str | None) -> Any:
+    """A parameter default's value (constants only, so it can be cached)."""
     return evaluate(default_value(text), {}, _no_calls)
 
 
@@ -329,15 +332,16 @@ class Execution:
     def _result_formats(self, client: Sequence[int]) -> list[int]:
         if len(client) <= 1:
             return list(client)
+        # Per-column formats (pgjdbc sends them): only the shape of the layout
+        # matters here, which upstream columns feed each client column, so the
+        # row computations are stand-ins.
+        plan = self.plans[0]
         fields = self._described_fields() or []
-        layout = build_layout(
-            self.plans[0], self.marker, fields, [None] * 99, [], "hex"
-        )
-        upstream: list[int] = []
-        for column, code in zip(layout.columns, client, strict=False):
-            width = len(getattr(column, "inputs", ())) or 1
-            upstream += [code] * width
-        return upstream
+        outputs = [None] * len(plan.outputs)
+        deferred = [_shape_only] * len(plan.deferred)
+        rows = [_row_shape_only] * len(plan.rows)
+        layout = build_layout(plan, self.marker, fields, outputs, deferred, "hex", rows)
+        return upstream_formats(layout, client, len(fields))
 
     def _layout_for(self, formats: list[int]) -> Layout | None:
         fields = self._described_fields()
@@ -425,10 +429,10 @@ class Execution:
 
     # -- replies -----------------------------------------------------------------------
 
-    def query_reply(self) -> Reply:
+    def query_reply(self, *, guarded: bool = False) -> Any:
         from .replies import QueryReply
 
-        return QueryReply(self)
+        return QueryReply(self, guarded=guarded)
 
     def describe_reply(self, *, statement: bool) -> Reply:
         from .replies import DescribeReply
@@ -441,8 +445,50 @@ class Execution:
         return ExecuteReply(self)
 
 
+class FetchExecution(Execution):
+    """A FETCH from a cursor declared over rows the proxy computes.
+
+    The cursor's rows carry the DECLARE's marker columns, which no client can
+    predict, so FETCH results are rewritten with the DECLARE's plan, keys and
+    values; the FETCH itself goes upstream as the client sent it.
+    """
+
+    def __init__(
+        self, interceptor: Interceptor, sql: str, source: Execution, index: int
+    ) -> None:
+        super().__init__(interceptor, sql, [source.plans[index]], extended=True)
+        self.source = source
+        self.index = index
+        self.marker = source.marker
+        self.outputs = [source.outputs[index]]
+        self.evaluator = source.evaluator
+        self.params = source.params
+        self.privileges = source.privileges
+        self.bytea_output = source.bytea_output
+        self._chains = source._chains
+
+    def bound(self, bind: Any) -> Execution:
+        execution = FetchExecution(self.interceptor, self.sql, self.source, self.index)
+        execution.described = self.described
+        execution.bind_message = bind
+        return execution
+
+    async def bind(self) -> codec.Bind:
+        bind = self.bind_message
+        result_formats = self._result_formats(bind.result_formats)
+        self.layout = self._layout_for(result_formats)
+        return codec.Bind(
+            bind.portal,
+            bind.statement,
+            tuple(bind.param_formats),
+            tuple(bind.params),
+            tuple(result_formats),
+        )
+
+
 def _roots(plan: Plan) -> list[Any]:
     roots: list[Any] = [o.node for o in plan.outputs] + [f.node for f in plan.folds]
+    roots += plan.sources  # SELECT ... FROM pgsodium.f($1): f's own arguments
     for create in plan.creates:
         roots += [
             n
@@ -493,3 +539,12 @@ def _max_param(sql: str) -> int:
 
 def _params_in(sql: str) -> set[int]:
     return {int(sql[t.start + 1 : t.end]) for t in tokens(sql) if t.name == "PARAM"}
+
+
+def _shape_only(values: list[Any]) -> Any:
+    """A stand-in computation, for a layout built only for its shape."""
+    return None
+
+
+def _row_shape_only(type_names: list[str]) -> tuple[str, Any]:
+    return "bytea", _shape_only

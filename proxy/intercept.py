@@ -15,6 +15,9 @@ import secrets
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+
 from keystore.errors import KeystoreError, PgsodiumError
 from rewriter.analyze import analyze
 from rewriter.errors import RewriteError
@@ -22,9 +25,9 @@ from rewriter.plan import Plan
 
 from . import codec
 from .codec import Frame
-from .errors import SQLSTATE, ProxyError
-from .execution import Execution, LookupFailed, Skipped
-from .router import Collect, PassThrough, Reply, SyncReply
+from .errors import SQLSTATE, ProxyError, redacted_traceback
+from .execution import Execution, FetchExecution, LookupFailed, Skipped
+from .router import Collect, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
 
 if TYPE_CHECKING:
@@ -42,10 +45,33 @@ _TRIGGER = re.compile(
 # Statements that may change what an unqualified name resolves to.
 _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
+# A statement that may read a cursor (FETCH; MOVE returns no rows).
+_FETCH = re.compile(rb"fetch", re.IGNORECASE)
+# Cursors over computed rows open at once in a session. One more is refused
+# (54000) rather than forgotten: a forgotten cursor would be read back with its
+# marker columns (inputs, not values). Cursors without WITH HOLD are forgotten
+# when their transaction block ends, as the upstream closes them then.
+_CURSORS = 1024
+
+
+_ENCODINGS = ("client_encoding", "server_encoding")
+# Statements that may change the current role, whose EXECUTE privileges a later
+# pgsodium call in the same Query message would need.
+_ROLE_CHANGE = re.compile(
+    r"\b(role|session\s+authorization|reset|discard|set_config)\b", re.IGNORECASE
+)
 
 
 def involves_pgsodium(body: bytes) -> bool:
     return _TRIGGER.search(body) is not None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Interceptor:
@@ -58,6 +84,10 @@ class Interceptor:
         )
         # Is schema pgsodium on the session's search_path? None: not known (yet).
         self.on_path: bool | None = None
+        # Cursors declared over computed rows: name -> (execution, statement index).
+        self.cursors: OrderedDict[str, tuple[Execution, int]] = OrderedDict()
+        # Cursor name -> the ReadyForQuery from which it is closed (None: WITH HOLD).
+        self._closes_at: dict[str, int | None] = {}
         self.tce = Tce(session)
 
     # -- deciding --------------------------------------------------------------------
@@ -67,8 +97,10 @@ class Interceptor:
         if kind in (ord("Q"), ord("P")):
             if _PATH_CHANGE.search(frame.body):
                 self.on_path = None
+            if self.cursors and _FETCH.search(frame.body):
+                return True
             return involves_pgsodium(frame.body) or self.tce.wants(frame)
-        if not (self.statements or self.portals):
+        if not (self.statements or self.portals or self.cursors):
             return False
         if kind == ord("B"):
             message = codec.decode_frontend(frame)
@@ -76,17 +108,15 @@ class Interceptor:
         if kind in (ord("D"), ord("E")):
             message = codec.decode_frontend(frame)
             name = message.name if kind == ord("D") else message.portal
-            table = (
-                self.portals
-                if kind == ord("E") or message.kind == "P"
-                else self.statements
-            )
-            return name in table
+            if kind == ord("E") or message.kind == "P":
+                # A cursor declared in SQL is also a portal of the protocol.
+                return name in self.portals or name in self.cursors
+            return name in self.statements
         return False
 
     def forget(self, frame: Frame) -> None:
         """A message forwarded untouched may replace or close a rewritten one."""
-        if not (self.statements or self.portals):
+        if not (self.statements or self.portals or self.cursors):
             return
         kind = frame.type
         if kind in (ord("P"), ord("B"), ord("C")):
@@ -99,6 +129,8 @@ class Interceptor:
                 self.statements.pop(message.name, None)
             else:
                 self.portals.pop(message.name, None)
+                self.cursors.pop(message.name, None)
+                self._closes_at.pop(message.name, None)
 
     async def learn_search_path(self, frame: Frame) -> None:
         """Ask the upstream once whether unqualified names may be pgsodium's.
@@ -117,6 +149,9 @@ class Interceptor:
         self.on_path = rows[0][0][0] == "t"
 
     def plans(self, sql: str, declared: tuple[int, ...]) -> list[Plan]:
+        """The statement's plans; none for text PostgreSQL refuses before parsing."""
+        if not _is_utf8(sql):
+            return self._not_utf8()
         on_path = bool(self.on_path)
         key = (sql, on_path, declared)
         cached = self._plans.get(key)
@@ -127,9 +162,11 @@ class Interceptor:
             plans = analyze(sql, on_path=on_path, declared=declared)
         except RewriteError:
             raise
-        except Exception:
+        except Exception as exc:
             # A bug in the rewriter: the statement fails (XX000), the session lives.
-            self.session.log(logging.ERROR, "planning failed", exc_info=True)
+            self.session.log(
+                logging.ERROR, "planning failed\n%s", redacted_traceback(exc)
+            )
             raise RewriteError(
                 SQLSTATE.INTERNAL_ERROR,
                 "pgsodium-proxy internal error while planning this statement",
@@ -138,6 +175,23 @@ class Interceptor:
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
         return plans
+
+    def _not_utf8(self) -> list[Plan]:
+        """Bytes that are not UTF-8 (the codec kept them as surrogate escapes).
+
+        With client and server encoding UTF8, PostgreSQL checks a Query's or
+        Parse's text before it parses anything and answers 22021: forwarded
+        untouched, the client gets exactly that. Under any other encoding the text
+        would reach the parser, so a pgsodium call in it is refused here.
+        """
+        parameters = self.session.parameters
+        if all(parameters.get(p) == "UTF8" for p in _ENCODINGS):
+            return []
+        raise RewriteError(
+            SQLSTATE.FEATURE_NOT_SUPPORTED,
+            "pgsodium-proxy evaluates pgsodium calls only in UTF8 text "
+            "(client_encoding and server_encoding UTF8)",
+        )
 
     # -- handling --------------------------------------------------------------------
 
@@ -163,6 +217,15 @@ class Interceptor:
             return
         original = sql = codec.decode_frontend(frame).sql
         try:
+            cursor = self._fetch_target(sql)
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
+        if cursor is not None:
+            fetch = FetchExecution(self, sql, *cursor)
+            self._forward(frame, fetch.query_reply())
+            return
+        try:
             sql = await self.tce.apply(frame, sql)
         except Skipped:
             self._forward(frame, SyncReply())
@@ -175,7 +238,7 @@ class Interceptor:
             await self.fail_simple(exc)
             return
         if sql == original and not involves_pgsodium(frame.body):
-            self._forward(frame, SyncReply())  # nothing of TCE after all
+            self._forward(frame, SyncReply())  # it only said "fetch", or a TCE name
             return
         await self.learn_search_path(frame)
         try:
@@ -190,6 +253,17 @@ class Interceptor:
                 return
             self._forward(frame, SyncReply())
             return
+        if _role_change_before_call(plans):
+            await self.fail_simple(
+                RewriteError(
+                    "0A000",
+                    "pgsodium-proxy cannot evaluate a pgsodium call after a statement "
+                    "that may change the current role (SET ROLE, SET SESSION "
+                    "AUTHORIZATION, RESET, DISCARD) in the same Query message: send "
+                    "the call as a Query of its own",
+                )
+            )
+            return
         execution = Execution(self, sql, plans, extended=False)
         try:
             await execution.prepare(params={})
@@ -203,9 +277,93 @@ class Interceptor:
         except (RewriteError, KeystoreError, ProxyError) as exc:
             await self.fail_simple(exc)
             return
+        try:
+            for index, plan in enumerate(plans):
+                self._remember_cursor(plan, execution, index)
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
         text = execution.render_simple()
+        if _needs_guard(plans, self.session.transaction_status):
+            await self._guarded_query(execution, text)
+            return
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(execution.query_reply())
+
+    async def _guarded_query(self, execution: Execution, text: str) -> None:
+        """A simple Query whose rows the proxy computes and that may change data,
+        outside a transaction block: run it inside a block of the proxy's own, and
+        commit only if every row was computed. PostgreSQL would run it as one
+        implicit transaction that a failure undoes whole; without the block the
+        upstream would have committed before the proxy sees the failing row.
+        """
+        session = self.session
+        session.write_upstream(codec.Query("BEGIN").encode())
+        session.push(Swallow())
+        reply = execution.query_reply(guarded=True)
+        session.write_upstream(codec.Query(text).encode())
+        session.push(reply)
+        session.flush_upstream()
+        await reply.done
+        committed = reply.error is None and reply.status == "T"
+        end = Swallow(forward_errors=committed)  # a failed COMMIT is the client's
+        session.write_upstream(
+            codec.Query("COMMIT" if committed else "ROLLBACK").encode()
+        )
+        session.push(end)
+        session.push_emit(codec.ready_for_query("I"))
+        session.flush_upstream()
+        await end.done
+
+    def _fetch_target(self, sql: str) -> tuple[Execution, int] | None:
+        """The cursor a FETCH reads, if it is one declared over computed rows."""
+        if not self.cursors or not _FETCH.search(sql.encode("utf-8", "replace")):
+            return None
+        try:
+            statements = parse_sql(sql)
+        except (ParseError, UnicodeEncodeError):
+            return None  # the upstream answers it with its own error
+        names = [
+            s.stmt.portalname
+            for s in statements
+            if isinstance(s.stmt, ast.FetchStmt) and not s.stmt.ismove
+        ]
+        known = [n for n in names if n in self.cursors]
+        if not known:
+            return None
+        if len(statements) > 1:
+            raise RewriteError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                f'pgsodium-proxy cannot evaluate FETCH from cursor "{known[0]}" '
+                "among other statements: send it as a statement of its own",
+            )
+        self.cursors.move_to_end(known[0])
+        return self.cursors[known[0]]
+
+    def _remember_cursor(self, plan: Plan, execution: Execution, index: int) -> None:
+        """Called before the DECLARE goes upstream; raises when there is no room."""
+        if plan.cursor is None:
+            return
+        if plan.cursor not in self.cursors and len(self.cursors) >= _CURSORS:
+            raise RewriteError(
+                "54000",
+                f"pgsodium-proxy keeps at most {_CURSORS} cursors over computed rows "
+                "open in one session: CLOSE some, or end the transaction",
+            )
+        self.cursors[plan.cursor] = (execution, index)
+        self.cursors.move_to_end(plan.cursor)
+        # The DECLARE's own ReadyForQuery is the next one queued; a cursor without
+        # WITH HOLD is gone at the first idle ReadyForQuery from that one on.
+        ends = None if plan.cursor_hold else self.session.router.syncs_pushed + 1
+        self._closes_at[plan.cursor] = ends
+
+    def transaction_ended(self, ready: int) -> None:
+        """ReadyForQuery number `ready` said idle: the transaction block is over, and
+        so are the cursors without WITH HOLD declared up to that point."""
+        for name, ends in list(self._closes_at.items()):
+            if ends is not None and ends <= ready:
+                self.cursors.pop(name, None)
+                del self._closes_at[name]
 
     def _sync(self) -> None:
         self.session.write_upstream(codec.Sync().encode())
@@ -242,6 +400,17 @@ class Interceptor:
 
     async def _parse(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
+        try:
+            cursor = self._fetch_target(message.query)
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
+            return
+        if cursor is not None:
+            fetch = FetchExecution(self, message.query, *cursor)
+            self._forward(frame, PassThrough(b"1E"))
+            self.statements[message.name] = fetch
+            await fetch.describe_statement(message.name)
+            return
         query = message.query
         try:
             query = await self.tce.apply(frame, query)
@@ -253,17 +422,17 @@ class Interceptor:
             self.session.push_emit(exc.error)
             return
         except RewriteError as exc:
-            await self.raise_upstream(exc)
+            await self._refuse_parse(message.name, exc)
             return
         if query == message.query and not involves_pgsodium(frame.body):
-            self.statements.pop(message.name, None)
-            self._forward(frame, PassThrough(b"1E"))  # nothing of TCE after all
+            self.statements.pop(message.name, None)  # it only said "fetch", or TCE's
+            self._forward(frame, PassThrough(b"1E"))
             return
         await self.learn_search_path(frame)
         try:
             plans = self.plans(query, tuple(message.param_types))
         except RewriteError as exc:
-            await self.raise_upstream(exc)
+            await self._refuse_parse(message.name, exc)
             return
         if len(plans) != 1 or not plans[0].rewrites:
             self.statements.pop(message.name, None)
@@ -283,6 +452,16 @@ class Interceptor:
         self.statements[message.name] = execution
         await execution.describe_statement(message.name)
 
+    async def _refuse_parse(self, name: str, exc: RewriteError) -> None:
+        if not name:
+            # PostgreSQL drops the unnamed statement before parsing: a Bind or
+            # Describe of it that follows must not find the previous one, here or
+            # upstream.
+            self.statements.pop("", None)
+            self.session.write_upstream(codec.Close("S", "").encode())
+            self.session.push(Collect(b"3"))
+        await self.raise_upstream(exc)
+
     async def _bind(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
         execution = self.statements[message.statement].bound(message)
@@ -297,28 +476,60 @@ class Interceptor:
         except (RewriteError, KeystoreError, ProxyError) as exc:
             await self.raise_upstream(exc)
             return
+        try:
+            self._remember_cursor(execution.plans[0], execution, 0)
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
+            return
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"2E"))
         self.portals[message.portal] = execution
 
     async def _describe(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
-        table = self.statements if message.kind == "S" else self.portals
-        execution = table[message.name]
+        if message.kind == "P" and message.name not in self.portals:
+            execution: Execution = FetchExecution(self, "", *self.cursors[message.name])
+        else:
+            table = self.statements if message.kind == "S" else self.portals
+            execution = table[message.name]
         self.session.write_upstream(frame.raw)
         self.session.push(execution.describe_reply(statement=message.kind == "S"))
 
+    async def _cursor_portal(self, name: str) -> Execution | None:
+        """A cursor declared in SQL, executed as a portal: its rows, as FETCH's.
+
+        None if the upstream refused to describe it (the cursor is gone): its error
+        goes to the client in place of the Execute's, which the upstream now skips.
+        No frames at all: the upstream skips until Sync, the Execute too.
+        """
+        fetch = FetchExecution(self, "", *self.cursors[name])
+        frames = await self.session.internal_describe(name, kind="P")
+        for described in frames:
+            if described.type == ord("E"):
+                self.session.push_emit(described.raw)
+                return None
+            if described.type == ord("T"):
+                fields = codec.decode_backend(described).fields
+                fetch.layout = fetch.make_layout(0, fields)
+        return fetch
+
     async def _execute(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
-        execution = self.portals[message.portal]
+        if message.portal in self.portals:
+            execution: Execution | None = self.portals[message.portal]
+        else:
+            execution = await self._cursor_portal(message.portal)
+        if execution is None:
+            return
         reply = execution.execute_reply()
-        if not any(p.deferred for p in execution.plans):
+        if not any(p.deferred or p.rows for p in execution.plans):
             self._forward(frame, reply)
             return
         # Rows computed from rows can fail mid-stream: wait for this Execute to end
         # before anything else goes upstream, so a failure can still abort it.
         self.session.write_upstream(frame.raw + codec.Flush().encode())
         self.session.push(reply)
+        self.session.flush_upstream()
         await reply.done
         if reply.error is not None:
             await self.raise_upstream(reply.error)
@@ -328,14 +539,45 @@ class Interceptor:
         error = self.session.pending_abort
         self.session.pending_abort = None
         assert error is not None
-        reply = Collect(b"Z")
+        reply = Swallow()
         text = "SELECT pgsodium._proxy_raise($$%s$$, $$%s$$)" % (
             error.sqlstate,
             "aborted by pgsodium-proxy",
         )
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(reply)
+        self.session.flush_upstream()
         await reply.done
+
+
+# Statements that must not run inside the proxy's guard block, or that end it.
+_UNGUARDED = frozenset(
+    {"TransactionStmt", "VacuumStmt", "CreatedbStmt", "DropdbStmt", "IndexStmt",
+     "CreateTableSpaceStmt", "DropTableSpaceStmt", "ReindexStmt", "AlterSystemStmt"}
+)  # fmt: skip
+
+
+def _needs_guard(plans: list[Plan], transaction_status: str) -> bool:
+    """Whether a simple Query needs the proxy's guard block (_guarded_query): it
+    computes rows, runs outside a block, and is more than one plain SELECT."""
+    if transaction_status != "I":
+        return False  # inside a block the client's own block is aborted instead
+    if not any(p.rows or p.deferred for p in plans):
+        return False
+    if any(p.statement in _UNGUARDED for p in plans):
+        return False
+    return len(plans) > 1 or plans[0].statement != "SelectStmt"
+
+
+def _role_change_before_call(plans: list[Plan]) -> bool:
+    """Key lookups and EXECUTE checks run before the message does: a statement
+    before the call that may change the role would make them use the wrong one."""
+    changed = False
+    for plan in plans:
+        if changed and plan.rewrites:
+            return True
+        changed = changed or _ROLE_CHANGE.search(plan.text) is not None
+    return False
 
 
 def to_proxy_error(exc: Exception) -> ProxyError:
@@ -343,7 +585,10 @@ def to_proxy_error(exc: Exception) -> ProxyError:
         return exc
     if isinstance(exc, (RewriteError, PgsodiumError)):
         return ProxyError(
-            exc.sqlstate, exc.message, position=getattr(exc, "position", None)
+            exc.sqlstate,
+            exc.message,
+            position=getattr(exc, "position", None),
+            hint=getattr(exc, "hint", None),
         )
     return ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
 

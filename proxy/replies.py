@@ -41,12 +41,17 @@ class QueryReply(Reply):
 
     sync_like = True
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, *, guarded: bool = False) -> None:
         super().__init__(b"Z")
         self.execution = execution
         self.index = 0
         self.layout: Layout | None = None
         self.error: ProxyError | None = None
+        # Inside the proxy's own guard block (Interceptor._guarded_query): the
+        # ReadyForQuery is the proxy's to answer, once it has committed or not.
+        self.guarded = guarded
+        self.status = ""
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def feed(self, frame: Frame, out: list[bytes]) -> bool:
         kind = frame.type
@@ -84,6 +89,11 @@ class QueryReply(Reply):
 
     def _ready(self, frame: Frame, out: list[bytes]) -> bool:
         status = chr(frame.body[0])
+        self.status = status
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.guarded:
+            return True
         if self.error is not None and status == "T":
             # The upstream's transaction block went on; ours failed. Say 'E' now and
             # make the upstream abort before the client's next message.
@@ -92,6 +102,11 @@ class QueryReply(Reply):
         else:
             out.append(frame.raw)
         return True
+
+    def skip(self) -> None:
+        super().skip()
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class DescribeReply(Reply):

@@ -17,6 +17,7 @@ from .codec import Frame
 
 # Messages that may arrive at any time and belong to no request.
 ASYNC_TYPES = frozenset(b"NAS")  # NoticeResponse, NotificationResponse, ParameterStatus
+SESSION_TYPES = frozenset(b"AS")  # always the client's, whoever's request is answered
 
 ERROR = ord("E")
 READY = ord("Z")
@@ -88,6 +89,36 @@ class Collect(Reply):
         self._finish()
 
 
+class Swallow(Reply):
+    """The reply to a Query the proxy sends on its own (ROLLBACK, an abort): every
+    message up to and including its ReadyForQuery stays in the proxy, except, with
+    `forward_errors`, an ErrorResponse the client must see (a failed COMMIT)."""
+
+    sync_like = True
+
+    def __init__(self, forward_errors: bool = False) -> None:
+        super().__init__(b"Z")
+        self.forward_errors = forward_errors
+        self.error = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def feed(self, frame: Frame, out: list[bytes]) -> bool:
+        if frame.type == ERROR:
+            self.error = True
+            if self.forward_errors:
+                out.append(frame.raw)
+        if frame.type != READY:
+            return False
+        if not self.done.done():
+            self.done.set_result(None)
+        return True
+
+    def skip(self) -> None:
+        super().skip()
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 class Emit(Reply):
     """Bytes the proxy itself sends to the client, in their place in the stream."""
 
@@ -102,6 +133,9 @@ class Router:
     def __init__(self, write_client: Callable[[bytes], None]) -> None:
         self._queue: deque[Reply] = deque()
         self._write = write_client
+        # Sync-like requests queued so far: the n-th is answered by the n-th
+        # ReadyForQuery, which orders what happens at transaction ends.
+        self.syncs_pushed = 0
         # True after an extended-protocol error until the next Sync is queued.
         self._skipping = False
 
@@ -115,6 +149,7 @@ class Router:
             return
         if reply.sync_like:
             self._skipping = False
+            self.syncs_pushed += 1
         self._queue.append(reply)
         self._release_emits()
 
@@ -147,7 +182,12 @@ class Router:
             out.append(frame.raw)
             return
         head = self._queue[0]
-        if frame.type in ASYNC_TYPES and not isinstance(head, Collect):
+        if frame.type in SESSION_TYPES or (
+            frame.type in ASYNC_TYPES and not isinstance(head, Collect)
+        ):
+            # A notification or a parameter change belongs to the client's session
+            # even while the proxy's own lookup is answered; a notice then is the
+            # lookup's (the client did not run it), so the lookup keeps it.
             out.append(frame.raw)
             return
         finished = head.feed(frame, out)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .codec import Frame, FrameReader, ProtocolViolation
-from .errors import SQLSTATE, ProxyError
+from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .intercept import Interceptor
 from .lookup import LookupFailed, Skipped, sanitize
 from .router import Collect, Emit, PassThrough, Reply, Router, SyncReply
@@ -76,8 +76,12 @@ class Session:
         self.pending_abort: ProxyError | None = None
         self.upstream_cancel: tuple[int, bytes] | None = None
         self.client_violation: ProtocolViolation | None = None
+        self.readies = 0  # ReadyForQuery messages received after startup
         # The upstream's FATAL error reached the client: no error of our own after it.
         self.upstream_fatal = False
+        # Upstream writes held back while one batch of client messages is handled
+        # (None: write at once). One send per batch, not one per message.
+        self._corked: list[bytes] | None = None
 
     # -- logging ---------------------------------------------------------------
 
@@ -100,8 +104,19 @@ class Session:
             self.client_writer.write(data)
 
     def write_upstream(self, data: bytes) -> None:
+        if self._corked is not None:
+            self._corked.append(data)
+            return
         assert self.upstream_writer is not None
         self.upstream_writer.write(data)
+
+    def flush_upstream(self) -> None:
+        """Send what a batch of client messages queued, in one write. Called before
+        every wait for an upstream reply, and at the end of each batch."""
+        if self._corked:
+            assert self.upstream_writer is not None
+            self.upstream_writer.write(b"".join(self._corked))
+            self._corked.clear()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -123,8 +138,8 @@ class Session:
             self._write_client(exc.to_error_response(fatal=True))
         except (ConnectionError, ClientGone, asyncio.IncompleteReadError):
             reason = "connection lost"
-        except Exception:  # the one catch-all at the task boundary
-            self.log(logging.ERROR, "internal error", exc_info=True)
+        except Exception as exc:  # the one catch-all at the task boundary
+            self.log(logging.ERROR, "internal error\n%s", redacted_traceback(exc))
             reason = "internal error"
             self._write_client(
                 codec.error_response(
@@ -175,7 +190,11 @@ class Session:
 
     async def _startup(self) -> FrameReader | None:
         """Negotiate, connect upstream, relay authentication. None if no session."""
-        reader = FrameReader(startup=True)
+        # PostgreSQL's per-type bounds on the length word (10 000 bytes for Sync,
+        # Flush, Describe, …; 1 GB for Query, Bind, Parse, CopyData), checked
+        # before the body is buffered: a client cannot make the proxy hold a
+        # gigabyte for a message PostgreSQL would refuse at its header.
+        reader = FrameReader(startup=True, limits=codec.FRONTEND_LIMITS)
         while True:
             (frame,) = await self._read_client_one(reader)
             try:
@@ -325,26 +344,32 @@ class Session:
             if self.pending_abort is not None:
                 await self.interceptor.abort_upstream()
             run: list[bytes] = []
-            for frame in frames:
-                if frame.type == ord("X"):
-                    # Forwarded, so the upstream ends the session as a clean close
-                    # (no "unexpected EOF" in its log, no open transaction left).
+            self._corked = []
+            try:
+                for frame in frames:
+                    if frame.type == ord("X"):
+                        # Forwarded, so the upstream ends the session as a clean
+                        # close (no "unexpected EOF" in its log, no open transaction).
+                        run.append(frame.raw)
+                        self._flush_run(run)
+                        self.flush_upstream()
+                        await self._drain_upstream()
+                        return
+                    if frame.type not in _FRONTEND_TYPES:
+                        self.client_violation = ProtocolViolation(
+                            f"invalid frontend message type {frame.type}"
+                        )
+                        break
+                    if self.interceptor.wants(frame):
+                        self._flush_run(run)
+                        await self.interceptor.handle(frame)
+                        continue
+                    self._track(frame)
                     run.append(frame.raw)
-                    self._flush_run(run)
-                    await self._drain_upstream()
-                    return
-                if frame.type not in _FRONTEND_TYPES:
-                    self.client_violation = ProtocolViolation(
-                        f"invalid frontend message type {frame.type}"
-                    )
-                    break
-                if self.interceptor.wants(frame):
-                    self._flush_run(run)
-                    await self.interceptor.handle(frame)
-                    continue
-                self._track(frame)
-                run.append(frame.raw)
-            self._flush_run(run)
+                self._flush_run(run)
+                self.flush_upstream()
+            finally:
+                self._corked = None
             await self._drain_upstream()
             if self.client_violation is not None:
                 await self._answer_before_violation()
@@ -414,6 +439,7 @@ class Session:
             b"".join(m.encode() for m in messages) + codec.Flush().encode()
         )
         self.router.push(reply)
+        self.flush_upstream()
         frames = await reply.done
         if reply.skipped:
             raise Skipped()
@@ -432,11 +458,15 @@ class Session:
                 results.append([])
         return results[: len(queries)]
 
-    async def internal_describe(self, name: str) -> list[Frame]:
-        """The upstream's own Describe of a prepared statement, kept from the client."""
+    async def internal_describe(self, name: str, kind: str = "S") -> list[Frame]:
+        """The upstream's own Describe of a prepared statement (or a portal), kept
+        from the client."""
         reply = Collect(b"TnE")
-        self.write_upstream(codec.Describe("S", name).encode() + codec.Flush().encode())
+        self.write_upstream(
+            codec.Describe(kind, name).encode() + codec.Flush().encode()
+        )
         self.router.push(reply)
+        self.flush_upstream()
         return await reply.done
 
     async def _pump_upstream(self) -> None:
@@ -458,7 +488,10 @@ class Session:
             frames = list(reader)
             for frame in frames:
                 if frame.type == ord("Z"):
+                    self.readies += 1
                     self.transaction_status = chr(frame.body[0])
+                    if self.transaction_status == "I":
+                        self.interceptor.transaction_ended(self.readies)
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
                 elif frame.type == ord("E") and _is_fatal(frame):

@@ -15,7 +15,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Skip, Visitor
 
-from . import builtins, context, inner, search, sqltext
+from . import builtins, context, inner, scalar, search, sqltext
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError
 from .late import Input, RowCompiler, RowOutput
@@ -46,7 +46,7 @@ DECRYPTED_KEY_COLUMNS = (
     "parent_key",
     "comment",
 )
-_WRAPPERS = frozenset({"length", "octet_length", "encode"})
+_WRAPPERS = frozenset({"length", "octet_length"})
 _CREATE_KEY_SQL_ARGS = ("key_type", "name", "key_context", "expires")
 _CREATE_KEY_PARAMS = (
     "key_type",
@@ -74,11 +74,18 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         statements = parse_sql(sql)
     except ParseError as exc:
         raise RewriteError("42601", str(exc).split("\n")[0]) from None
+    except UnicodeEncodeError:
+        # Text decoded with surrogate escapes from bytes that are not UTF-8.
+        raise RewriteError(
+            "22021", 'invalid byte sequence for encoding "UTF8"'
+        ) from None
     plans = []
     for raw in statements:
         start = raw.stmt_location
         end = start + raw.stmt_len if raw.stmt_len else len(sql)
-        plans.append(_Statement(sql, start, end, on_path, declared).plan(raw.stmt))
+        plan = _Statement(sql, start, end, on_path, declared).plan(raw.stmt)
+        plan.statement = type(raw.stmt).__name__
+        plans.append(plan)
     return plans
 
 
@@ -88,12 +95,15 @@ class _Statement:
     ) -> None:
         self.sql = sql
         self.start = start
+        self.end = end
+        self.declared = declared
         self.result = Plan(sql[start:end])
         self.compiler = Compiler(declared, on_path)
         self.on_path = on_path
         self._tokens: list[sqltext.Token] | None = None
         self.handled: set[int] = set()  # id() of FuncCall nodes already planned
         self._view_alone = True  # pgsodium.decrypted_key is the only FROM item
+        self._scalar_spans: list[tuple[int, int]] = []  # rewriter.scalar items
         self._searches: dict[int, search.Search] = {}  # id() of the decrypt call
         self._inner: list[inner.InnerItem] = []  # rewriter.inner
         self._inner_queries: list[ast.SelectStmt] = []
@@ -112,7 +122,17 @@ class _Statement:
         return (start - self.start, end - self.start)
 
     def plan(self, stmt: ast.Node) -> Plan:
-        if isinstance(stmt, ast.SelectStmt) and stmt.op.name == "SETOP_NONE":
+        if isinstance(stmt, ast.DeclareCursorStmt):
+            cursor = self._cursor(stmt)
+            if cursor is not None:
+                return cursor
+        # SELECT … INTO writes its rows to a new table, never to the client: what
+        # the proxy computes in the result stream would never reach those rows.
+        if (
+            isinstance(stmt, ast.SelectStmt)
+            and stmt.op.name == "SETOP_NONE"
+            and stmt.intoClause is None
+        ):
             if self._from_function(stmt):
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
@@ -136,6 +156,24 @@ class _Statement:
         self.result.param_types = dict(self.compiler.param_types)
         self.result.unqualified = self._has_unqualified(stmt)
         return self.result
+
+    def _cursor(self, stmt: ast.DeclareCursorStmt) -> Plan | None:
+        """DECLARE … CURSOR FOR a select whose values are computed per row: planned
+        as that select, rows computed when a FETCH returns them. Any other cursor
+        keeps the plan of a whole statement (calls folded before it goes upstream),
+        which needs nothing of the FETCH."""
+        if not isinstance(stmt.query, ast.SelectStmt):
+            return None
+        select = _Statement(self.sql, self.start, self.end, self.on_path, self.declared)
+        try:
+            plan = select.plan(stmt.query)
+        except RewriteError:
+            return None
+        if not (plan.rows or plan.deferred):
+            return None
+        plan.cursor = stmt.portalname
+        plan.cursor_hold = bool(stmt.options & _CURSOR_OPT_HOLD)
+        return plan
 
     # -- the select list -----------------------------------------------------------
 
@@ -165,6 +203,8 @@ class _Statement:
         ):
             self._has_star = True
         if view is not None and self._deferred_target(target, span, view):
+            return
+        if isinstance(value, ast.SubLink) and self._scalar(target, span, value):
             return
         if self._inner and self._inner_star(value):
             return
@@ -201,6 +241,10 @@ class _Statement:
                     getattr(target.val, "location", None),
                 ) from None
             return
+        if not builder.inputs:
+            # Nothing comes from rows, yet it did not fold: leave it to _remaining
+            # (an empty select-list item would give the client no column at all).
+            return
         name = target.name or figure_colname(target.val)
         self.result.rows.append(
             RowOutput(
@@ -208,6 +252,31 @@ class _Statement:
             )
         )
         self._mark_handled(target.val)
+
+    def _scalar(
+        self, target: ast.ResTarget, span: tuple[int, int], link: ast.SubLink
+    ) -> bool:
+        """A scalar subquery whose column is computed per row (rewriter.scalar)."""
+        if link.subLinkType.name != "EXPR_SUBLINK":
+            return False
+        sub = link.subselect
+        alone = self._view_alone  # the outer query's, kept
+        view = (
+            self._decrypted_key_source(sub) if isinstance(sub, ast.SelectStmt) else None
+        )
+        self._view_alone = alone
+        built = scalar.scalar_subquery(
+            self.compiler, self.sql, self.tokens, self.on_path, link, view
+        )
+        if built is None:
+            return False
+        tree, inputs, candidates = built
+        inner = sub.targetList[0]
+        name = target.name or inner.name or figure_colname(inner.val)
+        self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
+        self._scalar_spans.append(span)
+        self._mark_handled(link)
+        return True
 
     # -- subqueries and WITH queries feeding the select list (rewriter.inner) --------
 
@@ -363,7 +432,14 @@ class _Statement:
             self.handled.add(id(call))
 
     def _mentions_pgsodium_call(self, node: ast.Node) -> bool:
-        return any(is_pgsodium_call(c, self.on_path) for c in _calls(node))
+        """A pgsodium crypto call: key management (create_key, get_key_by_*, …)
+        is left to _remaining, which runs it natively or folds a raw key."""
+        for call in _calls(node):
+            if is_pgsodium_call(call, self.on_path):
+                name = function_name(call)[1]
+                if name != "create_key" and self._catalogue_kind(name) == "crypto":
+                    return True
+        return False
 
     # -- SELECT ... FROM pgsodium.f(...) ----------------------------------------------
 
@@ -465,6 +541,8 @@ class _Statement:
             if name == "create_key":
                 self._create_key(call)
                 continue
+            if self._catalogue_kind(name) != "crypto":
+                continue  # key-management functions run natively upstream
             try:
                 node = self.compiler.compile(call)
             except NotFoldable as exc:
@@ -592,7 +670,7 @@ class _Statement:
         before the upstream's fail-closed stub would say less clearly."""
         if not any(self._is_decrypted_key(v) for v in _range_vars(stmt)):
             return
-        handled = {d.span for d in self.result.deferred}
+        handled = {d.span for d in self.result.deferred} | set(self._scalar_spans)
         for ref in _column_refs(stmt):
             last = ref.fields[-1]
             if not (isinstance(last, ast.String) and last.sval == "decrypted_raw_key"):
@@ -653,7 +731,7 @@ class _Statement:
             and node.fields[-1].sval == "decrypted_raw_key"
             and (len(node.fields) == 1 or node.fields[-2].sval == view)
         ):
-            return False
+            return self._expanded_target(target, span, view)
         builtins_chain = tuple(
             _wrapper_builtin(name, call) for name, call in reversed(wrappers)
         )
@@ -666,6 +744,31 @@ class _Statement:
                 target.name is not None,
             )
         )
+        return True
+
+    def _expanded_target(
+        self, target: ast.ResTarget, span: tuple[int, int], view: str
+    ) -> bool:
+        """decrypted_raw_key inside any other expression: written out as pgsodium
+        defines it, then computed per row like any pgsodium call over rows."""
+        if not scalar.reads_decrypted_raw_key(target.val, view):
+            return False
+        start, end = span[0] + self.start, span[1] + self.start
+        builder, value = scalar.expanded(
+            self.compiler, self.sql, (start, end), target.val, view, self.on_path
+        )
+        try:
+            tree = builder.build(value)
+        except NotFoldable:
+            return False  # refused below, naming decrypted_raw_key
+        name = target.name or figure_colname(target.val)
+        self.result.rows.append(
+            RowOutput(
+                span, name, tree, tuple(builder.inputs), frozenset(builder.candidates)
+            )
+        )
+        self._scalar_spans.append(span)
+        self._mark_handled(target.val)
         return True
 
     def _star(self, node: ast.ColumnRef, span: tuple[int, int], view: str) -> bool:
@@ -702,6 +805,7 @@ class _Statement:
 
 
 _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
+_CURSOR_OPT_HOLD = 0x0020  # parsenodes.h: WITH HOLD, the cursor outlives its block
 
 
 def _has_clauses(stmt: ast.SelectStmt) -> bool:
@@ -788,8 +892,6 @@ def _create_key_regprocedure() -> str:
 
 
 def _wrapper_builtin(name: str, call: ast.FuncCall) -> builtins.Builtin:
-    if name == "encode":
-        raise refuse("encode() around decrypted_raw_key yet", call.location)
     found = builtins.find_builtin(name, ["bytea"])
     assert found is not None
     return found

@@ -159,14 +159,21 @@ class Compiler:
         args: list[Node] = []
         named: list[str] = []
         for arg in node.args or ():
+            # PostgreSQL points both errors at the offending argument (parse_func.c).
             if isinstance(arg, ast.NamedArgExpr):
+                if arg.name in named:
+                    raise RewriteError(
+                        "42601",
+                        f'argument name "{arg.name}" used more than once',
+                        _location(arg, node),
+                    )
                 named.append(arg.name)
                 args.append(self.compile(arg.arg))
             elif named:
                 raise RewriteError(
                     "42601",
                     "positional argument cannot follow named argument",
-                    node.location + 1,
+                    _location(arg, node),
                 )
             else:
                 args.append(self.compile(arg))
@@ -176,6 +183,9 @@ class Compiler:
         args, named = self._arguments(node)
         bound = resolve(name, [node_type(a) for a in args], named, node.location + 1)
         sig = bound.signature
+        if sig.kind != "crypto":
+            # get_key_by_id/name, get_named_keys, version: real SQL upstream.
+            raise NotFoldable(f"pgsodium.{name}(), which runs upstream", node.location)
         if sig.language == "aggregate":
             raise NotFoldable(
                 f"the aggregate pgsodium.{name}() over rows", node.location
@@ -242,6 +252,12 @@ def default_value(text: str | None) -> Node:
 
 def signature_of(call: Call) -> Signature:
     return call.signature
+
+
+def _location(arg: ast.Node, call: ast.FuncCall) -> int:
+    """1-based position of an argument, or of its call when it has none."""
+    location = getattr(arg, "location", None)
+    return (call.location if location is None or location < 0 else location) + 1
 
 
 def is_secret(sig: Signature) -> bool:

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 class RewriteError(Exception):
     def __init__(
-        self, sqlstate: str, message: str, position: int | None = None
+        self,
+        sqlstate: str,
+        message: str,
+        position: int | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
         # 1-based character position in the statement, as ErrorResponse 'P' wants.
         self.position = position
+        # PostgreSQL's own HINT for the same error, where it gives one.
+        self.hint = hint

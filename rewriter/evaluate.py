@@ -63,6 +63,8 @@ def evaluate(
     if isinstance(node, Const):
         return node.value
     if isinstance(node, Param):
+        if node.number not in params:
+            raise RewriteError("42P02", f"there is no parameter ${node.number}")
         return params[node.number]
     if isinstance(node, Column):
         assert row is not None
@@ -156,8 +158,17 @@ def _compile(
 
         return _fold(apply, all(c for _, c in parts))
     if isinstance(node, Call):
-        functions = [sub(a)[0] for a in node.args]
+        parts = [sub(a) for a in node.args]
+        functions = [f for f, _ in parts]
         signature = node.signature
+        bind = getattr(call, "bind", None)
+        if bind is not None:
+            # Constant arguments bound once (a key derived once, not per row).
+            constants = {i: f(()) for i, (f, c) in enumerate(parts) if c}
+            bound = bind(signature, constants)
+            if bound is not None:
+                varying = [f for f, c in parts if not c]
+                return (lambda row: bound([f(row) for f in varying])), False
         return (lambda row: call(signature, [f(row) for f in functions])), False
     if isinstance(node, Case):
         branches = [(sub(c)[0], sub(r)[0]) for c, r in node.whens]

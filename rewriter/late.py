@@ -184,10 +184,16 @@ class RowCompiler:
     def _call(self, node: ast.FuncCall) -> Open:
         schema, name = function_name(node)
         pgsodium = is_pgsodium_call(node, self.on_path)
+        if pgsodium and not _is_crypto(name):
+            # get_key_by_name(...) and the like run upstream, as a row input.
+            raise NotFoldable(f"pgsodium.{name}(), which runs upstream", node.location)
         if not pgsodium and not (
             schema in (None, "pg_catalog") and builtins.is_builtin_name(name)
         ):
             raise NotFoldable(f"function {name}()", node.location)
+        if pgsodium and any(s.language == "aggregate" for s in overloads(name)):
+            # An aggregate folds many rows into one value: not a per-row value.
+            raise NotFoldable(f"the aggregate pgsodium.{name}()", node.location)
         _, _, spans = sqltext.call_span(self.tokens, node.location)
         if len(spans) != len(node.args or ()):
             # SQL-standard syntax (substring(x FROM a FOR b)): no comma spans.
@@ -233,7 +239,10 @@ class RowCompiler:
                 return folded
         except NotFoldable:
             pass
-        if any(is_pgsodium_call(c, self.on_path) for c in _calls(value)):
+        if any(
+            is_pgsodium_call(c, self.on_path) and _is_crypto(function_name(c)[1])
+            for c in _calls(value)
+        ):
             raise NotFoldable("a pgsodium call inside a row expression", None)
         if span is None:
             raise NotFoldable("a column inside SQL-standard function syntax", None)
@@ -304,6 +313,11 @@ def _all_compute(nodes: list[ast.Node], on_path: bool) -> bool | None:
     if any(r is False for r in results):
         return False
     return True if any(results) else None
+
+
+def _is_crypto(name: str) -> bool:
+    """A function the proxy evaluates (not key management, which runs upstream)."""
+    return any(sig.kind == "crypto" for sig in overloads(name))
 
 
 def _may_be_uuid(node: Open) -> bool:

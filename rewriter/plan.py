@@ -178,6 +178,12 @@ class Plan:
     # Some call or relation name was unqualified: it is pgsodium's only if the
     # session's search_path says so.
     unqualified: bool = False
+    # DECLARE … CURSOR over computed rows: the cursor's name; its FETCHes return the
+    # rows this plan's layout turns into the client's.
+    # The parse tree's statement type (SelectStmt, InsertStmt, TransactionStmt...).
+    statement: str = ""
+    cursor: str | None = None
+    cursor_hold: bool = False  # WITH HOLD: it outlives the transaction block
 
     @property
     def rewrites(self) -> bool:

@@ -20,6 +20,15 @@ from . import types
 from .errors import RewriteError
 
 FUNC_MAX_ARGS = 100  # pg_config_manual.h
+# PostgreSQL's hints for the two resolution failures (parse_func.c).
+_NO_MATCH = (
+    "No function matches the given name and argument types. "
+    "You might need to add explicit type casts."
+)
+_NOT_UNIQUE = (
+    "Could not choose a best candidate function. "
+    "You might need to add explicit type casts."
+)
 
 # Categories of types that only appear in signatures not declared upstream.
 _OTHER_CATEGORIES = {"regrole": ("N", False), "record": ("P", False)}
@@ -252,10 +261,14 @@ def resolve(
     if chosen is None:
         coercible = [c for c in candidates if _coerces(arg_types, c.args)]
         if not coercible:
-            raise RewriteError("42883", f"function {shown} does not exist", position)
+            raise RewriteError(
+                "42883", f"function {shown} does not exist", position, _NO_MATCH
+            )
         chosen = _choose(coercible, arg_types)
     if chosen is None or chosen.signature is None:
-        raise RewriteError("42725", f"function {shown} is not unique", position)
+        raise RewriteError(
+            "42725", f"function {shown} is not unique", position, _NOT_UNIQUE
+        )
     if named and chosen.signature.language == "aggregate":
         raise RewriteError("0A000", "aggregates cannot use named arguments", position)
     return Bound(chosen.signature, chosen.slots)

@@ -328,3 +328,71 @@ IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "pgsodium_crypto_aead_ietf_keygen": pgsodium_crypto_aead_ietf_keygen,
     "pgsodium_crypto_aead_ietf_noncegen": pgsodium_crypto_aead_ietf_noncegen,
 }
+
+
+# -- per-row binding ---------------------------------------------------------------
+#
+# A call over rows with a constant key id, context and nonce (the common shape:
+# `crypto_aead_det_decrypt(secret, ad, 42)`) derives the same key for every row.
+# bind_* derive it once; each row then takes the fast path exactly when every check
+# of the unbound function would pass, and the unbound function otherwise, so errors
+# and their order are pgsodium's.
+
+KEY_ARGS = (2, 3, 4)  # key_id, context, nonce of the two _by_id functions
+
+
+def _bound_key(
+    env: Env, constants: dict[int, Any]
+) -> tuple[bytes, bytes | None] | None:
+    key_id, context, nonce = (constants[i] for i in KEY_ARGS)
+    if key_id is None or context is None:
+        return None
+    if nonce is not None and len(nonce) != DET_NONCE_BYTES:
+        return None
+    try:
+        return key_by_id(env, key_id, DET_KEY_BYTES, context), nonce
+    except Exception:  # noqa: BLE001 -- the unbound path raises it, row by row
+        return None
+
+
+def bind_det_decrypt_by_id(
+    env: Env, constants: dict[int, Any]
+) -> Callable[[bytes | None, bytes | None], bytes] | None:
+    if not set(KEY_ARGS) <= constants.keys():
+        return None
+    bound = _bound_key(env, constants)
+    key_id, context, nonce = (constants[i] for i in KEY_ARGS)
+    symbol = "pgsodium_crypto_aead_det_decrypt_by_id"
+
+    def run(message: bytes | None, additional: bytes | None) -> bytes:
+        if bound is not None and message is not None and len(message) > DET_TAG_BYTES:
+            return _det_open(symbol, message, additional, bound[0], bound[1])
+        return pgsodium_crypto_aead_det_decrypt_by_id(
+            env, message, additional, key_id, context, nonce
+        )
+
+    return run
+
+
+def bind_det_encrypt_by_id(
+    env: Env, constants: dict[int, Any]
+) -> Callable[[bytes | None, bytes | None], bytes] | None:
+    if not set(KEY_ARGS) <= constants.keys():
+        return None
+    bound = _bound_key(env, constants)
+    key_id, context, nonce = (constants[i] for i in KEY_ARGS)
+
+    def run(message: bytes | None, additional: bytes | None) -> bytes:
+        if bound is not None and message is not None:
+            return det_encrypt(message, additional, bound[0], bound[1])
+        return pgsodium_crypto_aead_det_encrypt_by_id(
+            env, message, additional, key_id, context, nonce
+        )
+
+    return run
+
+
+BINDERS: dict[str, Callable[..., Any]] = {
+    "pgsodium_crypto_aead_det_decrypt_by_id": bind_det_decrypt_by_id,
+    "pgsodium_crypto_aead_det_encrypt_by_id": bind_det_encrypt_by_id,
+}

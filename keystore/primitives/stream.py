@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -73,8 +74,8 @@ def _libsodium() -> tuple[Any, Any] | None:
     Without them the code below is used.
     """
     try:
-        import nacl._sodium as bundled
-        from cffi import FFI
+        import nacl._sodium as bundled  # type: ignore[import-not-found]
+        from cffi import FFI  # type: ignore[import-untyped]
 
         ffi = FFI()
         ffi.cdef(_CDEF)
@@ -89,23 +90,31 @@ def _libsodium() -> tuple[Any, Any] | None:
 _LIBSODIUM = _libsodium()
 
 
+_BUFFERS = threading.local()  # one HChaCha20 subkey buffer per thread
+
+
 def _xchacha20_xor_libsodium(data: bytes, nonce: bytes, key: bytes, ic: int) -> bytes:
     assert _LIBSODIUM is not None
     ffi, library = _LIBSODIUM
-    subkey = ffi.new("unsigned char[32]")
+    try:
+        subkey = _BUFFERS.subkey
+    except AttributeError:
+        subkey = _BUFFERS.subkey = ffi.new("unsigned char[32]")
     library.crypto_core_hchacha20(
         subkey, bytes(nonce[:HCHACHA20_INPUT_BYTES]), bytes(key), ffi.NULL
     )
-    out = ffi.new("unsigned char[]", len(data))
+    out = bytearray(len(data))
     library.crypto_stream_chacha20_xor_ic(
-        out,
+        ffi.from_buffer(out),
         bytes(data),
         len(data),
         bytes(nonce[HCHACHA20_INPUT_BYTES:]),
         as_uint64(ic),
         subkey,
     )
-    return ffi.buffer(out)[:]
+    # SECURITY: the subkey buffer is overwritten by the next call; it holds only a
+    # per-message subkey, as secret as the plaintext returned.
+    return bytes(out)
 
 
 def xchacha20_xor(data: bytes, nonce: bytes, key: bytes, ic: int = 0) -> bytes:

@@ -132,7 +132,8 @@ REFUSED = [
     (f"select id from acc group by id having max({DECRYPT}) is null", "aggregate"),
     (f"select row_number() over (order by {DECRYPT}) from acc", "window"),
     (f"select o.id from other o join acc a on {DECRYPT} is null", "JOIN ON"),
-    (f"select (select {DECRYPT} from acc where id = 1)", "subquery"),
+    (f"select (select {DECRYPT} from acc where id = 1) is null", "subquery"),
+    (f"select id from acc where exists (select {DECRYPT} from acc)", "subquery"),
     (f"with d as (select id, {DECRYPT} p from acc) select d.* from d order by 1", "1"),
     (
         "select * from pgsodium.decrypted_key d join pgsodium.key k on k.id = d.id",
@@ -438,3 +439,56 @@ def test_per_row_values_equal_the_folded_values_of_the_same_inputs(
                 break
             folded.append((i, one[0][0]))
     assert per_row == folded
+
+
+# -- scalar subqueries ---------------------------------------------------------------
+
+
+def test_scalar_subquery_over_rows_in_the_select_list(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        f"select o.id, (select convert_from({DECRYPT}, 'utf8') from acc "
+        "where acc.id = o.id) as plain from other o order by o.id"
+    ).fetchall()
+    assert rows == _plain(rows) and len(rows) == 3
+    assert conn.execute(
+        "select (select length(decrypted_raw_key) from pgsodium.decrypted_key "
+        "where key_type = 'hmacsha256')"
+    ).fetchall() == [(32,)]
+    cursor = conn.execute(
+        "select (select decrypted_raw_key from pgsodium.decrypted_key "
+        "where key_type = 'hmacsha256')"
+    )
+    assert [d.name for d in cursor.description] == ["decrypted_raw_key"]
+    assert len(cursor.fetchone()[0]) == 32
+
+
+def test_scalar_subquery_keeps_postgresqls_rules(conn: psycopg.Connection) -> None:
+    assert conn.execute(
+        f"select (select {DECRYPT} from acc where id = -1) as nothing"
+    ).fetchall() == [(None,)]
+    with pytest.raises(psycopg.errors.CardinalityViolation):
+        conn.execute(f"select (select {DECRYPT} from acc) as many")
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute(f"select (select {DECRYPT} from acc where id = abs(-1)) as called")
+
+
+def test_decrypted_raw_key_inside_any_per_row_expression(
+    conn: psycopg.Connection,
+) -> None:
+    raw = dict(
+        conn.execute(
+            "select id, decrypted_raw_key from pgsodium.decrypted_key"
+        ).fetchall()
+    )
+    rows = conn.execute(
+        "select d.id, encode(d.decrypted_raw_key, 'hex') as hex, "
+        "substring(decrypted_raw_key from 1 for 4) as head, "
+        "coalesce(decrypted_raw_key, '\\x'::bytea) as raw "
+        "from pgsodium.decrypted_key d"
+    ).fetchall()
+    assert {r[0] for r in rows} == set(raw)
+    for key_id, hex_text, head, value in rows:
+        expected = raw[key_id]
+        assert hex_text == (None if expected is None else expected.hex())
+        assert head == (None if expected is None else expected[:4])
+        assert value == (b"" if expected is None else expected)
