@@ -54,6 +54,8 @@ class Tce:
         return self.pattern is not None and self.pattern.search(body) is not None
 
     def wants(self, frame: Frame) -> bool:
+        if self.session.replication:
+            return False  # no labels on a walsender: its upstream guard still holds
         body = frame.body
         return (
             self.stale()
@@ -89,6 +91,8 @@ class Tce:
 
     async def apply(self, frame: Frame, sql: str) -> str:
         """The statement text with TCE turned into pgsodium calls."""
+        if self.session.replication:
+            return sql
         body = frame.body
         if _DDL.search(body):
             self.loaded_at = None  # what is labelled may change: re-read next time
