@@ -1,4 +1,4 @@
-"""The `pgsodium-proxy` command: serve, init, demo."""
+"""The `pgsodium-proxy` command: serve, init, check, demo."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _run_until_signalled(server: object) -> None:
+async def _run_until_signalled(server: object, path: Path | None = None) -> None:
+    from .reload import reload
     from .server import Server
 
     assert isinstance(server, Server)
@@ -35,19 +36,40 @@ async def _run_until_signalled(server: object) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if path is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload, server, path)
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down: no new sessions")
     await server.close()
 
 
-async def _serve(config: configuration.Config) -> None:
+def _raise_file_limit(max_clients: int) -> None:
+    """Each session holds two sockets: raise the soft open-files limit to fit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * max_clients + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        if limit < wanted:
+            log.warning(
+                "open-files limit %d is below the %d that max_clients = %d needs",
+                limit,
+                wanted,
+                max_clients,
+            )
+
+
+async def _serve(config: configuration.Config, path: Path) -> None:
     from .server import Server
 
     root_key = config.root_key.load()
     await verify_fingerprint(config.upstream, root_key)
+    _raise_file_limit(config.listen.max_clients)
     server = Server(config, root_key)
     await server.start()
-    await _run_until_signalled(server)
+    await _run_until_signalled(server, path)
 
 
 async def _init(config: configuration.Config) -> None:
@@ -69,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
         "init", help="install or upgrade the pgsodium schema upstream (idempotent)"
     )
     init.add_argument("--config", type=Path, required=True)
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration, reach the upstream, verify the root key",
+    )
+    check.add_argument("--config", type=Path, required=True)
     demo = commands.add_parser(
         "demo", help="throwaway PostgreSQL + generated root key + proxy on localhost"
     )
@@ -93,7 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = configuration.load(args.config)
         _setup_logging(config.log.level)
         if args.command == "serve":
-            asyncio.run(_serve(config))
+            asyncio.run(_serve(config, args.config))
+        elif args.command == "check":
+            from .check import run_check
+
+            return asyncio.run(run_check(config, args.config))
         else:
             asyncio.run(_init(config))
         return 0

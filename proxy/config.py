@@ -23,6 +23,18 @@ class ListenConfig:
     host: str = "127.0.0.1"
     port: int = 6432
     max_clients: int = 1000
+    # TLS for clients: off answers SSLRequest with 'N' (plain text only).
+    ssl: bool = False
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    # Seconds a client has to finish startup and authentication (PostgreSQL's
+    # authentication_timeout); 0 means no limit.
+    startup_timeout: float = 60.0
+    # Seconds a client may stay idle between statements before it is closed
+    # (PostgreSQL's idle_session_timeout); 0 means no limit.
+    idle_timeout: float = 0.0
+    # Seconds open sessions get to finish after SIGTERM/SIGINT.
+    shutdown_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,19 @@ class UpstreamConfig:
     # Client sessions always log in upstream with the client's own credentials.
     admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     connect_timeout: float = 10.0
+    # TLS to the upstream, as libpq's sslmode: disable, allow, prefer, require,
+    # verify-ca, verify-full. Unset: verify-full when sslrootcert is set, else prefer.
+    sslmode: str | None = None
+    sslrootcert: str | None = None
+    # A client certificate for the upstream, when pg_hba.conf asks for one.
+    sslcert: str | None = None
+    sslkey: str | None = None
+
+    @property
+    def effective_sslmode(self) -> str:
+        if self.sslmode is not None:
+            return self.sslmode
+        return "verify-full" if self.sslrootcert else "prefer"
 
 
 @dataclass(frozen=True)
@@ -58,11 +83,24 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Prometheus metrics over HTTP at http://host:port/metrics; off by default.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9187
+
+
+@dataclass(frozen=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     root_key: RootKeyConfig = field(default_factory=RootKeyConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 _SECTIONS = {f.name: f.type for f in fields(Config)}
@@ -81,7 +119,9 @@ def _section(cls: type, name: str, values: Any) -> Any:
         expected = type(getattr(default, key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if getattr(default, key) is not None and not isinstance(value, expected):
+        if getattr(default, key) is None:
+            expected = str  # every optional setting is a string (a path, a mode)
+        if not isinstance(value, expected):
             raise ConfigError(
                 f"[{name}] {key}: expected {expected.__name__}, "
                 f"got {type(value).__name__}"
@@ -109,4 +149,26 @@ def load(path: Path | None) -> Config:
         for name in _SECTIONS
         if name in data
     }
-    return replace(Config(), **parts)
+    return validate(replace(Config(), **parts))
+
+
+def validate(config: Config) -> Config:
+    """Checks that span settings; raises ConfigError naming the setting."""
+    listen, upstream = config.listen, config.upstream
+    if listen.ssl and not (listen.ssl_cert_file and listen.ssl_key_file):
+        raise ConfigError("[listen] ssl = true needs ssl_cert_file and ssl_key_file")
+    if upstream.effective_sslmode not in SSLMODES:
+        raise ConfigError(
+            f"[upstream] sslmode: {upstream.sslmode!r} is not one of "
+            f"{', '.join(SSLMODES)}"
+        )
+    if upstream.effective_sslmode.startswith("verify") and not upstream.sslrootcert:
+        raise ConfigError(f"[upstream] sslmode {upstream.sslmode} needs sslrootcert")
+    if config.log.level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"[log] level: {config.log.level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    for name in ("max_clients", "startup_timeout", "idle_timeout", "shutdown_timeout"):
+        if getattr(listen, name) < 0:
+            raise ConfigError(f"[listen] {name} must not be negative")
+    return config

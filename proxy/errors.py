@@ -7,6 +7,7 @@ errors are mapped here.
 from __future__ import annotations
 
 from . import codec
+from .metrics import ERRORS
 
 
 class SQLSTATE:
@@ -15,6 +16,9 @@ class SQLSTATE:
     CONNECTION_FAILURE = "08006"
     CANNOT_CONNECT_NOW = "57P03"
     TOO_MANY_CONNECTIONS = "53300"
+    ADMIN_SHUTDOWN = "57P01"
+    IDLE_SESSION_TIMEOUT = "57P05"
+    QUERY_CANCELED = "57014"
     INTERNAL_ERROR = "XX000"
     INVALID_SQL_STATEMENT_NAME = "26000"
     UNDEFINED_FUNCTION = "42883"
@@ -51,6 +55,7 @@ class ProxyError(Exception):
         self.position = position
 
     def to_error_response(self, *, fatal: bool = False) -> bytes:
+        ERRORS.labels(self.sqlstate).inc()
         return codec.error_response(
             "FATAL" if fatal else "ERROR",
             self.sqlstate,

@@ -28,6 +28,7 @@ from . import codec
 from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
 from .lookup import LookupFailed, Skipped, lookup
+from .metrics import CRYPTO
 from .router import Reply
 
 if TYPE_CHECKING:
@@ -47,6 +48,14 @@ def _default(text: str | None) -> Any:
 
 def _no_calls(sig: Any, args: Any) -> Any:
     raise ProxyError(SQLSTATE.FEATURE_NOT_SUPPORTED, "nested call in a key argument")
+
+
+class CountingEvaluator(Evaluator):
+    """The keystore's Evaluator, counting each pgsodium function it computes."""
+
+    def __call__(self, sig: Any, args: list[Any]) -> Any:
+        CRYPTO.labels(sig.name).inc()
+        return super().__call__(sig, args)
 
 
 class Execution:
@@ -104,9 +113,10 @@ class Execution:
         )
         found = await lookup(self.session, checks, keys, parents, candidates)
         self.privileges = found.privileges
+        self._check_key_refs()
         self._check_search_path(found.schemas)
         self.bytea_output = found.bytea_output
-        self.evaluator = Evaluator(
+        self.evaluator = CountingEvaluator(
             Env(self.session.server.root_key.secret), found.materials, _default
         )
         new_parents = iter(found.parents)
@@ -126,6 +136,25 @@ class Execution:
                 self._create(c, params, new_parents, found.materials)
                 for c in plan.creates
             ]
+
+    def _check_key_refs(self) -> None:
+        """A call over rows whose key may be a uuid reads the key's row upstream
+        (pgsodium._proxy_key_ref, granted as pgsodium's uuid functions are). A role
+        that may execute none of the call's uuid overloads gets pgsodium's own
+        42501 for the call here, before the upstream names the proxy's function."""
+        for plan in self.plans:
+            for row in plan.rows:
+                if not any(i.key_ref for i in row.inputs):
+                    continue
+                uuid_overloads = [c for c in row.candidates if "uuid" in c]
+                if uuid_overloads and not any(
+                    self.privileges.get(c) for c in uuid_overloads
+                ):
+                    name = uuid_overloads[0].split("(")[0].split(".")[-1]
+                    raise ProxyError(
+                        SQLSTATE.INSUFFICIENT_PRIVILEGE,
+                        f"permission denied for function {name}",
+                    )
 
     def _check_search_path(self, schemas: list[str]) -> None:
         # A statement earlier in the same message may have changed it; the next

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from rewriter.analyze import analyze
 from rewriter.errors import RewriteError
 from rewriter.plan import Plan
 
-from . import codec
+from . import codec, metrics
 from .codec import Frame
 from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .execution import Execution, FetchExecution, LookupFailed, Skipped
@@ -55,6 +56,7 @@ _CURSORS = 1024
 
 
 _ENCODINGS = ("client_encoding", "server_encoding")
+_SCS = "standard_conforming_strings"
 # Statements that may change the current role, whose EXECUTE privileges a later
 # pgsodium call in the same Query message would need.
 _ROLE_CHANGE = re.compile(
@@ -84,6 +86,8 @@ class Interceptor:
         )
         # Is schema pgsodium on the session's search_path? None: not known (yet).
         self.on_path: bool | None = None
+        # How the Query or Parse being handled is evaluated (for metrics only).
+        self.strategy = "passthrough"
         # Cursors declared over computed rows: name -> (execution, statement index).
         self.cursors: OrderedDict[str, tuple[Execution, int]] = OrderedDict()
         # Cursor name -> the ReadyForQuery from which it is closed (None: WITH HOLD).
@@ -99,7 +103,10 @@ class Interceptor:
                 self.on_path = None
             if self.cursors and _FETCH.search(frame.body):
                 return True
-            return involves_pgsodium(frame.body) or self.tce.wants(frame)
+            if involves_pgsodium(frame.body) or self.tce.wants(frame):
+                return True
+            metrics.PASSTHROUGH.inc()
+            return False
         if not (self.statements or self.portals or self.cursors):
             return False
         if kind == ord("B"):
@@ -152,6 +159,15 @@ class Interceptor:
         """The statement's plans; none for text PostgreSQL refuses before parsing."""
         if not _is_utf8(sql):
             return self._not_utf8()
+        if "\\" in sql and self.session.parameters.get(_SCS) == "off":
+            # pglast reads string literals as standard_conforming_strings = on
+            # does; with it off, '\\x41' means other bytes. Refused, not guessed.
+            raise RewriteError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                "pgsodium-proxy cannot evaluate a pgsodium statement with "
+                "backslashes while standard_conforming_strings is off: use bind "
+                "parameters, or turn it on",
+            )
         on_path = bool(self.on_path)
         key = (sql, on_path, declared)
         cached = self._plans.get(key)
@@ -175,6 +191,12 @@ class Interceptor:
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
         return plans
+
+    def _note_strategy(self, plans: list[Plan]) -> None:
+        if any(p.deferred or p.rows for p in plans):
+            self.strategy = "per_row"
+        elif any(p.rewrites for p in plans):
+            self.strategy = "fold"
 
     def _not_utf8(self) -> list[Plan]:
         """Bytes that are not UTF-8 (the codec kept them as surrogate escapes).
@@ -203,7 +225,16 @@ class Interceptor:
             ord("D"): self._describe,
             ord("E"): self._execute,
         }[frame.type]
+        if frame.type not in (ord("Q"), ord("P")):
+            await handler(frame)
+            return
+        self.strategy = "passthrough"
+        started = time.perf_counter()
         await handler(frame)
+        metrics.STATEMENTS.labels(self.strategy).inc()
+        metrics.INTERCEPT_SECONDS.labels(self.strategy).observe(
+            time.perf_counter() - started
+        )
 
     def _forward(self, frame: Frame, reply: Reply) -> None:
         self.session.write_upstream(frame.raw)
@@ -223,6 +254,7 @@ class Interceptor:
             return
         if cursor is not None:
             fetch = FetchExecution(self, sql, *cursor)
+            self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, fetch.query_reply())
             return
         try:
@@ -246,6 +278,7 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
+        self._note_strategy(plans)
         if not any(p.rewrites for p in plans):
             if sql != original:
                 self.session.write_upstream(codec.Query(sql).encode())
@@ -376,6 +409,8 @@ class Interceptor:
 
     async def raise_upstream(self, exc: Exception) -> None:
         error = to_proxy_error(exc)
+        if error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED:
+            self.strategy = "refused"
         if isinstance(exc, (RewriteError, PgsodiumError)):
             self.session.log(
                 logging.WARNING,
@@ -407,6 +442,7 @@ class Interceptor:
             return
         if cursor is not None:
             fetch = FetchExecution(self, message.query, *cursor)
+            self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, PassThrough(b"1E"))
             self.statements[message.name] = fetch
             await fetch.describe_statement(message.name)
@@ -434,6 +470,7 @@ class Interceptor:
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
+        self._note_strategy(plans)
         if len(plans) != 1 or not plans[0].rewrites:
             self.statements.pop(message.name, None)
             if query != message.query:

@@ -8,9 +8,9 @@ import secrets
 import struct
 from typing import TYPE_CHECKING
 
-from . import codec
-from .config import Config
-from .errors import SQLSTATE
+from . import metrics, tls
+from .config import Config, ConfigError
+from .errors import SQLSTATE, ProxyError
 
 if TYPE_CHECKING:
     from keystore.rootkey import RootKey
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_REQUEST_CODE = 80877102
-SHUTDOWN_GRACE_SECONDS = 10.0
+# How often shutdown looks for sessions that have come to rest.
+REST_POLL_SECONDS = 0.05
 
 
 class Server:
@@ -28,10 +29,14 @@ class Server:
         self.config = config
         self.root_key = root_key
         self._server: asyncio.base_events.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], Session] = {}
         # Proxy-issued cancel key -> session. A client can only cancel the session
         # it was given the key for: upstream pids and secrets never reach clients.
         self._cancel_keys: dict[tuple[int, bytes], Session] = {}
+        # Built here so a bad certificate stops the start; replaced by reload().
+        self.tls_server = tls.server_context(config.listen)
+        self.tls_upstream = tls.upstream_context(config.upstream)
+        self.metrics = metrics.Endpoint(config.metrics)
 
     @property
     def port(self) -> int:
@@ -40,33 +45,49 @@ class Server:
 
     async def start(self) -> None:
         listen = self.config.listen
-        self._server = await asyncio.start_server(
-            self._accept, listen.host, listen.port, limit=2**20
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, listen.host, listen.port, limit=2**20
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"[listen] cannot listen on {listen.host}:{listen.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        log.info(
+            "listening on %s:%d%s",
+            listen.host,
+            self.port,
+            " (TLS offered)" if self.tls_server else "",
         )
-        log.info("listening on %s:%d", listen.host, self.port)
+        self.metrics.start()
 
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         from .session import Session
 
+        session = Session(self, reader, writer)
         if len(self._sessions) >= self.config.listen.max_clients:
-            writer.write(
-                codec.error_response(
-                    "FATAL",
-                    SQLSTATE.TOO_MANY_CONNECTIONS,
-                    "sorry, too many clients already",
-                )
+            # As PostgreSQL: the refusal comes after the startup packet (and TLS,
+            # when asked for), so every client reads it as a normal FATAL error; a
+            # CancelRequest on such a connection is still delivered.
+            metrics.SESSIONS_REFUSED.labels("max_clients").inc()
+            session.refusal = ProxyError(
+                SQLSTATE.TOO_MANY_CONNECTIONS, "sorry, too many clients already"
             )
-            writer.close()
+            await session.run()
             return
         task = asyncio.current_task()
         assert task is not None
-        self._sessions.add(task)
+        self._sessions[task] = session
+        metrics.SESSIONS.inc()
+        metrics.SESSIONS_OPEN.inc()
         try:
-            await Session(self, reader, writer).run()
+            await session.run()
         finally:
-            self._sessions.discard(task)
+            self._sessions.pop(task, None)
+            metrics.SESSIONS_OPEN.dec()
 
     # -- cancel keys -----------------------------------------------------------
 
@@ -105,6 +126,8 @@ class Server:
         upstream = self.config.upstream
         body = struct.pack("!ii", CANCEL_REQUEST_CODE, upstream_pid) + upstream_secret
         try:
+            # Plain text even when sessions use TLS, as libpq before 17 sends it:
+            # PostgreSQL takes a CancelRequest before (and without) negotiation.
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(upstream.host, upstream.port),
                 upstream.connect_timeout,
@@ -118,14 +141,43 @@ class Server:
 
     # -- shutdown --------------------------------------------------------------
 
-    async def close(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    async def _close_sessions_at_rest(self, grace: float) -> None:
+        """Close each session once it is at rest (nothing running, no transaction
+        open), for up to `grace` seconds: a statement or transaction in progress
+        may finish; an idle session has nothing to finish and goes at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._sessions and loop.time() < deadline:
+            for task, session in list(self._sessions.items()):
+                if session.at_rest:
+                    task.cancel()
+            await asyncio.wait(
+                set(self._sessions),
+                timeout=min(REST_POLL_SECONDS, max(deadline - loop.time(), 0)),
+            )
+
+    async def close(self, grace: float | None = None) -> None:
         """Stop accepting, give sessions `grace` seconds, then close them."""
+        if grace is None:
+            grace = self.config.listen.shutdown_timeout
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         if self._sessions:
-            _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
+            log.info(
+                "waiting up to %.1f s for %d session(s) to finish",
+                grace,
+                len(self._sessions),
+            )
+            await self._close_sessions_at_rest(grace)
+            pending = set(self._sessions)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.metrics.stop()
         log.info("shut down")

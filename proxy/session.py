@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, metrics, tls
 from .codec import Frame, FrameReader, ProtocolViolation
 from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .intercept import Interceptor
@@ -82,6 +83,14 @@ class Session:
         self.readies = 0  # ReadyForQuery messages received after startup
         # The upstream's FATAL error reached the client: no error of our own after it.
         self.upstream_fatal = False
+        # Set when the session must be refused once its startup packet is read.
+        self.refusal: ProxyError | None = None
+        self.client_tls = False
+        # When the session last became idle: client bytes or ReadyForQuery.
+        self.idle_since = time.monotonic()
+        # The upstream offered SCRAM channel binding, which the client was not shown.
+        self.channel_binding_hidden = False
+        self.ready = False  # startup and authentication are done
         # Upstream writes held back while one batch of client messages is handled
         # (None: write at once). One send per batch, not one per message.
         self._corked: list[bytes] | None = None
@@ -127,25 +136,37 @@ class Session:
         started = time.monotonic()
         reason = "client closed"
         try:
-            client_frames = await self._startup()
+            client_frames = await self._startup_within_timeout()
             if client_frames is None:
                 return
             reason = await self._serve(client_frames)
+        except asyncio.CancelledError:
+            # Shutdown after the grace period: PostgreSQL's own words for it.
+            reason = "shut down"
+            self._write_client(
+                metrics.error_response(
+                    "FATAL",
+                    SQLSTATE.ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command",
+                )
+            )
+            # Not re-raised: the session ends here as any other, and asyncio's
+            # stream callback would log a cancelled task as an error.
         except ProtocolViolation as exc:
             reason = f"protocol violation: {exc}"
             self._write_client(
-                codec.error_response("FATAL", SQLSTATE.PROTOCOL_VIOLATION, str(exc))
+                metrics.error_response("FATAL", SQLSTATE.PROTOCOL_VIOLATION, str(exc))
             )
         except ProxyError as exc:
             reason = exc.message
             self._write_client(exc.to_error_response(fatal=True))
-        except (ConnectionError, ClientGone, asyncio.IncompleteReadError):
+        except (ConnectionError, ClientGone, asyncio.IncompleteReadError, ssl.SSLError):
             reason = "connection lost"
         except Exception as exc:  # the one catch-all at the task boundary
             self.log(logging.ERROR, "internal error\n%s", redacted_traceback(exc))
             reason = "internal error"
             self._write_client(
-                codec.error_response(
+                metrics.error_response(
                     "FATAL", SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error"
                 )
             )
@@ -159,6 +180,13 @@ class Session:
                 time.monotonic() - started,
                 reason,
             )
+
+    @property
+    def at_rest(self) -> bool:
+        """Nothing to finish: not logged in yet, or idle outside a transaction."""
+        if not self.ready:
+            return True
+        return self.router.idle and self.transaction_status == "I"
 
     async def _close(self) -> None:
         for writer in (self.client_writer, self.upstream_writer):
@@ -184,12 +212,54 @@ class Session:
                 self.client_violation = exc
             if frames or self.client_violation is not None:
                 return frames
-            data = await self.client_reader.read(READ_SIZE)
+            data = await self._read_client_bytes()
             if not data:
                 raise ClientGone()
             reader.feed(data)
 
+    async def _read_client_bytes(self) -> bytes:
+        """Bytes from the client; an idle client is closed after idle_timeout."""
+        timeout = self.server.config.listen.idle_timeout
+        if timeout:
+            data = await self._read_unless_idle(timeout)
+        else:
+            data = await self.client_reader.read(READ_SIZE)
+        self.idle_since = time.monotonic()
+        metrics.FROM_CLIENT.inc(len(data))
+        return data
+
+    async def _read_unless_idle(self, timeout: float) -> bytes:
+        """Idle: nothing awaited from the upstream and nothing sent by the client
+        for `timeout` seconds (a long statement is not idleness)."""
+        read = asyncio.ensure_future(self.client_reader.read(READ_SIZE))
+        try:
+            while True:
+                left = timeout
+                if self.router.idle:
+                    left = self.idle_since + timeout - time.monotonic()
+                    if left <= 0:
+                        raise ProxyError(
+                            SQLSTATE.IDLE_SESSION_TIMEOUT,
+                            "terminating connection due to idle-session timeout",
+                        )
+                done, _ = await asyncio.wait({read}, timeout=left)
+                if done:
+                    return read.result()
+        finally:
+            read.cancel()
+
     # -- startup ---------------------------------------------------------------
+
+    async def _startup_within_timeout(self) -> FrameReader | None:
+        timeout = self.server.config.listen.startup_timeout or None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._startup()
+        except TimeoutError:
+            # PostgreSQL's authentication_timeout, with its SQLSTATE and text.
+            raise ProxyError(
+                SQLSTATE.QUERY_CANCELED, "canceling authentication due to timeout"
+            ) from None
 
     async def _startup(self) -> FrameReader | None:
         """Negotiate, connect upstream, relay authentication. None if no session."""
@@ -205,9 +275,12 @@ class Session:
             except codec.UnsupportedProtocolVersion:
                 await self._relay_refused_startup(frame)
                 return None
-            if isinstance(message, (codec.SSLRequest, codec.GSSENCRequest)):
-                # TLS and GSS encryption are not offered (yet): 'N' means "go on
-                # in plain text", as PostgreSQL answers when they are off.
+            if isinstance(message, codec.SSLRequest):
+                await self._negotiate_tls(reader)
+                continue
+            if isinstance(message, codec.GSSENCRequest):
+                # GSS encryption is not offered: 'N' means "go on in plain text",
+                # as PostgreSQL answers when it is off.
                 self._write_client(b"N")
                 continue
             if isinstance(message, codec.CancelRequest):
@@ -224,12 +297,36 @@ class Session:
             "no",
             "0",
         )
+        if self.refusal is not None:
+            raise self.refusal
         await self._connect_upstream()
         self.write_upstream(frame.raw)
         reader.end_startup()
         await self._relay_authentication(reader)
         self.log(logging.INFO, "session ready")
+        self.ready = True
         return reader
+
+    async def _negotiate_tls(self, reader: FrameReader) -> None:
+        """Answer an SSLRequest: 'S' and a TLS handshake, or 'N' when TLS is off."""
+        context = self.server.tls_server
+        if context is None or self.client_tls:
+            self._write_client(b"N")
+            return
+        # SECURITY: bytes sent after SSLRequest but before the handshake would be
+        # read as if they had come over TLS (CVE-2021-23214): refuse them.
+        if reader.buffered or len(self.client_reader._buffer):  # noqa: SLF001
+            raise ProtocolViolation("received unencrypted data after SSL request")
+        self._write_client(b"S")
+        await self.client_writer.drain()
+        try:
+            await self.client_writer.start_tls(context)
+        except (ssl.SSLError, OSError) as exc:
+            # The peer's fault (no shared protocol, it rejected our certificate):
+            # a warning, no traceback, and nothing more to say to it.
+            self.log(logging.WARNING, "TLS handshake with the client failed: %s", exc)
+            raise ClientGone() from None
+        self.client_tls = True
 
     async def _relay_refused_startup(self, frame: Frame) -> None:
         """A startup for a protocol other than 3.x: the upstream answers it.
@@ -252,15 +349,18 @@ class Session:
             data = await self.client_reader.read(READ_SIZE)
             if not data:
                 raise ClientGone()
+            metrics.FROM_CLIENT.inc(len(data))
             reader.feed(data)
 
     async def _connect_upstream(self) -> None:
         upstream = self.server.config.upstream
+        started = time.monotonic()
         try:
             self.upstream_reader, self.upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(upstream.host, upstream.port),
+                tls.open_upstream(upstream, self.server.tls_upstream),
                 upstream.connect_timeout,
             )
+            metrics.UPSTREAM_CONNECT.observe(time.monotonic() - started)
         except (TimeoutError, OSError) as exc:
             self.log(logging.ERROR, "cannot reach upstream: %s", exc)
             raise ProxyError(
@@ -278,6 +378,7 @@ class Session:
         upstream = FrameReader()
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
+            metrics.FROM_UPSTREAM.inc(len(data))
             if not data:
                 raise ProxyError(
                     SQLSTATE.CONNECTION_FAILURE, "upstream closed during startup"
@@ -288,6 +389,13 @@ class Session:
                 answer_needed = self._startup_message(frame, out)
                 if frame.type == ord("E"):
                     self._write_client(b"".join(out))
+                    if self.channel_binding_hidden and self.client_tls:
+                        self.log(
+                            logging.WARNING,
+                            "upstream refused the login; with TLS on both legs a "
+                            "SCRAM client must not ask for channel binding (libpq: "
+                            "channel_binding=disable)",
+                        )
                     raise ClientGone()  # upstream refused: its error is relayed
                 if answer_needed:
                     self._write_client(b"".join(out))
@@ -304,7 +412,9 @@ class Session:
         kind = frame.type
         if kind == ord("R"):
             (code,) = struct.unpack_from("!i", frame.body)
-            out.append(frame.raw)
+            offered = tls.strip_channel_binding(frame.raw)
+            self.channel_binding_hidden |= offered is not frame.raw
+            out.append(offered)
             # cleartext, md5, GSS, GSS continue, SASL, SASL continue need an answer.
             return code in (3, 5, 7, 8, 10, 11)
         if kind == ord("K"):
@@ -329,9 +439,15 @@ class Session:
     async def _serve(self, client: FrameReader) -> str:
         to_upstream = asyncio.create_task(self._pump_client(client))
         to_client = asyncio.create_task(self._pump_upstream())
-        done, pending = await asyncio.wait(
-            {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, pending = await asyncio.wait(
+                {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:  # shutdown: the pumps end with the session
+            to_upstream.cancel()
+            to_client.cancel()
+            await asyncio.gather(to_upstream, to_client, return_exceptions=True)
+            raise
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -483,10 +599,11 @@ class Session:
         reader = FrameReader()
         while True:
             data = await self.upstream_reader.read(READ_SIZE)
+            metrics.FROM_UPSTREAM.inc(len(data))
             if not data:
                 if not self.upstream_fatal:
                     self._write_client(
-                        codec.error_response(
+                        metrics.error_response(
                             "FATAL",
                             SQLSTATE.CONNECTION_FAILURE,
                             "the upstream database closed the connection",
@@ -499,6 +616,7 @@ class Session:
                 if frame.type == ord("Z"):
                     self.readies += 1
                     self.transaction_status = chr(frame.body[0])
+                    self.idle_since = time.monotonic()
                     if self.transaction_status == "I":
                         self.interceptor.transaction_ended(self.readies)
                 elif frame.type == ord("S"):

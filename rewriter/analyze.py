@@ -679,7 +679,8 @@ class _Statement:
                 continue
             raise refuse(
                 "pgsodium.decrypted_key.decrypted_raw_key here: the proxy decrypts it "
-                "only as a result column (alone or inside length/octet_length)",
+                "only in the select list (or a subquery that feeds it), inside the "
+                "expressions it evaluates over rows",
                 ref.location,
             )
 

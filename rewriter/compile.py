@@ -58,6 +58,10 @@ def is_pgsodium_call(call: ast.FuncCall, on_path: bool) -> bool:
 def type_name(node: ast.TypeName) -> str:
     if node.arrayBounds:
         raise NotFoldable("an array type", node.location)
+    if node.typmods:
+        # varchar(3), numeric(10, 2): the proxy does not apply type modifiers, so
+        # such a cast is never evaluated (it would give the unmodified value).
+        raise NotFoldable("a cast with a type modifier", node.location)
     names = [n.sval for n in node.names]
     if names[0] == "pg_catalog":
         names = names[1:]

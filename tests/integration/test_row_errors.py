@@ -134,3 +134,27 @@ def test_a_parameter_in_a_simple_query_is_postgresqls_error(
                 prepare=False,
             )
         assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_what_the_proxy_would_get_wrong_is_refused(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        conn.execute("set standard_conforming_strings = off")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("select pgsodium.crypto_hash_sha256('\\\\x41'::bytea)")
+        conn.execute("set standard_conforming_strings = on")
+        assert conn.execute(
+            "select pgsodium.crypto_hash_sha256('\\x41'::bytea)"
+        ).fetchone() == (conn.execute("select sha256('\\x41'::bytea)").fetchone()[0],)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(
+                "select convert_from(pgsodium.crypto_aead_det_decrypt(secret, "
+                "convert_to(id::text, 'utf8'), kid), 'utf8')::varchar(1) from t"
+            )
+        # Where the database applies the modifier itself, the value is right.
+        assert conn.execute(
+            "select 'abc'::varchar(1) || pgsodium.crypto_hash_sha256('x')::text"
+        ).fetchone()[0].startswith("a\\x")

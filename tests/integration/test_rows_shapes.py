@@ -492,3 +492,18 @@ def test_decrypted_raw_key_inside_any_per_row_expression(
         assert hex_text == (None if expected is None else expected.hex())
         assert head == (None if expected is None else expected[:4])
         assert value == (b"" if expected is None else expected)
+
+
+def test_a_keyless_role_is_told_the_pgsodium_function_it_may_not_run(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as admin:
+        admin.execute("drop role if exists keyless")
+        admin.execute("create role keyless login")
+        admin.execute("grant select on acc to keyless")
+    with psycopg.connect(proxy.dsn(user="keyless", dbname=db), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+            conn.execute(f"select {DECRYPT} from acc")
+        assert caught.value.diag.message_primary == (
+            "permission denied for function crypto_aead_det_decrypt"
+        )
