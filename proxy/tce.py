@@ -15,6 +15,7 @@ it; the view's decrypted columns raise the stub's 0A000 when read directly.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from rewriter.errors import RewriteError
 from rewriter.tce_write import rewrite
 
 from .codec import Frame
+from .errors import SQLSTATE, redacted_traceback
 
 if TYPE_CHECKING:
     from .session import Session
@@ -122,7 +124,19 @@ class Tce:
             or vault.mentions_vault(statements)
         ):
             return sql
-        return rewrite(sql, statements, relations)
+        try:
+            return rewrite(sql, statements, relations)
+        except RewriteError:
+            raise
+        except Exception as exc:
+            # A bug in the TCE pass: the statement fails (XX000), the session lives.
+            self.session.log(
+                logging.ERROR, "TCE rewrite failed\n%s", redacted_traceback(exc)
+            )
+            raise RewriteError(
+                SQLSTATE.INTERNAL_ERROR,
+                "pgsodium-proxy internal error while planning this statement",
+            ) from None
 
 
 def _text_array(values: list[str]) -> str:

@@ -802,3 +802,39 @@ def test_security_invoker_view_honours_row_level_security(
     ).fetchall() == [(1, "mine"), (2, "theirs")]
     fresh_table(conn, "t_rls", "id int")
     conn.execute("drop role tce_rls_user")
+
+
+def test_search_through_the_view_never_sends_the_value(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_search", "id int, email text, blob bytea")
+    for column in ("email", "blob"):
+        conn.execute(
+            f"security label for pgsodium on column t_search.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+    marker = f"search-{id(conn)}@example.org"
+    conn.execute(
+        "insert into t_search values (1, %s, %s), (2, 'other@example.org', 'b')",
+        [marker, marker.encode()],
+    )
+    assert conn.execute(
+        "select id, decrypted_email from decrypted_t_search where decrypted_email = %s",
+        [marker],
+    ).fetchall() == [(1, marker)]
+    if not isinstance(conn.cursor(), psycopg.ClientCursor):
+        # (psycopg's client-side binding writes bytes as a cast: not searched)
+        assert conn.execute(
+            "select s.id from decrypted_t_search s "
+            "where %s = s.decrypted_blob or id = 2 order by id",
+            [marker.encode()],
+        ).fetchall() == [(1,), (2,)]
+    assert (
+        conn.execute(
+            "select id from decrypted_t_search where decrypted_email = 'nobody'"
+        ).fetchall()
+        == []
+    )
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert marker not in log
