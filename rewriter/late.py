@@ -125,6 +125,20 @@ class RowCompiler:
             return LateApply("coalesce", tuple(self.build(a) for a in node.args))
         if isinstance(node, ast.CaseExpr) and node.arg is None:
             return self._case(node)
+        if (
+            isinstance(node, ast.A_Expr)
+            and node.kind.name == "AEXPR_OP"
+            and [n.sval for n in node.name] == ["||"]
+            and node.lexpr is not None
+            and self._computes_inside(node)
+        ):
+            return LateApply(
+                "||",
+                (
+                    self._operand(node.lexpr, node.location, left=True),
+                    self._operand(node.rexpr, node.location, left=False),
+                ),
+            )
         if isinstance(node, ast.A_Indirection) and len(node.indirection) == 1:
             field = node.indirection[0]
             if isinstance(field, ast.String):
@@ -164,6 +178,31 @@ class RowCompiler:
         if node.defresult is not None:
             default = self._value(node.defresult, spans["ELSE"][0])
         return LateCase(tuple(whens), default)
+
+    def _computes_inside(self, node: ast.Node) -> bool:
+        """Whether the proxy computes something in `node` (a pgsodium call or an
+        inner query's value); if not, the database computes all of it."""
+        if any(is_pgsodium_call(c, self.on_path) for c in _calls(node)):
+            return True
+        return self._reads_inner(node)
+
+    def _operand(self, node: ast.Node, operator: int, *, left: bool) -> Open:
+        """An operand of `||`: built by the proxy, or a row input the database
+        computes (its text found next to the operator, checked by re-parsing)."""
+        from .search import operand_span
+
+        try:
+            return self.build(node)
+        except NotFoldable:
+            if any(is_pgsodium_call(c, self.on_path) for c in _calls(node)):
+                raise
+        span = operand_span(self.sql, self.tokens, node, operator, left=left)
+        if span is None:
+            raise NotFoldable("an operand of ||", operator)
+        # As an argument over rows (_argument): an expression of columns that calls
+        # nothing of pgsodium is the database's to compute.
+        self.inputs.append(Input(self.sql[span[0] : span[1]].strip(), False))
+        return RowInput(len(self.inputs) - 1)
 
     def _value(
         self, node: ast.Node, span: tuple[int, int], boolean: bool = False
@@ -377,6 +416,10 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
         found = builtins.find_builtin(tree.name, [node_type(a) for a in args])
         if found is None:
             shown = ", ".join(node_type(a) for a in args)
+            if tree.name == "||":  # the server has more || operators than the proxy
+                raise RewriteError(
+                    "0A000", f"pgsodium-proxy cannot evaluate || over {shown} here"
+                )
             raise RewriteError("42883", f"function {tree.name}({shown}) does not exist")
         return Apply(
             found,

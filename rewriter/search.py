@@ -155,6 +155,20 @@ def _operand_before(
     return None
 
 
+def operand_span(
+    sql: str,
+    toks: list[sqltext.Token],
+    node: ast.Node,
+    operator: int,
+    *,
+    left: bool,
+) -> tuple[int, int] | None:
+    """The text span of an operand of the binary operator at `operator`."""
+    if left:
+        return _operand_before(sql, toks, node, operator)
+    return _operand_after(sql, toks, operator, node)
+
+
 def _printed(node: ast.Node) -> str:
     return str(RawStream()(node))
 

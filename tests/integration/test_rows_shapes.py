@@ -507,3 +507,27 @@ def test_a_keyless_role_is_told_the_pgsodium_function_it_may_not_run(
         assert caught.value.diag.message_primary == (
             "permission denied for function crypto_aead_det_decrypt"
         )
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "convert_from({v}, 'utf8') || '!'",
+        "'pre-' || convert_from({v}, 'utf8')",
+        "{v} || '\\x00'::bytea",
+        "convert_from({v}, 'utf8') || id::text",
+        "id::text || ':' || convert_from({v}, 'utf8')",
+    ],
+)
+def test_concatenation_around_a_per_row_value(
+    conn: psycopg.Connection, expression: str
+) -> None:
+    got = conn.execute(
+        f"select id, {expression.format(v=DECRYPT)} from acc order by id"
+    ).fetchall()
+    expected = conn.execute(
+        f"select id, {expression.format(v='p')} from (values "
+        + ", ".join(f"({i}, convert_to('{text}', 'utf8'))" for i, text in PLAIN.items())
+        + ") v(id, p) order by id"
+    ).fetchall()
+    assert got == expected
