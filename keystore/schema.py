@@ -111,8 +111,11 @@ def _parts() -> list[str]:
         *(_aggregate(sig) for sig in functions),
         _sql("decrypted_key.sql"),
         _sql("key_functions.sql"),
-        # The "tce" part goes here once INSTALLED_KINDS includes it.
         _sql("proxy_internals.sql"),
+        # Labels, masking views, decrypting views and the guard (proxy/tce.py).
+        _sql("tce.sql"),
+        # Supabase Vault 0.3's schema and API (rewriter/vault.py).
+        _sql("vault.sql"),
         *(
             _execute_grants(sig.regprocedure, sig.owner, sig.execute)
             for sig in functions

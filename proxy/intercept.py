@@ -29,6 +29,7 @@ from .codec import Frame
 from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .execution import Execution, FetchExecution, LookupFailed, Skipped
 from .router import Collect, PassThrough, Reply, Swallow, SyncReply
+from .tce import Tce
 
 if TYPE_CHECKING:
     from .session import Session
@@ -91,6 +92,7 @@ class Interceptor:
         self.cursors: OrderedDict[str, tuple[Execution, int]] = OrderedDict()
         # Cursor name -> the ReadyForQuery from which it is closed (None: WITH HOLD).
         self._closes_at: dict[str, int | None] = {}
+        self.tce = Tce(session)
 
     # -- deciding --------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class Interceptor:
                 self.on_path = None
             if self.cursors and _FETCH.search(frame.body):
                 return True
-            if involves_pgsodium(frame.body):
+            if involves_pgsodium(frame.body) or self.tce.wants(frame):
                 return True
             metrics.PASSTHROUGH.inc()
             return False
@@ -244,7 +246,7 @@ class Interceptor:
             # The upstream answers 25P02 itself; nothing of ours would run.
             self._forward(frame, SyncReply())
             return
-        sql = codec.decode_frontend(frame).sql
+        original = sql = codec.decode_frontend(frame).sql
         try:
             cursor = self._fetch_target(sql)
         except RewriteError as exc:
@@ -255,8 +257,20 @@ class Interceptor:
             self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, fetch.query_reply())
             return
-        if not involves_pgsodium(frame.body):
-            self._forward(frame, SyncReply())  # it only said "fetch"
+        try:
+            sql = await self.tce.apply(frame, sql)
+        except Skipped:
+            self._forward(frame, SyncReply())
+            return
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            self._sync()
+            return
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
+        if sql == original and not involves_pgsodium(frame.body):
+            self._forward(frame, SyncReply())  # it only said "fetch", or a TCE name
             return
         await self.learn_search_path(frame)
         try:
@@ -266,6 +280,10 @@ class Interceptor:
             return
         self._note_strategy(plans)
         if not any(p.rewrites for p in plans):
+            if sql != original:
+                self.session.write_upstream(codec.Query(sql).encode())
+                self.session.push(SyncReply())
+                return
             self._forward(frame, SyncReply())
             return
         if _role_change_before_call(plans):
@@ -429,29 +447,40 @@ class Interceptor:
             self.statements[message.name] = fetch
             await fetch.describe_statement(message.name)
             return
-        if not involves_pgsodium(frame.body):
-            self.statements.pop(message.name, None)  # it only said "fetch"
+        query = message.query
+        try:
+            query = await self.tce.apply(frame, query)
+        except Skipped:
+            self.statements.pop(message.name, None)
+            self._forward(frame, PassThrough(b"1E"))
+            return
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            return
+        except RewriteError as exc:
+            await self._refuse_parse(message.name, exc)
+            return
+        if query == message.query and not involves_pgsodium(frame.body):
+            self.statements.pop(message.name, None)  # it only said "fetch", or TCE's
             self._forward(frame, PassThrough(b"1E"))
             return
         await self.learn_search_path(frame)
         try:
-            plans = self.plans(message.query, tuple(message.param_types))
+            plans = self.plans(query, tuple(message.param_types))
         except RewriteError as exc:
-            if not message.name:
-                # PostgreSQL drops the unnamed statement before parsing: a Bind or
-                # Describe of it that follows must not find the previous one, here
-                # or upstream.
-                self.statements.pop("", None)
-                self.session.write_upstream(codec.Close("S", "").encode())
-                self.session.push(Collect(b"3"))
-            await self.raise_upstream(exc)
+            await self._refuse_parse(message.name, exc)
             return
         self._note_strategy(plans)
         if len(plans) != 1 or not plans[0].rewrites:
             self.statements.pop(message.name, None)
+            if query != message.query:
+                parse = codec.Parse(message.name, query, tuple(message.param_types))
+                self.session.write_upstream(parse.encode())
+                self.session.push(PassThrough(b"1E"))
+                return
             self._forward(frame, PassThrough(b"1E"))
             return
-        execution = Execution(self, message.query, plans, extended=True)
+        execution = Execution(self, query, plans, extended=True)
         execution.declared = tuple(message.param_types)
         text, types = execution.render_extended()
         upstream = codec.Parse(message.name, text, tuple(types))
@@ -459,6 +488,16 @@ class Interceptor:
         self.session.push(PassThrough(b"1E"))
         self.statements[message.name] = execution
         await execution.describe_statement(message.name)
+
+    async def _refuse_parse(self, name: str, exc: RewriteError) -> None:
+        if not name:
+            # PostgreSQL drops the unnamed statement before parsing: a Bind or
+            # Describe of it that follows must not find the previous one, here or
+            # upstream.
+            self.statements.pop("", None)
+            self.session.write_upstream(codec.Close("S", "").encode())
+            self.session.push(Collect(b"3"))
+        await self.raise_upstream(exc)
 
     async def _bind(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)

@@ -68,6 +68,9 @@ class Session:
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.user = "?"
         self.database = "?"
+        # A walsender connection (startup parameter "replication"): it takes no
+        # extended-protocol statements, so the proxy sends it none of its own.
+        self.replication = False
         self.parameters: dict[str, str] = {}
         self.transaction_status = "I"
         self.router = Router(self._write_client)
@@ -288,6 +291,12 @@ class Session:
             raise ProtocolViolation("unexpected startup packet")
         self.user = message.params.get("user", "?")
         self.database = message.params.get("database", self.user)
+        self.replication = message.params.get("replication", "false").lower() not in (
+            "false",
+            "off",
+            "no",
+            "0",
+        )
         if self.refusal is not None:
             raise self.refusal
         await self._connect_upstream()

@@ -41,8 +41,15 @@ def function_name(call: ast.FuncCall) -> tuple[str | None, str]:
     return ".".join(names[:-1]), names[-1]
 
 
+# pgsodium's TCE functions that keystore/sql/tce.sql declares upstream: they call
+# nothing the proxy evaluates, so they run natively there.
+UPSTREAM_TCE_FUNCTIONS = frozenset({"update_mask", "update_masks"})
+
+
 def is_pgsodium_call(call: ast.FuncCall, on_path: bool) -> bool:
     schema, name = function_name(call)
+    if name in UPSTREAM_TCE_FUNCTIONS:
+        return False
     if schema == "pgsodium":
         return True
     return schema is None and on_path and bool(overloads(name))

@@ -1,0 +1,572 @@
+-- Transparent Column Encryption: labels, masking views, decrypting views, guard.
+--
+-- Vanilla PostgreSQL has no "pgsodium" label provider, so the proxy takes
+-- SECURITY LABEL FOR pgsodium itself and records the label in pgsodium._proxy_label
+-- (same key as pg_seclabel: classoid, objoid, objsubid). pgsodium's masking_rule,
+-- mask_columns and seclabel views read that table. The decrypting view
+-- <schema>.decrypted_<table> is generated here with pgsodium's own CASE expression
+-- (reading decrypted_<c> directly raises the stub's 0A000; the proxy expands reads of
+-- the view). A guard trigger, which needs no key, refuses a stored value that cannot
+-- be pgsodium ciphertext: plaintext written past the proxy never lands.
+
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_may_label(class_oid oid, object_oid oid)
+  RETURNS boolean LANGUAGE sql STABLE AS $may$
+  SELECT CASE WHEN class_oid = 'pg_catalog.pg_class'::regclass
+              THEN coalesce((SELECT pg_catalog.pg_has_role(current_user, c.relowner,
+                                                           'USAGE')
+                               FROM pg_catalog.pg_class c WHERE c.oid = object_oid),
+                            false)
+              ELSE EXISTS (SELECT FROM pg_catalog.pg_roles
+                            WHERE rolname = current_user
+                              AND (rolsuper OR rolcreaterole)) END
+$may$;
+
+CREATE TABLE IF NOT EXISTS pgsodium._proxy_label (
+  classoid oid NOT NULL,
+  objoid oid NOT NULL,
+  objsubid integer NOT NULL DEFAULT 0,
+  label text NOT NULL,
+  PRIMARY KEY (classoid, objoid, objsubid),
+  -- A view name that to_regclass and parse_ident read without error, so that no
+  -- label can make the lookups of other sessions fail.
+  CONSTRAINT _proxy_label_view_name CHECK (
+    label !~* '^decrypt'
+    OR label ~* '^decrypt +with +view +[a-z_][a-z0-9_$]*[.][a-z_][a-z0-9_$]* *$')
+);
+REVOKE ALL ON pgsodium._proxy_label FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgsodium._proxy_label TO PUBLIC;
+ALTER TABLE pgsodium._proxy_label ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS _proxy_label_read ON pgsodium._proxy_label;
+CREATE POLICY _proxy_label_read ON pgsodium._proxy_label FOR SELECT USING (true);
+DROP POLICY IF EXISTS _proxy_label_owner ON pgsodium._proxy_label;
+CREATE POLICY _proxy_label_owner ON pgsodium._proxy_label FOR ALL
+  USING (pgsodium._proxy_tce_may_label(classoid, objoid))
+  WITH CHECK (pgsodium._proxy_tce_may_label(classoid, objoid));
+
+-- The rules, readable by everyone as pg_seclabel is; pgsodium.masking_rule shows
+-- them with pgsodium's grants, and the proxy's own functions read this one.
+CREATE OR REPLACE VIEW pgsodium._proxy_tce_rule AS
+  WITH const AS (
+    SELECT
+      'encrypt +with +key +id +([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'::text
+        AS pattern_key_id,
+      E'encrypt +with +key +column +([\\w\\"\\-$]+)'::text AS pattern_key_id_column,
+      E'(?<=associated) +\\(([\\w\\"\\-$, ]+)\\)'::text AS pattern_associated_columns,
+      E'(?<=nonce) +([\\w\\"\\-$]+)'::text AS pattern_nonce_column,
+      E'(?<=decrypt with view) +([\\w\\"\\-$]+\\.[\\w\\"\\-$]+)'::text AS pattern_view_name,
+      '(?<=security invoker)'::text AS pattern_security_invoker
+  ), rules AS (
+    SELECT sl.objoid AS attrelid, sl.objsubid AS attnum,
+           c.relnamespace::regnamespace AS relnamespace, c.relname,
+           a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS format_type,
+           sl.label AS col_description,  -- sic: pgsodium puts the label here
+           (regexp_match(sl.label, k.pattern_key_id_column, 'i'))[1] AS key_id_column,
+           (regexp_match(sl.label, k.pattern_key_id, 'i'))[1] AS key_id,
+           (regexp_match(sl.label, k.pattern_associated_columns, 'i'))[1]
+             AS associated_columns,
+           (regexp_match(sl.label, k.pattern_nonce_column, 'i'))[1] AS nonce_column,
+           coalesce((regexp_match(tl.label, k.pattern_view_name, 'i'))[1],
+                    pg_catalog.quote_ident(n.nspname) || '.'
+                    || pg_catalog.quote_ident('decrypted_' || c.relname)) AS view_name,
+           100 AS priority,
+           (regexp_match(sl.label, k.pattern_security_invoker, 'i')) IS NOT NULL
+             AS security_invoker
+      FROM const k
+      CROSS JOIN pgsodium._proxy_label sl
+      JOIN pg_catalog.pg_class c
+        ON c.oid = sl.objoid AND sl.classoid = 'pg_catalog.pg_class'::regclass
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = sl.objsubid
+      LEFT JOIN pgsodium._proxy_label tl
+        ON tl.classoid = sl.classoid AND tl.objoid = sl.objoid AND tl.objsubid = 0
+     WHERE a.attnum > 0 AND n.nspname <> 'pg_catalog' AND NOT a.attisdropped
+       AND sl.label ILIKE 'ENCRYPT%'
+  )
+  SELECT DISTINCT ON (attrelid, attnum) * FROM rules
+   ORDER BY attrelid, attnum, priority DESC;
+
+CREATE OR REPLACE VIEW pgsodium.masking_rule AS
+  SELECT * FROM pgsodium._proxy_tce_rule;
+
+CREATE OR REPLACE VIEW pgsodium.mask_columns AS
+  SELECT a.attname, a.attrelid, m.key_id, m.key_id_column, m.associated_columns,
+         m.nonce_column, m.format_type
+    FROM pg_catalog.pg_attribute a
+    LEFT JOIN pgsodium._proxy_tce_rule m
+      ON m.attrelid = a.attrelid AND m.attname = a.attname
+   WHERE a.attnum > 0 AND NOT a.attisdropped
+   ORDER BY a.attnum;
+
+CREATE OR REPLACE VIEW pgsodium.seclabel AS
+  SELECT n.nspname, c.relname, a.attname, sl.label
+    FROM pgsodium._proxy_label sl
+    JOIN pg_catalog.pg_class c
+      ON c.oid = sl.objoid AND sl.classoid = 'pg_catalog.pg_class'::regclass
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = sl.objsubid
+   WHERE sl.objsubid > 0;
+
+-- pgsodium's grants on its three views (§9); the rules themselves stay readable.
+REVOKE ALL ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
+  FROM PUBLIC, pgsodium_keyiduser, pgsodium_keyholder, pgsodium_keymaker;
+GRANT ALL ON pgsodium.masking_rule, pgsodium.mask_columns, pgsodium.seclabel
+  TO pgsodium_keyholder;
+REVOKE ALL ON pgsodium._proxy_tce_rule FROM PUBLIC;
+GRANT SELECT ON pgsodium._proxy_tce_rule TO PUBLIC;
+
+-- The relation a rule's view name names, looked up without the schema USAGE check
+-- of to_regclass: a session must not fail because some other schema is closed to it.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_view_oid(view_name text)
+  RETURNS oid LANGUAGE sql STABLE AS $view_oid$
+  SELECT v.oid
+    FROM pg_catalog.pg_class v
+    JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+   WHERE n.nspname = (pg_catalog.parse_ident(view_name))[1]
+     AND v.relname = (pg_catalog.parse_ident(view_name))[2]
+$view_oid$;
+
+-- The guard: BEFORE INSERT OR UPDATE, arguments "<column>:<text|bytea>". A stored
+-- aead-det ciphertext is the plaintext plus 32 bytes (the SIV tag), and pgsodium
+-- refuses empty plaintexts, so at least 33 bytes; text columns hold it as
+-- PostgreSQL base64. Needs no key, so it also holds for clients that bypass the proxy.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_guard()
+  RETURNS trigger LANGUAGE plpgsql AS $guard$
+DECLARE
+  row_json jsonb := pg_catalog.to_jsonb(NEW);
+  arg text;
+  col text;
+  kind text;
+  stored text;
+  bytes integer;
+BEGIN
+  FOREACH arg IN ARRAY TG_ARGV LOOP
+    col := pg_catalog.split_part(arg, ':', 1);
+    kind := pg_catalog.split_part(arg, ':', 2);
+    stored := row_json ->> col;
+    CONTINUE WHEN stored IS NULL;
+    bytes := NULL;
+    IF kind = 'bytea' THEN
+      IF pg_catalog.left(stored, 2) = E'\\x'
+         AND pg_catalog.substr(stored, 3) ~ '^([0-9a-f]{2})*$' THEN
+        bytes := (pg_catalog.length(stored) - 2) / 2;
+      END IF;
+    ELSIF stored ~ E'^[A-Za-z0-9+/=\n]+$' THEN
+      BEGIN
+        bytes := pg_catalog.length(pg_catalog.decode(stored, 'base64'));
+      EXCEPTION WHEN OTHERS THEN
+        bytes := NULL;
+      END;
+    END IF;
+    IF bytes = 32 THEN
+      -- The ciphertext of an empty plaintext, which pgsodium cannot decrypt: refused
+      -- with pgsodium's own error.
+      RAISE EXCEPTION USING ERRCODE = 'P0001',
+        MESSAGE = CASE WHEN kind = 'bytea' THEN 'Cannot encrypt empty bytes.'
+                       ELSE 'Cannot encrypt empty string.' END;
+    END IF;
+    IF bytes IS NULL OR bytes < 32 THEN
+      RAISE EXCEPTION USING ERRCODE = '0A000',
+        MESSAGE = pg_catalog.format(
+          'column %s of %s is encrypted by pgsodium-proxy: write it through the proxy',
+          pg_catalog.quote_ident(col), TG_TABLE_NAME),
+        HINT = 'Connect through the pgsodium-proxy port; the proxy encrypts the value.';
+    END IF;
+  END LOOP;
+  RETURN NEW;
+END
+$guard$;
+
+-- The decrypted column pgsodium's create_mask_view puts after an encrypted column.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_decrypted(rule pgsodium._proxy_tce_rule)
+  RETURNS text LANGUAGE plpgsql STABLE AS $decrypted$
+DECLARE
+  key_expr text;
+  ad text := '''''';
+  nonce text := 'NULL';
+  col text := pg_catalog.quote_ident(rule.attname);
+BEGIN
+  IF rule.key_id_column IS NOT NULL THEN
+    key_expr := pg_catalog.quote_ident(rule.key_id_column);
+  ELSE
+    key_expr := pg_catalog.quote_literal(rule.key_id);
+  END IF;
+  IF rule.associated_columns IS NOT NULL THEN
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(pg_catalog.btrim(c)) || '::text',
+                                 ' || ')
+      INTO ad
+      FROM pg_catalog.unnest(pg_catalog.string_to_array(rule.associated_columns, ','))
+           AS c;
+  END IF;
+  IF rule.nonce_column IS NOT NULL THEN
+    nonce := pg_catalog.quote_ident(rule.nonce_column);
+  END IF;
+  IF rule.format_type = 'text' THEN
+    RETURN pg_catalog.format(
+      'CASE WHEN %s IS NULL THEN NULL ELSE CASE WHEN %s IS NULL THEN NULL ELSE '
+      'pg_catalog.convert_from(pgsodium.crypto_aead_det_decrypt('
+      'pg_catalog.decode(%s, ''base64''), pg_catalog.convert_to((%s)::text, ''utf8''), '
+      '%s::uuid, %s), ''utf8'') END END AS %s',
+      col, key_expr, col, ad, key_expr, nonce,
+      pg_catalog.quote_ident('decrypted_' || rule.attname));
+  END IF;
+  RETURN pg_catalog.format(
+    'CASE WHEN %s IS NULL THEN NULL ELSE CASE WHEN %s IS NULL THEN NULL ELSE '
+    'pgsodium.crypto_aead_det_decrypt(%s, pg_catalog.convert_to((%s)::text, ''utf8''), '
+    '%s::uuid, %s) END END AS %s',
+    col, key_expr, col, ad, key_expr, nonce,
+    pg_catalog.quote_ident('decrypted_' || rule.attname));
+END
+$decrypted$;
+
+-- Regenerate the decrypting view and the guard trigger of one table (pgsodium's
+-- update_mask), keeping the view's grants; ACCESS role labels get the view too.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_regenerate(target oid)
+  RETURNS void LANGUAGE plpgsql AS $regenerate$
+DECLARE
+  rel pg_catalog.pg_class;
+  qualified text;
+  view_name text;
+  view_parts text[];
+  invoker boolean;
+  cols text;
+  guard_args text;
+  privs aclitem[];
+  grant_row record;
+  role_row record;
+BEGIN
+  SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = target;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  qualified := pg_catalog.format('%I.%I',
+                 (SELECT nspname FROM pg_catalog.pg_namespace
+                   WHERE oid = rel.relnamespace), rel.relname);
+  SELECT m.view_name, bool_or(m.security_invoker) INTO view_name, invoker
+    FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = target GROUP BY m.view_name;
+
+  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+                            rel.relname || '_proxy_tce_guard', qualified);
+  IF view_name IS NULL THEN
+    RETURN;  -- no encrypted column left
+  END IF;
+  -- The name comes from a label: re-quote it, so it can only ever name a view
+  -- (pgsodium 3.1.10's injection fix does the same with ::regclass).
+  view_parts := pg_catalog.parse_ident(view_name);
+  IF pg_catalog.cardinality(view_parts) <> 2 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = pg_catalog.format('view name %s is not schema-qualified', view_name);
+  END IF;
+  view_name := pg_catalog.format('%I.%I', view_parts[1], view_parts[2]);
+
+  SELECT pg_catalog.string_agg(
+           pg_catalog.quote_ident(a.attname)
+           || CASE WHEN m.attrelid IS NULL THEN ''
+                   ELSE ', ' || pgsodium._proxy_tce_decrypted(m) END,
+           ', ' ORDER BY a.attnum),
+         pg_catalog.string_agg(
+           CASE WHEN m.attrelid IS NOT NULL
+                THEN pg_catalog.quote_literal(a.attname || ':' || m.format_type) END,
+           ', ' ORDER BY a.attnum)
+    INTO cols, guard_args
+    FROM pg_catalog.pg_attribute a
+    LEFT JOIN pgsodium._proxy_tce_rule m
+      ON m.attrelid = a.attrelid AND m.attnum = a.attnum
+   WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped;
+
+  SELECT c.relacl INTO privs FROM pg_catalog.pg_class c
+   WHERE c.oid = pgsodium._proxy_tce_view_oid(view_name);
+  IF NOT FOUND THEN
+    privs := rel.relacl;
+  END IF;
+  EXECUTE pg_catalog.format('DROP VIEW IF EXISTS %s', view_name);
+  EXECUTE pg_catalog.format('CREATE VIEW %s %s AS SELECT %s FROM %s', view_name,
+    CASE WHEN invoker THEN 'WITH (security_invoker = true)' ELSE '' END,
+    cols, qualified);
+  FOR grant_row IN
+    SELECT g.grantee, g.privilege_type FROM pg_catalog.aclexplode(privs) g
+     WHERE g.grantee <> rel.relowner
+  LOOP
+    EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', grant_row.privilege_type,
+      view_name, CASE WHEN grant_row.grantee = 0 THEN 'PUBLIC'
+                      ELSE pg_catalog.quote_ident(grant_row.grantee::regrole::text)
+                 END);
+  END LOOP;
+  FOR role_row IN
+    SELECT r.rolname FROM pgsodium._proxy_label l
+      JOIN pg_catalog.pg_roles r ON r.oid = l.objoid
+     WHERE l.classoid = 'pg_catalog.pg_authid'::regclass
+       AND l.label ILIKE 'ACCESS%' || qualified || '%'
+  LOOP
+    EXECUTE pg_catalog.format('GRANT ALL ON %s TO %I', view_name, role_row.rolname);
+  END LOOP;
+
+  EXECUTE pg_catalog.format(
+    'CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+    'EXECUTE FUNCTION pgsodium._proxy_tce_guard(%s)',
+    rel.relname || '_proxy_tce_guard', qualified, guard_args);
+END
+$regenerate$;
+
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_auto() RETURNS boolean
+  LANGUAGE sql STABLE AS $auto$
+  SELECT coalesce(pg_catalog.current_setting('pgsodium.enable_event_trigger', true),
+                  'on') NOT IN ('off', 'false', '0', 'no')
+$auto$;
+
+-- SECURITY LABEL FOR pgsodium, as the proxy passes it: the object already split
+-- into a relation (or role) name and a column. Runs as the caller, who must own the
+-- object as for SECURITY LABEL; the row itself is written by _proxy_tce_record.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_set_label(
+  objtype text, object text, column_name text, new_label text)
+  RETURNS void LANGUAGE plpgsql AS $set_label$
+DECLARE
+  rel oid;
+  rel_kind "char";
+  subid integer := 0;
+  rule pgsodium._proxy_tce_rule;
+  col_type text;
+  key_type text;
+  ad text;
+BEGIN
+  IF objtype = 'role' THEN
+    IF new_label IS NOT NULL AND new_label !~* '^access' THEN
+      RAISE EXCEPTION USING ERRCODE = '42602',
+        MESSAGE = pg_catalog.format('''%s'' is not a valid label for a role', new_label);
+    END IF;
+    SELECT oid INTO rel FROM pg_catalog.pg_roles WHERE rolname = object;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = '42704',
+        MESSAGE = pg_catalog.format('role "%s" does not exist', object);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
+                    WHERE rolname = current_user AND (rolsuper OR rolcreaterole)) THEN
+      RAISE EXCEPTION USING ERRCODE = '42501',
+        MESSAGE = 'must have CREATEROLE privilege to label roles';
+    END IF;
+    PERFORM pgsodium._proxy_tce_record('pg_catalog.pg_authid'::regclass, rel, 0,
+                                       new_label);
+    RETURN;
+  END IF;
+
+  rel := object::regclass;
+  SELECT c.relkind INTO rel_kind FROM pg_catalog.pg_class c WHERE c.oid = rel;
+  IF rel_kind NOT IN ('r', 'p') THEN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = 'pgsodium provider does not support labels on this object';
+  END IF;
+  IF NOT pg_catalog.pg_has_role(current_user,
+           (SELECT relowner FROM pg_catalog.pg_class WHERE oid = rel), 'USAGE') THEN
+    RAISE EXCEPTION USING ERRCODE = '42501',
+      MESSAGE = pg_catalog.format('must be owner of table %s', object);
+  END IF;
+  IF objtype = 'column' THEN
+    SELECT a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod)
+      INTO subid, col_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = rel AND a.attname = column_name AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = '42703',
+        MESSAGE = pg_catalog.format('column "%s" of relation "%s" does not exist',
+                                    column_name, object);
+    END IF;
+    IF new_label IS NOT NULL AND new_label !~* '^encrypt +with' THEN
+      RAISE EXCEPTION USING ERRCODE = '42602',
+        MESSAGE = pg_catalog.format('''%s'' is not a valid label for a column',
+                                    new_label);
+    END IF;
+  ELSIF new_label IS NOT NULL AND new_label !~* '^decrypt +with +view' THEN
+    RAISE EXCEPTION USING ERRCODE = '42602',
+      MESSAGE = pg_catalog.format('''%s'' is not a valid label for a table', new_label);
+  END IF;
+
+  PERFORM pgsodium._proxy_tce_record('pg_catalog.pg_class'::regclass, rel, subid,
+                                     new_label);
+
+  IF objtype = 'column' AND new_label IS NOT NULL THEN
+    SELECT * INTO rule FROM pgsodium._proxy_tce_rule m
+     WHERE m.attrelid = rel AND m.attnum = subid;
+    IF col_type NOT IN ('text', 'bytea') THEN
+      RAISE EXCEPTION USING ERRCODE = '0A000',
+        MESSAGE = pg_catalog.format(
+          'pgsodium-proxy encrypts text and bytea columns only, not %s', col_type);
+    END IF;
+    IF rule.key_id IS NULL AND rule.key_id_column IS NULL THEN
+      RAISE EXCEPTION USING ERRCODE = '22023',
+        MESSAGE = 'label names no key: expected ENCRYPT WITH KEY ID <uuid> or '
+                  'ENCRYPT WITH KEY COLUMN <column>';
+    END IF;
+    IF rule.key_id IS NOT NULL THEN
+      SELECT k.key_type::text INTO key_type
+        FROM pgsodium.get_key_by_id(rule.key_id::uuid) k;
+      IF key_type IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+          MESSAGE = pg_catalog.format('no valid key with id %s', rule.key_id);
+      ELSIF key_type <> 'aead-det' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+          MESSAGE = pg_catalog.format('key %s is a %s key, not aead-det', rule.key_id,
+                                      key_type);
+      END IF;
+    END IF;
+    PERFORM pgsodium._proxy_tce_check_column(rel, rule.key_id_column,
+                                             ARRAY['uuid'], 'key column');
+    PERFORM pgsodium._proxy_tce_check_column(rel, rule.nonce_column,
+                                             ARRAY['bytea'], 'nonce column');
+    FOREACH ad IN ARRAY coalesce(
+        pg_catalog.string_to_array(rule.associated_columns, ','), '{}') LOOP
+      PERFORM pgsodium._proxy_tce_check_column(rel, pg_catalog.btrim(ad),
+        ARRAY['text', 'character varying', 'smallint', 'integer', 'bigint', 'uuid',
+              'boolean'], 'associated data column');
+    END LOOP;
+  END IF;
+
+  IF pgsodium._proxy_tce_auto() THEN
+    PERFORM pgsodium._proxy_tce_regenerate(rel);
+  ELSE
+    RAISE NOTICE 'skipping pgsodium mask regeneration due to false pgsodium.enable_event_trigger';
+  END IF;
+END
+$set_label$;
+
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_check_column(
+  rel oid, column_name text, allowed text[], what text)
+  RETURNS void LANGUAGE plpgsql STABLE AS $check$
+DECLARE
+  col_type text;
+BEGIN
+  IF column_name IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO col_type
+    FROM pg_catalog.pg_attribute a
+   WHERE a.attrelid = rel AND a.attname = column_name AND a.attnum > 0
+     AND NOT a.attisdropped;
+  IF col_type IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '42703',
+      MESSAGE = pg_catalog.format('%s "%s" does not exist', what, column_name);
+  END IF;
+  IF NOT col_type = ANY (allowed) THEN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = pg_catalog.format('pgsodium-proxy does not support a %s of type %s',
+                                  what, col_type);
+  END IF;
+END
+$check$;
+
+-- Writes the label row as the caller. Row security lets a role write only the
+-- labels of the tables it owns (as SECURITY LABEL requires), and role labels only
+-- with CREATEROLE.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_record(
+  class_oid oid, object_oid oid, sub_id integer, new_label text)
+  RETURNS void LANGUAGE plpgsql AS $record$
+BEGIN
+  IF new_label IS NULL THEN
+    DELETE FROM pgsodium._proxy_label
+     WHERE classoid = class_oid AND objoid = object_oid AND objsubid = sub_id;
+  ELSE
+    INSERT INTO pgsodium._proxy_label VALUES (class_oid, object_oid, sub_id, new_label)
+      ON CONFLICT (classoid, objoid, objsubid) DO UPDATE SET label = EXCLUDED.label;
+  END IF;
+END
+$record$;
+
+-- pgsodium's update_mask / update_masks.
+CREATE OR REPLACE FUNCTION pgsodium.update_mask(target oid, debug boolean DEFAULT false)
+  RETURNS void LANGUAGE plpgsql AS $update_mask$
+BEGIN
+  PERFORM pgsodium._proxy_tce_regenerate(target);
+END
+$update_mask$;
+
+CREATE OR REPLACE FUNCTION pgsodium.update_masks(debug boolean DEFAULT false)
+  RETURNS void LANGUAGE plpgsql AS $update_masks$
+DECLARE
+  rel oid;
+BEGIN
+  FOR rel IN
+    SELECT DISTINCT m.attrelid FROM pgsodium._proxy_tce_rule m
+      JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
+     WHERE c.relowner = session_user::regrole
+       AND m.attrelid <> 'pgsodium.key'::regclass
+  LOOP
+    PERFORM pgsodium._proxy_tce_regenerate(rel);
+  END LOOP;
+END
+$update_masks$;
+
+-- What the proxy needs about relations a statement names: for a labelled table or
+-- its decrypting view, the table, the view and every column with its rule.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
+  RETURNS TABLE (name text, rules json) LANGUAGE sql STABLE AS $rules$
+  WITH named AS (
+    SELECT n AS name, pg_catalog.to_regclass(n) AS oid
+      FROM pg_catalog.unnest(names) AS n
+  ), labelled AS (
+    SELECT DISTINCT m.attrelid, m.view_name,
+           pgsodium._proxy_tce_view_oid(m.view_name) AS view_oid
+      FROM pgsodium._proxy_tce_rule m
+  )
+  SELECT d.name, pg_catalog.json_build_object(
+           'kind', CASE WHEN d.oid = l.attrelid THEN 'table' ELSE 'view' END,
+           'table', pg_catalog.format('%I.%I', n.nspname, c.relname),
+           'view', l.view_name,
+           'columns', (
+             SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                      'name', a.attname,
+                      'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                      'key_id', m.key_id, 'key_column', m.key_id_column,
+                      'associated', m.associated_columns, 'nonce', m.nonce_column,
+                      'encrypted', m.attrelid IS NOT NULL) ORDER BY a.attnum)
+               FROM pg_catalog.pg_attribute a
+               LEFT JOIN pgsodium._proxy_tce_rule m
+                 ON m.attrelid = a.attrelid AND m.attnum = a.attnum
+              WHERE a.attrelid = l.attrelid AND a.attnum > 0 AND NOT a.attisdropped))
+    FROM named d
+    JOIN labelled l ON d.oid = l.attrelid OR d.oid = l.view_oid
+    JOIN pg_catalog.pg_class c ON c.oid = l.attrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+$rules$;
+
+-- Unqualified names of labelled tables and their views: the proxy's cheap check.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_names()
+  RETURNS SETOF text LANGUAGE sql STABLE AS $names$
+  SELECT DISTINCT c.relname::text
+    FROM pgsodium._proxy_tce_rule m JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
+  UNION
+  SELECT DISTINCT v.relname::text
+    FROM pgsodium._proxy_tce_rule m
+    JOIN pg_catalog.pg_class v ON v.oid = pgsodium._proxy_tce_view_oid(m.view_name)
+$names$;
+
+-- ALTER TABLE on a labelled table regenerates its view and guard (pgsodium's
+-- trg_mask_update), unless pgsodium.enable_event_trigger is off. Event triggers
+-- need a superuser: without one the proxy regenerates only on SECURITY LABEL and
+-- update_mask(s).
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_ddl() RETURNS event_trigger
+  LANGUAGE plpgsql AS $ddl$
+DECLARE
+  cmd record;
+BEGIN
+  IF NOT pgsodium._proxy_tce_auto() THEN
+    RAISE NOTICE 'skipping pgsodium mask regeneration due to false pgsodium.enable_event_trigger';
+    RETURN;
+  END IF;
+  FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
+    IF cmd.classid = 'pg_catalog.pg_class'::regclass AND EXISTS (
+         SELECT FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = cmd.objid) THEN
+      PERFORM pgsodium._proxy_tce_regenerate(cmd.objid);
+    END IF;
+  END LOOP;
+END
+$ddl$;
+
+DO $event$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper)
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+                      WHERE evtname = 'pgsodium_proxy_trg_mask_update') THEN
+    CREATE EVENT TRIGGER pgsodium_proxy_trg_mask_update ON ddl_command_end
+      WHEN TAG IN ('ALTER TABLE')
+      EXECUTE FUNCTION pgsodium._proxy_tce_ddl();
+  END IF;
+END
+$event$;

@@ -1,0 +1,105 @@
+-- Supabase Vault 0.3's schema and API, with Vault's stored format:
+--   secret = encode(aead-det(utf8(secret), AD = utf8(id::text), derived key id 0 in
+--            context 'pgsodium', nonce = the row's 16-byte nonce), 'base64').
+-- vault.create_secret and vault.update_secret only refuse here: the proxy rewrites
+-- calls of them into vault._proxy_create_secret / _proxy_update_secret with the
+-- ciphertext it computed, so the database never sees a secret. Skipped where the
+-- supabase_vault extension itself is installed.
+DO $vault$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'supabase_vault') THEN
+    RAISE NOTICE 'pgsodium-proxy: the supabase_vault extension is installed here; '
+                 'its schema is left as it is';
+    RETURN;
+  END IF;
+  CREATE SCHEMA IF NOT EXISTS vault;
+  CREATE TABLE IF NOT EXISTS vault.secrets (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name text,
+    description text NOT NULL DEFAULT '',
+    secret text NOT NULL,
+    key_id uuid,
+    nonce bytea DEFAULT pg_catalog.uuid_send(gen_random_uuid()),
+    created_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP
+  );
+  COMMENT ON TABLE vault.secrets IS
+    'Table with encrypted `secret` column for storing sensitive information on disk.';
+  CREATE UNIQUE INDEX IF NOT EXISTS secrets_name_idx ON vault.secrets (name)
+    WHERE name IS NOT NULL;
+  DROP TRIGGER IF EXISTS secrets_proxy_tce_guard ON vault.secrets;
+  CREATE TRIGGER secrets_proxy_tce_guard BEFORE INSERT OR UPDATE ON vault.secrets
+    FOR EACH ROW EXECUTE FUNCTION pgsodium._proxy_tce_guard('secret:text');
+
+  CREATE OR REPLACE VIEW vault.decrypted_secrets AS
+    SELECT s.id, s.name, s.description, s.secret,
+           pg_catalog.convert_from(pgsodium.crypto_aead_det_decrypt(
+             pg_catalog.decode(s.secret, 'base64'),
+             pg_catalog.convert_to(s.id::text, 'utf8'),
+             0::bigint, 'pgsodium'::bytea, s.nonce), 'utf8') AS decrypted_secret,
+           s.key_id, s.nonce, s.created_at, s.updated_at
+      FROM vault.secrets s;
+
+  CREATE OR REPLACE FUNCTION vault.create_secret(
+    new_secret text, new_name text = NULL, new_description text = '',
+    new_key_id uuid = NULL)
+    RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    AS $stub$
+  BEGIN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = 'vault.create_secret() must be called through pgsodium-proxy',
+      HINT = 'Connect through the pgsodium-proxy port; the proxy encrypts the secret.';
+  END
+  $stub$;
+
+  CREATE OR REPLACE FUNCTION vault.update_secret(
+    secret_id uuid, new_secret text = NULL, new_name text = NULL,
+    new_description text = NULL, new_key_id uuid = NULL)
+    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    AS $stub$
+  BEGIN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = 'vault.update_secret() must be called through pgsodium-proxy',
+      HINT = 'Connect through the pgsodium-proxy port; the proxy encrypts the secret.';
+  END
+  $stub$;
+
+  -- What the proxy's rewrite of create_secret calls: the row, already encrypted.
+  CREATE OR REPLACE FUNCTION vault._proxy_create_secret(
+    new_id uuid, new_secret text, new_nonce bytea, new_name text,
+    new_description text, new_key_id uuid)
+    RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    AS $create$
+  BEGIN
+    INSERT INTO vault.secrets (id, secret, nonce, name, description)
+    VALUES (new_id, new_secret, new_nonce, new_name,
+            coalesce(new_description, ''));
+    RETURN new_id;
+  END
+  $create$;
+
+  -- ... and of update_secret: a new secret comes with a new nonce.
+  CREATE OR REPLACE FUNCTION vault._proxy_update_secret(
+    secret_id uuid, new_secret text, new_nonce bytea, new_name text,
+    new_description text, new_key_id uuid)
+    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    AS $update$
+  BEGIN
+    UPDATE vault.secrets s
+       SET secret = coalesce(new_secret, s.secret),
+           nonce = CASE WHEN new_secret IS NULL THEN s.nonce ELSE new_nonce END,
+           name = coalesce(new_name, s.name),
+           description = coalesce(new_description, s.description),
+           updated_at = now()
+     WHERE s.id = secret_id;
+  END
+  $update$;
+
+  REVOKE ALL ON FUNCTION
+    vault.create_secret(text, text, text, uuid),
+    vault.update_secret(uuid, text, text, text, uuid),
+    vault._proxy_create_secret(uuid, text, bytea, text, text, uuid),
+    vault._proxy_update_secret(uuid, text, bytea, text, text, uuid)
+  FROM PUBLIC;
+END
+$vault$;

@@ -1,0 +1,144 @@
+"""Transparent Column Encryption in the session: which statements, which rules.
+
+Labels live upstream (pgsodium._proxy_label), so every session and every proxy
+sees them. A session keeps the names of labelled tables and of their decrypting
+views, read on the client's own connection and re-read when older than
+NAMES_TTL_SECONDS or after DDL it passed on; a statement whose bytes mention one
+of them (or `SECURITY LABEL`, or `vault`) is parsed, its relations' rules are
+looked up in the client's transaction, and rewriter.tce_write turns it into
+pgsodium calls that the rest of the rewriter evaluates. A stale list never lets
+plaintext be stored: such a write goes upstream as the client sent it (so that
+one statement's plaintext does reach the database) and the guard trigger rejects
+it; the view's decrypted columns raise the stub's 0A000 when read directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+from rewriter import tce, vault
+from rewriter.errors import RewriteError
+from rewriter.tce_write import rewrite
+
+from .codec import Frame
+from .errors import SQLSTATE, redacted_traceback
+
+if TYPE_CHECKING:
+    from .session import Session
+
+NAMES_TTL_SECONDS = 2.0
+_INSTALLED = "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL"
+_LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
+_VAULT = re.compile(rb"vault", re.IGNORECASE)
+_DDL = re.compile(
+    rb"security\s+label|alter|drop|rename|create|update_mask", re.IGNORECASE
+)
+
+
+class Tce:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.pattern: re.Pattern[bytes] | None = None
+        self.loaded_at: float | None = None
+        self.installed = False  # has the upstream pgsodium._proxy_tce_names()?
+
+    def stale(self) -> bool:
+        return (
+            self.loaded_at is None
+            or time.monotonic() - self.loaded_at > NAMES_TTL_SECONDS
+        )
+
+    def mentions(self, body: bytes) -> bool:
+        return self.pattern is not None and self.pattern.search(body) is not None
+
+    def wants(self, frame: Frame) -> bool:
+        if self.session.replication:
+            return False  # no labels on a walsender: its upstream guard still holds
+        body = frame.body
+        return (
+            self.stale()
+            or self.mentions(body)
+            or bool(_LABEL.search(body) or _VAULT.search(body))
+        )
+
+    async def refresh(self) -> None:
+        if self.session.transaction_status == "E":
+            return
+        if not self.installed:
+            # A database without the proxy's schema (or with an older one) has no
+            # labels; asking must not fail: that would abort the client's transaction.
+            found = await self.session.internal((_INSTALLED, []))
+            self.installed = found[0][0][0] == "t"
+            if not self.installed:
+                self.pattern = None
+                self.loaded_at = time.monotonic()
+                return
+        rows = await self.session.internal(("SELECT pgsodium._proxy_tce_names()", []))
+        names = sorted({row[0] for row in rows[0] if row[0]}, key=len, reverse=True)
+        self.pattern = (
+            re.compile(
+                rb"(?<![\w$])(?:"
+                + b"|".join(re.escape(n.encode("utf-8")) for n in names)
+                + rb")(?![\w$])",
+                re.IGNORECASE,
+            )
+            if names
+            else None
+        )
+        self.loaded_at = time.monotonic()
+
+    async def apply(self, frame: Frame, sql: str) -> str:
+        """The statement text with TCE turned into pgsodium calls."""
+        if self.session.replication:
+            return sql
+        body = frame.body
+        if _DDL.search(body):
+            self.loaded_at = None  # what is labelled may change: re-read next time
+        elif self.stale():
+            await self.refresh()
+        if not (self.mentions(body) or _LABEL.search(body) or _VAULT.search(body)):
+            return sql
+        try:
+            statements = tce.parse(sql)
+        except RewriteError:
+            return sql  # it fails upstream, with PostgreSQL's own error
+        relations: dict[str, tce.Relation] = {}
+        names = tce.relation_names(statements)
+        if names and self.mentions(body):
+            rows = await self.session.internal(
+                (
+                    "SELECT name, rules::text FROM pgsodium._proxy_tce_rules($1)",
+                    [_text_array(names)],
+                )
+            )
+            for name, rules in rows[0]:
+                assert name is not None and rules is not None
+                relations[name] = tce.Relation.from_json(json.loads(rules))
+        if not (
+            relations
+            or tce.has_security_label(statements)
+            or vault.mentions_vault(statements)
+        ):
+            return sql
+        try:
+            return rewrite(sql, statements, relations)
+        except RewriteError:
+            raise
+        except Exception as exc:
+            # A bug in the TCE pass: the statement fails (XX000), the session lives.
+            self.session.log(
+                logging.ERROR, "TCE rewrite failed\n%s", redacted_traceback(exc)
+            )
+            raise RewriteError(
+                SQLSTATE.INTERNAL_ERROR,
+                "pgsodium-proxy internal error while planning this statement",
+            ) from None
+
+
+def _text_array(values: list[str]) -> str:
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"

@@ -1,0 +1,263 @@
+"""Transparent Column Encryption: SQL text in, SQL text with pgsodium calls out.
+
+This pass runs before the rest of the rewriter, on statements that name a labelled
+table or its decrypting view, and turns TCE into plain pgsodium calls that the
+existing machinery then evaluates:
+
+- `SECURITY LABEL FOR pgsodium ...` (vanilla PostgreSQL has no such provider)
+  becomes a `DO` block calling pgsodium._proxy_tce_set_label, which records the
+  label upstream and regenerates the decrypting view and the guard trigger.
+- A write of an encrypted column (`INSERT ... VALUES`, `UPDATE ... SET c = v`, on
+  the table or through its decrypting view) gets each value `v` replaced by
+  pgsodium's own trigger expression, e.g. for text
+  `encode(crypto_aead_det_encrypt(convert_to((v)::text, 'utf8'), <ad>, <key>::uuid,
+  <nonce>), 'base64')`; its inputs are literals or bind parameters, so the proxy
+  folds it and only the ciphertext goes upstream.
+- A read of a decrypting view becomes a subquery over the view with the same
+  columns, whose `decrypted_<c>` is pgsodium's CASE expression; the per-row
+  machinery computes it in the result stream.
+
+Anything else that would write an encrypted column (INSERT ... SELECT, COPY FROM,
+MERGE, values the proxy cannot see, an update of only the associated data or key)
+is refused with 0A000: the proxy never lets plaintext reach a labelled column.
+Pure: no I/O; the caller looks the rules up upstream (`Relation`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.enums import ObjectType
+from pglast.visitors import Visitor
+
+from . import sqltext
+from .errors import RewriteError
+
+FEATURE_NOT_SUPPORTED = "0A000"
+INVALID_PARAMETER_VALUE = "22023"
+SYNTAX_ERROR = "42601"
+
+_IDENT = r"[\w$-]+"
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# pgsodium's clauses, in the exact spacing its masking_rule regexes read them.
+_COLUMN_HEAD = re.compile(
+    rf"encrypt +with +key +(?:id +({_UUID})|column +({_IDENT}))", re.IGNORECASE
+)
+_COLUMN_CLAUSES = re.compile(
+    rf" +associated +\(({_IDENT}(?:, *{_IDENT})*)\)| +nonce +({_IDENT})"
+    r"| +security +invoker",
+    re.IGNORECASE,
+)
+_NAME = r"[a-z_][a-z0-9_$]*"
+_TABLE_LABEL = re.compile(rf"decrypt +with +view +{_NAME}\.{_NAME} *", re.IGNORECASE)
+_ROLE_LABEL = re.compile(
+    rf"access +{_IDENT}\.{_IDENT}(?: *, *{_IDENT}\.{_IDENT})* *", re.IGNORECASE
+)
+_DO_TAG = "$pgsodium_proxy_label$"
+# Types whose text output the proxy reproduces exactly (associated data).
+_AD_TYPES = {
+    "text": "text",
+    "character varying": "varchar",
+    "smallint": "int2",
+    "integer": "int4",
+    "bigint": "int8",
+    "uuid": "uuid",
+    "boolean": "bool",
+}
+
+
+def refuse(what: str, location: int | None = None) -> RewriteError:
+    error = RewriteError(
+        FEATURE_NOT_SUPPORTED,
+        f"pgsodium-proxy cannot {what}: the column is encrypted (refused, nothing "
+        "was written)",
+    )
+    error.position = None if location is None or location < 0 else location + 1
+    return error
+
+
+# -- labels ----------------------------------------------------------------------------
+
+
+def check_column_label(label: str) -> None:
+    """pgsodium's column label grammar, strictly: a clause the upstream regexes would
+    skip (and so silently leave a column in plaintext) is an error here."""
+    head = _COLUMN_HEAD.match(label)
+    if head is None:
+        if re.match(r"encrypt +with", label, re.IGNORECASE):
+            raise _bad_label(label, "expected KEY ID <uuid> or KEY COLUMN <column>")
+        return  # pgsodium's own prefix check (42602) runs upstream
+    rest = label[head.end() :]
+    seen: set[str] = set()
+    while rest.strip():
+        clause = _COLUMN_CLAUSES.match(rest)
+        if clause is None:
+            raise _bad_label(label, f"cannot parse {rest.strip()!r}")
+        word = clause.group(0).split()[0].lower()
+        if word in seen:
+            raise _bad_label(label, f"{word.upper()} given twice")
+        seen.add(word)
+        rest = rest[clause.end() :]
+
+
+def check_table_label(label: str) -> None:
+    if re.match(r"decrypt", label, re.IGNORECASE) and not _TABLE_LABEL.fullmatch(label):
+        raise _bad_label(label, "expected DECRYPT WITH VIEW <schema>.<view>")
+
+
+def check_role_label(label: str) -> None:
+    if re.match(r"access", label, re.IGNORECASE) and not _ROLE_LABEL.fullmatch(label):
+        raise _bad_label(label, "expected ACCESS <schema>.<table>[, ...]")
+
+
+def _bad_label(label: str, why: str) -> RewriteError:
+    return RewriteError(
+        INVALID_PARAMETER_VALUE, f"invalid pgsodium label {label!r}: {why}"
+    )
+
+
+def security_label(stmt: ast.SecLabelStmt) -> str:
+    """The upstream statement that records a pgsodium label."""
+    label = stmt.label
+    names = stmt.object
+    if stmt.objtype == ObjectType.OBJECT_COLUMN:
+        parts = [n.sval for n in names]
+        objtype, obj, column = "column", _qualified(parts[:-1]), parts[-1]
+        if label is not None:
+            check_column_label(label)
+    elif stmt.objtype == ObjectType.OBJECT_TABLE:
+        objtype, obj, column = "table", _qualified([n.sval for n in names]), None
+        if label is not None:
+            check_table_label(label)
+    elif stmt.objtype == ObjectType.OBJECT_ROLE:
+        objtype, obj, column = "role", names.sval, None
+        if label is not None:
+            check_role_label(label)
+    else:
+        raise RewriteError(
+            FEATURE_NOT_SUPPORTED,
+            "pgsodium provider does not support labels on this object",
+        )
+    args = ", ".join(_literal(v) for v in (objtype, obj, column, label))
+    if _DO_TAG in args:
+        raise _bad_label(label or "", f"it contains {_DO_TAG}")
+    return (
+        f"DO {_DO_TAG} BEGIN "
+        f"PERFORM pgsodium._proxy_tce_set_label({args}); "
+        f"END {_DO_TAG}"
+    )
+
+
+def _qualified(parts: Sequence[str]) -> str:
+    return ".".join(sqltext.quote_ident(p) for p in parts)
+
+
+def _literal(value: str | None) -> str:
+    """A literal that means the same whatever standard_conforming_strings is."""
+    if value is None:
+        return "NULL"
+    text = "'" + value.replace("'", "''") + "'"
+    if "\\" in value:
+        return "E" + text.replace("\\", "\\\\")
+    return text
+
+
+# -- rules -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    encrypted: bool = False
+    key_id: str | None = None
+    key_column: str | None = None
+    associated: tuple[str, ...] = ()
+    nonce: str | None = None
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A labelled table, or its decrypting view, as a statement names it."""
+
+    kind: str  # "table" | "view"
+    table: str  # quoted, schema-qualified
+    view: str  # as pgsodium's masking_rule spells it
+    columns: tuple[Column, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Relation:
+        columns = tuple(
+            Column(
+                name=c["name"],
+                type=c["type"],
+                encrypted=bool(c["encrypted"]),
+                key_id=c["key_id"],
+                key_column=c["key_column"],
+                associated=tuple(
+                    a.strip() for a in (c["associated"] or "").split(",") if a.strip()
+                ),
+                nonce=c["nonce"],
+            )
+            for c in data["columns"]
+        )
+        return cls(data["kind"], data["table"], data["view"], columns)
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class _RangeVars(Visitor):  # type: ignore[misc]
+    """Relations named in a statement; not an unqualified name that a WITH query of
+    the statement also has (that may be the WITH query: left alone)."""
+
+    def __init__(self) -> None:
+        self.found: list[ast.RangeVar] = []
+        self.ctes: set[str] = set()
+
+    def __call__(self, node: Any) -> Any:
+        super().__call__(node)
+        self.found = [
+            rv
+            for rv in self.found
+            if rv.schemaname is not None or rv.relname not in self.ctes
+        ]
+
+    def visit_CommonTableExpr(self, ancestors: Any, node: ast.CommonTableExpr) -> None:
+        self.ctes.add(node.ctename)
+
+    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
+        self.found.append(node)
+
+
+def range_var_name(node: ast.RangeVar) -> str:
+    parts = [p for p in (node.catalogname, node.schemaname, node.relname) if p]
+    return _qualified(parts)
+
+
+def parse(sql: str) -> tuple[ast.RawStmt, ...]:
+    try:
+        return tuple(parse_sql(sql))
+    except Exception as exc:  # pglast's ParseError
+        raise RewriteError(SYNTAX_ERROR, f"syntax error: {exc}") from None
+
+
+def relation_names(statements: Sequence[ast.RawStmt]) -> list[str]:
+    """Every relation name the statements mention, for the upstream rule lookup."""
+    names: list[str] = []
+    for raw in statements:
+        visitor = _RangeVars()
+        visitor(raw.stmt)
+        names += [range_var_name(rv) for rv in visitor.found]
+    return sorted(set(names))
+
+
+def has_security_label(statements: Sequence[ast.RawStmt]) -> bool:
+    return any(
+        isinstance(raw.stmt, ast.SecLabelStmt) and raw.stmt.provider == "pgsodium"
+        for raw in statements
+    )

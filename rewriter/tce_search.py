@@ -1,0 +1,117 @@
+"""Deterministic search through a decrypting view: `WHERE decrypted_c = v`.
+
+For a column with a fixed key (KEY ID) and neither associated data nor a nonce,
+every row's ciphertext of v is the same, so the comparison runs upstream as
+`c = <ciphertext of v>` (folded by the proxy): PostgreSQL compares ciphertexts and v
+never reaches it. `st` is the rewriter.tce_write statement being rewritten; its
+replacements are appended to `st.out`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pglast import ast
+from pglast.enums import A_Expr_Kind
+from pglast.visitors import Skip, Visitor
+
+from . import sqltext
+from .sqltext import Token
+from .tce import Relation
+
+
+def search(st: Any, stmt: ast.SelectStmt) -> None:
+    """`WHERE decrypted_c = v` over a decrypting view in this query's FROM, for a
+    column with a fixed key and neither associated data nor nonce: compared as
+    `c = <ciphertext of v>`, so v never reaches the database (as for the
+    deterministic search on tables). Anything else is left for the rewriter,
+    which refuses a decrypted value in WHERE."""
+    views: dict[str, Relation] = {}
+    for rv in _from_range_vars(stmt.fromClause or ()):
+        relation = st._relation(rv)
+        if relation is not None and relation.kind == "view":
+            views[rv.alias.aliasname if rv.alias else rv.relname] = relation
+    if not views:
+        return
+    finder = _Equalities()
+    finder(stmt.whereClause)
+    for expr in finder.found:
+        operator = next(i for i, t in enumerate(st.toks) if t.start >= expr.location)
+        for ref, value, at, beyond in (
+            (expr.lexpr, expr.rexpr, operator + 1, operator + 2),
+            (expr.rexpr, expr.lexpr, operator - 1, operator - 2),
+        ):
+            if 0 <= beyond < len(st.toks) and st.toks[beyond].name == "SCONST":
+                continue  # not one value next to the operator: left (and refused)
+            if _search_one(st, ref, value, st.toks[at], views):
+                break
+
+
+def _search_one(
+    st: Any, ref: Any, value: Any, token: Token, views: dict[str, Relation]
+) -> bool:
+    """`value` is a constant or parameter next to the operator: `token`."""
+    if not isinstance(ref, ast.ColumnRef) or not all(
+        isinstance(f, ast.String) for f in ref.fields
+    ):
+        return False
+    *qualifier, name = [f.sval for f in ref.fields]
+    if len(qualifier) > 1 or not name.startswith("decrypted_"):
+        return False
+    found = [r for a, r in views.items() if not qualifier or qualifier == [a]]
+    column = found[0].column(name[len("decrypted_") :]) if len(found) == 1 else None
+    if column is None or not column.encrypted or column.key_column:
+        return False
+    if column.associated or column.nonce:
+        return False
+    constant = isinstance(value, ast.A_Const) and isinstance(value.val, ast.String)
+    if not (constant or isinstance(value, ast.ParamRef)):
+        return False
+    if token.name not in ("SCONST", "PARAM"):
+        return False
+    start, end = st._name_span(ref.location)
+    prefix = "".join(sqltext.quote_ident(q) + "." for q in qualifier)
+    st.out.append((start, end, prefix + sqltext.quote_ident(column.name)))
+    text = st.sql[token.start : token.end]
+    ad = "convert_to(('')::text, 'utf8')"
+    key = f"'{column.key_id}'::uuid"
+    if column.type == "text":
+        cipher = (
+            f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({text})::text, "
+            f"'utf8'), {ad}, {key}, NULL::bytea), 'base64')"
+        )
+    else:
+        cipher = (
+            f"pgsodium.crypto_aead_det_encrypt(({text})::bytea, {ad}, {key}, "
+            "NULL::bytea)"
+        )
+    st.out.append((token.start, token.end, cipher))
+    return True
+
+
+class _Equalities(Visitor):  # type: ignore[misc]
+    """`a = b` in a WHERE clause, not inside its subqueries."""
+
+    def __init__(self) -> None:
+        self.found: list[ast.A_Expr] = []
+
+    def visit_SubLink(self, ancestors: Any, node: Any) -> Any:
+        return Skip
+
+    def visit_A_Expr(self, ancestors: Any, node: ast.A_Expr) -> None:
+        if (
+            node.kind == A_Expr_Kind.AEXPR_OP
+            and len(node.name) == 1
+            and node.name[0].sval == "="
+        ):
+            self.found.append(node)
+
+
+def _from_range_vars(items: Any) -> list[ast.RangeVar]:
+    found: list[ast.RangeVar] = []
+    for item in items:
+        if isinstance(item, ast.RangeVar):
+            found.append(item)
+        elif isinstance(item, ast.JoinExpr):
+            found += _from_range_vars([item.larg, item.rarg])
+    return found

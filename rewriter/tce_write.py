@@ -1,0 +1,467 @@
+"""TCE rewriting of one statement: writes encrypted, decrypting views expanded.
+
+See rewriter/tce.py for the design. Every value the proxy encrypts must be visible
+in the statement (a literal, a bind parameter, or a cast of one), and so must the
+key column, associated data and nonce that pgsodium's trigger would read from the
+same row; otherwise the statement is refused with 0A000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pglast import ast
+from pglast.enums import OnConflictAction
+from pglast.visitors import Visitor
+
+from . import sqltext, vault
+from .sqltext import Token
+from .tce import _AD_TYPES, Column, Relation, _RangeVars, range_var_name, refuse
+from .tce import parse as parse_statements
+from .tce_search import search
+
+__all__ = ["parse_statements", "rewrite"]
+
+_VIEW_ALIAS = "_pgsp_tce"
+_DATA_STATEMENTS = (
+    ast.SelectStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.CopyStmt,
+    ast.MergeStmt,
+)
+
+
+def rewrite(
+    sql: str, statements: Sequence[ast.RawStmt], relations: dict[str, Relation]
+) -> str:
+    """The statements with TCE turned into pgsodium calls (or a RewriteError)."""
+    from .tce import has_security_label, security_label
+
+    toks = sqltext.tokens(sql)
+    replacements: list[tuple[int, int, str]] = []
+    for raw in statements:
+        stmt = raw.stmt
+        if has_security_label([raw]):
+            start = raw.stmt_location
+            end = start + raw.stmt_len if raw.stmt_len else len(sql)
+            replacements.append((start, end, security_label(stmt)))
+            continue
+        replacements += _Statement(sql, toks, relations).rewrite(stmt)
+        replacements += vault.replacements(sql, toks, stmt)
+    if not replacements:
+        return sql
+    return sqltext.splice(sql, replacements)
+
+
+def _visible(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return _visible(node.arg)
+    return isinstance(node, (ast.A_Const, ast.ParamRef))
+
+
+def _is_null(node: Any) -> bool:
+    return isinstance(node, ast.A_Const) and bool(node.isnull)
+
+
+def _dependencies(column: Column) -> list[str]:
+    deps = list(column.associated)
+    if column.key_column:
+        deps.append(column.key_column)
+    if column.nonce:
+        deps.append(column.nonce)
+    return deps
+
+
+def decrypted_expression(column: Column) -> str:
+    """pgsodium's decrypted_<c> column of the generated view."""
+    q = sqltext.quote_ident
+    col = q(column.name)
+    key = q(column.key_column) if column.key_column else f"'{column.key_id}'"
+    ad = " || ".join(f"{q(a)}::text" for a in column.associated) or "''"
+    nonce = q(column.nonce) if column.nonce else "NULL"
+    inner = (
+        f"pgsodium.crypto_aead_det_decrypt(decode({col}, 'base64'), "
+        f"convert_to(({ad})::text, 'utf8'), {key}::uuid, {nonce})"
+    )
+    if column.type == "text":
+        inner = f"convert_from({inner}, 'utf8')"
+    else:
+        inner = (
+            f"pgsodium.crypto_aead_det_decrypt({col}, "
+            f"convert_to(({ad})::text, 'utf8'), {key}::uuid, {nonce})"
+        )
+    return (
+        f"CASE WHEN {col} IS NULL THEN NULL ELSE CASE WHEN {key} IS NULL THEN NULL "
+        f"ELSE {inner} END END AS {q('decrypted_' + column.name)}"
+    )
+
+
+class _Statement:
+    def __init__(
+        self, sql: str, toks: list[Token], relations: dict[str, Relation]
+    ) -> None:
+        self.sql = sql
+        self.toks = toks
+        self.relations = relations
+        self.out: list[tuple[int, int, str]] = []
+
+    def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
+        self._refuse_nested_writes(stmt)
+        if not isinstance(stmt, _DATA_STATEMENTS):
+            return self.out  # DDL, GRANT, ...: names the relations, reads nothing
+        target = getattr(stmt, "relation", None)
+        target_rel = self._relation(target) if target is not None else None
+        if target_rel is not None:
+            self._write(stmt, target_rel)
+        visitor = _RangeVars()
+        visitor(stmt)
+        into = getattr(stmt, "intoClause", None)
+        for rv in visitor.found:
+            if rv is target or (into is not None and rv is into.rel):
+                continue
+            relation = self._relation(rv)
+            if relation is not None and relation.kind == "view":
+                self._expand(rv, relation)
+        if isinstance(stmt, ast.SelectStmt) and stmt.whereClause is not None:
+            search(self, stmt)
+        return self.out
+
+    def _refuse_nested_writes(self, stmt: Any) -> None:
+        """A write of a labelled relation anywhere but at the top (in WITH, EXPLAIN
+        ANALYZE, PREPARE, CREATE RULE, ...): its values would go upstream as they
+        are, so it is refused."""
+        finder = _Writes()
+        finder(stmt)
+        for node in finder.found:
+            if node is stmt or isinstance(node, ast.CopyStmt):
+                continue
+            if self._relation(node.relation) is not None:
+                raise refuse(
+                    "write a table with encrypted columns here: only as a statement "
+                    "of its own",
+                    node.relation.location,
+                )
+
+    def _relation(self, rv: Any) -> Relation | None:
+        if not isinstance(rv, ast.RangeVar):
+            return None
+        return self.relations.get(range_var_name(rv))
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _expand(self, rv: ast.RangeVar, relation: Relation) -> None:
+        start, end = self._name_span(rv.location)
+        items: list[str] = []
+        for column in relation.columns:
+            items.append(sqltext.quote_ident(column.name))
+            if column.encrypted:
+                items.append(decrypted_expression(column))
+        text = f"(SELECT {', '.join(items)} FROM {self.sql[start:end]} {_VIEW_ALIAS})"
+        if rv.alias is None:
+            text += " AS " + sqltext.quote_ident(rv.relname)
+        self.out.append((start, end, text))
+
+    def _name_span(self, location: int) -> tuple[int, int]:
+        index = next(i for i, t in enumerate(self.toks) if t.start >= location)
+        end = self.toks[index].end
+        while (
+            index + 2 < len(self.toks)
+            and self.toks[index + 1].name == "ASCII_46"
+            and self.toks[index + 1].start == end
+        ):
+            index += 2
+            end = self.toks[index].end
+        return location, end
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _write(self, stmt: Any, relation: Relation) -> None:
+        if relation.kind == "view":
+            self._refuse_decrypted_refs(stmt, relation)
+        if isinstance(stmt, ast.InsertStmt):
+            self._insert(stmt, relation)
+        elif isinstance(stmt, ast.UpdateStmt):
+            self._update(stmt, relation)
+        elif isinstance(stmt, ast.CopyStmt):
+            if stmt.is_from:
+                raise refuse("COPY FROM into a table with encrypted columns")
+        elif isinstance(stmt, ast.MergeStmt):
+            raise refuse("MERGE into a table with encrypted columns")
+
+    def _refuse_decrypted_refs(self, stmt: Any, relation: Relation) -> None:
+        """decrypted_<c> of the view being written (WHERE, RETURNING, SET values)
+        would be computed upstream, where it cannot be: refused."""
+        decrypted = {"decrypted_" + c.name for c in relation.columns if c.encrypted}
+        refs = _ColumnRefs()
+        refs(stmt)
+        for ref in refs.found:
+            last = ref.fields[-1]
+            if isinstance(last, ast.String) and last.sval in decrypted:
+                raise refuse(
+                    f"read {last.sval} of the view this statement writes",
+                    ref.location,
+                )
+
+    def _insert(self, stmt: ast.InsertStmt, relation: Relation) -> None:
+        if stmt.cols:
+            names = [self._target_name(rt, relation) for rt in stmt.cols]
+        elif relation.kind == "table":
+            names = [c.name for c in relation.columns]
+        else:
+            raise refuse("INSERT into a decrypting view without a column list")
+        encrypted = [n for n in names if self._encrypted(relation, n)]
+        if encrypted:
+            select = stmt.selectStmt
+            if select is not None:
+                self._insert_values(select, names, encrypted, relation, stmt)
+        clause = stmt.onConflictClause
+        if clause is not None and clause.action == OnConflictAction.ONCONFLICT_UPDATE:
+            self._on_conflict(clause, relation)
+
+    def _insert_values(
+        self,
+        select: Any,
+        names: list[str],
+        encrypted: list[str],
+        relation: Relation,
+        stmt: ast.InsertStmt,
+    ) -> None:
+        if not select.valuesLists or any(
+            getattr(select, f)
+            for f in ("withClause", "sortClause", "limitCount", "limitOffset")
+        ):
+            raise refuse("INSERT ... SELECT into an encrypted column", stmt_loc(stmt))
+        rows = self._values_rows(stmt.relation.location, len(select.valuesLists))
+        for nodes, spans in zip(select.valuesLists, rows, strict=True):
+            if len(nodes) != len(spans) or len(nodes) != len(names):
+                raise refuse("read this VALUES list", stmt_loc(stmt))
+            row = {
+                name: (node, self.sql[s:e])
+                for name, node, (s, e) in zip(names, nodes, spans, strict=True)
+            }
+            for name in encrypted:
+                node, _ = row[name]
+                span = spans[names.index(name)]
+                self._encrypt_value(relation, name, node, span, row)
+
+    def _update(self, stmt: ast.UpdateStmt, relation: Relation) -> None:
+        targets = list(stmt.targetList or ())
+        names = [self._target_name(rt, relation) for rt in targets]
+        touched = self._check_dependencies(relation, names)
+        if not touched:
+            return
+        if any(isinstance(rt.val, ast.MultiAssignRef) for rt in targets):
+            raise refuse("UPDATE ... SET (a, b) = ... of an encrypted column")
+        items = sqltext.list_items(self.toks, targets[0].location)
+        if len(items) != len(targets):
+            raise refuse("read this SET list", targets[0].location)
+        spans = [self._after_equals(s, e) for s, e in items]
+        row = {
+            name: (rt.val, self.sql[s:e])
+            for name, rt, (s, e) in zip(names, targets, spans, strict=True)
+        }
+        for name, rt, span in zip(names, targets, spans, strict=True):
+            if self._encrypted(relation, name):
+                self._encrypt_value(relation, name, rt.val, span, row)
+
+    def _check_dependencies(self, relation: Relation, names: list[str]) -> bool:
+        """Refuse a change of only the key, associated data or nonce of a column."""
+        touched = False
+        for column in relation.columns:
+            if not column.encrypted:
+                continue
+            if column.name in names:
+                touched = True
+                continue
+            changed = [d for d in _dependencies(column) if d in names]
+            if changed:
+                raise refuse(
+                    f"change {', '.join(changed)} without re-encrypting "
+                    f"{column.name} (set {column.name} in the same statement)"
+                )
+        return touched
+
+    def _on_conflict(self, clause: ast.OnConflictClause, relation: Relation) -> None:
+        infer = clause.infer
+        conflict = {e.name for e in (infer.indexElems or ())} if infer else set()
+        assigned: dict[str, Any] = {rt.name: rt.val for rt in (clause.targetList or ())}
+        for name, value in assigned.items():
+            column = relation.column(name)
+            if column is None or not column.encrypted:
+                continue
+            if not _is_excluded(value, name):
+                raise refuse(
+                    f"set {name} in ON CONFLICT DO UPDATE other than to EXCLUDED.{name}"
+                )
+            for dep in _dependencies(column):
+                if dep not in conflict and not _is_excluded(assigned.get(dep), dep):
+                    raise refuse(
+                        f"set {name} = EXCLUDED.{name} unless {dep} is a conflict "
+                        f"column or also set to EXCLUDED.{dep}"
+                    )
+        self._check_dependencies(relation, list(assigned))
+
+    def _encrypt_value(
+        self,
+        relation: Relation,
+        name: str,
+        node: Any,
+        span: tuple[int, int],
+        row: dict[str, tuple[Any, str]],
+    ) -> None:
+        if _is_null(node) or isinstance(node, ast.SetToDefault):
+            return  # NULL stays NULL; a default is checked by the guard upstream
+        if not _visible(node):
+            raise refuse(f"encrypt a value of {name} it cannot see", span[0])
+        column = relation.column(name)
+        assert column is not None
+        key = f"'{column.key_id}'::uuid"
+        if column.key_column:
+            if _is_null(row.get(column.key_column, (None, ""))[0]):
+                # pgsodium's trigger stores NULL when the key column is NULL.
+                self.out.append((span[0], span[1], "NULL"))
+                return
+            key = f"({self._dependency(row, column.key_column, name)})::uuid"
+        nonce = "NULL::bytea"
+        if column.nonce:
+            nonce = f"({self._dependency(row, column.nonce, name)})::bytea"
+        ad_parts = []
+        for a in column.associated:
+            ad_type = relation.column(a)
+            cast = _AD_TYPES.get(ad_type.type if ad_type else "")
+            if cast is None:
+                raise refuse(f"compute the associated data {a} of {name}")
+            ad_parts.append(f"({self._dependency(row, a, name)})::{cast}::text")
+        ad = " || ".join(ad_parts) or "''"
+        value = self.sql[span[0] : span[1]]
+        if column.type == "text":
+            text = (
+                f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({value})::text, "
+                f"'utf8'), convert_to(({ad})::text, 'utf8'), {key}, {nonce}), 'base64')"
+            )
+        else:
+            text = (
+                f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
+                f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
+            )
+        self.out.append((span[0], span[1], text))
+
+    def _dependency(self, row: dict[str, tuple[Any, str]], dep: str, name: str) -> str:
+        if dep not in row:
+            raise refuse(f"encrypt {name} without {dep} in the same row")
+        node, text = row[dep]
+        if not _visible(node):
+            raise refuse(f"encrypt {name}: {dep} is not a literal or parameter")
+        return text
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _encrypted(self, relation: Relation, name: str) -> bool:
+        column = relation.column(name)
+        return column is not None and column.encrypted
+
+    def _target_name(self, rt: ast.ResTarget, relation: Relation) -> str:
+        name = rt.name
+        if relation.kind == "view" and name.startswith("decrypted_"):
+            base = relation.column(name[len("decrypted_") :])
+            if base is not None and base.encrypted:
+                raise refuse(f"write {name} (write {base.name} instead)", rt.location)
+        if rt.indirection and self._involved(relation, name):
+            raise refuse(f"write part of {name}", rt.location)
+        return name
+
+    def _involved(self, relation: Relation, name: str) -> bool:
+        return any(
+            c.encrypted and (c.name == name or name in _dependencies(c))
+            for c in relation.columns
+        )
+
+    def _values_rows(self, after: int, count: int) -> list[list[tuple[int, int]]]:
+        """Spans of each VALUES row's items, from the text after the target."""
+        index = next(
+            (
+                i
+                for i, t in enumerate(self.toks)
+                if t.start > after and t.name == "VALUES"
+            ),
+            None,
+        )
+        if index is None:
+            raise refuse("find the VALUES list", after)
+        rows: list[list[tuple[int, int]]] = []
+        depth = 0
+        item: list[int] = []
+        items: list[tuple[int, int]] = []
+        for tok in self.toks[index + 1 :]:
+            if tok.name in ("ASCII_40", "ASCII_91") or tok.name == "CASE":
+                depth += 1
+                if depth == 1:
+                    continue
+            elif tok.name in ("ASCII_41", "ASCII_93") or tok.name == "END_P":
+                depth -= 1
+                if depth == 0:
+                    items.append((item[0], item[1]))
+                    rows.append(items)
+                    items, item = [], []
+                    if len(rows) == count:
+                        return rows
+                    continue
+            elif tok.name == "ASCII_44" and depth == 1:
+                items.append((item[0], item[1]))
+                item = []
+                continue
+            if depth == 0:
+                continue
+            if not item:
+                item = [tok.start, tok.end]
+            item[1] = tok.end
+        raise refuse("read this VALUES list", after)
+
+    def _after_equals(self, start: int, end: int) -> tuple[int, int]:
+        for tok in self.toks:
+            if start <= tok.start < end and tok.name == "ASCII_61":
+                position = tok.end
+                while position < end and self.sql[position].isspace():
+                    position += 1
+                return position, end
+        raise refuse("read this SET item", start)
+
+
+class _ColumnRefs(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: list[ast.ColumnRef] = []
+
+    def visit_ColumnRef(self, ancestors: Any, node: ast.ColumnRef) -> None:
+        self.found.append(node)
+
+
+class _Writes(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: list[Any] = []
+
+    def visit_InsertStmt(self, ancestors: Any, node: Any) -> None:
+        self.found.append(node)
+
+    def visit_UpdateStmt(self, ancestors: Any, node: Any) -> None:
+        self.found.append(node)
+
+    def visit_MergeStmt(self, ancestors: Any, node: Any) -> None:
+        self.found.append(node)
+
+
+def _is_excluded(node: Any, name: str) -> bool:
+    return (
+        isinstance(node, ast.ColumnRef)
+        and len(node.fields) == 2
+        and all(isinstance(f, ast.String) for f in node.fields)
+        and node.fields[0].sval == "excluded"
+        and node.fields[1].sval == name
+    )
+
+
+def stmt_loc(stmt: Any) -> int | None:
+    relation = getattr(stmt, "relation", None)
+    return getattr(relation, "location", None)

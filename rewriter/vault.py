@@ -1,0 +1,170 @@
+"""Supabase Vault through the proxy: create/update rewritten, the view expanded.
+
+Vault 0.3 stores `encode(crypto_aead_det_encrypt(convert_to(secret, 'utf8'),
+convert_to(id::text, 'utf8'), 0, 'pgsodium', nonce), 'base64')`. A call of
+`vault.create_secret(...)` becomes `vault._proxy_create_secret(<id>, <that
+expression>, <nonce>, ...)` with an id and a nonce the proxy draws, so the rest of
+the rewriter folds the ciphertext and the secret never reaches the database;
+`vault.update_secret(...)` likewise, with a fresh nonce. A read of
+`vault.decrypted_secrets` becomes a subquery over the view whose
+`decrypted_secret` the per-row machinery computes. Arguments must be literals or
+bind parameters (or casts of them); anything else is refused with 0A000.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from pglast import ast
+from pglast.visitors import Visitor
+
+from . import sqltext
+from .errors import RewriteError
+from .sqltext import Token
+
+_NONCE_BYTES = 16
+_CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
+_UPDATE = ("secret_id", "new_secret", "new_name", "new_description", "new_key_id")
+_VIEW_COLUMNS = (
+    "id, name, description, secret, "
+    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(secret, 'base64'), "
+    "convert_to(id::text, 'utf8'), 0::bigint, 'pgsodium'::bytea, nonce), 'utf8') "
+    "AS decrypted_secret, key_id, nonce, created_at, updated_at"
+)
+
+
+def mentions_vault(statements: Any) -> bool:
+    finder = _Finder()
+    for raw in statements:
+        finder(raw.stmt)
+    return bool(finder.calls or finder.views)
+
+
+class _Finder(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.calls: list[ast.FuncCall] = []
+        self.views: list[ast.RangeVar] = []
+
+    def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:
+        names = [n.sval for n in node.funcname]
+        if (
+            len(names) == 2
+            and names[0] == "vault"
+            and names[1]
+            in (
+                "create_secret",
+                "update_secret",
+            )
+        ):
+            self.calls.append(node)
+
+    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
+        if node.schemaname == "vault" and node.relname == "decrypted_secrets":
+            self.views.append(node)
+
+
+def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int, str]]:
+    finder = _Finder()
+    finder(stmt)
+    out: list[tuple[int, int, str]] = []
+    target = getattr(stmt, "relation", None)
+    for rv in finder.views:
+        if rv is target:
+            raise _refuse("write vault.decrypted_secrets (use vault.update_secret)")
+        if isinstance(stmt, (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt)):
+            out.append(_expand(sql, toks, rv))
+    for call in finder.calls:
+        out.append(_call(sql, toks, call))
+    return out
+
+
+def _refuse(what: str, location: int | None = None) -> RewriteError:
+    error = RewriteError("0A000", f"pgsodium-proxy cannot {what}")
+    error.position = None if location is None else location + 1
+    return error
+
+
+def _expand(sql: str, toks: list[Token], rv: ast.RangeVar) -> tuple[int, int, str]:
+    index = next(i for i, t in enumerate(toks) if t.start >= rv.location)
+    end = toks[min(index + 2, len(toks) - 1)].end  # vault . decrypted_secrets
+    text = f"(SELECT {_VIEW_COLUMNS} FROM vault.decrypted_secrets _pgsp_vault)"
+    if rv.alias is None:
+        text += " AS decrypted_secrets"
+    return rv.location, end, text
+
+
+def _arguments(
+    sql: str, toks: list[Token], call: ast.FuncCall, names: tuple[str, ...]
+) -> tuple[tuple[int, int], dict[str, str]]:
+    start, end, spans = sqltext.call_span(toks, call.location)
+    given: dict[str, str] = {}
+    for position, (node, (s, e)) in enumerate(zip(call.args or (), spans, strict=True)):
+        name = names[position] if position < len(names) else None
+        if isinstance(node, ast.NamedArgExpr):
+            name, node = node.name, node.arg
+            text = sql[s:e]
+            for arrow in (":=", "=>"):
+                if arrow in text:
+                    s = s + text.index(arrow) + len(arrow)
+                    break
+        if name not in names or name in given:
+            raise _refuse(f"call vault.{call.funcname[1].sval}() with these arguments")
+        if not _visible(node):
+            raise _refuse(
+                f"see the {name} argument of vault.{call.funcname[1].sval}(): pass a "
+                "literal or a parameter",
+                call.location,
+            )
+        given[name] = sql[s:e].strip()
+    return (start, end), given
+
+
+def _visible(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return _visible(node.arg)
+    return isinstance(node, (ast.A_Const, ast.ParamRef))
+
+
+def _call(sql: str, toks: list[Token], call: ast.FuncCall) -> tuple[int, int, str]:
+    kind = call.funcname[1].sval
+    names = _CREATE if kind == "create_secret" else _UPDATE
+    (start, end), given = _arguments(sql, toks, call, names)
+    nonce = f"decode('{secrets.token_bytes(_NONCE_BYTES).hex()}', 'hex')"
+    name = f"({given['new_name']})::text" if "new_name" in given else "NULL::text"
+    key = f"({given['new_key_id']})::uuid" if "new_key_id" in given else "NULL::uuid"
+    if kind == "create_secret":
+        if "new_secret" not in given:
+            raise _refuse("call vault.create_secret() without new_secret")
+        new_id = str(uuid.uuid4())
+        description = (
+            f"({given['new_description']})::text"
+            if "new_description" in given
+            else "''::text"
+        )
+        secret = _encrypt(given["new_secret"], f"'{new_id}'", nonce)
+        args = f"'{new_id}'::uuid, {secret}, {nonce}, {name}, {description}, {key}"
+        return start, end, f"vault._proxy_create_secret({args})"
+    if "secret_id" not in given:
+        raise _refuse("call vault.update_secret() without secret_id")
+    secret_id = f"({given['secret_id']})::uuid"
+    description = (
+        f"({given['new_description']})::text"
+        if "new_description" in given
+        else "NULL::text"
+    )
+    if "new_secret" in given and given["new_secret"].lower() != "null":
+        secret = _encrypt(given["new_secret"], f"{secret_id}::text", nonce)
+    else:
+        secret, nonce = "NULL::text", "NULL::bytea"
+    args = f"{secret_id}, {secret}, {nonce}, {name}, {description}, {key}"
+    return start, end, f"vault._proxy_update_secret({args})"
+
+
+def _encrypt(value: str, id_text: str, nonce: str) -> str:
+    return (
+        f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({value})::text, "
+        f"'utf8'), convert_to({id_text}, 'utf8'), 0::bigint, 'pgsodium'::bytea, "
+        f"{nonce}), 'base64')"
+    )

@@ -1,0 +1,840 @@
+"""Transparent Column Encryption through the proxy (pgsodium's tce.sql, re-expressed).
+
+Labels are recorded upstream, writes are encrypted by the proxy in pgsodium's stored
+format, reads of the decrypting views are decrypted by the proxy, and a write that
+would put plaintext into a labelled column is refused with nothing stored.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from .conftest import RunningProxy, make_database
+
+PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
+
+
+def pg_base64(data: bytes) -> str:
+    """PostgreSQL's encode(data, 'base64'): a newline after every 76 characters."""
+    text = base64.b64encode(data).decode()
+    return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+
+
+@pytest.fixture(scope="module")
+def db(proxy: RunningProxy) -> str:
+    return make_database(proxy, "tce")
+
+
+@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
+def conn(
+    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
+) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
+    ) as connection:
+        yield connection
+
+
+@pytest.fixture
+def direct(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as connection:
+        yield connection
+
+
+def new_key(conn: psycopg.Connection[Any], key_type: str = "aead-det") -> str:
+    row = conn.execute(
+        "select id::text from pgsodium.create_key(%s::pgsodium.key_type)", [key_type]
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def fresh_table(conn: psycopg.Connection[Any], name: str, columns: str) -> None:
+    conn.execute(f"drop table if exists {name} cascade")
+    conn.execute(f"create table {name} ({columns})")
+
+
+def test_key_id_label_insert_select_update(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_keyid", "id int primary key, secret text, raw bytea")
+    conn.execute(
+        f"security label for pgsodium on column t_keyid.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_keyid.raw "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute(
+        "insert into t_keyid (id, secret, raw) values (1, %s, %s), (2, null, null)",
+        ["s3cret", b"\x00\x01binary"],
+    )
+    stored = conn.execute("select secret, raw from t_keyid where id = 1").fetchone()
+    assert stored is not None
+    expected = conn.execute(
+        "select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), "
+        "convert_to('', 'utf8'), %s::uuid)",
+        ["s3cret", key],
+    ).fetchone()
+    assert expected is not None
+    assert stored[0] == pg_base64(bytes(expected[0]))
+    assert len(bytes(stored[1])) == len(b"\x00\x01binary") + 32
+    rows = conn.execute(
+        "select id, decrypted_secret, decrypted_raw from decrypted_t_keyid order by id"
+    ).fetchall()
+    assert rows == [(1, "s3cret", b"\x00\x01binary"), (2, None, None)]
+    conn.execute("update t_keyid set secret = %s where id = 2", ["later"])
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_keyid where id = 2"
+    ).fetchone() == ("later",)
+    star = conn.execute("select * from decrypted_t_keyid where id = 2").fetchone()
+    assert star is not None and star[2] == "later"
+
+
+def decrypt_expected(
+    conn: psycopg.Connection[Any], stored: str, ad: str, key: str, nonce: bytes | None
+) -> str:
+    row = conn.execute(
+        "select convert_from(pgsodium.crypto_aead_det_decrypt(decode(%s, 'base64'), "
+        "convert_to(%s, 'utf8'), %s::uuid, %s::bytea), 'utf8')",
+        [stored, ad, key, nonce],
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_key_column_associated_and_nonce(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    other = new_key(conn)
+    fresh_table(
+        conn,
+        "t_keycol",
+        "id bigint primary key, secret text, key_id uuid, ctx text, nonce bytea",
+    )
+    conn.execute(
+        "security label for pgsodium on column t_keycol.secret is "
+        "'ENCRYPT WITH KEY COLUMN key_id ASSOCIATED (id, ctx) NONCE nonce'"
+    )
+    nonce = bytes(range(16))
+    conn.execute(
+        "insert into t_keycol (id, secret, key_id, ctx, nonce) values "
+        "(1, %s, %s, %s, %s), (2, %s, %s, 'b', null), (3, 'x', null, 'c', null),"
+        " (4, %s, %s, null, null)",
+        ["alice", key, "ctx", nonce, "bob", other, "carol", key],
+    )
+    stored = dict(conn.execute("select id, secret from t_keycol").fetchall())
+    # AD = id::text || ctx::text; a NULL AD column means no AD (pgsodium's rule).
+    assert decrypt_expected(conn, stored[1], "1ctx", key, nonce) == "alice"
+    assert decrypt_expected(conn, stored[2], "2b", other, None) == "bob"
+    assert stored[3] is None  # NULL key column: stored NULL, as pgsodium does
+    assert decrypt_expected(conn, stored[4], "", key, None) == "carol"
+    rows = conn.execute(
+        "select id, decrypted_secret from decrypted_t_keycol order by id"
+    ).fetchall()
+    assert rows == [(1, "alice"), (2, "bob"), (3, None), (4, "carol")]
+    # The row's associated data and nonce are not in the statement: refused.
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="in the same row"):
+        conn.execute(
+            "update t_keycol set secret = %s, key_id = %s where id = 2", ["bob2", key]
+        )
+    assert dict(conn.execute("select id, secret from t_keycol").fetchall()) == stored
+    # Key rotation: the new value with its new key, AD and nonce in one statement.
+    conn.execute(
+        "update t_keycol set secret = %s, key_id = %s, id = 2, ctx = 'b', "
+        "nonce = null where id = 2",
+        ["bob2", key],
+    )
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_keycol where id = 2"
+    ).fetchone() == ("bob2",)
+
+
+def test_masking_views_list_the_rules(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_rules", "id int, secret text, kid uuid, n bytea")
+    conn.execute(
+        f"security label for pgsodium on column t_rules.secret is "
+        f"'ENCRYPT WITH KEY ID {key} ASSOCIATED (id) NONCE n SECURITY INVOKER'"
+    )
+    conn.execute(
+        "security label for pgsodium on table t_rules is "
+        "'DECRYPT WITH VIEW public.t_rules_plain'"
+    )
+    rule = conn.execute(
+        "select relname, attname, format_type, key_id, key_id_column, "
+        "associated_columns, nonce_column, view_name, priority, security_invoker "
+        "from pgsodium.masking_rule where relname = 't_rules'"
+    ).fetchone()
+    assert rule == (
+        "t_rules",
+        "secret",
+        "text",
+        key,
+        None,
+        "id",
+        "n",
+        "public.t_rules_plain",
+        100,
+        True,
+    )
+    assert conn.execute(
+        "select attname, key_id from pgsodium.mask_columns "
+        "where attrelid = 't_rules'::regclass"
+    ).fetchall() == [("id", None), ("secret", key), ("kid", None), ("n", None)]
+    assert conn.execute(
+        "select nspname, relname, attname from pgsodium.seclabel "
+        "where relname = 't_rules'"
+    ).fetchall() == [("public", "t_rules", "secret")]
+    columns = conn.execute("select * from t_rules_plain limit 0").description
+    assert [c.name for c in columns] == ["id", "secret", "decrypted_secret", "kid", "n"]
+    conn.execute(
+        "insert into t_rules (id, secret, n) values (7, 'seven', %s)", [bytes(16)]
+    )
+    assert conn.execute(
+        "select id, decrypted_secret from t_rules_plain"
+    ).fetchall() == [(7, "seven")]
+    conn.execute("security label for pgsodium on column t_rules.secret is null")
+    assert conn.execute(
+        "select count(*) from pgsodium.masking_rule where relname = 't_rules'"
+    ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("target", "label", "sqlstate", "message"),
+    [
+        ("column t_bad.secret", "ENCRYPT WITH KEY ID {bad}", "22023", "no valid key"),
+        ("column t_bad.secret", "ENCRYPT WITH KEY ID {mac}", "22023", "not aead-det"),
+        ("column t_bad.other", "ENCRYPT WITH KEY ID {key}", "0A000", "character"),
+        ("column t_bad.secret", "ENCRYPT WITH KEY", "22023", "KEY COLUMN"),
+        (
+            "column t_bad.secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED id",
+            "22023",
+            "cannot parse",
+        ),
+        ("column t_bad.secret", "ENCRYPT WITH KEY COLUMN nope", "42703", "nope"),
+        ("column t_bad.secret", "DECRYPT WITH VIEW x.y", "42602", "for a column"),
+        ("table t_bad", "ENCRYPT WITH KEY ID {key}", "42602", "for a table"),
+        ("table t_bad", "DECRYPT WITH VIEW y", "22023", "DECRYPT WITH VIEW"),
+        ("role postgres", "DECRYPT", "42602", "for a role"),
+        ("schema public", "ACCESS x", "0A000", "does not support labels"),
+    ],
+)
+def test_bad_labels_are_refused_and_not_recorded(
+    conn: psycopg.Connection[Any],
+    target: str,
+    label: str,
+    sqlstate: str,
+    message: str,
+) -> None:
+    key = new_key(conn)
+    mac = new_key(conn, "hmacsha256")
+    fresh_table(conn, "t_bad", "id int, secret text, other varchar(20)")
+    text = label.format(key=key, mac=mac, bad="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(f"security label for pgsodium on {target} is '{text}'")
+    assert info.value.sqlstate == sqlstate
+    assert message in str(info.value)
+    assert conn.execute(
+        "select count(*) from pgsodium._proxy_label l join pg_class c "
+        "on c.oid = l.objoid where c.relname = 't_bad'"
+    ).fetchone() == (0,)
+    assert conn.execute("select to_regclass('decrypted_t_bad')").fetchone() == (None,)
+    conn.execute("insert into t_bad values (1, 'plain', 'plain')")  # still plain
+
+
+@pytest.fixture
+def labelled(conn: psycopg.Connection[Any]) -> str:
+    """Table t_w: id, secret (text, KEY ID, ASSOCIATED (id)), blob (bytea)."""
+    key = new_key(conn)
+    fresh_table(conn, "t_w", "id int primary key, secret text, blob bytea, note text")
+    conn.execute(
+        f"security label for pgsodium on column t_w.secret "
+        f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_w.blob is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("insert into t_w values (1, 'one', 'one', 'n1')")
+    return key
+
+
+def stored_rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute("select * from t_w order by id").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("insert into t_w (id, secret) select 2, 'two'", "INSERT ... SELECT"),
+        ("insert into t_w (id, secret) values (2, upper('two'))", "cannot see"),
+        ("insert into t_w (id, secret) values (2, note)", "cannot see"),
+        ("insert into t_w (secret) values ('two')", "without id"),
+        ("insert into t_w (id, secret) values (2 + 0, 'two')", "not a literal"),
+        ("update t_w set id = 5 where id = 1", "without re-encrypting secret"),
+        ("update t_w set secret = 'x' where id = 1", "without id"),
+        ("update t_w set secret = note, id = 1 where id = 1", "cannot see"),
+        ("update t_w set blob = blob where id = 1", "cannot see"),
+        ("update t_w set (blob, note) = ('a', 'b') where id = 1", "SET (a, b)"),
+        ("update decrypted_t_w set decrypted_blob = 'x'", "write decrypted_blob"),
+        (
+            "delete from decrypted_t_w where decrypted_secret = 'one'",
+            "read decrypted_secret of the view",
+        ),
+        (
+            "insert into t_w (id, secret) values (1, 'again') on conflict (id) "
+            "do update set secret = 'other'",
+            "other than to EXCLUDED",
+        ),
+        (
+            "insert into t_w (id, blob) values (1, 'again') on conflict (id) "
+            "do update set id = 9",
+            "without re-encrypting secret",
+        ),
+        (
+            "with x as (insert into t_w (id, secret) values (2, 'two') returning id) "
+            "select * from x",
+            "statement of its own",
+        ),
+        (
+            "explain analyze update t_w set secret = 'x', id = 1 where id = 1",
+            "statement of its own",
+        ),
+        (
+            "merge into t_w using (select 1 as id) s on t_w.id = s.id "
+            "when matched then update set note = 'x'",
+            "MERGE",
+        ),
+    ],
+)
+def test_writes_the_proxy_cannot_encrypt_are_refused(
+    conn: psycopg.Connection[Any], labelled: str, sql: str, message: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
+        conn.execute(sql)
+    assert message in str(info.value)
+    assert stored_rows(conn) == before
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_copy_from_into_a_labelled_table_is_refused(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="COPY FROM"):
+        with conn.cursor().copy("copy t_w (id, secret) from stdin") as copy:
+            copy.write_row([3, "three"])
+    assert stored_rows(conn) == before
+
+
+def test_plaintext_written_past_the_proxy_is_rejected_upstream(
+    conn: psycopg.Connection[Any], labelled: str, direct: psycopg.Connection[Any]
+) -> None:
+    before = stored_rows(conn)
+    for sql in [
+        "insert into t_w (id, secret) values (2, 'plain')",
+        "insert into t_w (id, secret) values (2, 'cGxhaW4=')",  # base64, too short
+        "insert into t_w (id, blob) values (2, 'plain')",
+        "update t_w set secret = 'plain'",
+        "update t_w set blob = '\\x00'::bytea",
+    ]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="through the"):
+            direct.execute(sql)
+    assert stored_rows(conn) == before
+    # Reading the decrypted column past the proxy hits the stub.
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="through"):
+        direct.execute("select decrypted_secret from decrypted_t_w").fetchall()
+    # Columns without a label, and NULLs, are written as usual.
+    direct.execute("update t_w set note = 'direct', secret = secret")
+
+
+def test_empty_values_are_refused_as_pgsodium_does(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.RaiseException, match="empty string"):
+        conn.execute("insert into t_w (id, secret) values (2, %s)", [""])
+    with pytest.raises(psycopg.errors.RaiseException, match="empty bytes"):
+        conn.execute("insert into t_w (id, blob) values (2, %s)", [b""])
+    assert stored_rows(conn) == before
+
+
+def test_insert_returning_default_and_multi_row(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    rows = conn.execute(
+        "insert into t_w (id, secret, blob, note) values "
+        "(2, %s, default, 'n2'), (3, null, %s, default) returning id, note",
+        ["two", b"three"],
+    ).fetchall()
+    assert rows == [(2, "n2"), (3, None)]
+    assert conn.execute(
+        "select id, decrypted_secret, decrypted_blob from decrypted_t_w order by id"
+    ).fetchall() == [(1, "one", b"one"), (2, "two", None), (3, None, b"three")]
+
+
+def test_writes_through_the_decrypting_view(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    conn.execute(
+        "insert into decrypted_t_w (id, secret, blob) values (4, %s, %s)",
+        ["four", b"4"],
+    )
+    conn.execute("update decrypted_t_w set secret = %s, id = 4 where id = 4", ["vier"])
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 4"
+    ).fetchone() == ("vier", b"4")
+    stored = conn.execute("select secret from t_w where id = 4").fetchone()
+    assert stored is not None and stored[0] != "vier"
+
+
+def test_upsert_encrypts_exactly_once(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    for value in ["first", "second"]:
+        conn.execute(
+            "insert into t_w (id, secret, blob) values (5, %s, %s) on conflict (id) "
+            "do update set secret = excluded.secret, blob = excluded.blob",
+            [value, value.encode()],
+        )
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 5"
+    ).fetchone() == ("second", b"second")
+
+
+def test_aliases_joins_and_qualified_view_names(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    rows = conn.execute(
+        "select d.id, d.decrypted_secret from public.decrypted_t_w d where d.id = 1"
+    ).fetchall()
+    assert rows == [(1, "one")]
+    rows = conn.execute(
+        "select decrypted_t_w.decrypted_blob from decrypted_t_w where id = 1"
+    ).fetchall()
+    assert rows == [(b"one",)]
+    # A decrypted value where the database would need it: refused, never passed on.
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute(
+            "select id from decrypted_t_w where decrypted_secret like 'o%'"
+        ).fetchall()
+
+
+def test_regeneration_keeps_grants_and_follows_alter_table(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_regen", "id int, secret text")
+    conn.execute("drop role if exists tce_reader")
+    conn.execute("create role tce_reader")
+    conn.execute(
+        f"security label for pgsodium on column t_regen.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("grant select on decrypted_t_regen to tce_reader")
+    conn.execute("alter table t_regen add column extra int")
+    columns = conn.execute("select * from decrypted_t_regen limit 0").description
+    assert [c.name for c in columns] == ["id", "secret", "decrypted_secret", "extra"]
+    assert conn.execute(
+        "select has_table_privilege('tce_reader', 'decrypted_t_regen', 'SELECT')"
+    ).fetchone() == (True,)
+    conn.execute("insert into t_regen (id, secret, extra) values (1, 'x', 2)")
+    assert conn.execute(
+        "select decrypted_secret, extra from decrypted_t_regen"
+    ).fetchone() == ("x", 2)
+
+
+def test_enable_event_trigger_off_then_update_mask(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_manual", "id int, secret text")
+    conn.execute("set pgsodium.enable_event_trigger = 'off'")
+    try:
+        conn.execute(
+            f"security label for pgsodium on column t_manual.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        assert conn.execute("select to_regclass('decrypted_t_manual')").fetchone() == (
+            None,
+        )
+        conn.execute("alter table t_manual add column other int")
+        assert conn.execute("select to_regclass('decrypted_t_manual')").fetchone() == (
+            None,
+        )
+    finally:
+        conn.execute("reset pgsodium.enable_event_trigger")
+    conn.execute("select pgsodium.update_mask('t_manual'::regclass)")
+    conn.execute("insert into t_manual (id, secret) values (1, %s)", ["manual"])
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_manual"
+    ).fetchone() == ("manual",)
+    conn.execute("select pgsodium.update_masks()")
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_manual"
+    ).fetchone() == ("manual",)
+
+
+def test_role_access_label_grants_the_view(conn: psycopg.Connection[Any]) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_access", "id int, secret text")
+    conn.execute("drop role if exists tce_access")
+    conn.execute("create role tce_access")
+    conn.execute(
+        "security label for pgsodium on role tce_access is 'ACCESS public.t_access'"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_access.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    assert conn.execute(
+        "select has_table_privilege('tce_access', 'decrypted_t_access', 'SELECT')"
+    ).fetchone() == (True,)
+    conn.execute("security label for pgsodium on role tce_access is null")
+
+
+def test_label_in_a_rolled_back_transaction_leaves_nothing(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_tx", "id int, secret text")
+    conn.execute("begin")
+    conn.execute(
+        f"security label for pgsodium on column t_tx.secret "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("insert into t_tx values (1, 'inside')")
+    assert conn.execute("select decrypted_secret from decrypted_t_tx").fetchone() == (
+        "inside",
+    )
+    conn.execute("rollback")
+    assert conn.execute("select to_regclass('decrypted_t_tx')").fetchone() == (None,)
+    conn.execute("insert into t_tx values (2, 'plain again')")
+    assert conn.execute("select secret from t_tx").fetchall() == [("plain again",)]
+
+
+def test_quoted_names_and_a_view_name_of_its_own(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    conn.execute("create schema if not exists tce_s")
+    conn.execute('drop table if exists tce_s."Mixed Case" cascade')
+    conn.execute('create table tce_s."Mixed Case" (id int, "Secret-1" text)')
+    conn.execute(
+        f'security label for pgsodium on column tce_s."Mixed Case"."Secret-1" '
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute(
+        'insert into tce_s."Mixed Case" (id, "Secret-1") values (1, %s)', ["q"]
+    )
+    assert conn.execute(
+        'select "decrypted_Secret-1" from tce_s."decrypted_Mixed Case"'
+    ).fetchone() == ("q",)
+    conn.execute(
+        'security label for pgsodium on table tce_s."Mixed Case" '
+        "is 'DECRYPT WITH VIEW tce_s.mixed_view'"
+    )
+    assert conn.execute(
+        'select "decrypted_Secret-1" from tce_s.mixed_view'
+    ).fetchone() == ("q",)
+
+
+def test_another_session_never_stores_plaintext(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_other", "id int, secret text")
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as other:
+        other.execute("select 1")  # this session has read the labelled names now
+        conn.execute(
+            f"security label for pgsodium on column t_other.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        try:
+            other.execute("insert into t_other values (1, 'from the other session')")
+        except psycopg.errors.FeatureNotSupported as exc:
+            assert "through the proxy" in str(exc)  # refused by the guard
+        stored = conn.execute("select secret from t_other").fetchall()
+        assert ("from the other session",) not in stored
+        assert conn.execute(
+            "select decrypted_secret from decrypted_t_other"
+        ).fetchall() in (
+            [],
+            [("from the other session",)],
+        )
+
+
+def test_label_and_write_in_one_simple_query(proxy: RunningProxy, db: str) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        fresh_table(conn, "t_multi", "id int, secret text")
+        psycopg.ClientCursor(conn).execute(
+            f"security label for pgsodium on column t_multi.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'; select 1"
+        )
+        conn.execute("insert into t_multi values (1, 'm')")
+        assert conn.execute(
+            "select decrypted_secret from decrypted_t_multi"
+        ).fetchone() == ("m",)
+
+
+def test_null_key_parameter_is_refused_and_nothing_stored(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_nullkey", "id int, secret text, k uuid")
+    conn.execute(
+        "security label for pgsodium on column t_nullkey.secret "
+        "is 'ENCRYPT WITH KEY COLUMN k'"
+    )
+    conn.execute("insert into t_nullkey values (1, %s, %s)", ["one", key])
+    if isinstance(conn.cursor(), psycopg.ClientCursor):
+        # Sent as a literal NULL: stored NULL, as pgsodium's trigger does.
+        conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
+        assert conn.execute("select secret from t_nullkey where id = 2").fetchone() == (
+            None,
+        )
+    else:
+        with pytest.raises(psycopg.errors.NoDataFound):
+            conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
+        assert conn.execute("select count(*) from t_nullkey").fetchone() == (1,)
+
+
+def test_more_shapes_of_reads_and_writes(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    conn.execute("insert into public.t_w values (2, %s, %s, 'n2')", ["two", b"2"])
+    conn.execute("drop table if exists t_w_other")
+    conn.execute("create table t_w_other (id int, tag text)")
+    conn.execute("insert into t_w_other values (1, 'a'), (2, 'b')")
+    rows = conn.execute(
+        "select o.tag, d.decrypted_secret from t_w_other o "
+        "join decrypted_t_w d on d.id = o.id order by o.tag"
+    ).fetchall()
+    assert rows == [("a", "one"), ("b", "two")]
+    # The view inside a subquery or a CTE is two query levels down: refused.
+    for sql in [
+        "select s.decrypted_secret from (select * from decrypted_t_w) s",
+        "with d as (select * from decrypted_t_w) select decrypted_secret from d",
+    ]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="outermost"):
+            conn.execute(sql).fetchall()
+
+
+def test_plaintext_of_writes_never_reaches_the_database(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    marker = f"tce-plain-{id(conn)}-{type(conn.cursor()).__name__}"
+    conn.execute(
+        "insert into t_w (id, secret, blob) values (6, %s, %s)",
+        [marker, marker.encode()],
+    )
+    conn.execute("update t_w set secret = %s, id = 6 where id = 6", [marker + "u"])
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 6"
+    ).fetchone() == (marker + "u", marker.encode())
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert "insert into t_w (id, secret, blob) values (6, " in log  # it is logged
+    assert marker not in log
+    assert marker.encode().hex() not in log
+
+
+def test_long_values_keep_postgresql_base64_line_breaks(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    long_text = "é" * 300 + " the end"
+    conn.execute("insert into t_w (id, secret) values (8, %s)", [long_text])
+    stored = conn.execute("select secret from t_w where id = 8").fetchone()
+    assert stored is not None and "\n" in stored[0]
+    assert all(len(line) <= 76 for line in stored[0].split("\n"))
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_w where id = 8"
+    ).fetchone() == (long_text,)
+
+
+def test_labels_cannot_name_views_other_sessions_could_not_read(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    fresh_table(conn, "t_inject", "id int, secret text")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute(
+            "security label for pgsodium on table t_inject is "
+            "'DECRYPT WITH VIEW public.x\"; drop table t_inject; --'"
+        )
+    # Written past the proxy, the table's own check refuses it.
+    with pytest.raises(psycopg.errors.CheckViolation):
+        direct.execute(
+            "insert into pgsodium._proxy_label values ('pg_class'::regclass, "
+            "'t_inject'::regclass, 0, 'DECRYPT WITH VIEW public.x\"y')"
+        )
+
+
+def test_a_plain_table_owner_labels_writes_and_reads(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_not_mine", "id int, note text")
+    conn.execute("drop schema if exists tce_owned cascade")
+    conn.execute("drop role if exists tce_owner")
+    conn.execute("create role tce_owner login in role pgsodium_keyiduser")
+    conn.execute("create schema tce_owned authorization tce_owner")
+    with psycopg.connect(proxy.dsn(user="tce_owner", dbname=db), autocommit=True) as me:
+        me.execute("create table tce_owned.t (id int, secret text)")
+        me.execute(
+            f"security label for pgsodium on column tce_owned.t.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        me.execute("insert into tce_owned.t values (1, %s)", ["mine"])
+        assert me.execute(
+            "select decrypted_secret from tce_owned.decrypted_t"
+        ).fetchone() == ("mine",)
+        # pgsodium's grants on its views hold: masking_rule is for keyholders.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            me.execute("select * from pgsodium.masking_rule")
+        # Labels on tables of others are refused, and nothing is recorded.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            me.execute(
+                f"security label for pgsodium on column public.t_not_mine.note "
+                f"is 'ENCRYPT WITH KEY ID {key}'"
+            )
+    assert conn.execute(
+        "select count(*) from pgsodium._proxy_label "
+        "where objoid = 't_not_mine'::regclass"
+    ).fetchone() == (0,)
+    conn.execute("drop schema tce_owned cascade")
+
+
+def test_a_database_without_the_schema_passes_through(proxy: RunningProxy) -> None:
+    proxy.upstream.psql("DROP DATABASE IF EXISTS tce_bare")
+    proxy.upstream.psql("CREATE DATABASE tce_bare")
+    for factory in PROTOCOLS:
+        with psycopg.connect(
+            proxy.dsn(dbname="tce_bare"), autocommit=True, cursor_factory=factory
+        ) as bare:
+            bare.execute("begin")
+            bare.execute("create table t (id int)")
+            bare.execute("insert into t values (1)")
+            assert bare.execute("select * from t").fetchall() == [(1,)]
+            bare.execute("rollback")
+
+
+async def test_asyncpg_binary_writes_and_reads(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    import asyncio
+
+    import asyncpg
+
+    key = new_key(conn)
+    fresh_table(conn, "t_asyncpg", "id int primary key, secret text, raw bytea")
+    for column in ("secret", "raw"):
+        conn.execute(
+            f"security label for pgsodium on column t_asyncpg.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+        )
+
+    async def run() -> None:
+        a = await asyncpg.connect(
+            host=proxy.host, port=proxy.port, user="postgres", database=db
+        )
+        try:
+            await a.execute(
+                "insert into t_asyncpg (id, secret, raw) values ($1, $2, $3)",
+                1,
+                "via asyncpg",
+                b"\x00\xff",
+            )
+            statement = await a.prepare(
+                "update t_asyncpg set secret = $2, raw = $3, id = $1 where id = $1"
+            )
+            await statement.fetch(1, "updated", b"\x00\xff")
+            await statement.fetch(1, "updated", b"\x00\xff")  # prepared, reused
+            row = await a.fetchrow(
+                "select id, decrypted_secret, decrypted_raw from decrypted_t_asyncpg "
+                "where id = $1",
+                1,
+            )
+            assert tuple(row) == (1, "updated", b"\x00\xff")
+        finally:
+            await a.close()
+
+    await asyncio.wait_for(run(), 30)
+
+
+def test_security_invoker_view_honours_row_level_security(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    version = conn.execute("show server_version_num").fetchone()
+    assert version is not None
+    if int(version[0]) < 150000:
+        pytest.skip("security_invoker views need PostgreSQL 15")
+    key = new_key(conn)
+    fresh_table(conn, "t_rls", "id int, owner_name text, secret text")
+    conn.execute("drop role if exists tce_rls_user")
+    conn.execute("create role tce_rls_user login in role pgsodium_keyiduser")
+    conn.execute(
+        f"security label for pgsodium on column t_rls.secret "
+        f"is 'ENCRYPT WITH KEY ID {key} SECURITY INVOKER'"
+    )
+    conn.execute(
+        "insert into t_rls values (1, 'tce_rls_user', %s), (2, 'someone', %s)",
+        ["mine", "theirs"],
+    )
+    conn.execute("alter table t_rls enable row level security")
+    conn.execute(
+        "create policy own on t_rls for select using (owner_name = current_user)"
+    )
+    conn.execute("grant select on t_rls, decrypted_t_rls to tce_rls_user")
+    with psycopg.connect(
+        proxy.dsn(user="tce_rls_user", dbname=db), autocommit=True
+    ) as user:
+        assert user.execute(
+            "select id, decrypted_secret from decrypted_t_rls"
+        ).fetchall() == [(1, "mine")]
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_rls order by id"
+    ).fetchall() == [(1, "mine"), (2, "theirs")]
+    fresh_table(conn, "t_rls", "id int")
+    conn.execute("drop role tce_rls_user")
+
+
+def test_search_through_the_view_never_sends_the_value(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_search", "id int, email text, blob bytea")
+    for column in ("email", "blob"):
+        conn.execute(
+            f"security label for pgsodium on column t_search.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+    marker = f"search-{id(conn)}@example.org"
+    conn.execute(
+        "insert into t_search values (1, %s, %s), (2, 'other@example.org', 'b')",
+        [marker, marker.encode()],
+    )
+    assert conn.execute(
+        "select id, decrypted_email from decrypted_t_search where decrypted_email = %s",
+        [marker],
+    ).fetchall() == [(1, marker)]
+    if not isinstance(conn.cursor(), psycopg.ClientCursor):
+        # (psycopg's client-side binding writes bytes as a cast: not searched)
+        assert conn.execute(
+            "select s.id from decrypted_t_search s "
+            "where %s = s.decrypted_blob or id = 2 order by id",
+            [marker.encode()],
+        ).fetchall() == [(1,), (2,)]
+    assert (
+        conn.execute(
+            "select id from decrypted_t_search where decrypted_email = 'nobody'"
+        ).fetchall()
+        == []
+    )
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert marker not in log

@@ -1,0 +1,131 @@
+"""Supabase Vault 0.3 through the proxy: Vault's API and stored format.
+
+The stored value is decrypted here, in the test, with Vault's format (aead-det under
+derived key id 0 in context 'pgsodium' from the root key, AD = the id's text, the
+row's nonce), and the secret never reaches the database.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from keystore.derive import kdf_derive
+from keystore.primitives.aead import det_decrypt
+
+from .conftest import ROOT_KEY, RunningProxy, make_database
+
+PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
+
+
+@pytest.fixture(scope="module")
+def db(proxy: RunningProxy) -> str:
+    return make_database(proxy, "vault")
+
+
+@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
+def conn(
+    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
+) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
+    ) as connection:
+        yield connection
+
+
+def vault_decrypt(conn: psycopg.Connection[Any], secret_id: Any) -> str:
+    """Vault 0.3's decryption of a stored row, computed here from the root key."""
+    row = conn.execute(
+        "select secret, nonce from vault.secrets where id = %s", [secret_id]
+    ).fetchone()
+    assert row is not None
+    key = kdf_derive(ROOT_KEY.secret, 0, 32, b"pgsodium")
+    plain = det_decrypt(
+        base64.b64decode(row[0]), str(secret_id).encode(), key, bytes(row[1])
+    )
+    assert plain is not None
+    return plain.decode()
+
+
+def test_create_read_update(proxy: RunningProxy, conn: psycopg.Connection[Any]) -> None:
+    marker = f"vault-plain-{id(conn)}"
+    row = conn.execute(
+        "select vault.create_secret(%s, %s, 'a description')",
+        [marker, f"name-{id(conn)}"],
+    ).fetchone()
+    assert row is not None
+    secret_id = row[0]
+    assert vault_decrypt(conn, secret_id) == marker
+    stored = conn.execute(
+        "select secret, length(nonce), description from vault.secrets where id = %s",
+        [secret_id],
+    ).fetchone()
+    assert stored is not None and stored[1:] == (16, "a description")
+    assert marker not in stored[0]
+    assert conn.execute(
+        "select name, decrypted_secret from vault.decrypted_secrets where id = %s",
+        [secret_id],
+    ).fetchone() == (f"name-{id(conn)}", marker)
+
+    conn.execute(
+        "select vault.update_secret(%s, %s, new_description => 'changed')",
+        [secret_id, marker + "-2"],
+    )
+    assert conn.execute(
+        "select decrypted_secret, description from vault.decrypted_secrets d "
+        "where d.id = %s",
+        [secret_id],
+    ).fetchone() == (marker + "-2", "changed")
+    assert vault_decrypt(conn, secret_id) == marker + "-2"
+    renamed = f"renamed-{id(conn)}"
+    conn.execute("select vault.update_secret(%s, new_name => %s)", [secret_id, renamed])
+    assert conn.execute(
+        "select name, decrypted_secret from vault.decrypted_secrets where id = %s",
+        [secret_id],
+    ).fetchone() == (renamed, marker + "-2")
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert marker not in log
+
+
+def test_calls_the_proxy_cannot_see_are_refused(conn: psycopg.Connection[Any]) -> None:
+    before = conn.execute("select count(*) from vault.secrets").fetchone()
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="new_secret"):
+        conn.execute("select vault.create_secret(upper('x'))")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="decrypted_secrets"):
+        conn.execute("update vault.decrypted_secrets set name = 'x'")
+    assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+
+
+def test_plaintext_past_the_proxy_is_rejected(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as direct:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            direct.execute("select vault.create_secret('direct')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="through the"):
+            direct.execute("insert into vault.secrets (secret) values ('direct')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            direct.execute("select decrypted_secret from vault.decrypted_secrets")
+
+
+def test_empty_secret_is_refused_and_a_reprepared_call_fails_closed(
+    conn: psycopg.Connection[Any],
+) -> None:
+    before = conn.execute("select count(*) from vault.secrets").fetchone()
+    with pytest.raises(psycopg.errors.RaiseException, match="empty string"):
+        conn.execute("select vault.create_secret(%s)", [""])
+    assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+    if isinstance(conn.cursor(), psycopg.ClientCursor):
+        return
+    sql = "select vault.create_secret(%s)"
+    conn.execute(sql, ["first"], prepare=True)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(sql, ["second"], prepare=True)
+    rows = conn.execute(
+        "select decrypted_secret from vault.decrypted_secrets"
+    ).fetchall()
+    assert ("second",) not in rows and ("first",) in rows
