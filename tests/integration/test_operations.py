@@ -115,9 +115,14 @@ def test_sigterm_lets_a_running_statement_finish_and_refuses_new_sessions(
             psycopg.connect(serving.dsn(), connect_timeout=2)
         worker.join(10)
         assert results == [("", 7)]
-        # Past shutdown_timeout the idle session is closed with 57P01.
+        # Past shutdown_timeout the idle session is closed (with 57P01, checked
+        # byte for byte in test_faults; here the client's next write may meet the
+        # closed socket's reset before libpq reads the FATAL, so either is seen).
         assert serving.process.wait(15) == 0
-        with pytest.raises(psycopg.OperationalError, match="administrator command"):
+        with pytest.raises(
+            psycopg.OperationalError,
+            match="administrator command|closed the connection",
+        ):
             conn.execute("select 1")
     assert "shut down" in serving.log.read_text()
 
