@@ -20,8 +20,8 @@ from rewriter import render as renderer
 from rewriter import types
 from rewriter.compile import default_value
 from rewriter.evaluate import compile_row, evaluate
-from rewriter.late import resolve_open
-from rewriter.plan import Call, Param, Plan, node_type, walk
+from rewriter.late import params_of, resolve_open
+from rewriter.plan import Aggregate, Call, Param, Plan, node_type, walk
 from rewriter.sqltext import tokens
 
 from . import codec
@@ -338,6 +338,7 @@ class Execution:
             for n in walk(root)
             if isinstance(n, Param)
         }
+        used |= {n for p in self.plans for row in p.rows for n in params_of(row.tree)}
         for number in used:
             raw = bind.params[number - 1]
             type_name = plan.param_types.get(number) or _declared_type(
@@ -405,7 +406,7 @@ class Execution:
 
         def resolve(input_types: list[str]) -> tuple[str, Any]:
             node = resolve_open(spec.tree, input_types)
-            for call in (n for n in walk(node) if isinstance(n, Call)):
+            for call in (n for n in walk(node) if isinstance(n, (Call, Aggregate))):
                 if self.privileges.get(call.signature.regprocedure) is False:
                     raise ProxyError(
                         SQLSTATE.INSUFFICIENT_PRIVILEGE,

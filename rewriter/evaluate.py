@@ -14,6 +14,7 @@ from keystore.catalogue import Signature
 from . import types
 from .errors import RewriteError
 from .plan import (
+    Aggregate,
     Apply,
     Call,
     Case,
@@ -90,6 +91,9 @@ def evaluate(
             if value(condition) is True:
                 return value(result)
         return value(node.default)
+    if isinstance(node, Aggregate):
+        args = [None if a is None else (lambda a=a: value(a)) for a in node.args]
+        return aggregate(node, value(node.rows), args, call)
     raise RewriteError("XX000", f"unexpected node {type(node).__name__}")
 
 
@@ -181,7 +185,41 @@ def _compile(
             return default(row)
 
         return case, False
+    if isinstance(node, Aggregate):
+        rows = sub(node.rows)[0]
+        computed = [None if a is None else sub(a)[0] for a in node.args]
+        return (
+            lambda row: aggregate(
+                node,
+                rows(row),
+                [None if f is None else (lambda f=f: f(row)) for f in computed],
+                call,
+            )
+        ), False
     raise RewriteError("XX000", f"unexpected node {type(node).__name__}")
+
+
+def aggregate(
+    node: Aggregate,
+    rows: Any,
+    args: Sequence[Callable[[], Any] | None],
+    call: CallFunction,
+) -> Any:
+    """An aggregate without an initial state: NULL over no rows; else the state
+    function applied row by row, the state starting NULL (pgsodium's state
+    functions start it with crypto_sign_init() or the row's initial state).
+    `args` computes the arguments the proxy has (once a row, as the server
+    evaluates an aggregate's arguments); None stands for a collected one."""
+    if rows is None or rows == 0:
+        return None
+    several = sum(a is None for a in args) > 1
+    elements = range(rows) if isinstance(rows, int) else rows
+    state = None
+    for element in elements:
+        collected = iter(element if several else (element,))
+        values = [next(collected) if a is None else a() for a in args]
+        state = call(node.step, [state, *values])
+    return state
 
 
 def _fold(function: RowFunction, constant: bool) -> tuple[RowFunction, bool]:

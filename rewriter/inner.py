@@ -21,6 +21,7 @@ from . import sqltext
 from .compile import Compiler, NotFoldable, is_pgsodium_call
 from .late import (
     Input,
+    LateAggregate,
     LateApply,
     LateCall,
     LateCase,
@@ -117,6 +118,8 @@ def rebase(tree: Open, offset: int) -> Open:
         return replace(tree, args=tuple(rebase(a, offset) for a in tree.args))
     if isinstance(tree, LateField):
         return replace(tree, node=rebase(tree.node, offset))
+    if isinstance(tree, LateAggregate):
+        return replace(tree, rows=rebase(tree.rows, offset))
     if isinstance(tree, LateCase):
         return LateCase(
             tuple((rebase(c, offset), rebase(r, offset)) for c, r in tree.whens),

@@ -21,7 +21,19 @@ from keystore.catalogue import overloads
 from . import builtins, sqltext, types
 from .compile import Compiler, NotFoldable, field_of, function_name, is_pgsodium_call
 from .errors import RewriteError
-from .plan import Apply, Call, Case, Cast, Column, Const, Node, node_type
+from .plan import (
+    Aggregate,
+    Apply,
+    Call,
+    Case,
+    Cast,
+    Column,
+    Const,
+    Node,
+    Param,
+    node_type,
+    walk,
+)
 from .resolve import resolve
 
 
@@ -56,7 +68,25 @@ class LateCase:
     default: Open
 
 
-Open = Union[Node, RowInput, LateCall, LateApply, LateField, LateCase]
+@dataclass(frozen=True, slots=True)
+class LateAggregate:
+    """pgsodium's aggregate over the rows array_agg collected (plan.Aggregate)."""
+
+    name: str
+    rows: Open
+    args: tuple[Open | None, ...]  # None: collected by the database
+    location: int
+
+
+Open = Union[Node, RowInput, LateCall, LateApply, LateField, LateCase, LateAggregate]
+
+# pgsodium's aggregates: the state function (plan.Aggregate.step) by argument count.
+_AGGREGATE_STEPS = {
+    "crypto_sign_update_agg": {
+        1: "crypto_sign_update_agg1",
+        2: "crypto_sign_update_agg2",
+    }
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +260,8 @@ class RowCompiler:
             schema in (None, "pg_catalog") and builtins.is_builtin_name(name)
         ):
             raise NotFoldable(f"function {name}()", node.location)
-        if pgsodium and any(s.language == "aggregate" for s in overloads(name)):
-            # An aggregate folds many rows into one value: not a per-row value.
-            raise NotFoldable(f"the aggregate pgsodium.{name}()", node.location)
+        if pgsodium and name in _AGGREGATE_STEPS:
+            return self._aggregate(node, name)
         _, _, spans = sqltext.call_span(self.tokens, node.location)
         if len(spans) != len(node.args or ()):
             # SQL-standard syntax (substring(x FROM a FOR b)): no comma spans.
@@ -256,6 +285,70 @@ class RowCompiler:
             return LateApply(name, tuple(args))
         self.candidates |= {sig.regprocedure for sig in overloads(name)}
         return LateCall(name, tuple(args), tuple(named), node.location)
+
+    def _aggregate(self, node: ast.FuncCall, name: str) -> Open:
+        """An aggregate over the rows of each group: the database collects its
+        arguments with array_agg (the call's ORDER BY and FILTER kept, so the
+        order and the rows are the server's own), the proxy runs the state
+        function over them. Each argument goes through byteacat(x, '') so that
+        the server types it exactly as the aggregate's bytea parameter would
+        (unknown literals and untyped parameters become bytea; other types fail
+        with 42883); it may read columns, never a value the proxy computes."""
+        if node.over is not None:
+            raise NotFoldable(
+                f"the aggregate pgsodium.{name}() as a window function", node.location
+            )
+        if node.agg_star or node.agg_distinct or node.agg_within_group:
+            raise NotFoldable(f"this form of pgsodium.{name}()", node.location)
+        args = list(node.args or ())
+        if any(isinstance(a, ast.NamedArgExpr) for a in args):
+            raise RewriteError(
+                "0A000", "aggregates cannot use named arguments", node.location + 1
+            )
+        parts = sqltext.aggregate_parts(self.tokens, node.location)
+        if len(parts.args) != len(args) or len(args) not in _AGGREGATE_STEPS[name]:
+            raise RewriteError(
+                "42883",
+                f"function pgsodium.{name}() does not exist with {len(args)} arguments",
+                node.location + 1,
+            )
+        slots: list[Open | None] = []
+        collected: list[str] = []
+        for arg, (start, end) in zip(args, parts.args, strict=True):
+            if not _upstream_computes(arg, self.on_path):
+                try:
+                    # Literals, bind parameters and pgsodium calls of those stay
+                    # in the proxy, as every argument of a call over rows.
+                    slots.append(self.compiler.compile(arg))
+                    continue
+                except NotFoldable:
+                    if self._computes_inside(arg):
+                        raise NotFoldable(
+                            f"a value computed per row inside pgsodium.{name}()",
+                            getattr(arg, "location", node.location),
+                        ) from None
+            slots.append(None)
+            collected.append(f"pg_catalog.byteacat(({self.sql[start:end]}), ''::bytea)")
+        where = (
+            f" {self.sql[parts.filter[0] : parts.filter[1]]}" if parts.filter else ""
+        )
+        if not collected:
+            text = f"pg_catalog.count(*){where}"
+        else:
+            element = (
+                collected[0]
+                if len(collected) == 1
+                else f"ARRAY[{', '.join(collected)}]"
+            )
+            order = (
+                f" {self.sql[parts.order[0] : parts.order[1]]}" if parts.order else ""
+            )
+            text = f"pg_catalog.array_agg({element}{order}){where}"
+        self.inputs.append(Input(text, False))
+        self.candidates |= {sig.regprocedure for sig in overloads(name)}
+        return LateAggregate(
+            name, RowInput(len(self.inputs) - 1), tuple(slots), node.location
+        )
 
     def _argument(
         self,
@@ -367,7 +460,9 @@ def _is_crypto(name: str) -> bool:
 def _may_be_uuid(node: Open) -> bool:
     kind = (
         node_type(node)
-        if not isinstance(node, (RowInput, LateCall, LateApply, LateField, LateCase))
+        if not isinstance(
+            node, (RowInput, LateCall, LateApply, LateField, LateCase, LateAggregate)
+        )
         else None
     )
     if kind == "uuid":
@@ -437,6 +532,26 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
         return field_of(resolve_open(tree.node, input_types), tree.name)
     if isinstance(tree, LateCase):
         return _case(tree, input_types)
+    if isinstance(tree, LateAggregate):
+        rows = resolve_open(tree.rows, input_types)
+        if node_type(rows) not in ("bytea[]", "bigint"):
+            raise RewriteError(
+                "XX000", f"pgsodium.{tree.name}() over {node_type(rows)}"
+            )
+        args = [None if a is None else resolve_open(a, input_types) for a in tree.args]
+        bound = resolve(
+            tree.name,
+            ["bytea" if a is None else node_type(a) for a in args],
+            (),
+            tree.location + 1,
+        )
+        (step,) = overloads(_AGGREGATE_STEPS[tree.name][len(args)])
+        return Aggregate(
+            bound.signature,
+            step,
+            rows,
+            tuple(None if a is None else _coerce(a, "bytea") for a in args),
+        )
     return tree
 
 
@@ -484,6 +599,27 @@ def _coerce(value: Node, target: str) -> Node:
     if node_type(value) == target:
         return value
     return Cast(value, target)
+
+
+def params_of(tree: Open) -> set[int]:
+    """The client's bind parameters a tree reads (their values stay in the proxy)."""
+    found: set[int] = set()
+    stack: list[Open | None] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (LateCall, LateApply)):
+            stack += node.args
+        elif isinstance(node, LateField):
+            stack.append(node.node)
+        elif isinstance(node, LateCase):
+            stack += [part for pair in node.whens for part in pair]
+            stack.append(node.default)
+        elif isinstance(node, LateAggregate):
+            stack.append(node.rows)
+            stack += node.args
+        elif node is not None and not isinstance(node, RowInput):
+            found |= {n.number for n in walk(node) if isinstance(n, Param)}
+    return found
 
 
 def input_columns(marker: str, index: int, inputs: Sequence[Input]) -> str:

@@ -81,13 +81,30 @@ class Case:
     type: str
 
 
-Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source, Column, Case]
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """pgsodium.crypto_sign_update_agg over the rows of one group: the database
+    collects its arguments (array_agg, in the aggregate's own order and FILTER),
+    the proxy runs pgsodium's state function over them in that order."""
+
+    signature: Signature  # the aggregate (its EXECUTE privilege)
+    step: Signature  # its state function, crypto_sign_update_agg1 or _agg2
+    # What the database collected: bytea[] of the arguments that read columns
+    # (one value a row, or a list a row when there are several), or the bigint
+    # count of the rows when none does.
+    rows: Node
+    # One per argument: a value the proxy computes for each row (a literal, a
+    # bind parameter, a pgsodium call of those), or None for one collected.
+    args: tuple[Node | None, ...]
+
+
+Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source, Column, Case, Aggregate]
 
 
 def node_type(node: Node) -> str:
     if isinstance(node, (Const, Param, Cast, FieldOf, Source, Column, Case)):
         return node.type
-    if isinstance(node, Call):
+    if isinstance(node, (Call, Aggregate)):
         return node.signature.returns
     return node.builtin.returns
 
@@ -99,6 +116,11 @@ def walk(node: Node):  # type: ignore[no-untyped-def]
             yield from walk(arg)
     elif isinstance(node, (Cast, FieldOf)):
         yield from walk(node.node)
+    elif isinstance(node, Aggregate):
+        yield from walk(node.rows)
+        for arg in node.args:
+            if arg is not None:
+                yield from walk(arg)
     elif isinstance(node, Case):
         for condition, result in node.whens:
             yield from walk(condition)

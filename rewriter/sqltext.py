@@ -164,3 +164,58 @@ def splice(sql: str, replacements: list[tuple[int, int, str]]) -> str:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateParts:
+    """The text of an aggregate call `f(a, b ORDER BY …) FILTER (WHERE …)`."""
+
+    args: list[tuple[int, int]]  # each argument's span
+    order: tuple[int, int] | None  # `ORDER BY …` inside the parentheses
+    filter: tuple[int, int] | None  # `FILTER (…)` after them
+    end: int  # the end of the whole call, FILTER included
+
+
+def aggregate_parts(toks: list[Token], start: int) -> AggregateParts:
+    """The argument, ORDER BY and FILTER spans of the aggregate call at `start`."""
+    index = _index_at(toks, start)
+    while index < len(toks) and toks[index].name != "ASCII_40":
+        index += 1
+    depth = 0
+    args: list[tuple[int, int]] = []
+    order_start = -1
+    arg_start = arg_end = -1
+    close = -1
+    for position in range(index, len(toks)):
+        tok = toks[position]
+        if tok.name in _OPEN:
+            depth += 1
+            if depth == 1:
+                continue
+        elif tok.name in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                close = position
+                break
+        elif depth == 1 and order_start == -1 and tok.name == "ORDER":
+            order_start = tok.start
+        elif depth == 1 and order_start == -1 and tok.name == _COMMA:
+            args.append((arg_start, arg_end))
+            arg_start = -1
+            continue
+        if order_start == -1:
+            if arg_start == -1:
+                arg_start = tok.start
+            arg_end = tok.end
+    if close == -1:
+        raise RewriteError("42601", "syntax error: unbalanced parentheses")
+    if arg_start != -1:
+        args.append((arg_start, arg_end))
+    order = None if order_start == -1 else (order_start, toks[close - 1].end)
+    end = toks[close].end
+    filter_span = None
+    if close + 1 < len(toks) and toks[close + 1].name == "FILTER":
+        _, filter_end, _ = call_span(toks, toks[close + 1].start)
+        filter_span = (toks[close + 1].start, filter_end)
+        end = filter_end
+    return AggregateParts(args, order, filter_span, end)

@@ -14,6 +14,7 @@ import struct
 import uuid as _uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from .errors import RewriteError
 
@@ -29,6 +30,8 @@ class PgType:
 
 _TYPES = [
     PgType("bytea", 17, "U"),
+    # array_agg's result, the rows of pgsodium's crypto_sign_update_agg (late.py).
+    PgType("bytea[]", 1001, "A"),
     PgType("bigint", 20, "N", size=8),
     PgType("smallint", 21, "N", size=2),
     PgType("integer", 23, "N", size=4),
@@ -250,6 +253,92 @@ def bytea_out(value: bytes, bytea_output: str = "hex") -> str:
 _INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 
 
+# -- bytea[] (array_out / array_send of bytea) ------------------------------------------
+# Nested lists, one level per dimension; None is a NULL element.
+
+
+def bytea_array_in(text: str) -> list[Any]:
+    """array_in's reading of array_out's text: `{"\\\\x01",NULL}`, `{{…},{…}}`."""
+    if text.startswith("["):
+        raise _refuse("arrays with explicit bounds")
+    value, end = _array_level(text, 0)
+    if text[end:].strip():
+        raise RewriteError("22P02", f'malformed array literal: "{text}"')
+    return value
+
+
+def _array_level(text: str, i: int) -> tuple[list[Any], int]:
+    if i >= len(text) or text[i] != "{":
+        raise RewriteError("22P02", f'malformed array literal: "{text}"')
+    i += 1
+    items: list[Any] = []
+    if i < len(text) and text[i] == "}":
+        return items, i + 1
+    while i < len(text):
+        if text[i] == "{":
+            item, i = _array_level(text, i)
+            items.append(item)
+        elif text[i] == '"':
+            out = []
+            i += 1
+            while i < len(text) and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                out.append(text[i])
+                i += 1
+            items.append(bytea_in("".join(out)))
+            i += 1
+        else:
+            start = i
+            while i < len(text) and text[i] not in ",}":
+                i += 1
+            word = text[start:i].strip()
+            items.append(None if word.upper() == "NULL" else bytea_in(word))
+        if i < len(text) and text[i] == ",":
+            i += 1
+            continue
+        if i < len(text) and text[i] == "}":
+            return items, i + 1
+        break
+    raise RewriteError("22P02", f'malformed array literal: "{text}"')
+
+
+def bytea_array_recv(data: bytes) -> list[Any]:
+    """array_recv's reading of array_send: dimensions, then each element."""
+    try:
+        ndim, _, _ = struct.unpack_from("!iiI", data, 0)
+        dims = [struct.unpack_from("!ii", data, 12 + 8 * d)[0] for d in range(ndim)]
+        at = 12 + 8 * ndim
+        flat: list[bytes | None] = []
+        for _ in range(_product(dims) if ndim else 0):
+            (size,) = struct.unpack_from("!i", data, at)
+            at += 4
+            if size < 0:
+                flat.append(None)
+                continue
+            if at + size > len(data):
+                raise struct.error("element past the end")
+            flat.append(data[at : at + size])
+            at += size
+    except struct.error:
+        raise RewriteError("22P03", "insufficient data left in message") from None
+    return _nest(flat, dims) if ndim else []
+
+
+def _product(dims: list[int]) -> int:
+    total = 1
+    for size in dims:
+        total *= size
+    return total
+
+
+def _nest(flat: list[Any], dims: list[int]) -> list[Any]:
+    if len(dims) == 1:
+        return flat
+    step = _product(dims[1:])
+    return [_nest(flat[i : i + step], dims[1:]) for i in range(0, len(flat), step)]
+
+
 def _skip_space(text: str, i: int) -> int:
     while i < len(text) and text[i] in _SPACE:
         i += 1
@@ -421,6 +510,8 @@ def text_in(type_name: str, text: str) -> object:
     """Convert a value's text form to its Python value for `type_name`."""
     if type_name == "bytea":
         return bytea_in(text)
+    if type_name == "bytea[]":
+        return bytea_array_in(text)
     if type_name in _INT_BITS or type_name == "oid":
         return int_in(type_name, text)
     if type_name == "uuid":
@@ -562,6 +653,8 @@ def binary_in(type_name: str, data: bytes, *, param: int | None = None) -> objec
     data = bytes(data)
     if type_name == "bytea":
         return data
+    if type_name == "bytea[]":
+        return bytea_array_recv(data)
     if type_name in _BINARY_SIZES:
         _binary_size(data, _BINARY_SIZES[type_name], param)
         if type_name == "uuid":

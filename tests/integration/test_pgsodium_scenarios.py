@@ -520,12 +520,24 @@ def test_sign(conn: psycopg.Connection[Any]) -> None:
         is False
     )
     # Multi-part: pgsodium's test folds the parts with crypto_sign_update_agg over
-    # rows (refused by the proxy, 0A000); the same state, part by part.
+    # rows; the same state part by part.
     parts = [b"Hello Alice", b"Hello Bob", b"Hello Carol"]
     state = value(conn, "select crypto_sign_init()")
     for part in parts:
         state = value(conn, "select crypto_sign_update(%s, %s)", [state, part])
-    signature = value(conn, "select crypto_sign_final_create(%s, %s)", [state, secret])
+    aggregated = value(
+        conn,
+        "select crypto_sign_update_agg(m order by n) "
+        "from (values (1, %s::bytea), (2, %s), (3, %s)) v(n, m)",
+        parts,
+    )
+    assert aggregated == state
+    signature = value(
+        conn,
+        "select crypto_sign_final_create(crypto_sign_update_agg(m order by n), %s) "
+        "from (values (1, %s::bytea), (2, %s), (3, %s)) v(n, m)",
+        [secret, *parts],
+    )
     assert (
         value(
             conn,

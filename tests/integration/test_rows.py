@@ -77,6 +77,26 @@ def test_decrypt_column_with_key_uuid_column(conn: psycopg.Connection) -> None:
     ] == ["plain"]
 
 
+def test_bind_parameters_among_the_arguments_over_rows(
+    conn: psycopg.Connection,
+) -> None:
+    """A bind parameter next to row inputs stays in the proxy (extended protocol:
+    the proxy decodes it although the upstream statement no longer names it)."""
+    rows = conn.execute(
+        "select id, convert_from(pgsodium.crypto_aead_det_decrypt(secret, "
+        "convert_to(%s || id::text, 'utf8'), key_id), %s) as plain "
+        "from accounts where id in (1, 2) order by id",
+        ["", "utf8"],
+    ).fetchall()
+    assert rows == [(1, "alice"), (2, "bob")]
+    rows = conn.execute(
+        "select id, length(pgsodium.crypto_aead_det_encrypt(convert_to(note, "
+        "'utf8'), %s::bytea, kid)) from accounts where id = %s",
+        [b"ad", 1],
+    ).fetchall()
+    assert rows == [(1, 2 + 32)]
+
+
 def test_empty_plaintext_cannot_be_decrypted_as_in_pgsodium(
     conn: psycopg.Connection,
 ) -> None:
