@@ -33,19 +33,9 @@ _TEXTLIKE = ("text", "character varying", "name", "unknown")
 
 
 def cast_value(value: Any, source: str, target: str, bytea_output: str) -> Any:
-    """The server's cast from `source` to `target` for the types the proxy folds."""
-    if value is None or source == target:
-        return value
-    if source in _TEXTLIKE:
-        return types.text_in(target, value)
-    if target in _TEXTLIKE:
-        return types.text_out(source, value, bytea_output)
-    if isinstance(value, int) and target in ("smallint", "integer", "bigint", "oid"):
-        return types.int_in(target, str(value))
-    if isinstance(value, int) and target in ("numeric", "double precision"):
-        return value
-    # Any other pair goes through text, as an explicit I/O conversion cast does.
-    return types.text_in(target, types.text_out(source, value, bytea_output))
+    """The server's cast from `source` to `target` for the types the proxy folds
+    (types.cast: pg_cast's own functions, e.g. booltext, not boolout)."""
+    return types.cast(value, source, target, bytea_output)
 
 
 def evaluate(

@@ -253,7 +253,7 @@ def bytea_out(value: bytes, bytea_output: str = "hex") -> str:
 _INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 
 
-# -- bytea[] (array_out / array_send of bytea) ------------------------------------------
+# -- bytea[] (array_out / array_send of bytea) -----------------------------------------
 # Nested lists, one level per dimension; None is a NULL element.
 
 
@@ -591,12 +591,24 @@ def cast(value: object, source: str, target: str, bytea_output: str = "hex") -> 
 
 
 def _cast_to_string(value: object, source: str, target: str, bytea_output: str) -> str:
-    if source in ("inet", "timestamp with time zone"):
+    if source == "inet" and target != "name":
+        return _network_show(str(value))  # pg_cast: text(inet), the mask always shown
+    if source == "inet":
+        return name_in(str(value))  # an I/O conversion: inet_out's text
+    if source == "timestamp with time zone":
         raise _refuse(f"casts from type {source} to {target}")
     if source == "boolean" and target != "name":
         return "true" if value else "false"  # pg_cast: booltext, not boolout
     text = text_out(source, value, bytea_output)
     return name_in(text) if target == "name" else text
+
+
+def _network_show(text: str) -> str:
+    """network_show: the address and its prefix length, even a full-length one."""
+    import ipaddress
+
+    parsed = ipaddress.ip_interface(text)
+    return f"{parsed.ip}/{parsed.network.prefixlen}"
 
 
 def _cast_number(value: object, source: str, target: str) -> object:

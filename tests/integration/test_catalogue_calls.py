@@ -872,7 +872,10 @@ for kind, prefix, klen in (
         f"select {dec}({enc}(%s, %s), %s), {dec}({enc}(%s::inet, %s), %s)::text, "
         f"{enc}(%s::inet, %s) = pgsodium.crypto_ipcrypt_bin2ip({enc}(%s, %s))::inet",
         [IP_BIN, raw, raw, IP, raw, raw, IP, raw, IP_BIN, raw],
-        lambda _k, row: bytes(row[0]) == IP_BIN and row[1] == IP and row[2] is True,
+        # text(inet) shows the mask, /32 included, as the server's cast does.
+        lambda _k, row: (
+            bytes(row[0]) == IP_BIN and row[1] == IP + "/32" and row[2] is True
+        ),
     )
     case(
         f"ipcrypt {kind} key id equals raw derive_key(id, {klen})",
@@ -909,7 +912,7 @@ for kind, prefix, klen in (
         lambda _k, row: (
             row[0] is True
             and bytes(row[1]) == IP_BIN
-            and row[2] == IP
+            and row[2] == IP + "/32"  # text(inet)
             and row[3] is True
         ),
     )

@@ -493,10 +493,6 @@ def test_casts_between_the_types_the_proxy_folds(
     assert_same(oracle, cast_cases(types.cast, bytea_output), bytea_output)
 
 
-@pytest.mark.xfail(
-    reason="evaluate.cast_value does not delegate to types.cast yet (reported)",
-    strict=False,
-)
 def test_evaluate_cast_value_matches_the_server(oracle: Oracle) -> None:
     assert_same(oracle, cast_cases(evaluate.cast_value, "hex"))
 
