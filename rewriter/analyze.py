@@ -15,7 +15,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Skip, Visitor
 
-from . import builtins, context, inner, scalar, search, sqltext
+from . import builtins, context, inner, repeat, scalar, search, sqltext, types
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError
 from .late import Input, RowCompiler, RowOutput
@@ -24,9 +24,11 @@ from .plan import (
     DecryptedRawKey,
     FieldOf,
     Fold,
+    Node,
     Output,
     Plan,
     RawKeyCreate,
+    node_type,
     walk,
 )
 
@@ -110,6 +112,8 @@ class _Statement:
         self._inner_groups: dict[int, set[tuple[int, bool]]] = {}
         self._positions: set[int] = set()  # 1-based select-list items computed
         self._has_star = False  # the select list has a `*`
+        self._stmt: ast.Node | None = None
+        self._repeated_ids: set[int] | None = None  # rewriter.repeat
 
     @property
     def tokens(self) -> list[sqltext.Token]:
@@ -122,6 +126,7 @@ class _Statement:
         return (start - self.start, end - self.start)
 
     def plan(self, stmt: ast.Node) -> Plan:
+        self._stmt = stmt
         if isinstance(stmt, ast.DeclareCursorStmt):
             cursor = self._cursor(stmt)
             if cursor is not None:
@@ -219,7 +224,34 @@ class _Statement:
             self._row_target(target, span)
             return
         name = target.name or figure_colname(value)
+        if _volatile(node) and self._repeated(value):
+            self._volatile_target(value, span, name, node)
+            return
         self.result.outputs.append(Output(span, name, node))
+        self._mark_handled(value)
+
+    def _repeated(self, node: ast.Node) -> bool:
+        """Whether the server would evaluate a call in `node` more than once."""
+        if self._repeated_ids is None:
+            self._repeated_ids = repeat.repeated_calls(self._stmt)
+        return any(id(c) in self._repeated_ids for c in _calls(node))
+
+    def _volatile_target(
+        self, value: ast.Node, span: tuple[int, int], name: str, node: Node
+    ) -> None:
+        """A select-list item over rows that calls a volatile function with
+        constant arguments (`select id, crypto_aead_det_noncegen() from t`): a new
+        value for every row, as the server gives, computed as the row passes. Its
+        only row input is a NULL the database returns for each row."""
+        if node_type(node) not in types.BY_NAME:
+            raise refuse(
+                f"{name}() for each row: it returns a composite value; select its "
+                "fields, e.g. (pgsodium.crypto_box_new_keypair()).public",
+                getattr(value, "location", None),
+            )
+        self.result.rows.append(
+            RowOutput(span, name, node, (Input("NULL::boolean", False),), frozenset())
+        )
         self._mark_handled(value)
 
     def _row_target(self, target: ast.ResTarget, span: tuple[int, int]) -> None:
@@ -559,6 +591,13 @@ class _Statement:
                     "never sends it to the database; select it as a result column",
                     call.location,
                 )
+            if _volatile(node) and self._repeated(call):
+                raise refuse(
+                    f"pgsodium.{name}() here: it gives a new value each time, and "
+                    "the database would evaluate it for every row where "
+                    "pgsodium-proxy computes one value for the statement",
+                    call.location,
+                )
             s, e, _ = sqltext.call_span(self.tokens, call.location)
             self.result.folds.append(Fold(self.span(s, e), node))
 
@@ -628,6 +667,14 @@ class _Statement:
         if raw is None or (isinstance(raw, ast.A_Const) and raw.isnull):
             self.result.checks.add(_create_key_regprocedure())
             return  # a derived key: pgsodium.create_key runs natively upstream
+        if self._repeated(call) or any(self._repeated(a) for a in call.args or ()):
+            # One key row, encrypted once by the proxy, cannot stand for a key
+            # per row (its id would repeat).
+            raise refuse(
+                "pgsodium.create_key(raw_key => …) for each row of a query; "
+                "create each key in a statement of its own",
+                call.location,
+            )
         _, _, arg_spans = sqltext.call_span(self.tokens, call.location)
         texts = {}
         for arg, (s, e) in zip(call.args, arg_spans, strict=True):
@@ -927,6 +974,12 @@ class _Collect(Visitor):  # type: ignore[misc]
     def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
         if isinstance(node, self.kind):
             self.found.append(node)
+
+
+def _volatile(node: Node) -> bool:
+    return any(
+        isinstance(n, Call) and n.signature.volatility == "v" for n in walk(node)
+    )
 
 
 def _calls(node: ast.Node) -> list[ast.FuncCall]:

@@ -545,3 +545,71 @@ def test_a_role_change_before_a_call_in_one_query_is_refused(
     conn.execute("set role fold_user")
     assert _denied(conn, RAW_AUTH) == DENIED_AUTH
     conn.execute("reset role")
+
+
+def test_volatile_calls_give_a_new_value_for_every_row(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """randombytes_*, keygen and noncegen are VOLATILE: the server evaluates them
+    for every row. The proxy computes them as rows pass, never one value for all
+    (one nonce for every row would break the encryption)."""
+    for cursor in (psycopg.ClientCursor, psycopg.Cursor):
+        cur = cursor(conn)
+        nonces = cur.execute(
+            "select g, pgsodium.crypto_aead_det_noncegen() "
+            "from generate_series(1, 50) g"
+        ).fetchall()
+        assert len({bytes(n) for _, n in nonces}) == 50
+        keys = cur.execute(
+            "select encode(pgsodium.crypto_aead_ietf_keygen(), 'hex') "
+            "from generate_series(1, 20)"
+        ).fetchall()
+        assert len(set(keys)) == 20
+        # A set-returning function in a select list without FROM makes rows too.
+        numbers = cur.execute(
+            "select generate_series(1, 20), pgsodium.randombytes_buf(16)"
+        ).fetchall()
+        assert len({bytes(b) for _, b in numbers}) == 20
+        cur.execute("insert into t values ('\\x01', 1), ('\\x02', 2)")
+        returned = cur.execute(
+            "update t set d = d returning pgsodium.randombytes_buf(16)"
+        ).fetchall()
+        assert len({bytes(b) for (b,) in returned}) == 2
+        conn.execute("delete from t")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "insert into t select pgsodium.randombytes_buf(8), g "
+        "from generate_series(1, 3) g",
+        "update t set c = pgsodium.crypto_aead_det_noncegen()",
+        "select * from t where c = pgsodium.randombytes_buf(8)",
+        "select pgsodium.crypto_box_new_keypair() from generate_series(1, 2)",
+        "select pgsodium.create_key(raw_key := pgsodium.crypto_aead_det_keygen()) "
+        "from generate_series(1, 3)",
+    ],
+)
+def test_volatile_calls_the_server_would_repeat_are_refused(
+    conn: psycopg.Connection[Any], sql: str
+) -> None:
+    conn.execute("insert into t values ('\\x01', 1), ('\\x02', 2)")
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute(sql)
+    assert conn.execute("select count(*) from t").fetchone() == (2,)
+    assert conn.execute("select count(*) from pgsodium.key").fetchone()[0] >= 0
+
+
+def test_volatile_calls_evaluated_once_still_fold(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        "insert into t values (pgsodium.randombytes_buf(8), 1), "
+        "(pgsodium.randombytes_buf(8), 2)"
+    )
+    values = conn.execute("select c from t order by d").fetchall()
+    assert len({bytes(v) for (v,) in values}) == 2
+    first, second = conn.execute(
+        "select pgsodium.randombytes_random(), pgsodium.randombytes_random()"
+    ).fetchone()
+    assert first != second
