@@ -575,6 +575,8 @@ class _Statement:
                 continue
             if self._catalogue_kind(name) != "crypto":
                 continue  # key-management functions run natively upstream
+            if self._fold_case(stmt, call):
+                continue
             try:
                 node = self.compiler.compile(call)
             except NotFoldable as exc:
@@ -600,6 +602,38 @@ class _Statement:
                 )
             s, e, _ = sqltext.call_span(self.tokens, call.location)
             self.result.folds.append(Fold(self.span(s, e), node))
+
+    def _fold_case(self, stmt: ast.Node, call: ast.FuncCall) -> bool:
+        """A call inside a searched CASE that folds as a whole (`CASE WHEN $1 IS
+        NULL THEN NULL ELSE encrypt($1, …) END`, as TCE writes values): the CASE
+        is folded, so the call runs only when its branch is taken."""
+        for case in _outermost(_case_exprs(stmt)):
+            inside = _calls(case)
+            if not any(c is call for c in inside):
+                continue
+            try:
+                node = self.compiler.compile(case)
+            except NotFoldable:
+                return False
+            for each in (n for n in walk(node) if isinstance(n, Call)):
+                if is_secret(each.signature):
+                    raise refuse(
+                        f"pgsodium.{each.signature.name}() here: its result is "
+                        "secret and pgsodium-proxy never sends it to the database",
+                        call.location,
+                    )
+            if _volatile(node) and self._repeated(case):
+                raise refuse(
+                    "a volatile pgsodium call here: the database would evaluate it "
+                    "for every row where pgsodium-proxy computes one value",
+                    call.location,
+                )
+            end = sqltext.case_end(self.tokens, case.location)
+            self.result.folds.append(Fold(self.span(case.location, end), node))
+            for each in inside:
+                self.handled.add(id(each))
+            return True
+        return False
 
     def _search(self, found: search.Search, stmt: ast.Node, exc: NotFoldable) -> None:
         """`decrypt(c, ...) = value` becomes `(c) = <ciphertext of value>`."""
@@ -974,6 +1008,22 @@ class _Collect(Visitor):  # type: ignore[misc]
     def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
         if isinstance(node, self.kind):
             self.found.append(node)
+
+
+def _case_exprs(node: ast.Node) -> list[ast.CaseExpr]:
+    collector = _Collect(ast.CaseExpr)
+    collector(node)
+    return collector.found
+
+
+def _outermost(cases: list[ast.CaseExpr]) -> list[ast.CaseExpr]:
+    """CASE expressions not inside another of the list, in order."""
+    nested: set[int] = set()
+    for case in cases:
+        for inner in _case_exprs(case):
+            if inner is not case:
+                nested.add(id(inner))
+    return [c for c in cases if id(c) not in nested]
 
 
 def _volatile(node: Node) -> bool:

@@ -238,6 +238,21 @@ def _substring(value: str | bytes, start: int, count: int | None = None) -> obje
     return value[first - 1 : max(last - 1, first - 1)]
 
 
+def null_test(arg_type: str, negated: bool) -> Builtin:
+    """`x IS NULL` / `x IS NOT NULL` over a value of any type (never NULL itself)."""
+    if negated:
+        return Builtin("IS NOT NULL", (arg_type,), "boolean", _is_not_null, False)
+    return Builtin("IS NULL", (arg_type,), "boolean", _is_null, False)
+
+
+def _is_null(value: object) -> bool:
+    return value is None
+
+
+def _is_not_null(value: object) -> bool:
+    return value is not None
+
+
 def coalesce(arg_type: str, count: int) -> Builtin:
     """COALESCE over `count` values of one type: the first that is not NULL."""
     return Builtin(

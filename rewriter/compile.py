@@ -17,7 +17,7 @@ from keystore.catalogue import COMPOSITE_TYPES, Signature, overloads
 
 from . import builtins, types
 from .errors import RewriteError
-from .plan import Apply, Call, Cast, Const, FieldOf, Node, Param, node_type
+from .plan import Apply, Call, Case, Cast, Const, FieldOf, Node, Param, node_type
 from .resolve import resolve
 
 INTERNAL_PREFIX = "_proxy_"
@@ -99,8 +99,38 @@ class Compiler:
             return self._apply(
                 "||", [self.compile(node.lexpr), self.compile(node.rexpr)]
             )
+        if isinstance(node, ast.NullTest) and not node.argisrow:
+            inner = self.compile(node.arg)
+            negated = node.nulltesttype.name == "IS_NOT_NULL"
+            return Apply(builtins.null_test(node_type(inner), negated), (inner,))
+        if isinstance(node, ast.CaseExpr) and node.arg is None:
+            return self._case(node)
         location = getattr(node, "location", None)
         raise NotFoldable(type(node).__name__, location)
+
+    def _case(self, node: ast.CaseExpr) -> Case:
+        """A searched CASE of folded values: one result type (unknown literals
+        take it, as the server resolves them); only the branch taken is
+        computed, so a call in another branch never runs."""
+        whens = [(self.compile(w.expr), self.compile(w.result)) for w in node.args]
+        default: Node = Const("unknown", None)
+        if node.defresult is not None:
+            default = self.compile(node.defresult)
+        results = [r for _, r in whens] + [default]
+        known = {node_type(r) for r in results} - {"unknown"}
+        if len(known) > 1:
+            raise NotFoldable("CASE with results of several types", node.location)
+        kind = known.pop() if known else "text"
+        for condition, _ in whens:
+            if node_type(condition) not in ("boolean", "unknown"):
+                raise NotFoldable("a CASE condition that is not boolean", node.location)
+        return Case(
+            tuple(
+                (self._coerce(c, "boolean"), self._coerce(r, kind)) for c, r in whens
+            ),
+            self._coerce(default, kind),
+            kind,
+        )
 
     def _field(self, node: ast.A_Indirection) -> FieldOf:
         """`(composite).field` of a folded value."""

@@ -148,6 +148,20 @@ def case_parts(toks: list[Token], start: int) -> list[tuple[str, int, int]]:
     raise RewriteError("42601", "syntax error: CASE without END")
 
 
+def case_end(toks: list[Token], start: int) -> int:
+    """The end of the CASE expression at `start` (its END included)."""
+    index = _index_at(toks, start)
+    depth = 0
+    for tok in toks[index:]:
+        if tok.name == "CASE":
+            depth += 1
+        elif tok.name == "END_P":
+            depth -= 1
+            if depth == 0:
+                return tok.end
+    raise RewriteError("42601", "syntax error: CASE without END")
+
+
 def splice(sql: str, replacements: list[tuple[int, int, str]]) -> str:
     """Replace non-overlapping [start, end) spans of `sql`."""
     out: list[str] = []

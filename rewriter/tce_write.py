@@ -62,7 +62,15 @@ def _visible(node: Any) -> bool:
     return isinstance(node, (ast.A_Const, ast.ParamRef))
 
 
+def _literal(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return _literal(node.arg)
+    return isinstance(node, ast.A_Const)
+
+
 def _is_null(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return _is_null(node.arg)
     return isinstance(node, ast.A_Const) and bool(node.isnull)
 
 
@@ -347,6 +355,10 @@ class _Statement:
                 f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
                 f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
             )
+        if not _literal(node):
+            # A bind parameter may be NULL: NULL stays NULL, as pgsodium's trigger
+            # leaves it (the proxy folds the whole CASE; nothing of it goes up).
+            text = f"CASE WHEN ({value}) IS NULL THEN NULL ELSE {text} END"
         self.out.append((span[0], span[1], text))
 
     def _dependency(self, row: dict[str, tuple[Any, str]], dep: str, name: str) -> str:

@@ -613,3 +613,28 @@ def test_volatile_calls_evaluated_once_still_fold(
         "select pgsodium.randombytes_random(), pgsodium.randombytes_random()"
     ).fetchone()
     assert first != second
+
+
+def test_case_of_folded_values_runs_only_the_branch_taken(
+    conn: psycopg.Connection[Any],
+) -> None:
+    sql = (
+        "insert into t values (CASE WHEN %s::bytea IS NULL THEN NULL ELSE "
+        "pgsodium.crypto_aead_det_encrypt(%s::bytea, '', 1) END, %s)"
+    )
+    for cursor in (psycopg.ClientCursor, psycopg.Cursor):
+        cur = cursor(conn)
+        cur.execute(sql, [None, None, 1])  # the encrypt of NULL would raise
+        cur.execute(sql, [b"m", b"m", 2])
+        assert [
+            (d, c is None) for c, d in conn.execute("select c, d from t order by d")
+        ] == [(1, True), (2, False)]
+        conn.execute("delete from t")
+    assert (
+        one(
+            conn,
+            "select CASE WHEN pgsodium.crypto_generichash('abc') IS NOT NULL "
+            "THEN pgsodium.crypto_hash_sha256('abc') END",
+        )
+        == ABC_SHA256
+    )

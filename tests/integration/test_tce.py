@@ -645,6 +645,40 @@ def test_plaintext_of_writes_never_reaches_the_database(
     assert marker.encode().hex() not in log
 
 
+def test_null_bind_parameters_store_null(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """An ORM sends None as a NULL bind parameter: NULL is stored, as a NULL
+    literal is (pgsodium's trigger leaves NULL alone); a value beside it in the
+    same statement is still encrypted and never reaches the database."""
+    marker = f"tce-null-{id(conn)}"
+    simple = isinstance(conn.cursor(), psycopg.ClientCursor)
+    for binary in (False,) if simple else (False, True):
+        cur = conn.cursor(binary=binary)
+        cur.execute(
+            "insert into t_w (id, secret, blob) values (7, %s, %s)", [None, None]
+        )
+        cur.execute(
+            "insert into t_w (id, secret, blob) values (8, %s, %s)",
+            [marker, None],
+        )
+        assert stored_rows(conn)[1:] == [
+            (7, None, None, None),
+            (8, stored_rows(conn)[2][1], None, None),
+        ]
+        cur.execute("update t_w set secret = %s, id = 8 where id = 8", [None])
+        cur.execute("update t_w set blob = %s where id = 7", [marker.encode()])
+        cur.execute("update t_w set blob = %s::bytea where id = 7", [None])
+        assert conn.execute(
+            "select id, secret, blob, decrypted_secret, decrypted_blob "
+            "from decrypted_t_w where id in (7, 8) order by id"
+        ).fetchall() == [(7, None, None, None, None), (8, None, None, None, None)]
+        conn.execute("delete from t_w where id in (7, 8)")
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert marker not in log
+    assert marker.encode().hex() not in log
+
+
 def test_long_values_keep_postgresql_base64_line_breaks(
     conn: psycopg.Connection[Any], labelled: str
 ) -> None:

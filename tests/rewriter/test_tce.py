@@ -34,18 +34,18 @@ def test_insert_values_with_literal_and_parameter() -> None:
     assert run("insert into t (id, secret) values (1, 'x'), ($1, $2)") == (
         "insert into t (id, secret) values (1, encode(pgsodium.crypto_aead_det_encrypt("
         "convert_to(('x')::text, 'utf8'), convert_to(((1)::int4::text)::text, 'utf8'), "
-        f"'{KEY}'::uuid, NULL::bytea), 'base64')), ($1, encode("
-        "pgsodium.crypto_aead_det_encrypt(convert_to(($2)::text, 'utf8'), "
-        f"convert_to((($1)::int4::text)::text, 'utf8'), '{KEY}'::uuid, NULL::bytea), "
-        "'base64'))"
+        f"'{KEY}'::uuid, NULL::bytea), 'base64')), ($1, CASE WHEN ($2) IS NULL "
+        "THEN NULL ELSE encode(pgsodium.crypto_aead_det_encrypt(convert_to(($2)::text,"
+        f" 'utf8'), convert_to((($1)::int4::text)::text, 'utf8'), '{KEY}'::uuid, "
+        "NULL::bytea), 'base64') END)"
     )
 
 
 def test_bytea_with_key_column_and_nonce() -> None:
     assert run("insert into t (raw, k, n) values ($1, $2, $3)") == (
-        "insert into t (raw, k, n) values ("
+        "insert into t (raw, k, n) values (CASE WHEN ($1) IS NULL THEN NULL ELSE "
         "pgsodium.crypto_aead_det_encrypt(($1)::bytea, "
-        "convert_to(('')::text, 'utf8'), ($2)::uuid, ($3)::bytea), $2, $3)"
+        "convert_to(('')::text, 'utf8'), ($2)::uuid, ($3)::bytea) END, $2, $3)"
     )
 
 
