@@ -53,6 +53,12 @@ ERRORS = Counter(
     ["sqlstate"],
     registry=REGISTRY,
 )
+UPSTREAM_ERRORS = Counter(
+    _PREFIX + "upstream_errors",
+    "ErrorResponse messages received from the upstream, by SQLSTATE",
+    ["sqlstate"],
+    registry=REGISTRY,
+)
 BYTES = Counter(
     _PREFIX + "bytes",
     "Bytes received, by direction (from_client, from_upstream)",

@@ -67,6 +67,7 @@ class Server:
     ) -> None:
         from .session import Session
 
+        tls.keepalive(writer)
         session = Session(self, reader, writer)
         if len(self._sessions) >= self.config.listen.max_clients:
             # As PostgreSQL: the refusal comes after the startup packet (and TLS,

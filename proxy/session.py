@@ -621,12 +621,10 @@ class Session:
                         self.interceptor.transaction_ended(self.readies)
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
-                elif frame.type == ord("E") and _is_fatal(frame):
-                    self.upstream_fatal = True
+                elif frame.type == ord("E"):
+                    error = codec.decode_backend(frame)
+                    metrics.UPSTREAM_ERRORS.labels(error.sqlstate).inc()
+                    if error.severity in ("FATAL", "PANIC"):
+                        self.upstream_fatal = True
             self.router.feed(frames)
             await self.client_writer.drain()
-
-
-def _is_fatal(frame: Frame) -> bool:
-    """Whether an ErrorResponse ends the connection (severity FATAL or PANIC)."""
-    return codec.decode_backend(frame).severity in ("FATAL", "PANIC")

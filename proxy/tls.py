@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import socket
 import ssl
 import struct
 
@@ -77,6 +78,27 @@ def upstream_context(upstream: UpstreamConfig) -> ssl.SSLContext | None:
     return context
 
 
+# TCP keepalive on both legs: a peer that vanishes without closing (a network
+# partition, a host that lost power) is found dead in about two minutes, so its
+# session ends and the other leg is closed, instead of waiting for ever.
+_KEEPALIVE = (
+    ("TCP_KEEPIDLE", 60),  # seconds of silence before the first probe
+    ("TCP_KEEPINTVL", 10),  # seconds between probes
+    ("TCP_KEEPCNT", 6),  # unanswered probes before the connection is dropped
+)
+
+
+def keepalive(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE:
+        option = getattr(socket, name, None)  # Linux names; others keep defaults
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 async def open_upstream(
     upstream: UpstreamConfig, context: ssl.SSLContext | None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -86,6 +108,7 @@ async def open_upstream(
     asking for TLS first is the safer order and reaches the same servers).
     """
     reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+    keepalive(writer)
     if context is None:
         return reader, writer
     writer.write(SSL_REQUEST)

@@ -290,6 +290,8 @@ def test_metrics_count_sessions_strategies_errors_bytes_and_crypto(
                     "select 1 from pgsodium.decrypted_key "
                     "where decrypted_raw_key is not null"
                 )
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("select 1/0")
             during = _scrape(metrics_port)
         p = "pgsodium_proxy_"
         assert during[p + "sessions_open"] == 1
@@ -299,6 +301,7 @@ def test_metrics_count_sessions_strategies_errors_bytes_and_crypto(
         assert during[p + 'statements_total{strategy="per_row"}'] == 1
         assert during[p + 'statements_total{strategy="refused"}'] == 1
         assert during[p + 'errors_total{sqlstate="0A000"}'] == 1
+        assert during[p + 'upstream_errors_total{sqlstate="22012"}'] == 1
         assert during[p + 'crypto_operations_total{function="crypto_auth_keygen"}'] == 1
         assert during[p + 'bytes_total{direction="from_client"}'] > 0
         assert during[p + 'bytes_total{direction="from_upstream"}'] > 0
