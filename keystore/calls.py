@@ -59,6 +59,8 @@ class Evaluator:
         # Raw keys unwrapped for this statement, by key chain and level: rows that
         # use one key uuid unwrap it once (as secret as the chain's own keys).
         self._raw_keys: dict[tuple[KeyChain, int], bytes | None] = {}
+        # aead-det functions bound to one derived key (key id, context).
+        self._bound: dict[tuple[str, Any, Any], Callable[..., Any]] = {}
         # Callable turning a default's SQL text into its value (the rewriter's).
         self.defaults = defaults
 
@@ -149,6 +151,17 @@ class Evaluator:
         call_args = args[:position] + replacement + args[position + 1 :]
         for param in target.params[len(call_args) :]:
             call_args.append(self.defaults(param.default))
+        if symbol in BINDERS and len(call_args) == 5 and call_args[4] is None:
+            # The aead-det key-id functions under one derived key, row after row:
+            # bound once (its key derived and checked once), as a key id is.
+            cache_key = (symbol, call_args[2], call_args[3])
+            bound = self._bound.get(cache_key)
+            if bound is None:
+                bound = BINDERS[symbol](
+                    self.env, {2: call_args[2], 3: call_args[3], 4: None}
+                )
+                self._bound[cache_key] = bound
+            return bound(call_args[0], call_args[1])
         return IMPLEMENTATIONS[symbol](self.env, *call_args)
 
     def raw_key_bytes(self, chain: KeyChain, level: int = 0) -> bytes | None:

@@ -54,8 +54,14 @@ class CountingEvaluator(Evaluator):
     """The keystore's Evaluator, counting each pgsodium function it computes."""
 
     def __call__(self, sig: Any, args: list[Any]) -> Any:
-        CRYPTO.labels(sig.name).inc()
+        counter = _COUNTERS.get(sig.name)
+        if counter is None:
+            counter = _COUNTERS[sig.name] = CRYPTO.labels(sig.name)
+        counter.inc()
         return super().__call__(sig, args)
+
+
+_COUNTERS: dict[str, Any] = {}  # crypto_operations_total's child per function
 
 
 class Execution:
@@ -414,6 +420,8 @@ class Execution:
                     )
             row_function: list[Any] = []
 
+            last: list[Any] = [None, None]  # the previous row's keys, materials
+
             def compute(values: list[Any], materials: list[str | None]) -> Any:
                 evaluator = self.evaluator
                 assert evaluator is not None
@@ -421,12 +429,19 @@ class Execution:
                     row_function.append(
                         compile_row(node, evaluator, self.bytea_output, self.params)
                     )
-                found: dict[tuple[str, str], str] = {}
-                for value, material in zip(values, materials, strict=True):
-                    if material is not None and value is not None:
+                keys = [
+                    (value, material)
+                    for value, material in zip(values, materials, strict=True)
+                    if material is not None and value is not None
+                ]
+                if keys != last[0]:
+                    # Rows under the same keys (the usual case) reuse the lookup.
+                    found: dict[tuple[str, str], str] = {}
+                    for value, material in keys:
                         head = self._chain(material).head
                         found[(str(value), head.key_type)] = material
-                evaluator.materials = found
+                    last[0], last[1] = keys, found
+                evaluator.materials = last[1]
                 return row_function[0](values)
 
             return node_type(node), compute
