@@ -34,14 +34,21 @@ from .router import Reply
 if TYPE_CHECKING:
     from .intercept import Interceptor
 
-__all__ = ["Execution", "FetchExecution", "LookupFailed", "Skipped"]
+__all__ = [
+    "CountingEvaluator",
+    "Execution",
+    "FetchExecution",
+    "LookupFailed",
+    "Skipped",
+    "default_arg",
+]
 
 _CREATE_TYPES = ("uuid", "bytea", "bytea", "uuid", "text")
 DET_NONCE_BYTES = 16
 
 
 @functools.lru_cache(maxsize=256)
-def _default(text: str | None) -> Any:
+def default_arg(text: str | None) -> Any:
     """A parameter default's value (constants only, so it can be cached)."""
     return evaluate(default_value(text), {}, _no_calls)
 
@@ -123,7 +130,7 @@ class Execution:
         self._check_search_path(found.schemas)
         self.bytea_output = found.bytea_output
         self.evaluator = CountingEvaluator(
-            Env(self.session.server.root_key.secret), found.materials, _default
+            Env(self.session.server.root_key.secret), found.materials, default_arg
         )
         new_parents = iter(found.parents)
         for index, plan in enumerate(self.plans):

@@ -19,15 +19,26 @@ from typing import TYPE_CHECKING, Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
+from keystore.catalogue import FUNCTIONS
+from keystore.derive import Env
 from keystore.errors import KeystoreError, PgsodiumError
 from rewriter.analyze import analyze
 from rewriter.errors import RewriteError
 from rewriter.plan import Plan
+from rewriter.tce_copy import CopyPlan, CopyRows
 
 from . import codec, metrics
 from .codec import Frame
 from .errors import SQLSTATE, ProxyError, redacted_traceback
-from .execution import Execution, FetchExecution, LookupFailed, Skipped
+from .execution import (
+    CountingEvaluator,
+    Execution,
+    FetchExecution,
+    LookupFailed,
+    Skipped,
+    default_arg,
+)
+from .lookup import lookup
 from .router import Collect, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
 
@@ -46,6 +57,13 @@ _TRIGGER = re.compile(
 # Statements that may change what an unqualified name resolves to.
 _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
+# What pgsodium's TCE trigger calls for a value: crypto_aead_det_encrypt by uuid.
+_TCE_ENCRYPT = next(
+    f
+    for f in FUNCTIONS
+    if f.name == "crypto_aead_det_encrypt"
+    and [p.type for p in f.params] == ["bytea", "bytea", "uuid", "bytea"]
+)
 # A statement that may read a cursor (FETCH; MOVE returns no rows).
 _FETCH = re.compile(rb"fetch", re.IGNORECASE)
 # Cursors over computed rows open at once in a session. One more is refused
@@ -269,6 +287,9 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
+        if self.tce.copy is not None:
+            await self._copy_in(frame, self.tce.copy)
+            return
         if sql == original and not involves_pgsodium(frame.body):
             self._forward(frame, SyncReply())  # it only said "fetch", or a TCE name
             return
@@ -322,6 +343,37 @@ class Interceptor:
             return
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(execution.query_reply())
+
+    async def _copy_in(self, frame: Frame, plan: CopyPlan) -> None:
+        """COPY … FROM STDIN into a labelled table: the key is looked up (and
+        EXECUTE checked) on the client's connection first, then the statement goes
+        up as it is and its rows are encrypted as they stream (Session.copy_in)."""
+        self.strategy = "fold"
+        keys = [(plan.key_id, "aead-det")] if plan.key_id else []
+        try:
+            found = await lookup(self.session, [_TCE_ENCRYPT.regprocedure], keys, 0)
+        except Skipped:
+            self._forward(frame, SyncReply())
+            return
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            self._sync()
+            return
+        except ProxyError as exc:
+            await self.fail_simple(exc)
+            return
+        if keys and keys[0] not in found.materials:
+            await self.fail_simple(RewriteError("P0002", "query returned no rows"))
+            return
+        evaluator = CountingEvaluator(
+            Env(self.session.server.root_key.secret), found.materials, default_arg
+        )
+
+        def encrypt(message: bytes, additional: bytes | None, nonce: bytes | None):
+            return evaluator(_TCE_ENCRYPT, [message, additional, plan.key_id, nonce])
+
+        self.session.copy_pending = CopyRows(plan, encrypt)
+        self._forward(frame, SyncReply())
 
     async def _guarded_query(self, execution: Execution, text: str) -> None:
         """A simple Query whose rows the proxy computes and that may change data,

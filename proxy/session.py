@@ -15,6 +15,10 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from keystore.errors import PgsodiumError
+from rewriter.errors import RewriteError
+from rewriter.tce_copy import CopyRows
+
 from . import codec, metrics, tls
 from .codec import Frame, FrameReader, ProtocolViolation
 from .errors import SQLSTATE, ProxyError, redacted_traceback
@@ -41,6 +45,7 @@ _TERMINALS: dict[int, bytes] = {
 }
 _SYNC_LIKE = frozenset(b"QSF")  # Query, Sync, FunctionCall end with ReadyForQuery
 _NO_REPLY = frozenset(b"Hdcf")  # Flush, CopyData/Done/Fail
+_COPY_TYPES = frozenset(b"dcf")  # CopyData, CopyDone, CopyFail
 # What a client may send once the session is ready (protocol §55.7); anything else
 # gets PostgreSQL's own FATAL 08P01 "invalid frontend message type N".
 _FRONTEND_TYPES = frozenset(b"QPBEDCHSFdcfX")
@@ -83,6 +88,11 @@ class Session:
         self.readies = 0  # ReadyForQuery messages received after startup
         # The upstream's FATAL error reached the client: no error of our own after it.
         self.upstream_fatal = False
+        # COPY … FROM STDIN into a labelled table (Interceptor._copy_in): armed
+        # when the upstream's CopyInResponse arrives; the client's CopyData then
+        # goes through it until CopyDone or CopyFail.
+        self.copy_pending: CopyRows | None = None
+        self.copy_in: CopyRows | None = None
         # Set when the session must be refused once its startup packet is read.
         self.refusal: ProxyError | None = None
         self.client_tls = False
@@ -485,6 +495,11 @@ class Session:
                             f"invalid frontend message type {frame.type}"
                         )
                         break
+                    if self.copy_in is not None:
+                        if frame.type in _COPY_TYPES:
+                            self._copy_frame(self.copy_in, frame, run)
+                            continue
+                        self.copy_in = None  # the COPY is over for the client
                     if self.interceptor.wants(frame):
                         self._flush_run(run)
                         await self.interceptor.handle(frame)
@@ -499,6 +514,37 @@ class Session:
             if self.client_violation is not None:
                 await self._answer_before_violation()
                 raise self.client_violation
+
+    def _copy_frame(self, rows: CopyRows, frame: Frame, run: list[bytes]) -> None:
+        """One message of a COPY into a labelled table: CopyData leaves with its
+        encrypted columns encrypted; after a failure (ours or the upstream's) the
+        rest of the client's data is dropped, never passed on in plaintext."""
+        kind = frame.type
+        if kind != ord("d"):
+            self.copy_in = None
+        if rows.failed:
+            return
+        if kind == ord("f"):
+            run.append(frame.raw)
+            return
+        try:
+            out = rows.feed(frame.body) if kind == ord("d") else rows.finish()
+        except Exception as exc:
+            # SECURITY: the reasons name a line or a column, never a value. The
+            # upstream answers the CopyFail with 57014 "COPY from stdin failed".
+            rows.failed = True
+            if isinstance(exc, (RewriteError, PgsodiumError)):
+                reason = f"{exc.sqlstate}: {exc.message}"
+            else:
+                self.log(logging.ERROR, "COPY failed\n%s", redacted_traceback(exc))
+                reason = f"{SQLSTATE.INTERNAL_ERROR}: pgsodium-proxy internal error"
+            self.log(logging.WARNING, "COPY refused: %s", reason)
+            run.append(codec.CopyFail(f"pgsodium-proxy: {reason}").encode())
+            return
+        if out:
+            run.append(codec.CopyData(out).encode())
+        if kind == ord("c"):
+            run.append(frame.raw)
 
     async def _drain_upstream(self) -> None:
         if self.upstream_writer is not None:
@@ -614,6 +660,9 @@ class Session:
             frames = list(reader)
             for frame in frames:
                 if frame.type == ord("Z"):
+                    self.copy_pending = None
+                    if self.copy_in is not None:
+                        self.copy_in.failed = True  # the COPY ended upstream
                     self.readies += 1
                     self.transaction_status = chr(frame.body[0])
                     self.idle_since = time.monotonic()
@@ -621,6 +670,8 @@ class Session:
                         self.interceptor.transaction_ended(self.readies)
                 elif frame.type == ord("S"):
                     self._note_parameter(frame)
+                elif frame.type == ord("G") and self.copy_pending is not None:
+                    self.copy_in, self.copy_pending = self.copy_pending, None
                 elif frame.type == ord("E"):
                     error = codec.decode_backend(frame)
                     metrics.UPSTREAM_ERRORS.labels(error.sqlstate).inc()

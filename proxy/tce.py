@@ -18,10 +18,13 @@ import json
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pglast import ast
 
 from rewriter import tce, vault
 from rewriter.errors import RewriteError
+from rewriter.tce_copy import CopyPlan, plan_copy
 from rewriter.tce_write import rewrite
 
 from .codec import Frame
@@ -45,6 +48,9 @@ class Tce:
         self.pattern: re.Pattern[bytes] | None = None
         self.loaded_at: float | None = None
         self.installed = False  # has the upstream pgsodium._proxy_tce_names()?
+        # The last statement was COPY … FROM STDIN into a labelled table: its rows
+        # are encrypted as they stream (rewriter.tce_copy, Session.copy_in).
+        self.copy: CopyPlan | None = None
 
     def stale(self) -> bool:
         return (
@@ -93,6 +99,7 @@ class Tce:
 
     async def apply(self, frame: Frame, sql: str) -> str:
         """The statement text with TCE turned into pgsodium calls."""
+        self.copy = None
         if self.session.replication:
             return sql
         body = frame.body
@@ -124,6 +131,7 @@ class Tce:
             or vault.mentions_vault(statements)
         ):
             return sql
+        self.copy = _copy_plan(frame, statements, relations)
         try:
             return rewrite(sql, statements, relations)
         except RewriteError:
@@ -137,6 +145,27 @@ class Tce:
                 SQLSTATE.INTERNAL_ERROR,
                 "pgsodium-proxy internal error while planning this statement",
             ) from None
+
+
+def _copy_plan(
+    frame: Frame, statements: tuple[Any, ...], relations: dict[str, tce.Relation]
+) -> CopyPlan | None:
+    """The plan of a COPY FROM STDIN into a table with encrypted columns."""
+    found = None
+    for raw in statements:
+        stmt = raw.stmt
+        if not (isinstance(stmt, ast.CopyStmt) and stmt.is_from and stmt.relation):
+            continue
+        relation = relations.get(tce.range_var_name(stmt.relation))
+        if relation is None or not any(c.encrypted for c in relation.columns):
+            continue
+        if frame.type != ord("Q") or len(statements) != 1:
+            raise tce.refuse(
+                "COPY FROM STDIN into a table with encrypted columns other than as "
+                "a simple Query of its own"
+            )
+        found = plan_copy(stmt, relation)
+    return found
 
 
 def _text_array(values: list[str]) -> str:

@@ -17,9 +17,11 @@ existing machinery then evaluates:
   columns, whose `decrypted_<c>` is pgsodium's CASE expression; the per-row
   machinery computes it in the result stream.
 
-Anything else that would write an encrypted column (INSERT ... SELECT, COPY FROM,
-MERGE, values the proxy cannot see, an update of only the associated data or key)
-is refused with 0A000: the proxy never lets plaintext reach a labelled column.
+`COPY ... FROM STDIN` into a labelled table is encrypted row by row as the data
+streams (rewriter.tce_copy). Anything else that would write an encrypted column
+(INSERT ... SELECT, COPY from a server file, MERGE, values the proxy cannot see,
+an update of only the associated data or key) is refused with 0A000: the proxy
+never lets plaintext reach a labelled column.
 Pure: no I/O; the caller looks the rules up upstream (`Relation`).
 """
 
@@ -178,6 +180,7 @@ class Column:
     key_column: str | None = None
     associated: tuple[str, ...] = ()
     nonce: str | None = None
+    generated: bool = False  # GENERATED ALWAYS AS: not in COPY's default list
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,7 @@ class Relation:
                     a.strip() for a in (c["associated"] or "").split(",") if a.strip()
                 ),
                 nonce=c["nonce"],
+                generated=bool(c.get("generated")),
             )
             for c in data["columns"]
         )

@@ -194,8 +194,12 @@ class _Statement:
         elif isinstance(stmt, ast.UpdateStmt):
             self._update(stmt, relation)
         elif isinstance(stmt, ast.CopyStmt):
-            if stmt.is_from:
-                raise refuse("COPY FROM into a table with encrypted columns")
+            if stmt.is_from and (stmt.filename is not None or stmt.is_program):
+                raise refuse(
+                    "COPY FROM a server file or program into a table with encrypted "
+                    "columns (use FROM STDIN, or psql's \\copy)"
+                )
+            # FROM STDIN: its rows are encrypted as they stream (proxy.tce).
         elif isinstance(stmt, ast.MergeStmt):
             raise refuse("MERGE into a table with encrypted columns")
 

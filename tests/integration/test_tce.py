@@ -8,6 +8,7 @@ would put plaintext into a labelled column is refused with nothing stored.
 from __future__ import annotations
 
 import base64
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -323,14 +324,93 @@ def test_writes_the_proxy_cannot_encrypt_are_refused(
     assert conn.execute("select 1").fetchone() == (1,)
 
 
-def test_copy_from_into_a_labelled_table_is_refused(
+COPY_VALUES = ["tab\there", "line\nbreak", "back\\slash", "émilie 🔐", "x" * 200]
+
+
+def test_copy_from_stdin_encrypts_each_row_as_it_streams(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    marker = f"copy-plain-{id(conn)}"
+    values = [*COPY_VALUES, marker]
+    with conn.cursor().copy("copy t_w (id, secret, blob, note) from stdin") as copy:
+        for i, value in enumerate(values, start=10):
+            copy.write_row([i, value, value.encode(), f"n{i}"])
+        copy.write_row([99, None, None, "nulls"])
+    got = conn.execute(
+        "select id, decrypted_secret, decrypted_blob, note from decrypted_t_w "
+        "where id >= 10 order by id"
+    ).fetchall()
+    assert got == [
+        *[(i, v, v.encode(), f"n{i}") for i, v in enumerate(values, start=10)],
+        (99, None, None, "nulls"),
+    ]
+    # The stored bytes are those INSERT stores (and pgsodium's trigger would).
+    copied = conn.execute("select secret, blob from t_w where id = 12").fetchone()
+    conn.execute("delete from t_w where id = 12")
+    conn.execute(
+        "insert into t_w (id, secret, blob) values (12, %s, %s)",
+        [values[2], values[2].encode()],
+    )
+    assert conn.execute("select secret, blob from t_w where id = 12").fetchone() == (
+        copied
+    )
+    log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+    assert marker not in log
+    assert marker.encode().hex() not in log
+
+
+def test_psql_copy_with_options_and_end_marker(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str, tmp_path: Any
+) -> None:
+    data = tmp_path / "rows.txt"
+    data.write_text("id|secret\n20|twenty\n21|NULL\n\\.\n")
+    done = subprocess.run(
+        ["psql", "-X", "-v", "ON_ERROR_STOP=1", proxy.url(dbname=conn.info.dbname),
+         "-c", f"\\copy t_w (id, secret) from '{data}' "
+         "with (delimiter '|', null 'NULL', header)"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_w where id in (20, 21) "
+        "order by id"
+    ).fetchall() == [(20, "twenty"), (21, None)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("copy t_w (id, secret) from stdin (format csv)", "csv format"),
+        ("copy t_w (secret) from stdin", "without id"),
+        ("copy t_w (id, secret) from '/tmp/plain.txt'", "server file"),
+    ],
+)
+def test_copy_the_proxy_cannot_encrypt_is_refused(
+    conn: psycopg.Connection[Any], labelled: str, sql: str, message: str
+) -> None:
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match=message):
+        with conn.cursor().copy(sql) as copy:
+            copy.write_row([3, "three"])
+    assert stored_rows(conn) == before
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_a_row_that_cannot_be_encrypted_fails_the_whole_copy(
     conn: psycopg.Connection[Any], labelled: str
 ) -> None:
     before = stored_rows(conn)
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match="COPY FROM"):
+    with pytest.raises(psycopg.errors.QueryCanceled) as caught:
         with conn.cursor().copy("copy t_w (id, secret) from stdin") as copy:
-            copy.write_row([3, "three"])
+            for i in range(30, 2030):
+                copy.write_row([i, "fine"])
+            copy.write_row([5000, ""])
+            for i in range(5001, 6000):
+                copy.write_row([i, "TOPSECRET"])
+    assert "Cannot encrypt empty string." in caught.value.diag.message_primary
+    assert "TOPSECRET" not in str(caught.value)
     assert stored_rows(conn) == before
+    assert conn.execute("select 1").fetchone() == (1,)
 
 
 def test_plaintext_written_past_the_proxy_is_rejected_upstream(

@@ -93,7 +93,7 @@ def test_untouched_statements_are_returned_unchanged() -> None:
         "update t set id = 3",
         "update t set id = id",
         "update t set k = $1",
-        "copy t from stdin",
+        "copy t from '/tmp/plain.txt'",
         "insert into decrypted_t (id, decrypted_secret) values (1, 'x')",
         "insert into decrypted_t values (1, 'x')",
         "insert into t (id, secret) values (1, 'x') on conflict (id) do update "

@@ -1,0 +1,325 @@
+"""COPY … FROM STDIN into a table with encrypted columns: the rows as they stream.
+
+The statement goes upstream as the client wrote it; its CopyData does not. Each
+row of COPY's text format is split into its fields, every encrypted column's value
+is replaced by its ciphertext in pgsodium's stored format (text: PostgreSQL base64
+with its line breaks; bytea: the bytes), with the row's associated data and nonce,
+and the row is written back; every other field keeps its exact bytes. Only the
+last, incomplete line of the data seen so far is held, so memory stays flat.
+
+Pure and sans-I/O: the caller gives the encryption (a function of message,
+associated data and nonce, under the label's key) and feeds the client's bytes.
+What cannot be encrypted exactly is refused before the first row (CSV and binary
+formats, a key column, a dependency missing from the column list) or, for one bad
+row, fails the whole COPY: plaintext is never passed on.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import ast
+
+from . import types
+from .errors import RewriteError
+from .tce import Relation, refuse
+
+Encrypt = Callable[[bytes, bytes | None, bytes | None], bytes]
+
+_BASE64_LINE = 76  # pg_base64_encode breaks its output every 76 characters
+# Associated data: the text form of each column, as `col::text` gives it.
+_AD_TYPES = frozenset(
+    {"text", "character varying", "smallint", "integer", "bigint", "uuid", "boolean"}
+)
+# COPY's text-format escapes (CopyReadAttributesText).
+_ESCAPES = {
+    ord("b"): 8,
+    ord("f"): 12,
+    ord("n"): 10,
+    ord("r"): 13,
+    ord("t"): 9,
+    ord("v"): 11,
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """An encrypted column of the COPY, by its position in each row."""
+
+    name: str
+    index: int
+    type: str  # "text" or "bytea"
+    associated: tuple[tuple[int, str], ...]  # (position, type) of each AD column
+    nonce: int | None
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    table: str
+    key_id: str  # the uuid of the one key of every encrypted column
+    columns: tuple[str, ...]
+    fields: tuple[Field, ...]
+    delimiter: bytes
+    null: bytes
+    header: bool
+
+
+def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
+    """What a COPY FROM STDIN into `relation` needs, or 0A000 for what it cannot."""
+    if stmt.filename is not None or stmt.is_program:
+        raise refuse(
+            "COPY FROM a server file or program into a table with encrypted columns "
+            "(use FROM STDIN, or psql's \\copy)"
+        )
+    options = {o.defname.lower(): _option_value(o.arg) for o in stmt.options or ()}
+    fmt = options.pop("format", "text")
+    if fmt != "text":
+        raise refuse(f"COPY FROM STDIN in {fmt} format (use the text format)")
+    delimiter = options.pop("delimiter", "\t")
+    null = options.pop("null", "\\N")
+    header = options.pop("header", "false") not in ("false", "off", "0", "no")
+    encoding = options.pop("encoding", "UTF8")
+    options.pop("freeze", None)
+    if encoding.replace("-", "").replace("_", "").upper() != "UTF8":
+        raise refuse(f"COPY FROM STDIN with ENCODING {encoding!r}")
+    if options:
+        raise refuse(f"COPY FROM STDIN with option {sorted(options)[0].upper()}")
+    if stmt.attlist:
+        columns = tuple(a.sval for a in stmt.attlist)
+    else:
+        columns = tuple(c.name for c in relation.columns if not c.generated)
+    position = {name: i for i, name in enumerate(columns)}
+    fields = []
+    keys = set()
+    for column in relation.columns:
+        if not column.encrypted or column.name not in position:
+            continue
+        if column.key_column is not None or column.key_id is None:
+            raise refuse(
+                f"COPY into {column.name}, whose key is a column of each row (use "
+                "INSERT)"
+            )
+        keys.add(column.key_id)
+        needed = list(column.associated) + ([column.nonce] if column.nonce else [])
+        for dep in needed:
+            if dep not in position:
+                raise refuse(f"COPY {column.name} without {dep} in the column list")
+        associated = []
+        for dep in column.associated:
+            found = relation.column(dep)
+            if found is None or found.type not in _AD_TYPES:
+                raise refuse(f"compute the associated data {dep} of {column.name}")
+            associated.append((position[dep], found.type))
+        fields.append(
+            Field(
+                column.name,
+                position[column.name],
+                column.type,
+                tuple(associated),
+                position[column.nonce] if column.nonce else None,
+            )
+        )
+    if len(keys) > 1:
+        raise refuse("COPY into encrypted columns under different keys (use INSERT)")
+    return CopyPlan(
+        relation.table,
+        keys.pop() if keys else "",
+        columns,
+        tuple(fields),
+        delimiter.encode("utf-8"),
+        null.encode("utf-8"),
+        header,
+    )
+
+
+def _option_value(arg: Any) -> str:
+    if arg is None:
+        return "true"  # `HEADER` alone
+    if isinstance(arg, ast.Boolean):
+        return "true" if arg.boolval else "false"
+    if isinstance(arg, ast.Integer):
+        return str(arg.ival)
+    if isinstance(arg, ast.String):
+        return arg.sval.lower() if arg.sval.lower() in ("true", "false") else arg.sval
+    raise refuse("COPY FROM STDIN with a list-valued option")
+
+
+class CopyRows:
+    """The client's CopyData bytes in, the bytes to send upstream out."""
+
+    def __init__(self, plan: CopyPlan, encrypt: Encrypt) -> None:
+        self.plan = plan
+        self.encrypt = encrypt
+        self.pending = b""  # the last line, not complete yet
+        self.line = 0  # lines seen, for error messages
+        self.done = False  # the end-of-data marker `\.` was seen
+        self.failed = False  # set by the caller: the rest of the data is dropped
+
+    def feed(self, data: bytes) -> bytes:
+        data = self.pending + data
+        end = data.rfind(b"\n") + 1
+        self.pending = data[end:]
+        return self._lines(data[:end])
+
+    def finish(self) -> bytes:
+        """At CopyDone: the last line, which may lack its newline."""
+        rest, self.pending = self.pending, b""
+        return self._lines(rest) if rest else b""
+
+    def _lines(self, data: bytes) -> bytes:
+        out = []
+        for line in data.splitlines(keepends=True):
+            self.line += 1
+            if self.done or (self.line == 1 and self.plan.header):
+                out.append(line)
+                continue
+            body = line.rstrip(b"\r\n")
+            if body == b"\\.":
+                self.done = True
+                out.append(line)
+                continue
+            out.append(self._row(body) + line[len(body) :])
+        return b"".join(out)
+
+    def _row(self, body: bytes) -> bytes:
+        plan = self.plan
+        if not plan.fields:
+            return body
+        raw = _split(body, plan.delimiter)
+        if len(raw) != len(plan.columns):
+            # PostgreSQL's own complaint would follow; nothing is passed on.
+            raise self._error("a row whose fields do not match the column list")
+        for field in plan.fields:
+            value = self._value(raw, field.index)
+            if value is None:
+                continue  # NULL stays NULL
+            try:
+                # SECURITY: an input error would quote the value; it is plaintext.
+                if field.type == "text":
+                    types.utf8_text(value)
+                    message = value
+                else:
+                    message = types.bytea_in(value.decode("utf-8"))
+                associated = self._associated(raw, field)
+                nonce = self._nonce(raw, field)
+            except (RewriteError, UnicodeDecodeError):
+                raise self._error(
+                    f"a value of {field.name} or of its associated data or nonce "
+                    "is not valid input for its type"
+                ) from None
+            if not message:
+                raise RewriteError(
+                    "P0001",
+                    "Cannot encrypt empty string."
+                    if field.type == "text"
+                    else "Cannot encrypt empty bytes.",
+                )
+            raw[field.index] = self._text(
+                field, self.encrypt(message, associated, nonce)
+            )
+        return plan.delimiter.join(raw)
+
+    def _value(self, raw: list[bytes], index: int) -> bytes | None:
+        if raw[index] == self.plan.null:
+            return None
+        return _unescape(raw[index])
+
+    def _associated(self, raw: list[bytes], field: Field) -> bytes | None:
+        if not field.associated:
+            return b""  # pgsodium's trigger: convert_to('', 'utf8')
+        parts = []
+        for index, type_name in field.associated:
+            value = self._value(raw, index)
+            if value is None:
+                return None  # NULL || … is NULL
+            text = types.utf8_text(value)
+            parts.append(types.cast(types.text_in(type_name, text), type_name, "text"))
+        return "".join(str(p) for p in parts).encode("utf-8")
+
+    def _nonce(self, raw: list[bytes], field: Field) -> bytes | None:
+        if field.nonce is None:
+            return None
+        value = self._value(raw, field.nonce)
+        return None if value is None else types.bytea_in(value.decode("utf-8"))
+
+    def _text(self, field: Field, ciphertext: bytes) -> bytes:
+        if field.type == "text":
+            encoded = base64.b64encode(ciphertext)
+            lines = [
+                encoded[i : i + _BASE64_LINE]
+                for i in range(0, len(encoded), _BASE64_LINE)
+            ]
+            text = b"\n".join(lines)
+        else:
+            text = b"\\x" + ciphertext.hex().encode("ascii")
+        return _escape(text, self.plan.delimiter)
+
+    def _error(self, what: str) -> RewriteError:
+        return RewriteError(
+            "22P04", f"pgsodium-proxy cannot encrypt COPY line {self.line}: {what}"
+        )
+
+
+def _split(body: bytes, delimiter: bytes) -> list[bytes]:
+    """The raw fields of one line: a delimiter after a backslash is data."""
+    fields = []
+    start = i = 0
+    while i < len(body):
+        if body[i : i + 1] == b"\\":
+            i += 2
+            continue
+        if body.startswith(delimiter, i):
+            fields.append(body[start:i])
+            i += len(delimiter)
+            start = i
+            continue
+        i += 1
+    fields.append(body[start:])
+    return fields
+
+
+def _unescape(raw: bytes) -> bytes:
+    """A field's bytes after COPY's backslash escapes."""
+    if b"\\" not in raw:
+        return raw
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte != 0x5C or i + 1 == len(raw):
+            out.append(byte)
+            i += 1
+            continue
+        following = raw[i + 1]
+        i += 2
+        if 0x30 <= following <= 0x37:  # \ooo, up to three octal digits
+            value, count = following - 0x30, 1
+            while count < 3 and i < len(raw) and 0x30 <= raw[i] <= 0x37:
+                value, count, i = value * 8 + raw[i] - 0x30, count + 1, i + 1
+            out.append(value & 0xFF)
+        elif following == ord("x") and i < len(raw) and _is_hex(raw[i]):
+            digits = (
+                raw[i : i + 2]
+                if i + 1 < len(raw) and _is_hex(raw[i + 1])
+                else raw[i : i + 1]
+            )
+            out.append(int(digits, 16))
+            i += len(digits)
+        else:
+            out.append(_ESCAPES.get(following, following))
+    return bytes(out)
+
+
+def _is_hex(byte: int) -> bool:
+    return chr(byte) in "0123456789abcdefABCDEF"
+
+
+def _escape(text: bytes, delimiter: bytes) -> bytes:
+    """COPY's text form of a value made of base64 or hex characters."""
+    out = text.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+    if delimiter not in (b"\\", b"\n"):
+        out = out.replace(delimiter, b"\\" + delimiter)
+    return out

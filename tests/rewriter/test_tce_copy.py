@@ -1,0 +1,157 @@
+"""COPY FROM STDIN into a labelled table (rewriter.tce_copy), on exact bytes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from pglast import parse_sql
+
+from rewriter import tce
+from rewriter.errors import RewriteError
+from rewriter.tce_copy import CopyRows, plan_copy
+
+KEY = "9c2d4b0e-0c4c-4a0e-9d8e-2f4a4b7b6a11"
+TABLE = tce.Relation(
+    "table",
+    '"public"."t"',
+    "public.decrypted_t",
+    (
+        tce.Column("id", "integer"),
+        tce.Column("note", "text"),
+        tce.Column("secret", "text", encrypted=True, key_id=KEY, associated=("id",)),
+        tce.Column("raw", "bytea", encrypted=True, key_id=KEY, nonce="n"),
+        tce.Column("n", "bytea"),
+        tce.Column("g", "integer", generated=True),
+    ),
+)
+
+
+def fake_encrypt(message: bytes, additional: bytes | None, nonce: bytes | None):
+    """Not encryption: shows exactly what the real one would be given."""
+    return b"E(" + message + b"|" + (additional or b"-") + b"|" + (nonce or b"-") + b")"
+
+
+def plan(sql: str):  # type: ignore[no-untyped-def]
+    return plan_copy(parse_sql(sql)[0].stmt, TABLE)
+
+
+def rows(sql: str, data: bytes, chunk: int = 0) -> bytes:
+    copy = CopyRows(plan(sql), fake_encrypt)
+    if not chunk:
+        return copy.feed(data) + copy.finish()
+    out = b"".join(copy.feed(data[i : i + chunk]) for i in range(0, len(data), chunk))
+    return out + copy.finish()
+
+
+def stored_text(ciphertext: bytes) -> bytes:
+    """COPY's text form of encode(ciphertext, 'base64'): breaks every 76 chars."""
+    encoded = base64.b64encode(ciphertext)
+    lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+    return b"\\n".join(lines)
+
+
+def test_default_column_list_skips_generated_columns() -> None:
+    assert plan("copy t from stdin").columns == ("id", "note", "secret", "raw", "n")
+
+
+def test_only_encrypted_fields_change() -> None:
+    data = b"7\tplain note\thello\t\\\\x0102\t\\\\x0a0b\n"
+    expected = (
+        b"7\tplain note\t"
+        + stored_text(b"E(hello|7|-)")
+        + b"\t\\\\x"
+        + b"E(\x01\x02|-|\n\x0b)".hex().encode()
+        + b"\t\\\\x0a0b\n"
+    )
+    assert rows("copy t from stdin", data) == expected
+    # However the data is cut into CopyData messages.
+    for chunk in (1, 2, 5, 13):
+        assert rows("copy t from stdin", data * 3, chunk) == expected * 3
+
+
+def test_escapes_nulls_and_line_ends() -> None:
+    data = (
+        b"1\t\\N\ta\\tb\\nc\\\\d\\101\\x41\\N\t\\N\t\\N\r\n"  # \N inside is "N"
+        b"2\tx\t\\N\t\\N\t\\N\r\n"
+        b"\\.\r\n"
+        b"anything after the end marker\n"
+    )
+    out = rows("copy t from stdin", data)
+    first, second, marker, after = out.split(b"\r\n", 3)
+    assert first.split(b"\t")[2] == stored_text(b"E(a\tb\nc\\dAAN|1|-)")
+    assert second == b"2\tx\t\\N\t\\N\t\\N"
+    assert marker == b"\\."
+    assert after == b"anything after the end marker\n"
+
+
+def test_last_line_without_newline_header_and_options() -> None:
+    sql = "copy t (secret, id) from stdin with (delimiter '|', null 'NULL', header)"
+    data = b"secret|id\nsee|42\nNULL|43\nlast|44"
+    out = rows(sql, data).split(b"\n")
+    assert out[0] == b"secret|id"
+    assert out[1] == stored_text(b"E(see|42|-)") + b"|42"
+    assert out[2] == b"NULL|43"
+    assert out[3] == stored_text(b"E(last|44|-)") + b"|44"
+    # A delimiter that is a base64 character is escaped in the values written.
+    out = rows("copy t (secret, id) from stdin with (delimiter 'R')", b"vR1\n")
+    assert out == b"\\RSh2fDF8LSk=R1\n"  # base64 of E(v|1|-) is RSh2fDF8LSk=
+
+
+def test_associated_data_is_the_text_form_of_the_value() -> None:
+    out = rows("copy t (id, secret) from stdin", b" 0042\tv\n")
+    assert out == b" 0042\t" + stored_text(b"E(v|42|-)") + b"\n"
+    out = rows("copy t (id, secret) from stdin", b"\\N\tv\n")
+    assert out == b"\\N\t" + stored_text(b"E(v|-|-)") + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "sqlstate"),
+    [
+        (b"1\t\n", "P0001"),  # the empty string, as pgsodium's trigger refuses it
+        (b"1\n", "22P04"),  # fields missing
+        (b"x1\tTOPSECRET\n", "22P04"),  # associated data that is no integer
+        (b"1\tTOPSECRET\\xff\\xfe\n", "22P04"),  # not UTF-8
+    ],
+)
+def test_bad_rows_fail_without_quoting_their_values(data: bytes, sqlstate: str) -> None:
+    copy = CopyRows(plan("copy t (id, secret) from stdin"), fake_encrypt)
+    with pytest.raises(RewriteError) as caught:
+        copy.feed(data)
+    assert caught.value.sqlstate == sqlstate
+    assert "TOPSECRET" not in caught.value.message
+    assert "\\x" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("copy t from stdin (format csv)", "csv format"),
+        ("copy t from stdin (format binary)", "binary format"),
+        ("copy t (secret) from stdin", "without id"),
+        ("copy t (raw) from stdin", "without n"),
+        ("copy t from '/tmp/plain.txt'", "server file"),
+        ("copy t from program 'cat'", "server file or program"),
+        ("copy t from stdin (encoding 'LATIN1')", "ENCODING"),
+        ("copy t from stdin (force_not_null (id))", "option"),
+    ],
+)
+def test_what_cannot_be_encrypted_is_refused_before_any_row(sql: str, why: str) -> None:
+    with pytest.raises(RewriteError) as caught:
+        plan(sql)
+    assert caught.value.sqlstate == "0A000"
+    assert why in caught.value.message
+
+
+def test_a_key_column_is_refused() -> None:
+    table = tce.Relation(
+        "table",
+        '"public"."k"',
+        "public.decrypted_k",
+        (
+            tce.Column("s", "text", encrypted=True, key_column="kid"),
+            tce.Column("kid", "uuid"),
+        ),
+    )
+    with pytest.raises(RewriteError, match="key is a column"):
+        plan_copy(parse_sql("copy k from stdin")[0].stmt, table)
