@@ -57,12 +57,15 @@ _TRIGGER = re.compile(
 # Statements that may change what an unqualified name resolves to.
 _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
-# What pgsodium's TCE trigger calls for a value: crypto_aead_det_encrypt by uuid.
-_TCE_ENCRYPT = next(
-    f
-    for f in FUNCTIONS
-    if f.name == "crypto_aead_det_encrypt"
-    and [p.type for p in f.params] == ["bytea", "bytea", "uuid", "bytea"]
+# What pgsodium's TCE trigger and view call: crypto_aead_det_encrypt/decrypt by uuid.
+_TCE_ENCRYPT, _TCE_DECRYPT = (
+    next(
+        f
+        for f in FUNCTIONS
+        if f.name == name
+        and [p.type for p in f.params] == ["bytea", "bytea", "uuid", "bytea"]
+    )
+    for name in ("crypto_aead_det_encrypt", "crypto_aead_det_decrypt")
 )
 # A statement that may read a cursor (FETCH; MOVE returns no rows).
 _FETCH = re.compile(rb"fetch", re.IGNORECASE)
@@ -372,7 +375,14 @@ class Interceptor:
         def encrypt(message: bytes, additional: bytes | None, nonce: bytes | None):
             return evaluator(_TCE_ENCRYPT, [message, additional, plan.key_id, nonce])
 
-        self.session.copy_pending = CopyRows(plan, encrypt)
+        def decrypts(value: bytes, additional: bytes | None, nonce: bytes | None):
+            try:
+                evaluator(_TCE_DECRYPT, [value, additional, plan.key_id, nonce])
+            except PgsodiumError:
+                return False
+            return True
+
+        self.session.copy_pending = CopyRows(plan, encrypt, decrypts)
         self._forward(frame, SyncReply())
 
     async def _guarded_query(self, execution: Execution, text: str) -> None:

@@ -36,6 +36,9 @@ class RunningProxy:
     def direct_dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.upstream.port} user={user} dbname={dbname}"
 
+    def upstream_url(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.upstream.port}/{dbname}"
+
 
 @pytest.fixture(scope="session")
 def proxy(pg_cluster: Cluster) -> Iterator[RunningProxy]:

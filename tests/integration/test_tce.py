@@ -377,6 +377,35 @@ def test_psql_copy_with_options_and_end_marker(
     ).fetchall() == [(20, "twenty"), (21, None)]
 
 
+def test_a_data_dump_restored_through_the_proxy_is_not_encrypted_twice(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """pg_dump's COPY of a labelled table carries ciphertext: restored through
+    the proxy, each value that already decrypts under the column's key and row is
+    kept as it is (pgsodium's trigger would encrypt it again)."""
+    conn.execute(
+        "insert into t_w (id, secret, blob) values (40, 'forty', 'b40'), (41, %s, %s)",
+        ["x" * 120, b"y" * 100],
+    )
+    before = stored_rows(conn)
+    dumped = subprocess.run(
+        [str(proxy.upstream.bindir / "pg_dump"), "--data-only", "--table=t_w",
+         proxy.upstream_url(dbname=conn.info.dbname)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "COPY public.t_w" in dumped
+    conn.execute("delete from t_w")
+    restored = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", proxy.url(dbname=conn.info.dbname)],
+        input=dumped, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert stored_rows(conn) == before
+    assert conn.execute(
+        "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 40"
+    ).fetchone() == ("forty", b"b40")
+
+
 @pytest.mark.parametrize(
     ("sql", "message"),
     [

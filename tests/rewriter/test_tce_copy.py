@@ -155,3 +155,20 @@ def test_a_key_column_is_refused() -> None:
     )
     with pytest.raises(RewriteError, match="key is a column"):
         plan_copy(parse_sql("copy k from stdin")[0].stmt, table)
+
+
+def test_values_that_already_are_the_ciphertext_are_kept() -> None:
+    """A dump restored through the proxy: its encrypted columns are already
+    ciphertext under the label's key and the row's associated data; encrypting
+    them again (as pgsodium's trigger does) would lose them."""
+    stored = b"E(old|5|-)" * 4  # 40 bytes, the fake's "ciphertext"
+
+    def decrypts(value: bytes, additional: bytes | None, nonce: bytes | None):
+        return value == stored and additional == b"5"
+
+    copy = CopyRows(plan("copy t (id, secret) from stdin"), fake_encrypt, decrypts)
+    as_dumped = b"5\t" + stored_text(stored) + b"\n"
+    assert copy.feed(as_dumped) == as_dumped
+    # The same bytes under other associated data are a new plaintext.
+    out = copy.feed(b"6\t" + stored_text(stored) + b"\n")
+    assert out != b"6\t" + stored_text(stored) + b"\n"
