@@ -247,7 +247,23 @@ BEGIN
   EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
                             rel.relname || '_proxy_tce_guard', qualified);
   IF view_name IS NULL THEN
-    RETURN;  -- no encrypted column left
+    -- No encrypted column left. A view generated before keeps the table's columns
+    -- only: no decrypted_<c> of a column that is no longer encrypted is left to
+    -- fail when read (its grants and dependents stay).
+    SELECT coalesce(
+             (regexp_match(l.label,
+                E'(?<=decrypt with view) +([\\w\\"\\-$]+\\.[\\w\\"\\-$]+)', 'i'))[1],
+             pg_catalog.quote_ident(n.nspname) || '.'
+             || pg_catalog.quote_ident('decrypted_' || rel.relname))
+      INTO view_name
+      FROM pg_catalog.pg_namespace n
+      LEFT JOIN pgsodium._proxy_label l
+        ON l.classoid = 'pg_catalog.pg_class'::regclass AND l.objoid = target
+       AND l.objsubid = 0
+     WHERE n.oid = rel.relnamespace;
+    IF pgsodium._proxy_tce_view_oid(view_name) IS NULL THEN
+      RETURN;
+    END IF;
   END IF;
   -- The name comes from a label: re-quote it, so it can only ever name a view
   -- (pgsodium 3.1.10's injection fix does the same with ::regclass).
@@ -300,10 +316,12 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT ALL ON %s TO %I', view_name, role_row.rolname);
   END LOOP;
 
-  EXECUTE pg_catalog.format(
-    'CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
-    'EXECUTE FUNCTION pgsodium._proxy_tce_guard(%s)',
-    rel.relname || '_proxy_tce_guard', qualified, guard_args);
+  IF guard_args IS NOT NULL THEN
+    EXECUTE pg_catalog.format(
+      'CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+      'EXECUTE FUNCTION pgsodium._proxy_tce_guard(%s)',
+      rel.relname || '_proxy_tce_guard', qualified, guard_args);
+  END IF;
 END
 $regenerate$;
 

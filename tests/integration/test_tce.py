@@ -628,6 +628,35 @@ def test_label_in_a_rolled_back_transaction_leaves_nothing(
     assert conn.execute("select secret from t_tx").fetchall() == [("plain again",)]
 
 
+def test_removing_the_last_label_leaves_a_plain_view(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Unlabelled, a column is plain again: the view keeps the table's columns
+    (and its grants) but no decrypted_<c> that would fail when read, and no guard
+    is left to refuse the plain values now written."""
+    key = new_key(conn)
+    fresh_table(conn, "t_un", "id int, secret text, other text")
+    for column in ("secret", "other"):
+        conn.execute(
+            f"security label for pgsodium on column t_un.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+    conn.execute("grant select on decrypted_t_un to public")
+    conn.execute("security label for pgsodium on column t_un.other is null")
+    names = [d.name for d in conn.execute("select * from decrypted_t_un").description]
+    assert names == ["id", "secret", "decrypted_secret", "other"]
+    conn.execute("security label for pgsodium on column t_un.secret is null")
+    names = [d.name for d in conn.execute("select * from decrypted_t_un").description]
+    assert names == ["id", "secret", "other"]
+    conn.execute("insert into t_un values (1, 'plain', 'plain too')")
+    assert conn.execute("select * from decrypted_t_un").fetchall() == [
+        (1, "plain", "plain too")
+    ]
+    assert conn.execute(
+        "select has_table_privilege('public', 'decrypted_t_un', 'select')"
+    ).fetchone() == (True,)
+
+
 def test_quoted_names_and_a_view_name_of_its_own(
     conn: psycopg.Connection[Any],
 ) -> None:
