@@ -244,8 +244,13 @@ BEGIN
   SELECT m.view_name, bool_or(m.security_invoker) INTO view_name, invoker
     FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = target GROUP BY m.view_name;
 
-  EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
-                            rel.relname || '_proxy_tce_guard', qualified);
+  -- Dropped only where they exist: DROP … IF EXISTS would send the client a
+  -- NOTICE about something it never made.
+  IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = target
+              AND t.tgname = rel.relname || '_proxy_tce_guard') THEN
+    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s',
+                              rel.relname || '_proxy_tce_guard', qualified);
+  END IF;
   IF view_name IS NULL THEN
     -- No encrypted column left. A view generated before keeps the table's columns
     -- only: no decrypted_<c> of a column that is no longer encrypted is left to
@@ -294,7 +299,9 @@ BEGIN
   IF NOT FOUND THEN
     privs := rel.relacl;
   END IF;
-  EXECUTE pg_catalog.format('DROP VIEW IF EXISTS %s', view_name);
+  IF pgsodium._proxy_tce_view_oid(view_name) IS NOT NULL THEN
+    EXECUTE pg_catalog.format('DROP VIEW %s', view_name);
+  END IF;
   EXECUTE pg_catalog.format('CREATE VIEW %s %s AS SELECT %s FROM %s', view_name,
     CASE WHEN invoker THEN 'WITH (security_invoker = true)' ELSE '' END,
     cols, qualified);
