@@ -6,6 +6,8 @@ errors are mapped here.
 
 from __future__ import annotations
 
+import re
+
 from . import codec
 from .metrics import ERRORS
 
@@ -64,6 +66,23 @@ class ProxyError(Exception):
             hint=self.hint,
             position=None if self.position is None else str(self.position),
         )
+
+
+# PostgreSQL's messages put the values they quote in double quotes (a token, an
+# input literal, a name) and bytes as 0xNN. Greedy from the first quote to the last:
+# a quoted value may itself hold quotes, so pairing them could leave part of it out.
+_QUOTED = re.compile(r'".*"', re.DOTALL)
+_BYTES = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def redacted_message(message: str) -> str:
+    """An error message for the log when SQL text is not logged: what it says,
+    without the values it quotes (`syntax error at or near "…"`).
+
+    SECURITY: a message can quote the data it choked on (a literal of the
+    statement, which may be a key or a plaintext); the client still gets it whole.
+    """
+    return _BYTES.sub("0x…", _QUOTED.sub('"…"', message))
 
 
 def redacted_traceback(exc: BaseException) -> str:

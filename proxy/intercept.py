@@ -29,7 +29,7 @@ from rewriter.tce_copy import CopyPlan, CopyRows
 
 from . import codec, metrics
 from .codec import Frame
-from .errors import SQLSTATE, ProxyError, redacted_traceback
+from .errors import SQLSTATE, ProxyError, redacted_message, redacted_traceback
 from .execution import (
     CountingEvaluator,
     Execution,
@@ -471,22 +471,29 @@ class Interceptor:
 
     async def raise_upstream(self, exc: Exception) -> None:
         error = to_proxy_error(exc)
-        if error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED:
+        refused = error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED
+        if refused:
             self.strategy = "refused"
-        if isinstance(exc, (RewriteError, PgsodiumError)):
-            self.session.log(
-                logging.WARNING,
-                "statement refused: %s %s",
-                error.sqlstate,
-                error.message,
-            )
-        else:
-            self.session.log(logging.ERROR, "statement failed: %s", error.message)
+        # The client's statement is at fault (WARNING), or the proxy is (ERROR).
+        ours = not isinstance(exc, (RewriteError, PgsodiumError))
+        shown = error.message
+        if not self.session.server.config.log.sql_text:
+            shown = redacted_message(shown)
+        self.session.log(
+            logging.ERROR if ours else logging.WARNING,
+            "statement %s: %s %s",
+            "refused" if refused else "failed",
+            error.sqlstate,
+            shown,
+        )
         try:
             await self.session.internal(
                 (
+                    # Only to abort the transaction as the server would: the
+                    # client's error is the proxy's own, below. SECURITY: what the
+                    # message quotes (a literal of the statement) stays here.
                     "SELECT pgsodium._proxy_raise($1, $2)",
-                    [error.sqlstate, error.message],
+                    [error.sqlstate, redacted_message(error.message)],
                 )
             )
         except (LookupFailed, Skipped):

@@ -290,6 +290,38 @@ def test_resolution_errors_are_the_servers_own(
     assert error_of(conn, sql) == error_of(direct, sql)
 
 
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "selec pgsodium.crypto_auth('x', 'k')",
+        "select pgsodium.crypto_auth('x' 'k')",
+        "select 'é', pgsodium.crypto_auth('x',",
+        "select 'é', pgsodium.crypto_auth('x', -- to the end\n  ",
+        "select 1; select 'éé'; selec pgsodium.crypto_auth('x')",
+        "select pgsodium.crypto_auth('x', 'abc",
+    ],
+)
+def test_syntax_errors_are_the_servers_own(
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    sql: str,
+    protocol: str,
+) -> None:
+    def error(connection: psycopg.Connection[Any]) -> tuple[Any, ...]:
+        with pytest.raises(psycopg.Error) as caught:
+            connection.execute(sql, prepare=protocol == "extended")
+        diag = caught.value.diag
+        return (
+            caught.value.sqlstate,
+            diag.message_primary,
+            diag.message_hint,
+            diag.statement_position,
+        )
+
+    assert error(conn) == error(direct)
+
+
 def test_pgsodium_errors_keep_sqlstate_and_text(conn: psycopg.Connection[Any]) -> None:
     assert error_of(
         conn, f"select pgsodium.crypto_auth_hmacsha256('m', {BAD_KEY})"
@@ -638,3 +670,36 @@ def test_case_of_folded_values_runs_only_the_branch_taken(
         )
         == ABC_SHA256
     )
+
+
+def test_definitions_keep_their_calls_for_when_they_run(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    """CREATE TABLE … DEFAULT, CREATE VIEW, CREATE FUNCTION … BEGIN ATOMIC evaluate
+    nothing when they run: their pgsodium calls go upstream as written (folded,
+    `DEFAULT randombytes_buf(8)` would be one constant for every row). Used
+    inside the server, pgsodium's stub says the call must go through the proxy."""
+    conn.execute("drop table if exists t_def cascade")
+    conn.execute("create table t_def (a bytea default pgsodium.randombytes_buf(8))")
+    conn.execute(
+        "create view v_def as select pgsodium.crypto_generichash(a) h from t_def"
+    )
+    conn.execute(
+        "create or replace function f_def() returns bytea begin atomic "
+        "select pgsodium.crypto_generichash('abc'); end"
+    )
+    assert (
+        one(
+            direct,
+            "select pg_get_expr(adbin, adrelid) from pg_attrdef "
+            "where adrelid = 't_def'::regclass",
+        )
+        == "pgsodium.randombytes_buf(8)"
+    )
+    assert "pgsodium.crypto_generichash" in one(
+        direct, "select pg_get_functiondef('f_def'::regproc)"
+    )
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="pgsodium-proxy"):
+        conn.execute("insert into t_def default values")
+    conn.execute("drop table t_def cascade")
+    conn.execute("drop function f_def")

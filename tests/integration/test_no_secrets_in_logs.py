@@ -8,7 +8,7 @@ import logging
 import psycopg
 import pytest
 
-from .conftest import ROOT_KEY, RunningProxy, make_database
+from .conftest import ROOT_KEY, RunningProxy, make_database, server_log
 
 PASSWORD = "correct horse battery staple 7"
 RAW_KEY = bytes(range(200, 232))
@@ -72,4 +72,55 @@ def test_secrets_never_appear_in_logs_or_errors(
         "fd2126ac878901c31b0eaada293687af",  # derive_key(1) under the root key
     ):
         assert secret not in text
-    assert any("statement refused" in r.message for r in caplog.records)
+    assert any("statement failed: 22000" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "secret"),
+    [
+        # The token the parser stopped at, and an unterminated bytea literal.
+        (
+            "select pgsodium.crypto_auth(convert_to('m', 'utf8'), "
+            f"'' '{RAW_KEY.hex()}')",
+            None,
+            RAW_KEY.hex(),
+        ),
+        (
+            f"select pgsodium.crypto_auth(convert_to('m', 'utf8'), '\\x{RAW_KEY.hex()}",
+            None,
+            RAW_KEY.hex(),
+        ),
+        # Invalid input of a type the proxy converts itself.
+        (
+            "select pgsodium.crypto_aead_det_encrypt(convert_to('m', 'utf8'), '', "
+            f"'{PLAINTEXT}'::uuid)",
+            None,
+            PLAINTEXT,
+        ),
+        (
+            "select pgsodium.crypto_hash_sha256("
+            "convert_to(convert_from(%s::bytea, 'utf8'), 'utf8'))",
+            [RAW_KEY],
+            "0xc8 0xc9",  # RAW_KEY's first two bytes, not UTF-8
+        ),
+    ],
+    ids=["syntax-error-token", "unterminated-bytea", "uuid-input", "utf8-bytes"],
+)
+def test_values_quoted_in_error_messages_stay_out_of_the_log(
+    proxy: RunningProxy,
+    db: str,
+    caplog: pytest.LogCaptureFixture,
+    sql: str,
+    params: list[bytes] | None,
+    secret: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(sql, params)
+    assert secret in str(caught.value)  # the client gets PostgreSQL's whole message
+    assert "statement failed" in caplog.text
+    assert secret not in caplog.text
+    # The error the proxy raises upstream (to abort the transaction as the server
+    # would) does not carry it either: the server's log never sees it.
+    assert secret not in server_log(proxy)

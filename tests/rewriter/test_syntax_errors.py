@@ -1,0 +1,67 @@
+"""Syntax errors in PostgreSQL's form: its message, and the position as a 1-based
+character offset into the whole text (what PostgreSQL 15 answered for each)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rewriter.analyze import analyze
+from rewriter.errors import RewriteError
+
+
+@pytest.mark.parametrize(
+    ("sql", "message", "position"),
+    [
+        (
+            "selec pgsodium.crypto_auth('x', 'k')",
+            'syntax error at or near "selec"',
+            1,
+        ),
+        (
+            "select pgsodium.crypto_auth('x' 'k')",
+            "syntax error at or near \"'k'\"",
+            33,
+        ),
+        # Characters, not UTF-8 bytes: 'é' is two bytes.
+        (
+            "select 1; select 'éé'; selec pgsodium.crypto_auth('x')",
+            'syntax error at or near "selec"',
+            24,
+        ),
+        (
+            "select 'é', pgsodium.crypto_auth('x',",
+            "syntax error at end of input",
+            38,
+        ),
+        (
+            "select 'é', pgsodium.crypto_auth('x',   \n  ",
+            "syntax error at end of input",
+            44,
+        ),
+        (
+            "select 'é', pgsodium.crypto_auth('x', -- c",
+            "syntax error at end of input",
+            43,
+        ),
+        (
+            "select pgsodium.crypto_auth('x', 'abc",
+            'unterminated quoted string at or near "\'abc"',
+            34,
+        ),
+        (
+            'select pgsodium.crypto_auth("")',
+            'zero-length delimited identifier at or near """"',
+            29,
+        ),
+    ],
+)
+def test_syntax_errors_have_postgresqls_message_and_position(
+    sql: str, message: str, position: int
+) -> None:
+    with pytest.raises(RewriteError) as caught:
+        analyze(sql, on_path=False)
+    assert (caught.value.sqlstate, caught.value.message, caught.value.position) == (
+        "42601",
+        message,
+        position,
+    )
