@@ -31,23 +31,7 @@ from .plan import (
     node_type,
     walk,
 )
-
-# Statements that define objects whose expressions run later, in the server.
-_DEFINITIONS = (
-    ast.ViewStmt,
-    ast.CreateStmt,
-    ast.AlterTableStmt,
-    ast.CreateFunctionStmt,
-    ast.CreateTrigStmt,
-    ast.RuleStmt,
-    ast.IndexStmt,
-    ast.CreateDomainStmt,
-    ast.AlterDomainStmt,
-    ast.CreatePolicyStmt,
-    ast.AlterPolicyStmt,
-    ast.CreateStatsStmt,
-    ast.DefineStmt,
-)
+from .statements import DEFINITIONS
 
 DECRYPTED_KEY_COLUMNS = (
     "id",
@@ -160,7 +144,7 @@ class _Statement:
 
     def plan(self, stmt: ast.Node) -> Plan:
         self._stmt = stmt
-        if isinstance(stmt, _DEFINITIONS):
+        if isinstance(stmt, DEFINITIONS):
             # A definition evaluates nothing now: its pgsodium calls run when it is
             # used (a view read, a default taken, a rule or trigger fired), inside
             # the server, where pgsodium's stubs raise 0A000 naming the call.
@@ -1059,9 +1043,9 @@ def _outermost(cases: list[ast.CaseExpr]) -> list[ast.CaseExpr]:
     """CASE expressions not inside another of the list, in order."""
     nested: set[int] = set()
     for case in cases:
-        for inner in _case_exprs(case):
-            if inner is not case:
-                nested.add(id(inner))
+        for nested_case in _case_exprs(case):
+            if nested_case is not case:
+                nested.add(id(nested_case))
     return [c for c in cases if id(c) not in nested]
 
 

@@ -23,6 +23,7 @@ from pglast.visitors import Visitor
 from . import sqltext
 from .errors import RewriteError
 from .sqltext import Token
+from .statements import DEFINITIONS
 
 _NONCE_BYTES = 16
 _CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
@@ -65,13 +66,19 @@ class _Finder(Visitor):  # type: ignore[misc]
             self.views.append(node)
 
 
+_WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CopyStmt)
+_READS = (ast.SelectStmt, ast.DeclareCursorStmt, ast.ExplainStmt)
+
+
 def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int, str]]:
+    if isinstance(stmt, DEFINITIONS) or not isinstance(stmt, _WRITES + _READS):
+        return []  # ALTER VIEW … OWNER, GRANT, a view's definition: as written
     finder = _Finder()
     finder(stmt)
     out: list[tuple[int, int, str]] = []
     target = getattr(stmt, "relation", None)
     for rv in finder.views:
-        if rv is target:
+        if rv is target and isinstance(stmt, _WRITES):
             raise _refuse("write vault.decrypted_secrets (use vault.update_secret)")
         if isinstance(stmt, (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt)):
             out.append(_expand(sql, toks, rv))

@@ -38,10 +38,97 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON pgsodium._proxy_label TO PUBLIC;
 ALTER TABLE pgsodium._proxy_label ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS _proxy_label_read ON pgsodium._proxy_label;
 CREATE POLICY _proxy_label_read ON pgsodium._proxy_label FOR SELECT USING (true);
+
+-- The labelled object by name too. pg_dump writes regclass and regrole values as
+-- names, so a restored database (where every oid differs) gets each label back on
+-- its own table, column or role; bound_oid is the oid the row was written for, and
+-- tells a restored row (relation::oid <> bound_oid: find the column by its name)
+-- from a renamed column (same oid: keep its attnum).
+ALTER TABLE pgsodium._proxy_label
+  ADD COLUMN IF NOT EXISTS relation regclass,
+  ADD COLUMN IF NOT EXISTS column_name name,
+  ADD COLUMN IF NOT EXISTS role regrole,
+  ADD COLUMN IF NOT EXISTS bound_oid oid;
+UPDATE pgsodium._proxy_label l
+   SET relation = l.objoid::regclass, bound_oid = l.objoid,
+       column_name = (SELECT a.attname FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = l.objoid AND a.attnum = l.objsubid
+                         AND l.objsubid > 0)
+ WHERE l.classoid = 'pg_catalog.pg_class'::regclass AND l.relation IS NULL
+   AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = l.objoid);
+UPDATE pgsodium._proxy_label l SET role = l.objoid::regrole, bound_oid = l.objoid
+ WHERE l.classoid = 'pg_catalog.pg_authid'::regclass AND l.role IS NULL
+   AND EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = l.objoid);
+
+-- The labels as they stand on this database's objects (pg_seclabel's columns).
+CREATE OR REPLACE VIEW pgsodium._proxy_label_live AS
+  SELECT l.classoid,
+         coalesce(l.relation::oid, l.role::oid, l.objoid) AS objoid,
+         CASE WHEN l.objsubid = 0 OR l.relation IS NULL
+                   OR l.relation::oid = l.bound_oid
+              THEN l.objsubid
+              ELSE coalesce((SELECT a.attnum FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = l.relation
+                                AND a.attname = l.column_name
+                                AND NOT a.attisdropped), -1) END AS objsubid,
+         l.label
+    FROM pgsodium._proxy_label l;
+REVOKE ALL ON pgsodium._proxy_label_live FROM PUBLIC;
+GRANT SELECT ON pgsodium._proxy_label_live TO PUBLIC;
+
 DROP POLICY IF EXISTS _proxy_label_owner ON pgsodium._proxy_label;
 CREATE POLICY _proxy_label_owner ON pgsodium._proxy_label FOR ALL
-  USING (pgsodium._proxy_tce_may_label(classoid, objoid))
-  WITH CHECK (pgsodium._proxy_tce_may_label(classoid, objoid));
+  USING (pgsodium._proxy_tce_may_label(
+           classoid, coalesce(relation::oid, role::oid, objoid)))
+  WITH CHECK (pgsodium._proxy_tce_may_label(
+                classoid, coalesce(relation::oid, role::oid, objoid)));
+
+-- Rows restored from a dump carry the oids of the database they were dumped
+-- from: realigned with their names before any label is written, so that the
+-- writer's own row is found. As the owner: realigning changes no label's meaning,
+-- only its oids. Stale rows are first parked on identities no object has (oid 0),
+-- so no two rows ever collide on the primary key on the way.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rebind()
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $rebind$
+DECLARE
+  r record;
+  parked integer := 0;
+  target_oid oid;
+  target_sub integer;
+BEGIN
+  FOR r IN SELECT l.ctid AS row_id FROM pgsodium._proxy_label l
+            WHERE (l.relation IS NOT NULL OR l.role IS NOT NULL)
+              AND coalesce(l.relation::oid, l.role::oid) IS DISTINCT FROM l.bound_oid
+  LOOP
+    parked := parked + 1;
+    UPDATE pgsodium._proxy_label SET objoid = 0, objsubid = -parked
+     WHERE ctid = r.row_id;
+  END LOOP;
+  FOR r IN SELECT l.*, l.ctid AS row_id FROM pgsodium._proxy_label l
+            WHERE l.objoid = 0 AND l.objsubid < 0
+  LOOP
+    target_oid := coalesce(r.relation::oid, r.role::oid);
+    target_sub := 0;
+    IF r.relation IS NOT NULL AND r.column_name IS NOT NULL THEN
+      SELECT a.attnum INTO target_sub FROM pg_catalog.pg_attribute a
+       WHERE a.attrelid = r.relation AND a.attname = r.column_name
+         AND NOT a.attisdropped;
+    END IF;
+    IF target_sub IS NULL OR EXISTS (
+         SELECT FROM pgsodium._proxy_label m
+          WHERE m.classoid = r.classoid AND m.objoid = target_oid
+            AND m.objsubid = target_sub) THEN
+      DELETE FROM pgsodium._proxy_label WHERE ctid = r.row_id;  -- gone, or set anew
+    ELSE
+      UPDATE pgsodium._proxy_label
+         SET objoid = target_oid, objsubid = target_sub, bound_oid = target_oid
+       WHERE ctid = r.row_id;
+    END IF;
+  END LOOP;
+END
+$rebind$;
+REVOKE ALL ON FUNCTION pgsodium._proxy_tce_rebind() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgsodium._proxy_tce_rebind() TO PUBLIC;
 
 -- The rules, readable by everyone as pg_seclabel is; pgsodium.masking_rule shows
 -- them with pgsodium's grants, and the proxy's own functions read this one.
@@ -72,12 +159,12 @@ CREATE OR REPLACE VIEW pgsodium._proxy_tce_rule AS
            (regexp_match(sl.label, k.pattern_security_invoker, 'i')) IS NOT NULL
              AS security_invoker
       FROM const k
-      CROSS JOIN pgsodium._proxy_label sl
+      CROSS JOIN pgsodium._proxy_label_live sl
       JOIN pg_catalog.pg_class c
         ON c.oid = sl.objoid AND sl.classoid = 'pg_catalog.pg_class'::regclass
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = sl.objsubid
-      LEFT JOIN pgsodium._proxy_label tl
+      LEFT JOIN pgsodium._proxy_label_live tl
         ON tl.classoid = sl.classoid AND tl.objoid = sl.objoid AND tl.objsubid = 0
      WHERE a.attnum > 0 AND n.nspname <> 'pg_catalog' AND NOT a.attisdropped
        AND sl.label ILIKE 'ENCRYPT%'
@@ -99,7 +186,7 @@ CREATE OR REPLACE VIEW pgsodium.mask_columns AS
 
 CREATE OR REPLACE VIEW pgsodium.seclabel AS
   SELECT n.nspname, c.relname, a.attname, sl.label
-    FROM pgsodium._proxy_label sl
+    FROM pgsodium._proxy_label_live sl
     JOIN pg_catalog.pg_class c
       ON c.oid = sl.objoid AND sl.classoid = 'pg_catalog.pg_class'::regclass
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -262,7 +349,7 @@ BEGIN
              || pg_catalog.quote_ident('decrypted_' || rel.relname))
       INTO view_name
       FROM pg_catalog.pg_namespace n
-      LEFT JOIN pgsodium._proxy_label l
+      LEFT JOIN pgsodium._proxy_label_live l
         ON l.classoid = 'pg_catalog.pg_class'::regclass AND l.objoid = target
        AND l.objsubid = 0
      WHERE n.oid = rel.relnamespace;
@@ -315,7 +402,7 @@ BEGIN
                  END);
   END LOOP;
   FOR role_row IN
-    SELECT r.rolname FROM pgsodium._proxy_label l
+    SELECT r.rolname FROM pgsodium._proxy_label_live l
       JOIN pg_catalog.pg_roles r ON r.oid = l.objoid
      WHERE l.classoid = 'pg_catalog.pg_authid'::regclass
        AND l.label ILIKE 'ACCESS%' || qualified || '%'
@@ -484,12 +571,24 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_record(
   class_oid oid, object_oid oid, sub_id integer, new_label text)
   RETURNS void LANGUAGE plpgsql AS $record$
 BEGIN
+  PERFORM pgsodium._proxy_tce_rebind();
   IF new_label IS NULL THEN
     DELETE FROM pgsodium._proxy_label
      WHERE classoid = class_oid AND objoid = object_oid AND objsubid = sub_id;
-  ELSE
-    INSERT INTO pgsodium._proxy_label VALUES (class_oid, object_oid, sub_id, new_label)
+  ELSIF class_oid = 'pg_catalog.pg_authid'::regclass THEN
+    INSERT INTO pgsodium._proxy_label
+           (classoid, objoid, objsubid, label, role, bound_oid)
+    VALUES (class_oid, object_oid, sub_id, new_label, object_oid::regrole, object_oid)
       ON CONFLICT (classoid, objoid, objsubid) DO UPDATE SET label = EXCLUDED.label;
+  ELSE
+    INSERT INTO pgsodium._proxy_label
+           (classoid, objoid, objsubid, label, relation, column_name, bound_oid)
+    VALUES (class_oid, object_oid, sub_id, new_label, object_oid::regclass,
+            (SELECT a.attname FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = object_oid AND a.attnum = sub_id AND sub_id > 0),
+            object_oid)
+      ON CONFLICT (classoid, objoid, objsubid)
+      DO UPDATE SET label = EXCLUDED.label, column_name = EXCLUDED.column_name;
   END IF;
 END
 $record$;
@@ -584,8 +683,29 @@ BEGIN
 END
 $ddl$;
 
+-- A dropped table or column takes its labels with it (as pg_seclabel's rows go),
+-- so no later object that is given the same oid inherits them. As the owner: at
+-- sql_drop the object is gone, so the row policy could no longer tell its owner.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_drop() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $drop$
+BEGIN
+  DELETE FROM pgsodium._proxy_label l
+   USING pg_catalog.pg_event_trigger_dropped_objects() d
+   WHERE d.classid = 'pg_catalog.pg_class'::regclass
+     AND l.classoid = 'pg_catalog.pg_class'::regclass
+     AND coalesce(l.relation::oid, l.objoid) = d.objid
+     AND (d.objsubid = 0 OR l.objsubid = d.objsubid);
+END
+$drop$;
+
 DO $event$
 BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper)
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+                      WHERE evtname = 'pgsodium_proxy_label_drop') THEN
+    CREATE EVENT TRIGGER pgsodium_proxy_label_drop ON sql_drop
+      EXECUTE FUNCTION pgsodium._proxy_tce_drop();
+  END IF;
   IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper)
      AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
                       WHERE evtname = 'pgsodium_proxy_trg_mask_update') THEN

@@ -334,7 +334,8 @@ def test_security_definer_functions_pin_search_path(
     functions: dict[str, tuple[Any, ...]],
 ) -> None:
     definers = {name: row for name, row in functions.items() if row[3]}
-    assert len(definers) == 25 + 1 + 3 + 3  # uuid, create_key, get_*, proxy
+    # uuid, create_key, get_*, proxy (key material, raw key, TCE rebind and drop…)
+    assert len(definers) == 25 + 1 + 3 + 5
     assert all(row[6] == ['search_path=""'] for row in definers.values())
 
 
@@ -485,8 +486,8 @@ def test_composite_types(conn: psycopg.Connection[Any]) -> None:
         for row in conn.execute(SNAPSHOT["types"])
         if row[1] == "c"
         and row[0] not in ("key", "valid_key", "decrypted_key", "_proxy_meta")
-        and row[0] not in ("_proxy_label", "_proxy_tce_rule", "masking_rule")
-        and row[0] not in ("mask_columns", "seclabel")
+        and row[0] not in ("_proxy_label", "_proxy_label_live", "_proxy_tce_rule")
+        and row[0] not in ("masking_rule", "mask_columns", "seclabel")
     }
     assert composites == {
         name: [f"{column} {type_}" for column, type_ in attributes]
