@@ -1096,3 +1096,29 @@ def test_a_dump_restores_labels_and_data_directly_and_through_the_proxy(
             ).fetchone() == (4, "four")
             raw = conn.execute("select secret from t_dump where id = 4").fetchone()
             assert raw is not None and raw[0] != "four"
+
+
+def test_dropping_a_labelled_table_or_column_drops_its_labels(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_drop", "id int, a text, b text")
+    for column in ("a", "b"):
+        conn.execute(
+            f"security label for pgsodium on column t_drop.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+    oid = direct.execute("select 't_drop'::regclass::oid").fetchone()[0]
+
+    def labels() -> list[tuple[Any, ...]]:
+        return direct.execute(
+            "select objsubid from pgsodium._proxy_label where objoid = %s "
+            "order by objsubid",
+            [oid],
+        ).fetchall()
+
+    assert labels() == [(2,), (3,)]
+    conn.execute("alter table t_drop drop column a cascade")
+    assert labels() == [(3,)]
+    conn.execute("drop table t_drop cascade")
+    assert labels() == []
