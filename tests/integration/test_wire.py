@@ -390,6 +390,35 @@ async def test_client_that_stops_reading_stalls_the_upstream_not_the_proxy_memor
         client.writer.transport.abort()
 
 
+@bounded(40)
+async def test_a_slow_reader_of_rows_the_proxy_computes_stalls_the_upstream_too(
+    proxy: RunningProxy,
+) -> None:
+    """The same with every row computed by the proxy (an 8 kB keystream xor a
+    row): computing waits for the client like forwarding does, so the proxy
+    holds a bounded number of bytes and the upstream waits to write."""
+    client = await _slow_reader(proxy)
+    session, pid = _session_of(proxy, client)
+    key, nonce = "\\x" + "11" * 32, "\\x" + "22" * 24
+    try:
+        await client.send(
+            Query(
+                "SELECT g, pgsodium.crypto_stream_xchacha20_xor("
+                "convert_to(repeat('x', 8192) || g, 'utf8'), "
+                f"'{nonce}'::bytea, '{key}'::bytea) FROM generate_series(1, 200000) g"
+            )
+        )
+        await _until(lambda: _is(proxy, pid, "ClientWrite"), timeout=20)
+        samples = []
+        for _ in range(10):
+            samples.append(_held(session))
+            await asyncio.sleep(0.05)
+        assert max(samples) < BOUND_BYTES, samples
+        assert await _wait_event(proxy, pid) == "ClientWrite"
+    finally:
+        client.writer.transport.abort()
+
+
 async def _is(proxy: RunningProxy, pid: int, event: str) -> bool:
     return await _wait_event(proxy, pid) == event
 
