@@ -217,3 +217,25 @@ async def test_shutdown_closes_sessions_as_they_come_to_rest(cluster: Cluster) -
         with pytest.raises(OSError):
             await asyncio.open_connection(proxy.host, proxy.port)
     assert cluster.psql("select to_regclass('t_shutdown') is not null").strip() == "t"
+
+
+@bounded()
+async def test_shutdown_closes_a_session_still_busy_when_the_grace_runs_out(
+    cluster: Cluster,
+) -> None:
+    """A statement that outlasts the shutdown grace is not waited for: its session
+    gets 57P01 and a close when the grace runs out, and the proxy stops."""
+    with background_proxy(_config(cluster), cluster) as proxy:
+        busy = await RawClient.connect(proxy.host, proxy.port)
+        await busy.send(codec.Query("select pg_sleep(30)"))
+        await _until_running(cluster, "select pg_sleep(30)")
+        started = asyncio.get_running_loop().time()
+        closing = asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(proxy.server.close(grace=1), proxy.loop)
+        )
+        frames = []
+        while (frame := await busy.next()) is not None:
+            frames.append(frame)
+        assert ADMIN_SHUTDOWN in [_error(f) for f in frames if f.type == ord("E")]
+        await closing
+        assert asyncio.get_running_loop().time() - started < 10
