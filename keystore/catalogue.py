@@ -645,8 +645,7 @@ version()
 _KEYS_KIND = frozenset(
     {"create_key", "get_key_by_id", "get_key_by_name", "get_named_keys", "version"}
 )
-# TODO: the "tce" functions are not installed upstream yet — they come with the
-# masking machinery (SECURITY LABEL, masking_rule, generated views and triggers).
+# pgsodium's TCE functions: declared by keystore/sql/tce.sql with the TCE machinery.
 _TCE_KIND = frozenset(
     {
         "create_mask_view",

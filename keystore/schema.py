@@ -39,11 +39,8 @@ STUB_HINT = (
     "Connect through the pgsodium-proxy port; the proxy evaluates this function."
 )
 
-# Catalogue kinds declared upstream.
-# TODO: no masking machinery yet (schema pgsodium_masks, views masking_rule,
-# mask_columns, seclabel, the "tce" functions) — add "tce" here with the TCE issue.
-# pgsodium's key_encrypt_secret_raw_key trigger stays out even then: the proxy
-# encrypts raw keys itself.
+# Catalogue kinds declared from the catalogue; the "tce" functions are declared by
+# keystore/sql/tce.sql, with the TCE machinery they belong to.
 INSTALLED_KINDS = frozenset({"crypto", "keys"})
 
 # The proxy's own functions (keystore/sql/proxy_internals.sql): owner, EXECUTE.

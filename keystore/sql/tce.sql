@@ -305,6 +305,45 @@ BEGIN
 END
 $decrypted$;
 
+-- pgsodium's mask_role for a role labelled `ACCESS <table>`: SELECT on
+-- pgsodium.key, membership in pgsodium_keyiduser and pgsodium_keyholder, ALL on
+-- the table's decrypting view. As the owner (granting role membership needs it),
+-- and only for a role whose ACCESS label (set by a CREATEROLE role) names the table,
+-- on the table owner's regeneration; pgsodium lets anyone call mask_role for any
+-- role, which hands out pgsodium_keyholder.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_grant_access(
+  masked_role regrole, target oid, view_name text)
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $grant$
+DECLARE
+  qualified text;
+BEGIN
+  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) INTO qualified
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.oid = target
+     AND pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE');
+  IF qualified IS NULL OR NOT EXISTS (
+       SELECT FROM pgsodium._proxy_label_live l
+        WHERE l.classoid = 'pg_catalog.pg_authid'::regclass
+          AND l.objoid = masked_role::oid
+          AND l.label ILIKE 'ACCESS%' || qualified || '%') THEN
+    RAISE EXCEPTION USING ERRCODE = '42501',
+      MESSAGE = pg_catalog.format('no ACCESS label of role %s names this table',
+                                  masked_role);
+  END IF;
+  EXECUTE pg_catalog.format('GRANT SELECT ON pgsodium.key TO %s', masked_role);
+  EXECUTE pg_catalog.format('GRANT pgsodium_keyiduser, pgsodium_keyholder TO %s',
+                            masked_role);
+  EXECUTE pg_catalog.format('GRANT ALL ON %s TO %s',
+                            pgsodium._proxy_tce_view_oid(view_name)::regclass,
+                            masked_role);
+END
+$grant$;
+REVOKE ALL ON FUNCTION pgsodium._proxy_tce_grant_access(regrole, oid, text)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgsodium._proxy_tce_grant_access(regrole, oid, text)
+  TO PUBLIC;
+
 -- Regenerate the decrypting view and the guard trigger of one table (pgsodium's
 -- update_mask), keeping the view's grants; ACCESS role labels get the view too.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_regenerate(target oid)
@@ -402,12 +441,13 @@ BEGIN
                  END);
   END LOOP;
   FOR role_row IN
-    SELECT r.rolname FROM pgsodium._proxy_label_live l
+    SELECT r.oid FROM pgsodium._proxy_label_live l
       JOIN pg_catalog.pg_roles r ON r.oid = l.objoid
      WHERE l.classoid = 'pg_catalog.pg_authid'::regclass
        AND l.label ILIKE 'ACCESS%' || qualified || '%'
   LOOP
-    EXECUTE pg_catalog.format('GRANT ALL ON %s TO %I', view_name, role_row.rolname);
+    PERFORM pgsodium._proxy_tce_grant_access(role_row.oid::regrole, target,
+                                             view_name);
   END LOOP;
 
   IF guard_args IS NOT NULL THEN
@@ -665,23 +705,194 @@ $names$;
 -- trg_mask_update), unless pgsodium.enable_event_trigger is off. Event triggers
 -- need a superuser: without one the proxy regenerates only on SECURITY LABEL and
 -- update_mask(s).
-CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_ddl() RETURNS event_trigger
-  LANGUAGE plpgsql AS $ddl$
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_ddl_apply(objids oid[])
+  RETURNS void LANGUAGE plpgsql AS $ddl_apply$
 DECLARE
-  cmd record;
+  target oid;
 BEGIN
   IF NOT pgsodium._proxy_tce_auto() THEN
     RAISE NOTICE 'skipping pgsodium mask regeneration due to false pgsodium.enable_event_trigger';
     RETURN;
   END IF;
-  FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
-    IF cmd.classid = 'pg_catalog.pg_class'::regclass AND EXISTS (
-         SELECT FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = cmd.objid) THEN
-      PERFORM pgsodium._proxy_tce_regenerate(cmd.objid);
+  FOREACH target IN ARRAY objids LOOP
+    IF EXISTS (SELECT FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = target) THEN
+      PERFORM pgsodium._proxy_tce_regenerate(target);
     END IF;
   END LOOP;
 END
+$ddl_apply$;
+
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_ddl() RETURNS event_trigger
+  LANGUAGE plpgsql AS $ddl$
+BEGIN
+  PERFORM pgsodium._proxy_tce_ddl_apply(ARRAY(
+    SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+     WHERE classid = 'pg_catalog.pg_class'::regclass));
+END
 $ddl$;
+
+-- pgsodium's own name for it (its event trigger function), doing the same.
+CREATE OR REPLACE FUNCTION pgsodium.trg_mask_update() RETURNS event_trigger
+  LANGUAGE plpgsql AS $trg_mask_update$
+BEGIN
+  PERFORM pgsodium._proxy_tce_ddl_apply(ARRAY(
+    SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+     WHERE classid = 'pg_catalog.pg_class'::regclass));
+END
+$trg_mask_update$;
+
+-- pgsodium's other TCE functions, with its signatures. The proxy encrypts writes
+-- itself and generates no per-column encryption triggers, so these return or do
+-- what pgsodium's would in terms of the proxy's own machinery.
+CREATE OR REPLACE FUNCTION pgsodium.create_mask_view(
+  relid oid, subid integer, debug boolean DEFAULT false)
+  RETURNS void LANGUAGE plpgsql AS $create_mask_view$
+BEGIN
+  PERFORM pgsodium._proxy_tce_regenerate(relid);
+END
+$create_mask_view$;
+
+-- pgsodium's legacy form (its pgsodium_masks views are unused): the same view.
+CREATE OR REPLACE FUNCTION pgsodium.create_mask_view(relid oid, debug boolean DEFAULT false)
+  RETURNS void LANGUAGE plpgsql AS $create_mask_view_legacy$
+BEGIN
+  PERFORM pgsodium._proxy_tce_regenerate(relid);
+END
+$create_mask_view_legacy$;
+
+-- The select list of the decrypting view.
+CREATE OR REPLACE FUNCTION pgsodium.decrypted_columns(relid oid)
+  RETURNS text LANGUAGE sql AS $decrypted_columns$
+  SELECT pg_catalog.string_agg(
+           pg_catalog.quote_ident(a.attname)
+           || CASE WHEN m.attrelid IS NULL THEN ''
+                   ELSE ', ' || pgsodium._proxy_tce_decrypted(m) END,
+           ', ' ORDER BY a.attnum)
+    FROM pg_catalog.pg_attribute a
+    LEFT JOIN pgsodium._proxy_tce_rule m
+      ON m.attrelid = a.attrelid AND m.attnum = a.attnum
+   WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+$decrypted_columns$;
+
+-- `c1::text || c2::text`, or '' without associated columns; `new.` before each
+-- when the second argument is true (a trigger body).
+CREATE OR REPLACE FUNCTION pgsodium.quote_assoc(text, boolean DEFAULT false)
+  RETURNS text LANGUAGE sql AS $quote_assoc$
+  SELECT coalesce(pg_catalog.string_agg(
+           CASE WHEN $2 THEN 'new.' ELSE '' END
+           || pg_catalog.quote_ident(pg_catalog.btrim(c)) || '::text', ' || '), '''''')
+    FROM pg_catalog.unnest(pg_catalog.string_to_array($1, ',')) AS c
+$quote_assoc$;
+
+-- What pgsodium's trigger would assign to one encrypted column (for reading: the
+-- proxy performs this encryption itself and installs no such trigger).
+CREATE OR REPLACE FUNCTION pgsodium.encrypted_column(relid oid, m record)
+  RETURNS text LANGUAGE plpgsql AS $encrypted_column$
+DECLARE
+  col text := pg_catalog.quote_ident(m.attname);
+  key_expr text := CASE WHEN m.key_id_column IS NOT NULL
+                        THEN 'new.' || pg_catalog.quote_ident(m.key_id_column)
+                        ELSE pg_catalog.quote_literal(m.key_id) END;
+  nonce text := CASE WHEN m.nonce_column IS NOT NULL
+                     THEN 'new.' || pg_catalog.quote_ident(m.nonce_column)
+                     ELSE 'NULL' END;
+  ad text := pgsodium.quote_assoc(m.associated_columns, true);
+BEGIN
+  IF m.format_type = 'text' THEN
+    RETURN pg_catalog.format(
+      'IF new.%1$s = '''' THEN RAISE EXCEPTION ''Cannot encrypt empty string.''; '
+      'END IF; new.%1$s = CASE WHEN new.%1$s IS NULL THEN NULL ELSE CASE WHEN %2$s '
+      'IS NULL THEN NULL ELSE pg_catalog.encode(pgsodium.crypto_aead_det_encrypt('
+      'pg_catalog.convert_to(new.%1$s, ''utf8''), pg_catalog.convert_to((%3$s)::text, '
+      '''utf8''), %2$s::uuid, %4$s), ''base64'') END END;',
+      col, key_expr, ad, nonce);
+  END IF;
+  RETURN pg_catalog.format(
+    'IF new.%1$s = ''''::bytea THEN RAISE EXCEPTION ''Cannot encrypt empty bytes.''; '
+    'END IF; new.%1$s = CASE WHEN new.%1$s IS NULL THEN NULL ELSE CASE WHEN %2$s '
+    'IS NULL THEN NULL ELSE pgsodium.crypto_aead_det_encrypt(new.%1$s, '
+    'pg_catalog.convert_to((%3$s)::text, ''utf8''), %2$s::uuid, %4$s) END END;',
+    col, key_expr, ad, nonce);
+END
+$encrypted_column$;
+
+CREATE OR REPLACE FUNCTION pgsodium.encrypted_columns(relid oid)
+  RETURNS text LANGUAGE plpgsql AS $encrypted_columns$
+DECLARE
+  m record;
+  body text := '';
+BEGIN
+  FOR m IN SELECT * FROM pgsodium._proxy_tce_rule r WHERE r.attrelid = relid
+            ORDER BY r.attnum LOOP
+    body := body || pgsodium.encrypted_column(relid, m) || E'\n';
+  END LOOP;
+  RETURN body;
+END
+$encrypted_columns$;
+
+-- pgsodium's mask_columns(oid) selects a column that does not exist and fails;
+-- this one returns the rules of the table.
+CREATE OR REPLACE FUNCTION pgsodium.mask_columns(source_relid oid)
+  RETURNS TABLE (attname name, key_id text, key_id_column text,
+                 associated_column text, nonce_column text, format_type text)
+  LANGUAGE sql AS $mask_columns$
+  SELECT m.attname, m.key_id, m.key_id_column, m.associated_columns, m.nonce_column,
+         m.format_type
+    FROM pgsodium._proxy_tce_rule m WHERE m.attrelid = source_relid ORDER BY m.attnum
+$mask_columns$;
+
+CREATE OR REPLACE FUNCTION pgsodium.has_mask(role regrole, source_name text)
+  RETURNS boolean LANGUAGE sql AS $has_mask$
+  SELECT EXISTS (SELECT FROM pgsodium._proxy_label_live l
+                  WHERE l.classoid = 'pg_catalog.pg_authid'::regclass
+                    AND l.objoid = role::oid
+                    AND l.label ILIKE 'ACCESS%' || source_name || '%')
+$has_mask$;
+
+-- pgsodium's mask_role; the grants are made only where an ACCESS label of the
+-- role names the table and the caller owns it (_proxy_tce_grant_access).
+CREATE OR REPLACE FUNCTION pgsodium.mask_role(
+  masked_role regrole, source_name text, view_name text)
+  RETURNS void LANGUAGE plpgsql AS $mask_role$
+BEGIN
+  PERFORM pgsodium._proxy_tce_grant_access(masked_role, source_name::regclass,
+                                           view_name);
+END
+$mask_role$;
+
+-- pgsodium encrypts pgsodium.key's raw keys with this trigger; the proxy does it
+-- in create_key, and installs no such trigger.
+CREATE OR REPLACE FUNCTION pgsodium.key_encrypt_secret_raw_key()
+  RETURNS trigger LANGUAGE plpgsql AS $key_encrypt_secret_raw_key$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = '0A000',
+    MESSAGE = 'pgsodium.key_encrypt_secret_raw_key() must be called through '
+              'pgsodium-proxy (raw keys are encrypted by create_key there)';
+END
+$key_encrypt_secret_raw_key$;
+
+-- Suspend or resume the regeneration on ALTER TABLE (pgsodium's event trigger).
+CREATE OR REPLACE FUNCTION pgsodium.disable_security_label_trigger()
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+  AS $disable$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+              WHERE evtname = 'pgsodium_proxy_trg_mask_update') THEN
+    ALTER EVENT TRIGGER pgsodium_proxy_trg_mask_update DISABLE;
+  END IF;
+END
+$disable$;
+
+CREATE OR REPLACE FUNCTION pgsodium.enable_security_label_trigger()
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+  AS $enable$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+              WHERE evtname = 'pgsodium_proxy_trg_mask_update') THEN
+    ALTER EVENT TRIGGER pgsodium_proxy_trg_mask_update ENABLE;
+  END IF;
+END
+$enable$;
 
 -- A dropped table or column takes its labels with it (as pg_seclabel's rows go),
 -- so no later object that is given the same oid inherits them. As the owner: at

@@ -593,7 +593,9 @@ def test_enable_event_trigger_off_then_update_mask(
 def test_role_access_label_grants_the_view(conn: psycopg.Connection[Any]) -> None:
     key = new_key(conn)
     fresh_table(conn, "t_access", "id int, secret text")
-    conn.execute("drop role if exists tce_access")
+    if conn.execute("select 1 from pg_roles where rolname = 'tce_access'").fetchone():
+        conn.execute("drop owned by tce_access")
+        conn.execute("drop role tce_access")
     conn.execute("create role tce_access")
     conn.execute(
         "security label for pgsodium on role tce_access is 'ACCESS public.t_access'"
@@ -605,7 +607,21 @@ def test_role_access_label_grants_the_view(conn: psycopg.Connection[Any]) -> Non
     assert conn.execute(
         "select has_table_privilege('tce_access', 'decrypted_t_access', 'SELECT')"
     ).fetchone() == (True,)
+    # pgsodium's mask_role: the key roles and the key table too, so the role can
+    # decrypt what the view shows.
+    assert conn.execute(
+        "select pg_has_role('tce_access', 'pgsodium_keyiduser', 'member'), "
+        "pg_has_role('tce_access', 'pgsodium_keyholder', 'member'), "
+        "has_table_privilege('tce_access', 'pgsodium.key', 'SELECT'), "
+        "pgsodium.has_mask('tce_access', 'public.t_access')"
+    ).fetchone() == (True, True, True, True)
     conn.execute("security label for pgsodium on role tce_access is null")
+    # mask_role grants nothing for a role no ACCESS label names the table for.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(
+            "select pgsodium.mask_role('tce_access', 'public.t_access', "
+            "'public.decrypted_t_access')"
+        )
 
 
 def test_label_in_a_rolled_back_transaction_leaves_nothing(
@@ -1122,3 +1138,36 @@ def test_dropping_a_labelled_table_or_column_drops_its_labels(
     assert labels() == [(3,)]
     conn.execute("drop table t_drop cascade")
     assert labels() == []
+
+
+def test_pgsodiums_tce_functions_answer_for_the_proxys_labels(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """pgsodium's TCE helpers are declared with its signatures and answer from the
+    proxy's labels (mask_columns(oid) works here; pgsodium's own one fails)."""
+    assert conn.execute("select pgsodium.quote_assoc('id, note', true)").fetchone() == (
+        "new.id::text || new.note::text",
+    )
+    assert conn.execute("select pgsodium.quote_assoc(null)").fetchone() == ("''",)
+    rules = conn.execute(
+        "select attname, key_id, associated_column, format_type "
+        "from pgsodium.mask_columns('t_w'::regclass)"
+    ).fetchall()
+    assert rules == [
+        ("secret", labelled, "id", "text"),
+        ("blob", labelled, None, "bytea"),
+    ]
+    columns = conn.execute(
+        "select pgsodium.decrypted_columns('t_w'::regclass)"
+    ).fetchone()[0]
+    assert columns.startswith("id, secret, CASE WHEN secret IS NULL")
+    assert "AS decrypted_blob" in columns
+    body = conn.execute("select pgsodium.encrypted_columns('t_w'::regclass)").fetchone()
+    assert "Cannot encrypt empty string." in body[0]
+    assert "new.id::text" in body[0]
+    conn.execute("select pgsodium.create_mask_view('t_w'::regclass, 2)")
+    conn.execute("select pgsodium.disable_security_label_trigger()")
+    conn.execute("select pgsodium.enable_security_label_trigger()")
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_w where id = 1"
+    ).fetchone() == ("one",)

@@ -286,13 +286,16 @@ def test_installed_functions_are_the_catalogue_minus_tce(
     functions: dict[str, tuple[Any, ...]],
 ) -> None:
     declared = {name for name in functions if not name.startswith("_proxy_")}
-    # TCE (keystore/sql/tce.sql) declares pgsodium's update_mask and update_masks.
+    # TCE (keystore/sql/tce.sql) declares pgsodium's TCE functions itself, with
+    # pgsodium's signatures and result types.
     tce = {
-        "update_mask(target oid, debug boolean DEFAULT false)",
-        "update_masks(debug boolean DEFAULT false)",
+        row[0]: row[1]
+        for row, sig in zip(expected_rows(), catalogue.FUNCTIONS, strict=True)
+        if sig.kind == "tce"
     }
-    assert declared == {row[0] for row in installed_rows()} | tce
-    assert len(declared) == 164
+    assert declared == {row[0] for row in installed_rows()} | set(tce)
+    assert len(declared) == 162 + 15
+    assert {name: functions[name][0] for name in tce} == tce
     internal = {
         name.split("(")[0]
         for name in functions
@@ -334,8 +337,9 @@ def test_security_definer_functions_pin_search_path(
     functions: dict[str, tuple[Any, ...]],
 ) -> None:
     definers = {name: row for name, row in functions.items() if row[3]}
-    # uuid, create_key, get_*, proxy (key material, raw key, TCE rebind and drop…)
-    assert len(definers) == 25 + 1 + 3 + 5
+    # uuid, create_key, get_*, proxy (key material, raw key, TCE rebind, drop and
+    # ACCESS grants, …), pgsodium's enable/disable_security_label_trigger
+    assert len(definers) == 25 + 1 + 3 + 6 + 2
     assert all(row[6] == ['search_path=""'] for row in definers.values())
 
 
