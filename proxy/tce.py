@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pglast import ast
 
 from rewriter import tce, vault
+from rewriter.analyze import syntax_error_of as analyze_syntax_error
 from rewriter.errors import RewriteError
 from rewriter.tce_copy import CopyPlan, plan_copy
 from rewriter.tce_write import rewrite
@@ -112,7 +113,10 @@ class Tce:
         try:
             statements = tce.parse(sql)
         except RewriteError:
-            return sql  # it fails upstream, with PostgreSQL's own error
+            # SECURITY: not passed on: a malformed write of a labelled table would
+            # take its plaintext to the database (and its log). The same error,
+            # position included, as PostgreSQL's own parser gives.
+            raise analyze_syntax_error(sql) from None
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)
         if names and self.mentions(body):

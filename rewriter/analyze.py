@@ -87,6 +87,17 @@ def syntax_error(exc: ParseError, sql: str) -> RewriteError:
     return RewriteError("42601", message, position)
 
 
+def syntax_error_of(sql: str) -> RewriteError:
+    """The error PostgreSQL's parser gives for `sql`, which does not parse."""
+    try:
+        parse_sql(sql)
+    except ParseError as exc:
+        return syntax_error(exc, sql)
+    except UnicodeEncodeError:
+        return RewriteError("22021", 'invalid byte sequence for encoding "UTF8"')
+    return RewriteError("XX000", "pgsodium-proxy could not read this statement")
+
+
 def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Plan]:
     """One Plan per statement of `sql` (statement texts are exact substrings)."""
     try:

@@ -224,11 +224,12 @@ class CopyRows:
                     "is not valid input for its type"
                 ) from None
             if not message:
+                # pgsodium's trigger's words; the line, as a COPY's CONTEXT gives it.
+                empty = "string" if field.type == "text" else "bytes"
                 raise RewriteError(
                     "P0001",
-                    "Cannot encrypt empty string."
-                    if field.type == "text"
-                    else "Cannot encrypt empty bytes.",
+                    f"Cannot encrypt empty {empty}. (COPY line {self.line}, "
+                    f"column {field.name})",
                 )
             if self._stored(field, message, associated, nonce):
                 continue

@@ -56,8 +56,9 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = '0A000',
       MESSAGE = 'pgsodium.create_key() with a raw_key must be called through '
                 'pgsodium-proxy',
-      HINT = 'Connect through the pgsodium-proxy port; the proxy evaluates this '
-             'function.';
+      HINT = 'Connect through the pgsodium-proxy port: the proxy evaluates this '
+             'function in the statements it is sent, not inside the server (a '
+             'column default, a view, a function or trigger body, dynamic SQL).';
   END IF;
 
   INSERT INTO pgsodium.key (key_id, key_context, key_type, raw_key_nonce,

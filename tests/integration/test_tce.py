@@ -1171,3 +1171,33 @@ def test_pgsodiums_tce_functions_answer_for_the_proxys_labels(
     assert conn.execute(
         "select decrypted_secret from decrypted_t_w where id = 1"
     ).fetchone() == ("one",)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "update t_w set secret = '{m}' wher id = 1",
+        "insert into t_w values (70, '{m}', null, 'n') returning",
+        "select * from decrypted_t_w where decrypted_secret = '{m}' and note = ",
+    ],
+)
+def test_a_malformed_statement_naming_a_labelled_table_stays_in_the_proxy(
+    proxy: RunningProxy,
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    labelled: str,
+    sql: str,
+) -> None:
+    """Its plaintext would reach the database's log with the syntax error: the
+    proxy answers the error itself, as PostgreSQL's parser words and places it."""
+    marker = f"tce-malformed-{id(conn)}-{len(sql)}"
+    with pytest.raises(psycopg.errors.SyntaxError) as through:
+        conn.execute(sql.format(m=marker))
+    with pytest.raises(psycopg.errors.SyntaxError) as server:
+        direct.execute(sql.format(m="x" * len(marker)))
+    assert through.value.diag.message_primary == server.value.diag.message_primary
+    assert (
+        through.value.diag.statement_position == server.value.diag.statement_position
+    )
+    assert marker not in server_log(proxy)
+    assert conn.execute("select 1").fetchone() == (1,)
