@@ -99,19 +99,44 @@ def load_from_file(path: Path) -> RootKey:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise RootKeyError(f"root key file {path} does not exist") from None
+    except OSError as exc:
+        raise RootKeyError(
+            f"root key file {path} cannot be read: {exc.strerror}"
+        ) from None
+    if stat.S_ISDIR(mode):
+        raise RootKeyError(f"root key file {path} is a directory")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise RootKeyError(
             f"root key file {path} is accessible by group or others "
             f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
         )
-    return parse_key_line(path.read_text(encoding="ascii", errors="replace"), str(path))
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise RootKeyError(
+            f"root key file {path} cannot be read: {exc.strerror}"
+        ) from None
+    return parse_key_line(text, str(path))
 
 
 def generate_key_file(path: Path) -> RootKey:
-    """Write a new random root key to `path` (0600). Only `demo` does this."""
+    """Write a new random root key to `path` (0600), never over an existing file.
+    Only `demo` does this."""
     key = RootKey(secrets.token_bytes(ROOT_KEY_BYTES))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        # The nearest existing ancestor: were it a regular file, mkdir would fail
+        # with "File exists", which names the wrong problem.
+        ancestor = next(p for p in path.parents if p.exists())
+        if not ancestor.is_dir():
+            raise RootKeyError(
+                f"root key file {path} cannot be created: {ancestor} is not a directory"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise RootKeyError(
+            f"root key file {path} cannot be created: {exc.strerror}"
+        ) from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(key.secret.hex() + "\n")
     return key

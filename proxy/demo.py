@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 def _root_key_file(requested: Path | None, workdir: Path) -> tuple[Path, bool]:
     path = requested or workdir / "root.key"
-    if path.exists():
+    # os.path's exists: False, not an OSError, for a parent that cannot be searched;
+    # creating the file then says what is wrong.
+    if os.path.exists(path):
         return path, False
     generate_key_file(path)
     return path, True
@@ -37,17 +39,25 @@ async def run_demo(port: int, root_key_file: Path | None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="pgsodium-proxy-demo-"))
     os.chmod(workdir, 0o755)  # the postgres system user must reach its data dir
-    cluster = Cluster(workdir / "pgdata", free_port())
     try:
         key_path, created = _root_key_file(root_key_file, workdir)
         root_key = load_from_file(key_path)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)  # nothing was started yet
+        raise
+    cluster = Cluster(workdir / "pgdata", free_port())
+    try:
         print(
             f"Root key: {'generated a new key in' if created else 'using'} {key_path} "
             f"(fingerprint {root_key.fingerprint()})"
             + ("; this demo key is random and not for real data" if created else ""),
             flush=True,
         )
-        print(f"Starting PostgreSQL in {cluster.datadir} ...", flush=True)
+        print(
+            f"Starting PostgreSQL in {cluster.datadir} on 127.0.0.1:{cluster.port} "
+            "(directly, past the proxy: for pg_dump and the like) ...",
+            flush=True,
+        )
         await asyncio.to_thread(cluster.initdb)
         await asyncio.to_thread(cluster.start)
         dsn = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"

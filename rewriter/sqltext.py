@@ -71,9 +71,11 @@ def list_items(toks: list[Token], start: int) -> list[tuple[int, int]]:
     for tok in toks[first:]:
         if depth == 0 and (tok.name in _LIST_END):
             break
-        if tok.name in _OPEN:
+        # CASE … END nests like parentheses: `CASE WHEN a IS DISTINCT FROM b …`
+        # holds a FROM that does not end the list.
+        if tok.name in _OPEN or tok.name == "CASE":
             depth += 1
-        elif tok.name in _CLOSE:
+        elif tok.name in _CLOSE or tok.name == "END_P":
             if depth == 0:
                 break
             depth -= 1

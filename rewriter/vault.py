@@ -8,7 +8,9 @@ the rewriter folds the ciphertext and the secret never reaches the database;
 `vault.update_secret(...)` likewise, with a fresh nonce. A read of
 `vault.decrypted_secrets` becomes a subquery over the view whose
 `decrypted_secret` the per-row machinery computes. Arguments must be literals or
-bind parameters (or casts of them); anything else is refused with 0A000.
+bind parameters (or casts of them); anything else is refused with 0A000. The
+client sees the column names Vault's own call gives: the rewritten call is named
+after vault's function wherever PostgreSQL would name a column after it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class _Finder(Visitor):  # type: ignore[misc]
     def __init__(self) -> None:
         self.calls: list[ast.FuncCall] = []
         self.views: list[ast.RangeVar] = []
+        self.target_lists: list[tuple[ast.ResTarget, ...]] = []
+        self.functions: list[ast.Node] = []  # function expressions in FROM
 
     def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:
         names = [n.sval for n in node.funcname]
@@ -64,6 +68,17 @@ class _Finder(Visitor):  # type: ignore[misc]
     def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
         if node.schemaname == "vault" and node.relname == "decrypted_secrets":
             self.views.append(node)
+
+    def visit_SelectStmt(self, ancestors: Any, node: ast.SelectStmt) -> None:
+        if node.targetList:
+            self.target_lists.append(node.targetList)
+
+    def visit_ReturningClause(self, ancestors: Any, node: ast.ReturningClause) -> None:
+        if node.exprs:
+            self.target_lists.append(node.exprs)
+
+    def visit_RangeFunction(self, ancestors: Any, node: ast.RangeFunction) -> None:
+        self.functions += [function for function, _ in node.functions]
 
 
 _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CopyStmt)
@@ -83,8 +98,50 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
         if isinstance(stmt, (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt)):
             out.append(_expand(sql, toks, rv))
     for call in finder.calls:
-        out.append(_call(sql, toks, call))
+        start, end, text = _call(sql, toks, call)
+        if any(call is function for function in finder.functions):
+            text = _named_in_from(call, text)
+        out.append((start, end, text))
+    out += _select_list_names(toks, finder)
     return out
+
+
+def _select_list_names(
+    toks: list[Token], finder: _Finder
+) -> list[tuple[int, int, str]]:
+    """` AS create_secret` after each select-list (or RETURNING) item that
+    PostgreSQL would name after a Vault call: it names it after the function
+    called, and that is vault._proxy_* once rewritten."""
+    out: list[tuple[int, int, str]] = []
+    for targets in finder.target_lists:
+        for target in targets:
+            named_after = _named_after(target.val)
+            if target.name is None and any(named_after is c for c in finder.calls):
+                _, end = sqltext.list_items(toks, target.location)[0]
+                out.append((end, end, f" AS {named_after.funcname[1].sval}"))
+    return out
+
+
+def _named_after(node: Any) -> Any:
+    """The expression whose name PostgreSQL's FigureColname gives `node`, for the
+    expressions that pass a function call's name on (parse_target.c)."""
+    while True:
+        if isinstance(node, (ast.TypeCast, ast.CollateClause)):
+            node = node.arg
+        elif isinstance(node, ast.CaseExpr) and node.defresult is not None:
+            node = node.defresult
+        else:
+            return node
+
+
+def _named_in_from(call: ast.FuncCall, text: str) -> str:
+    """A call in FROM names its column (and its range, without an alias) after the
+    function. A cast of a scalar subquery whose item has Vault's name keeps that
+    name in every form of FROM (an alias, WITH ORDINALITY, ROWS FROM), and runs the
+    call once, as a function in FROM does."""
+    kind = call.funcname[1].sval
+    returns = "uuid" if kind == "create_secret" else "void"
+    return f"CAST((SELECT {text} AS {kind}) AS {returns})"
 
 
 def _refuse(what: str, location: int | None = None) -> RewriteError:

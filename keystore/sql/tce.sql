@@ -508,8 +508,12 @@ BEGIN
   END IF;
   IF NOT pg_catalog.pg_has_role(current_user,
            (SELECT relowner FROM pg_catalog.pg_class WHERE oid = rel), 'USAGE') THEN
+    -- PostgreSQL's check_object_ownership: the bare relation name, and "relation"
+    -- for a column.
     RAISE EXCEPTION USING ERRCODE = '42501',
-      MESSAGE = pg_catalog.format('must be owner of table %s', object);
+      MESSAGE = pg_catalog.format('must be owner of %s %s',
+        CASE WHEN objtype = 'column' THEN 'relation' ELSE 'table' END,
+        (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = rel));
   END IF;
   IF objtype = 'column' THEN
     SELECT a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod)
@@ -517,9 +521,12 @@ BEGIN
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = rel AND a.attname = column_name AND NOT a.attisdropped;
     IF NOT FOUND THEN
+      -- `object` is quoted for ::regclass; PostgreSQL names the relation as
+      -- written, unquoted (NameListToString).
       RAISE EXCEPTION USING ERRCODE = '42703',
         MESSAGE = pg_catalog.format('column "%s" of relation "%s" does not exist',
-                                    column_name, object);
+          column_name,
+          pg_catalog.array_to_string(pg_catalog.parse_ident(object), '.'));
     END IF;
     IF new_label IS NOT NULL AND new_label !~* '^encrypt +with' THEN
       RAISE EXCEPTION USING ERRCODE = '42602',

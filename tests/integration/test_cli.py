@@ -190,6 +190,46 @@ def test_demo_starts_serves_and_cleans_up(tmp_path: Path) -> None:
     assert code == 0
     assert f"generated a new key in {key}" in out
     assert f"port={port}" in out
+    # The PostgreSQL behind it is named too (for pg_dump and the like).
+    assert re.search(r"Starting PostgreSQL in \S+ on 127\.0\.0\.1:\d+ ", out)
     workdir = re.search(r"Stopped; removed (\S+)", out)
     assert workdir and not Path(workdir.group(1)).exists()
     assert key.exists()
+
+
+def _unusable_key_path(tmp: Path, kind: str) -> tuple[Path, str]:
+    """A --root-key-file path of `kind` and the one line the demo must print."""
+    if kind == "under-a-regular-file":
+        parent = tmp / "file.key"
+        parent.write_text("")
+        path = parent / "x"
+        return (
+            path,
+            f"root key file {path} cannot be created: {parent} is not a directory",
+        )
+    path = tmp / "keys"
+    path.mkdir()
+    os.chmod(path, 0o700 if kind == "directory-0700" else 0o755)
+    return path, f"root key file {path} is a directory"
+
+
+@pytest.mark.parametrize(
+    "kind", ["directory-0700", "directory-0755", "under-a-regular-file"]
+)
+def test_demo_with_an_unusable_key_path_says_why_and_starts_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    path, message = _unusable_key_path(tmp_path, kind)
+    workdirs = tmp_path / "tmp"  # where the demo would make its data directory
+    workdirs.mkdir()
+    done = subprocess.run(
+        [str(BIN), "demo", "--port", str(free_port()), "--root-key-file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TMPDIR": str(workdirs)},
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"pgsodium-proxy: {message}\n"
+    assert done.stdout == ""  # neither "Starting PostgreSQL" nor "Stopped; removed"
+    assert list(workdirs.iterdir()) == []

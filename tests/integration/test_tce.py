@@ -249,6 +249,29 @@ def test_bad_labels_are_refused_and_not_recorded(
     conn.execute("insert into t_bad values (1, 'plain', 'plain')")  # still plain
 
 
+@pytest.mark.parametrize(
+    "column", ["t_bad.nosuch", "public.t_bad.nosuch", '"T bad".nosuch']
+)
+def test_a_label_on_a_missing_column_gives_postgresqls_error(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any], column: str
+) -> None:
+    """The message PostgreSQL gives for the same object (COMMENT resolves it as
+    SECURITY LABEL does): the relation as written, quoted once."""
+    key = new_key(conn)
+    fresh_table(conn, "t_bad", "id int")
+    fresh_table(conn, '"T bad"', "id int")
+    with pytest.raises(psycopg.Error) as expected:
+        direct.execute(f"comment on column {column} is 'x'")
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(
+            f"security label for pgsodium on column {column} "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+    assert info.value.sqlstate == expected.value.sqlstate == "42703"
+    assert info.value.diag.message_primary == expected.value.diag.message_primary
+    assert '""' not in str(info.value)
+
+
 @pytest.fixture
 def labelled(conn: psycopg.Connection[Any]) -> str:
     """Table t_w: id, secret (text, KEY ID, ASSOCIATED (id)), blob (bytea)."""
@@ -875,6 +898,12 @@ def test_a_plain_table_owner_labels_writes_and_reads(
     conn.execute("drop role if exists tce_owner")
     conn.execute("create role tce_owner login in role pgsodium_keyiduser")
     conn.execute("create schema tce_owned authorization tce_owner")
+    refused = [
+        ("column public.t_not_mine.note", f"ENCRYPT WITH KEY ID {key}"),
+        ("table public.t_not_mine", "DECRYPT WITH VIEW public.v_not_mine"),
+    ]
+    messages: list[str | None] = []
+    expected_messages: list[str | None] = []
     with psycopg.connect(proxy.dsn(user="tce_owner", dbname=db), autocommit=True) as me:
         me.execute("create table tce_owned.t (id int, secret text)")
         me.execute(
@@ -889,11 +918,24 @@ def test_a_plain_table_owner_labels_writes_and_reads(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             me.execute("select * from pgsodium.masking_rule")
         # Labels on tables of others are refused, and nothing is recorded.
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            me.execute(
-                f"security label for pgsodium on column public.t_not_mine.note "
-                f"is 'ENCRYPT WITH KEY ID {key}'"
-            )
+        for target, label in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as info:
+                me.execute(f"security label for pgsodium on {target} is '{label}'")
+            messages.append(info.value.diag.message_primary)
+    # PostgreSQL's messages for the same objects (COMMENT checks ownership as
+    # SECURITY LABEL does): the bare relation name, "relation" for a column.
+    with psycopg.connect(
+        proxy.direct_dsn(user="tce_owner", dbname=db), autocommit=True
+    ) as direct:
+        for target, _ in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as expected:
+                direct.execute(f"comment on {target} is 'x'")
+            expected_messages.append(expected.value.diag.message_primary)
+    assert messages == expected_messages
+    assert messages == [
+        "must be owner of relation t_not_mine",
+        "must be owner of table t_not_mine",
+    ]
     assert conn.execute(
         "select count(*) from pgsodium._proxy_label "
         "where objoid = 't_not_mine'::regclass"

@@ -129,3 +129,59 @@ def test_empty_secret_is_refused_and_a_reprepared_call_fails_closed(
         "select decrypted_secret from vault.decrypted_secrets"
     ).fetchall()
     assert ("second",) not in rows and ("first",) in rows
+
+
+# Functions with Vault's signatures, declared on the database without the proxy in
+# between: what PostgreSQL names the columns of Vault's own calls.
+_PLAIN_VAULT = """
+CREATE SCHEMA IF NOT EXISTS plain_vault;
+CREATE OR REPLACE FUNCTION plain_vault.create_secret(
+  new_secret text, new_name text = NULL, new_description text = '',
+  new_key_id uuid = NULL) RETURNS uuid LANGUAGE sql AS 'SELECT gen_random_uuid()';
+CREATE OR REPLACE FUNCTION plain_vault.update_secret(
+  secret_id uuid, new_secret text = NULL, new_name text = NULL,
+  new_description text = NULL, new_key_id uuid = NULL)
+  RETURNS void LANGUAGE plpgsql AS 'BEGIN END';
+"""
+
+
+@pytest.mark.parametrize(
+    ("sql", "names"),
+    [
+        ("select {vault}.create_secret(%(secret)s, null, 'd')", ["create_secret"]),
+        ("select {vault}.create_secret(%(secret)s) as x", ["x"]),
+        (
+            "select 1 as a, {vault}.create_secret(%(secret)s)::text",
+            ["a", "create_secret"],
+        ),
+        ("select * from {vault}.create_secret(%(secret)s)", ["create_secret"]),
+        ("select * from {vault}.create_secret(%(secret)s) s", ["s"]),
+        (
+            "select * from {vault}.create_secret(%(secret)s) with ordinality",
+            ["create_secret", "ordinality"],
+        ),
+        ("select {vault}.update_secret(%(id)s, %(secret)s)", ["update_secret"]),
+        ("select {vault}.update_secret(%(id)s) as x", ["x"]),
+        ("select * from {vault}.update_secret(%(id)s, %(secret)s)", ["update_secret"]),
+        ("select * from {vault}.update_secret(%(id)s) s", ["s"]),
+    ],
+)
+def test_column_names_are_those_of_vaults_own_functions(
+    proxy: RunningProxy,
+    db: str,
+    conn: psycopg.Connection[Any],
+    sql: str,
+    names: list[str],
+) -> None:
+    row = conn.execute("select vault.create_secret('to update')").fetchone()
+    assert row is not None
+    params = {"secret": f"named-{id(sql)}", "id": row[0]}
+    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as direct:
+        direct.execute(_PLAIN_VAULT)
+        plain = direct.execute(sql.format(vault="plain_vault"), params)
+        assert plain.description is not None
+        expected = [(c.name, c.type_code) for c in plain.description]
+    cur = conn.execute(sql.format(vault="vault"), params)
+    assert cur.description is not None
+    assert [(c.name, c.type_code) for c in cur.description] == expected
+    assert [name for name, _ in expected] == names

@@ -73,8 +73,32 @@ def test_generated_key_file_is_0600_and_never_overwritten(tmp_path: Path) -> Non
     key = generate_key_file(path)
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert load_from_file(path).secret == key.secret
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RootKeyError, match="cannot be created: File exists"):
         generate_key_file(path)
+    assert load_from_file(path).secret == key.secret
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o755])
+def test_key_file_that_is_a_directory_is_a_clear_error(
+    tmp_path: Path, mode: int
+) -> None:
+    path = tmp_path / "keys"
+    path.mkdir(mode)
+    os.chmod(path, mode)
+    with pytest.raises(RootKeyError, match=f"^root key file {path} is a directory$"):
+        load_from_file(path)
+
+
+def test_key_file_under_a_regular_file_is_a_clear_error(tmp_path: Path) -> None:
+    parent = tmp_path / "file.key"
+    parent.write_text(KEY_HEX + "\n")
+    message = f"cannot be created: {parent} is not a directory$"
+    for path in (parent / "x", parent / "a" / "b"):
+        with pytest.raises(RootKeyError, match=message):
+            generate_key_file(path)
+        with pytest.raises(RootKeyError, match="cannot be read: Not a directory$"):
+            load_from_file(path)
+    assert parent.read_text() == KEY_HEX + "\n"
 
 
 def test_repr_str_and_pickle_never_show_the_key() -> None:

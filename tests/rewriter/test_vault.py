@@ -12,6 +12,7 @@ from rewriter.tce_write import rewrite
 
 _ID = re.compile(r"'[0-9a-f-]{36}'")
 _NONCE = re.compile(r"decode\('[0-9a-f]{32}', 'hex'\)")
+_CIPHERTEXT = re.compile(r"encode\(pgsodium\.crypto_aead_det_encrypt\(.*?'base64'\)")
 
 
 def run(sql: str) -> str:
@@ -24,15 +25,70 @@ def test_create_secret() -> None:
         "select vault._proxy_create_secret(<id>::uuid, encode("
         "pgsodium.crypto_aead_det_encrypt(convert_to(('s')::text, 'utf8'), "
         "convert_to(<id>, 'utf8'), 0::bigint, 'pgsodium'::bytea, <nonce>), 'base64'), "
-        "<nonce>, ('n')::text, ('d')::text, NULL::uuid)"
+        "<nonce>, ('n')::text, ('d')::text, NULL::uuid) AS create_secret"
     )
 
 
 def test_update_secret_without_a_new_secret_keeps_the_old_one() -> None:
     assert run("select vault.update_secret($1, new_name => $2)") == (
         "select vault._proxy_update_secret(($1)::uuid, NULL::text, NULL::bytea, "
-        "($2)::text, NULL::text, NULL::uuid)"
+        "($2)::text, NULL::text, NULL::uuid) AS update_secret"
     )
+
+
+_CREATE = (
+    "vault._proxy_create_secret(<id>::uuid, <ciphertext>, <nonce>, NULL::text, "
+    "''::text, NULL::uuid)"
+)
+_UPDATE = (
+    "vault._proxy_update_secret(($1)::uuid, NULL::text, NULL::bytea, NULL::text, "
+    "NULL::text, NULL::uuid)"
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("select vault.create_secret('s') as x", f"select {_CREATE} as x"),
+        (
+            "select 1, vault.create_secret('s')::text, 2",
+            f"select 1, {_CREATE}::text AS create_secret, 2",
+        ),
+        (
+            "select case when $2 is distinct from 1 then null "
+            "else vault.update_secret($1) end from t",
+            "select case when $2 is distinct from 1 then null "
+            f"else {_UPDATE} end AS update_secret from t",
+        ),
+        (
+            "select upper(vault.create_secret('s')::text)",
+            f"select upper({_CREATE}::text)",
+        ),
+        (
+            "with w as (select vault.create_secret('s')) select * from w",
+            f"with w as (select {_CREATE} AS create_secret) select * from w",
+        ),
+        (
+            "insert into t values (1) returning vault.update_secret($1), 2",
+            f"insert into t values (1) returning {_UPDATE} AS update_secret, 2",
+        ),
+        ("update t set c = vault.create_secret('s')", f"update t set c = {_CREATE}"),
+        (
+            "select * from vault.create_secret('s') with ordinality s",
+            f"select * from CAST((SELECT {_CREATE} AS create_secret) AS uuid) "
+            "with ordinality s",
+        ),
+        (
+            "select * from rows from (vault.update_secret($1), generate_series(1, 2))",
+            f"select * from rows from (CAST((SELECT {_UPDATE} AS update_secret) "
+            "AS void), generate_series(1, 2))",
+        ),
+    ],
+)
+def test_calls_keep_the_column_names_of_vaults_own_functions(
+    sql: str, expected: str
+) -> None:
+    assert _CIPHERTEXT.sub("<ciphertext>", run(sql)) == expected
 
 
 def test_decrypted_secrets_read_becomes_a_subquery() -> None:
