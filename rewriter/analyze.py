@@ -621,21 +621,32 @@ class _Statement:
             assert isinstance(node, Call)
             if node.signature.kind != "crypto":
                 continue  # key-management functions run natively upstream
-            if is_secret(node.signature):
-                raise refuse(
-                    f"pgsodium.{name}() here: its result is secret and pgsodium-proxy "
-                    "never sends it to the database; select it as a result column",
-                    call.location,
-                )
-            if _volatile(node) and self._repeated(call):
-                raise refuse(
-                    f"pgsodium.{name}() here: it gives a new value each time, and "
-                    "the database would evaluate it for every row where "
-                    "pgsodium-proxy computes one value for the statement",
-                    call.location,
-                )
+            self._check_fold(node, [node], call, call.location)
             s, e, _ = sqltext.call_span(self.tokens, call.location)
             self.result.folds.append(Fold(self.span(s, e), node))
+
+    def _check_fold(
+        self, node: Node, calls: list[Call], source: ast.Node, location: int
+    ) -> None:
+        """A value folded in place is sent to the database in place of `source`:
+        never the result of a secret call, and never a volatile call's one value
+        where the database would evaluate it again for each row."""
+        for each in calls:
+            if is_secret(each.signature):
+                raise refuse(
+                    f"pgsodium.{each.signature.name}() here: its result is secret "
+                    "and pgsodium-proxy never sends it to the database; select it "
+                    "as a result column",
+                    location,
+                )
+        if _volatile(node) and self._repeated(source):
+            raise refuse(
+                "a volatile pgsodium call here (randombytes_*, a keygen or noncegen): "
+                "it gives a new value each time, and the database would evaluate it "
+                "for every row where pgsodium-proxy computes one value for the "
+                "statement",
+                location,
+            )
 
     def _fold_case(self, stmt: ast.Node, call: ast.FuncCall) -> bool:
         """A call inside a searched CASE that folds as a whole (`CASE WHEN $1 IS
@@ -649,19 +660,8 @@ class _Statement:
                 node = self.compiler.compile(case)
             except NotFoldable:
                 return False
-            for each in (n for n in walk(node) if isinstance(n, Call)):
-                if is_secret(each.signature):
-                    raise refuse(
-                        f"pgsodium.{each.signature.name}() here: its result is "
-                        "secret and pgsodium-proxy never sends it to the database",
-                        call.location,
-                    )
-            if _volatile(node) and self._repeated(case):
-                raise refuse(
-                    "a volatile pgsodium call here: the database would evaluate it "
-                    "for every row where pgsodium-proxy computes one value",
-                    call.location,
-                )
+            calls = [n for n in walk(node) if isinstance(n, Call)]
+            self._check_fold(node, calls, case, call.location)
             end = sqltext.case_end(self.tokens, case.location)
             self.result.folds.append(Fold(self.span(case.location, end), node))
             for each in inside:
