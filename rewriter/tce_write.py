@@ -31,6 +31,7 @@ _DATA_STATEMENTS = (
     ast.DeleteStmt,
     ast.CopyStmt,
     ast.MergeStmt,
+    ast.DeclareCursorStmt,  # its query reads as a SELECT does
 )
 
 
@@ -133,8 +134,9 @@ class _Statement:
             relation = self._relation(rv)
             if relation is not None and relation.kind == "view":
                 self._expand(rv, relation)
-        if isinstance(stmt, ast.SelectStmt) and stmt.whereClause is not None:
-            search(self, stmt)
+        query = stmt.query if isinstance(stmt, ast.DeclareCursorStmt) else stmt
+        if isinstance(query, ast.SelectStmt) and query.whereClause is not None:
+            search(self, query)
         return self.out
 
     def _refuse_nested_writes(self, stmt: Any) -> None:

@@ -95,7 +95,10 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
     for rv in finder.views:
         if rv is target and isinstance(stmt, _WRITES):
             raise _refuse("write vault.decrypted_secrets (use vault.update_secret)")
-        if isinstance(stmt, (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt)):
+        if isinstance(
+            stmt,
+            (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeclareCursorStmt),
+        ):
             out.append(_expand(sql, toks, rv))
     for call in finder.calls:
         start, end, text = _call(sql, toks, call)

@@ -1238,8 +1238,27 @@ def test_a_malformed_statement_naming_a_labelled_table_stays_in_the_proxy(
     with pytest.raises(psycopg.errors.SyntaxError) as server:
         direct.execute(sql.format(m="x" * len(marker)))
     assert through.value.diag.message_primary == server.value.diag.message_primary
-    assert (
-        through.value.diag.statement_position == server.value.diag.statement_position
-    )
+    assert through.value.diag.statement_position == server.value.diag.statement_position
     assert marker not in server_log(proxy)
     assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_cursors_over_a_decrypting_view(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """DECLARE … CURSOR over the view (psycopg's server-side cursors, psql's
+    FETCH_COUNT): the rows FETCH returns are decrypted as a SELECT's are."""
+    conn.execute("insert into t_w (id, secret, blob) values (50, 'fifty', 'b50')")
+    with conn.transaction():
+        with conn.cursor(name="tce_cursor") as cur:
+            cur.itersize = 2
+            cur.execute(
+                "select id, decrypted_secret, decrypted_blob from decrypted_t_w "
+                "where id in (1, 50) order by id"
+            )
+            assert cur.fetchall() == [(1, "one", b"one"), (50, "fifty", b"b50")]
+        conn.execute(
+            "declare c_tce cursor for select id, decrypted_secret from decrypted_t_w "
+            "where decrypted_blob = 'b50'"  # the search: blob has no associated data
+        )
+        assert conn.execute("fetch all from c_tce").fetchall() == [(50, "fifty")]

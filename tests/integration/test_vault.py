@@ -185,3 +185,15 @@ def test_column_names_are_those_of_vaults_own_functions(
     assert cur.description is not None
     assert [(c.name, c.type_code) for c in cur.description] == expected
     assert [name for name, _ in expected] == names
+
+
+def test_a_cursor_over_decrypted_secrets(proxy: RunningProxy, db: str) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db)) as conn:
+        conn.execute("select vault.create_secret('for a cursor', 'cursor-secret')")
+        with conn.cursor(name="vault_cursor") as cur:
+            cur.execute(
+                "select decrypted_secret from vault.decrypted_secrets "
+                "where name = 'cursor-secret'"
+            )
+            assert cur.fetchall() == [("for a cursor",)]
+        conn.rollback()
