@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pglast import ast, parse_sql
@@ -39,7 +40,7 @@ from .execution import (
     default_arg,
 )
 from .lookup import lookup
-from .router import Collect, PassThrough, Reply, Swallow, SyncReply
+from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ _TRIGGER = re.compile(
 # Statements that may change what an unqualified name resolves to.
 _PATH_CHANGE = re.compile(rb"search_path|discard|reset", re.IGNORECASE)
 _PLAN_CACHE_SIZE = 512
+# A prepared statement's Vault call, rewritten for each execution (_fresh_statement).
+_VAULT_WRITE = re.compile(r"vault\._proxy_(?:create|update)_secret")
+_FRESH = "_pgsodium_proxy_vault"
 # What pgsodium's TCE trigger and view call: crypto_aead_det_encrypt/decrypt by uuid.
 _TCE_ENCRYPT, _TCE_DECRYPT = (
     next(
@@ -101,6 +105,10 @@ class Interceptor:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.statements: dict[str, Execution] = {}
+        # Prepared statements that call vault.create_secret/update_secret: each
+        # Bind rewrites them again (a new secret id and nonce for each execution,
+        # as Vault draws them) and parses that upstream under _FRESH.
+        self.fresh: dict[str, tuple[Frame, str, tuple[int, ...]]] = {}
         self.portals: dict[str, Execution] = {}
         self._plans: OrderedDict[tuple[str, bool, tuple[int, ...]], list[Plan]] = (
             OrderedDict()
@@ -151,10 +159,12 @@ class Interceptor:
             message = codec.decode_frontend(frame)
             if kind == ord("P"):
                 self.statements.pop(message.name, None)
+                self.fresh.pop(message.name, None)
             elif kind == ord("B"):
                 self.portals.pop(message.portal, None)
             elif message.kind == "S":
                 self.statements.pop(message.name, None)
+                self.fresh.pop(message.name, None)
             else:
                 self.portals.pop(message.name, None)
                 self.cursors.pop(message.name, None)
@@ -504,6 +514,7 @@ class Interceptor:
 
     async def _parse(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
+        self.fresh.pop(message.name, None)
         try:
             cursor = self._fetch_target(message.query)
         except RewriteError as exc:
@@ -556,6 +567,10 @@ class Interceptor:
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"1E"))
         self.statements[message.name] = execution
+        if _VAULT_WRITE.search(query):
+            self.fresh[message.name] = (frame, message.query, execution.declared)
+        else:
+            self.fresh.pop(message.name, None)
         await execution.describe_statement(message.name)
 
     async def _refuse_parse(self, name: str, exc: RewriteError) -> None:
@@ -570,7 +585,13 @@ class Interceptor:
 
     async def _bind(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
-        execution = self.statements[message.statement].bound(message)
+        if message.statement in self.fresh:
+            fresh = await self._fresh_statement(message.statement)
+            if fresh is None:
+                return
+            execution = fresh.bound(replace(message, statement=_FRESH))
+        else:
+            execution = self.statements[message.statement].bound(message)
         try:
             upstream = await execution.bind()
         except Skipped:
@@ -590,6 +611,40 @@ class Interceptor:
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"2E"))
         self.portals[message.portal] = execution
+
+    async def _fresh_statement(self, name: str) -> Execution | None:
+        """The client's prepared Vault call rewritten anew for one execution, and
+        parsed upstream as _FRESH ahead of its Bind (the replies of the Close and
+        Parse stay in the proxy, but for an error)."""
+        frame, query, declared = self.fresh[name]
+        try:
+            sql = await self.tce.apply(frame, query)
+            plans = self.plans(sql, declared)
+        except (Skipped, LookupFailed):
+            sql, plans = None, []
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
+            return None
+        if not plans or len(plans) != 1 or not plans[0].rewrites:
+            await self.raise_upstream(
+                RewriteError(
+                    SQLSTATE.INTERNAL_ERROR,
+                    "pgsodium-proxy could not prepare this Vault call again",
+                )
+            )
+            return None
+        assert sql is not None
+        fresh = Execution(self, sql, plans, extended=True)
+        fresh.declared = declared
+        fresh.described = self.statements[name].described
+        text, types = fresh.render_extended()
+        self.session.write_upstream(
+            codec.Close("S", _FRESH).encode()
+            + codec.Parse(_FRESH, text, tuple(types)).encode()
+        )
+        self.session.push(Hidden(b"3"))
+        self.session.push(Hidden(b"1"))
+        return fresh
 
     async def _describe(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)

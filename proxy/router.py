@@ -119,6 +119,18 @@ class Swallow(Reply):
             self.done.set_result(None)
 
 
+class Hidden(Reply):
+    """The reply to a message the proxy adds on its own among the client's in the
+    extended protocol (a Close, a Parse): kept from the client, except an error,
+    which the client then reads as the answer to its own next message."""
+
+    def feed(self, frame: Frame, out: list[bytes]) -> bool:
+        if frame.type == ERROR:
+            out.append(frame.raw)
+            return True
+        return frame.type in self.terminals
+
+
 class Emit(Reply):
     """Bytes the proxy itself sends to the client, in their place in the stream."""
 

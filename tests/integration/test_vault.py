@@ -112,23 +112,65 @@ def test_plaintext_past_the_proxy_is_rejected(
             direct.execute("select decrypted_secret from vault.decrypted_secrets")
 
 
-def test_empty_secret_is_refused_and_a_reprepared_call_fails_closed(
-    conn: psycopg.Connection[Any],
-) -> None:
+def test_empty_secret_is_refused(conn: psycopg.Connection[Any]) -> None:
     before = conn.execute("select count(*) from vault.secrets").fetchone()
     with pytest.raises(psycopg.errors.RaiseException, match="empty string"):
         conn.execute("select vault.create_secret(%s)", [""])
     assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+
+
+def test_a_prepared_vault_call_draws_a_new_id_and_nonce_each_time(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Drivers prepare statements on their own (psycopg after 5 executions,
+    asyncpg always): each execution of a prepared create_secret makes a new
+    secret, as Vault's own call does, and update_secret a new nonce."""
     if isinstance(conn.cursor(), psycopg.ClientCursor):
         return
     sql = "select vault.create_secret(%s)"
-    conn.execute(sql, ["first"], prepare=True)
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        conn.execute(sql, ["second"], prepare=True)
+    ids = [
+        conn.execute(sql, [f"prepared {i}"], prepare=True).fetchone()[0]
+        for i in range(3)
+    ]
+    assert len(set(ids)) == 3
     rows = conn.execute(
-        "select decrypted_secret from vault.decrypted_secrets"
+        "select id, decrypted_secret from vault.decrypted_secrets where id = any(%s)",
+        [ids],
     ).fetchall()
-    assert ("second",) not in rows and ("first",) in rows
+    assert sorted(r[1] for r in rows) == ["prepared 0", "prepared 1", "prepared 2"]
+    update = "select vault.update_secret(%s, %s)"
+    nonces = set()
+    for text in ("new a", "new b"):
+        conn.execute(update, [ids[0], text], prepare=True)
+        nonces.add(
+            conn.execute("select nonce from vault.secrets where id = %s", [ids[0]])
+            .fetchone()[0]
+            .hex()
+        )
+    assert len(nonces) == 2
+    assert conn.execute(
+        "select decrypted_secret from vault.decrypted_secrets where id = %s", [ids[0]]
+    ).fetchone() == ("new b",)
+
+
+async def test_asyncpg_statement_cache_and_vault(proxy: RunningProxy, db: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(proxy.url(dbname=db))
+    try:
+        ids = [
+            await conn.fetchval("select vault.create_secret($1, $2)", f"a{i}", None)
+            for i in range(3)
+        ]
+        assert len(set(ids)) == 3
+        got = await conn.fetch(
+            "select decrypted_secret from vault.decrypted_secrets "
+            "where id = any($1::uuid[])",
+            ids,
+        )
+        assert sorted(r[0] for r in got) == ["a0", "a1", "a2"]
+    finally:
+        await conn.close()
 
 
 # Functions with Vault's signatures, declared on the database without the proxy in
