@@ -310,7 +310,7 @@ class Interceptor:
         try:
             plans = self.plans(sql, ())
         except RewriteError as exc:
-            await self.fail_simple(exc)
+            await self.fail_simple(_in_clients_text(exc, sql, original))
             return
         self._note_strategy(plans)
         if not any(p.rewrites for p in plans):
@@ -548,7 +548,9 @@ class Interceptor:
         try:
             plans = self.plans(query, tuple(message.param_types))
         except RewriteError as exc:
-            await self._refuse_parse(message.name, exc)
+            await self._refuse_parse(
+                message.name, _in_clients_text(exc, query, message.query)
+            )
             return
         self._note_strategy(plans)
         if len(plans) != 1 or not plans[0].rewrites:
@@ -761,3 +763,12 @@ def new_marker() -> str:
 
 def decode_params(values: Any) -> Any:
     return values
+
+
+def _in_clients_text(exc: RewriteError, sql: str, original: str) -> RewriteError:
+    """An error found in the text TCE or Vault rewrote: its position would point
+    into text the client never sent, so it has none (the message names the
+    construct)."""
+    if sql != original:
+        exc.position = None
+    return exc

@@ -82,7 +82,10 @@ async def lookup(
         queries.append(
             (KEYS_SQL, [_array(uuids), _array([k[1] for k in keys]), str(parents)])
         )
-    results = await session.internal(*queries)
+    try:
+        results = await session.internal(*queries)
+    except LookupFailed as exc:
+        raise _not_installed(exc) from None
     header = results[0][0]
     rows = results[1] if len(results) > 1 else []
     fingerprint = header[2]
@@ -116,6 +119,22 @@ async def lookup(
         found_parents,
         dict(zip(candidates, allowed, strict=True)),
     )
+
+
+def _not_installed(exc: LookupFailed) -> LookupFailed:
+    """A database where `pgsodium-proxy init` never ran answers the lookup with
+    the proxy's own missing table: said plainly, with the schema's SQLSTATE."""
+    error = codec.decode_backend(codec.Frame(exc.error[0], exc.error[5:], exc.error))
+    if error.sqlstate in ("42P01", "3F000", "42883") and "pgsodium" in error.message:
+        return LookupFailed(
+            ProxyError(
+                "3F000",
+                "the pgsodium schema of pgsodium-proxy is not installed in this "
+                "database",
+                hint="Run `pgsodium-proxy init` for this database.",
+            ).to_error_response()
+        )
+    return exc
 
 
 def sanitize(frame: codec.Frame) -> bytes:

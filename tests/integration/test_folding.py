@@ -703,3 +703,14 @@ def test_definitions_keep_their_calls_for_when_they_run(
         conn.execute("insert into t_def default values")
     conn.execute("drop table t_def cascade")
     conn.execute("drop function f_def")
+
+
+def test_a_database_without_the_proxys_schema_says_so(proxy: RunningProxy) -> None:
+    proxy.upstream.psql("DROP DATABASE IF EXISTS folding_no_init")
+    proxy.upstream.psql("CREATE DATABASE folding_no_init")
+    with psycopg.connect(proxy.dsn(dbname="folding_no_init"), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidSchemaName) as caught:
+            conn.execute("select pgsodium.crypto_generichash('x')")
+        assert "pgsodium-proxy init" in (caught.value.diag.message_hint or "")
+        assert "_proxy" not in str(caught.value)
+        assert conn.execute("select 1").fetchone() == (1,)

@@ -1262,3 +1262,15 @@ def test_cursors_over_a_decrypting_view(
             "where decrypted_blob = 'b50'"  # the search: blob has no associated data
         )
         assert conn.execute("fetch all from c_tce").fetchall() == [(50, "fifty")]
+
+
+def test_a_refusal_in_rewritten_text_points_nowhere_past_the_clients(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """A decrypting view is expanded before planning: a refusal found in that text
+    has no position rather than one past the end of what the client sent."""
+    sql = "select count(*) from (select decrypted_secret from decrypted_t_w) s"
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql)
+    position = caught.value.diag.statement_position
+    assert position is None or int(position) <= len(sql)
