@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from pglast import ast
 
 from rewriter import tce, vault
-from rewriter.analyze import syntax_error_of as analyze_syntax_error
 from rewriter.errors import RewriteError
 from rewriter.tce_copy import CopyPlan, plan_copy
 from rewriter.tce_write import rewrite
@@ -110,13 +109,10 @@ class Tce:
             await self.refresh()
         if not (self.mentions(body) or _LABEL.search(body) or _VAULT.search(body)):
             return sql
-        try:
-            statements = tce.parse(sql)
-        except RewriteError:
-            # SECURITY: not passed on: a malformed write of a labelled table would
-            # take its plaintext to the database (and its log). The same error,
-            # position included, as PostgreSQL's own parser gives.
-            raise analyze_syntax_error(sql) from None
+        # SECURITY: a malformed statement is not passed on: a write of a labelled
+        # table would take its plaintext to the database (and its log). tce.parse
+        # raises the error PostgreSQL's parser gives, position included.
+        statements = tce.parse(sql)
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)
         if names and self.mentions(body):

@@ -71,39 +71,12 @@ def refuse(what: str, location: int | None) -> RewriteError:
     )
 
 
-def syntax_error(exc: ParseError, sql: str) -> RewriteError:
-    """pglast's ParseError in PostgreSQL's form: the message without pglast's
-    ", at index N", and the position field. pglast's index already counts
-    characters of `sql` (the client's whole text), 0-based; at the end of input it
-    gives none, where PostgreSQL points just past the last character."""
-    message = exc.args[0]
-    index = exc.args[1] if len(exc.args) > 1 else None
-    if index is not None:
-        position = index + 1
-    elif message.endswith("at end of input"):
-        position = len(sql) + 1
-    else:
-        position = None
-    return RewriteError("42601", message, position)
-
-
-def syntax_error_of(sql: str) -> RewriteError:
-    """The error PostgreSQL's parser gives for `sql`, which does not parse."""
-    try:
-        parse_sql(sql)
-    except ParseError as exc:
-        return syntax_error(exc, sql)
-    except UnicodeEncodeError:
-        return RewriteError("22021", 'invalid byte sequence for encoding "UTF8"')
-    return RewriteError("XX000", "pgsodium-proxy could not read this statement")
-
-
 def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Plan]:
     """One Plan per statement of `sql` (statement texts are exact substrings)."""
     try:
         statements = parse_sql(sql)
     except ParseError as exc:
-        raise syntax_error(exc, sql) from None
+        raise sqltext.syntax_error(exc, sql) from None
     except UnicodeEncodeError:
         # Text decoded with surrogate escapes from bytes that are not UTF-8.
         raise RewriteError(

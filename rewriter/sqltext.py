@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pglast.parser import scan
+from pglast.parser import ParseError, scan
 
 from .errors import RewriteError
 
@@ -52,6 +52,22 @@ def tokens(sql: str) -> list[Token]:
         return [Token(t.start, t.end + 1, t.name) for t in scan(sql)]
     except Exception as exc:  # pglast raises its own ParseError types
         raise RewriteError("42601", f"syntax error: {exc}") from None
+
+
+def syntax_error(exc: ParseError, sql: str) -> RewriteError:
+    """pglast's ParseError in PostgreSQL's form: the message without pglast's
+    ", at index N", and the position field. pglast's index already counts
+    characters of `sql` (the client's whole text), 0-based; at the end of input it
+    gives none, where PostgreSQL points just past the last character."""
+    message = exc.args[0]
+    index = exc.args[1] if len(exc.args) > 1 else None
+    if index is not None:
+        position = index + 1
+    elif message.endswith("at end of input"):
+        position = len(sql) + 1
+    else:
+        position = None
+    return RewriteError("42601", message, position)
 
 
 def _index_at(toks: list[Token], offset: int) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.enums import ObjectType
+from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
 from . import sqltext
@@ -41,7 +42,6 @@ from .errors import RewriteError
 
 FEATURE_NOT_SUPPORTED = "0A000"
 INVALID_PARAMETER_VALUE = "22023"
-SYNTAX_ERROR = "42601"
 
 _IDENT = r"[\w$-]+"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -246,8 +246,12 @@ def range_var_name(node: ast.RangeVar) -> str:
 def parse(sql: str) -> tuple[ast.RawStmt, ...]:
     try:
         return tuple(parse_sql(sql))
-    except Exception as exc:  # pglast's ParseError
-        raise RewriteError(SYNTAX_ERROR, f"syntax error: {exc}") from None
+    except ParseError as exc:
+        raise sqltext.syntax_error(exc, sql) from None
+    except UnicodeEncodeError:
+        raise RewriteError(
+            "22021", 'invalid byte sequence for encoding "UTF8"'
+        ) from None
 
 
 def relation_names(statements: Sequence[ast.RawStmt]) -> list[str]:
