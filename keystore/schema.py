@@ -45,18 +45,19 @@ STUB_HINT = (
 # keystore/sql/tce.sql, with the TCE machinery they belong to.
 INSTALLED_KINDS = frozenset({"crypto", "keys"})
 
-# The proxy's own functions (keystore/sql/proxy_internals.sql): owner, EXECUTE.
+# The proxy's own functions (keystore/sql/proxy_internals.sql): owner (None: the
+# owner of pgsodium.key, see ownership.sql), EXECUTE.
 PROXY_FUNCTIONS: Mapping[str, tuple[str | None, tuple[str, ...]]] = MappingProxyType(
     {
         "pgsodium._proxy_check_execute(regprocedure[])": (None, ("PUBLIC",)),
-        "pgsodium._proxy_key_material(uuid,pgsodium.key_type)": (
-            KEYMAKER,
-            (KEYIDUSER,),
-        ),
+        # SECURITY DEFINER as the owner of pgsodium.key, not pgsodium_keymaker: a
+        # restore (pg_dump) grants privileges last, after its COPYs, and the proxy
+        # reads key rows through these while it restores a labelled table.
+        "pgsodium._proxy_key_material(uuid,pgsodium.key_type)": (None, (KEYIDUSER,)),
         "pgsodium._proxy_create_raw_key(uuid,pgsodium.key_type,text,bytea,bytea,uuid,"
         "timestamp with time zone,text,bytea)": (KEYMAKER, ("PUBLIC", KEYIDUSER)),
         "pgsodium._proxy_raise(text,text)": (None, ("PUBLIC",)),
-        "pgsodium._proxy_key_ref(uuid)": (KEYMAKER, (KEYIDUSER,)),
+        "pgsodium._proxy_key_ref(uuid)": (None, (KEYIDUSER,)),
         "pgsodium._proxy_key_ref(anyelement)": (None, ("PUBLIC",)),
     }
 )
@@ -139,6 +140,9 @@ def _placeholders(root_key_fingerprint: str) -> dict[str, str]:
         "fingerprint_sqlstate": ROOT_KEY_MISMATCH_SQLSTATE,
         "advisory_lock_key": str(ADVISORY_LOCK_KEY),
         "keymaker_functions": ",\n      ".join(map(_literal, keymaker_functions)),
+        "key_owner_functions": ",\n      ".join(
+            _literal(fn) for fn, (owner, _) in PROXY_FUNCTIONS.items() if owner is None
+        ),
     }
 
 

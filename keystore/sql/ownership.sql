@@ -45,3 +45,27 @@ EXCEPTION WHEN insufficient_privilege OR invalid_grant_operation THEN
            'pgsodium_keymaker, to get pgsodium''s ownership.';
 END
 $owner$;
+
+-- The proxy's functions that run as the owner of pgsodium.key (earlier installs
+-- gave the key lookups to pgsodium_keymaker). Owning the table
+-- they read, they need no grant, so they work while a pg_dump is restored (its
+-- grants come after its data).
+DO $key_owner$
+DECLARE
+  fns regprocedure[] := ARRAY[{{key_owner_functions}}]::regprocedure[];
+  fn regprocedure;
+  owner regrole := (SELECT c.relowner FROM pg_catalog.pg_class c
+                     WHERE c.oid = 'pgsodium.key'::pg_catalog.regclass);
+BEGIN
+  FOREACH fn IN ARRAY fns LOOP
+    IF (SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.oid = fn) <> owner THEN
+      EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %s', fn, owner);
+    END IF;
+  END LOOP;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE USING
+    MESSAGE = pg_catalog.format('pgsodium-proxy: role %s cannot make %s the '
+      'owner of the proxy''s key lookup functions', current_user, owner),
+    HINT = 'Run init as a superuser to restore dumps through the proxy.';
+END
+$key_owner$;

@@ -1085,7 +1085,8 @@ def test_a_dump_restores_labels_and_data_directly_and_through_the_proxy(
     proxy: RunningProxy,
 ) -> None:
     """pg_dump of a database with labelled tables, restored into new databases
-    directly and through the proxy: the same ciphertext (never encrypted twice),
+    directly and through the proxy (whole, or its data after the schema): the same
+    ciphertext (never encrypted twice),
     the labels on the restored tables' own oids (a dropped column before the
     encrypted one shifts its attnum), and the proxy encrypting new writes."""
     source = make_database(proxy, "tce_dump_src")
@@ -1124,16 +1125,18 @@ def test_a_dump_restores_labels_and_data_directly_and_through_the_proxy(
         )  # fmt: skip
         assert done.returncode == 0, (url, done.stderr)
 
-    # Directly: the whole dump into an empty database. Through the proxy: its
-    # data section (the COPYs the proxy could encrypt a second time), after the
-    # schema (its grants come last in a dump, and the proxy's key lookups need
-    # them before the first COPY into a labelled table).
+    # The whole dump into an empty database, directly and through the proxy (its
+    # COPYs the proxy could encrypt a second time; its grants come last, after the
+    # proxy's key lookups have run); and its schema directly, then its data
+    # section through the proxy.
     whole, schema, data = dump(), dump("--schema-only"), dump("--data-only")
-    for target in ("tce_dump_direct", "tce_dump_proxy"):
+    for target in ("tce_dump_direct", "tce_dump_whole_proxy", "tce_dump_proxy"):
         proxy.upstream.psql(f"DROP DATABASE IF EXISTS {target}")
         proxy.upstream.psql(f"CREATE DATABASE {target}")
         if target == "tce_dump_direct":
             restore(whole, proxy.upstream_url(dbname=target))
+        elif target == "tce_dump_whole_proxy":
+            restore(whole, proxy.url(dbname=target))
         else:
             restore(schema, proxy.upstream_url(dbname=target))
             restore(data, proxy.url(dbname=target))

@@ -362,7 +362,7 @@ def test_proxy_functions_flags_owners_and_grants(
         "s",
         False,
         True,
-        "pgsodium_keymaker",
+        "postgres",  # the owner of pgsodium.key: a restore grants privileges last
         ["pgsodium_keyiduser"],
     )
     assert got["_proxy_create_raw_key"] == (
@@ -1133,6 +1133,24 @@ def keymaker_functions() -> list[str]:
         for sig in schema.installed_functions()
         if sig.owner == "pgsodium_keymaker"
     ] + [fn for fn, (owner, _) in schema.PROXY_FUNCTIONS.items() if owner]
+
+
+def test_init_gives_the_key_lookups_back_to_the_owner_of_the_key_table(
+    database: str,
+) -> None:
+    """An install whose key lookups pgsodium_keymaker owned (as earlier versions
+    made it) has them owned by the key table's owner again after init."""
+    lookups = [fn for fn, (owner, _) in schema.PROXY_FUNCTIONS.items() if owner is None]
+    with psycopg.connect(database, autocommit=True) as conn:
+        for fn in lookups:
+            conn.execute(f"ALTER FUNCTION {fn} OWNER TO pgsodium_keymaker")
+        conn.execute(schema.render(FINGERPRINT))  # type: ignore[arg-type]
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc"
+            " WHERE oid = ANY(%s::regprocedure[])",
+            [lookups],
+        ).fetchall()
+    assert owners == [("postgres",)]
 
 
 def test_concurrent_installs_serialise_on_the_advisory_lock(database: str) -> None:
