@@ -44,6 +44,20 @@ def no_rows() -> PgsodiumError:
 _MISSING = object()
 
 
+# By id(): a frozen Signature hashes all of its fields at each lookup. The entry
+# keeps its Signature, so the id stays that object's.
+_UUID_POSITIONS: dict[int, tuple[Signature, int]] = {}
+
+
+def _uuid_position(sig: Signature) -> int:
+    """Which argument of a key-uuid function is the key uuid."""
+    known = _UUID_POSITIONS.get(id(sig))
+    if known is None or known[0] is not sig:
+        position = next(i for i, p in enumerate(sig.params) if p.type == "uuid")
+        known = _UUID_POSITIONS[id(sig)] = (sig, position)
+    return known[1]
+
+
 class Evaluator:
     """Calls for one statement: `materials` maps (key uuid, key_type) to the text
     pgsodium._proxy_key_material returned for it on the client's own connection."""
@@ -61,6 +75,11 @@ class Evaluator:
         self._raw_keys: dict[tuple[KeyChain, int], bytes | None] = {}
         # aead-det functions bound to one derived key (key id, context).
         self._bound: dict[tuple[str, Any, Any], Callable[..., Any]] = {}
+        # The same, by (function, key material), for calls whose key uuid is their
+        # last argument: rows that repeat a key skip the lookup below.
+        self._bound_by_material: dict[
+            tuple[int, str], tuple[Signature, Callable[..., Any]]
+        ] = {}
         # Callable turning a default's SQL text into its value (the rewriter's).
         self.defaults = defaults
 
@@ -126,7 +145,7 @@ class Evaluator:
         return update(self.env, state, message)
 
     def _by_uuid(self, sig: Signature, args: list[Any]) -> Any:
-        position = next(i for i, p in enumerate(sig.params) if p.type == "uuid")
+        position = _uuid_position(sig)
         key_uuid = args[position]
         if key_uuid is None:
             raise no_rows()
@@ -134,6 +153,11 @@ class Evaluator:
         material = self.materials.get((str(key_uuid), sig.key_type))
         if material is None:
             raise no_rows()
+        last = position == len(args) - 1
+        if last:
+            known = self._bound_by_material.get((id(sig), material))
+            if known is not None and known[0] is sig:
+                return known[1](args[0], args[1])
         chain = parse_material(material)
         head = chain.head
         if sig.name == "crypto_kdf_derive_from_key" and isinstance(head, DerivedKey):
@@ -161,6 +185,8 @@ class Evaluator:
                     self.env, {2: call_args[2], 3: call_args[3], 4: None}
                 )
                 self._bound[cache_key] = bound
+            if last and position == 2:
+                self._bound_by_material[(id(sig), material)] = (sig, bound)
             return bound(call_args[0], call_args[1])
         return IMPLEMENTATIONS[symbol](self.env, *call_args)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from rewriter import types
@@ -72,6 +73,7 @@ class Layout:
         self.identity = all(isinstance(c, Copy) for c in columns) and len(
             columns
         ) == len(fields)
+        self._cells: dict[str, list[Cell]] = {}  # by bytea_output
 
     def row_description(self) -> bytes:
         return codec.RowDescription(self.fields).encode()
@@ -79,17 +81,27 @@ class Layout:
     def transform(self, body: bytes, bytea_output: str) -> bytes:
         """One upstream DataRow body in, one complete client DataRow message out."""
         values = codec.data_row_values(body)
-        out: list[bytes | None] = []
-        for column in self.columns:
-            if isinstance(column, Copy):
-                out.append(values[column.index])
-            elif isinstance(column, Filled):
-                out.append(column.data)
-            elif isinstance(column, PerRow):
-                out.append(_per_row(column, values))
-            else:
-                out.append(_deferred(column, values, bytea_output))
-        return codec.encode_data_row(out)
+        cells = self._cells.get(bytea_output)
+        if cells is None:
+            cells = self._cells[bytea_output] = [
+                _cell(column, bytea_output) for column in self.columns
+            ]
+        return codec.encode_data_row([cell(values) for cell in cells])
+
+
+Cell = Callable[[list[bytes | None]], bytes | None]
+
+
+def _cell(column: Column, bytea_output: str) -> Cell:
+    """How one client column's value is made from the upstream row's values."""
+    if isinstance(column, Copy):
+        return itemgetter(column.index)
+    if isinstance(column, Filled):
+        data = column.data
+        return lambda values: data
+    if isinstance(column, PerRow):
+        return _per_row_cell(column)
+    return lambda values: _deferred(column, values, bytea_output)
 
 
 def _deferred(
@@ -128,20 +140,36 @@ def _input(type_name: str, raw: bytes, fmt: int) -> Any:
     return types.text_in(type_name, raw.decode("utf-8"))
 
 
-def _per_row(column: PerRow, values: list[bytes | None]) -> bytes | None:
-    inputs = [
-        None if (raw := values[index]) is None else decode(raw)
-        for index, decode in zip(column.inputs, column.decoders, strict=True)
-    ]
-    if any(k is not None for k in column.keys):
+def _per_row_cell(column: PerRow) -> Cell:
+    """The value of a select-list item over rows, from its inputs' raw values."""
+    pairs = tuple(zip(column.inputs, column.decoders, strict=True))
+    keys = column.keys
+    compute, encoder = column.compute, column.encoder
+    assert encoder is not None
+    if all(k is None for k in keys):
+        no_materials: list[str | None] = [None] * len(keys)
+
+        def cell(values: list[bytes | None]) -> bytes | None:
+            inputs = [
+                None if (raw := values[index]) is None else decode(raw)
+                for index, decode in pairs
+            ]
+            return encoder(compute(inputs, no_materials))
+
+        return cell
+
+    def keyed(values: list[bytes | None]) -> bytes | None:
+        inputs = [
+            None if (raw := values[index]) is None else decode(raw)
+            for index, decode in pairs
+        ]
         materials = [
             None if k is None or (raw := values[k]) is None else raw.decode("utf-8")
-            for k in column.keys
+            for k in keys
         ]
-    else:
-        materials = [None] * len(column.keys)
-    assert column.encoder is not None
-    return column.encoder(column.compute(inputs, materials))
+        return encoder(compute(inputs, materials))
+
+    return keyed
 
 
 def _decoder(type_name: str, fmt: int) -> Callable[[bytes], Any]:

@@ -61,14 +61,30 @@ class CountingEvaluator(Evaluator):
     """The keystore's Evaluator, counting each pgsodium function it computes."""
 
     def __call__(self, sig: Any, args: list[Any]) -> Any:
-        counter = _COUNTERS.get(sig.name)
-        if counter is None:
-            counter = _COUNTERS[sig.name] = CRYPTO.labels(sig.name)
-        counter.inc()
+        _counter(sig.name).inc()
         return super().__call__(sig, args)
+
+    def bind(self, sig: Any, constants: dict[int, Any]) -> Any:
+        bound = super().bind(sig, constants)
+        if bound is None:
+            return None
+        inc = _counter(sig.name).inc
+
+        def counted(values: list[Any]) -> Any:
+            inc()
+            return bound(values)
+
+        return counted
 
 
 _COUNTERS: dict[str, Any] = {}  # crypto_operations_total's child per function
+
+
+def _counter(name: str) -> Any:
+    counter = _COUNTERS.get(name)
+    if counter is None:
+        counter = _COUNTERS[name] = CRYPTO.labels(name)
+    return counter
 
 
 class Execution:
@@ -436,11 +452,15 @@ class Execution:
                     row_function.append(
                         compile_row(node, evaluator, self.bytea_output, self.params)
                     )
-                keys = [
-                    (value, material)
-                    for value, material in zip(values, materials, strict=True)
-                    if material is not None and value is not None
-                ]
+                keys = (
+                    [
+                        (value, material)
+                        for value, material in zip(values, materials, strict=True)
+                        if material is not None and value is not None
+                    ]
+                    if materials.count(None) != len(materials)
+                    else []  # a key id or a raw key: no key rows to look up
+                )
                 if keys != last[0]:
                     # Rows under the same keys (the usual case) reuse the lookup.
                     found: dict[tuple[str, str], str] = {}

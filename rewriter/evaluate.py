@@ -7,6 +7,7 @@ keystore), and casts follow the server's input functions.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from keystore.catalogue import Signature
@@ -119,8 +120,7 @@ def _compile(
         return _compile(inner, call, bytea_output, params, sources)
 
     if isinstance(node, Column):
-        index = node.index
-        return (lambda row: row[index]), False
+        return itemgetter(node.index), False
     if isinstance(node, (Const, Param, Source)):
         value = evaluate(node, params, call, bytea_output, sources)
         return (lambda row: value), True
@@ -144,11 +144,23 @@ def _compile(
         functions = [f for f, _ in parts]
         builtin = node.builtin
 
-        def apply(row: Sequence[Any]) -> Any:
-            args = [f(row) for f in functions]
-            if builtin.strict and None in args:
-                return None
-            return builtin.function(*args)
+        function, strict = builtin.function, builtin.strict
+        if len(functions) == 2:  # convert_from(x, 'utf8'), encode(x, 'hex'), ...
+            first, second = functions
+
+            def apply(row: Sequence[Any]) -> Any:
+                a, b = first(row), second(row)
+                if strict and (a is None or b is None):
+                    return None
+                return function(a, b)
+
+        else:
+
+            def apply(row: Sequence[Any]) -> Any:
+                args = [f(row) for f in functions]
+                if strict and None in args:
+                    return None
+                return function(*args)
 
         return _fold(apply, all(c for _, c in parts))
     if isinstance(node, Call):
@@ -162,6 +174,12 @@ def _compile(
             bound = bind(signature, constants)
             if bound is not None:
                 varying = [f for f, c in parts if not c]
+                if len(varying) == 1:  # decrypt(c, 'ad', key_id): the ciphertext
+                    (only,) = varying
+                    return (lambda row: bound([only(row)])), False
+                if len(varying) == 2:  # decrypt(c, ad, key_id): and the AD
+                    first, second = varying
+                    return (lambda row: bound([first(row), second(row)])), False
                 return (lambda row: bound([f(row) for f in varying])), False
         return (lambda row: call(signature, [f(row) for f in functions])), False
     if isinstance(node, Case):

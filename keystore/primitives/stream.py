@@ -100,15 +100,19 @@ def _xchacha20_xor_libsodium(data: bytes, nonce: bytes, key: bytes, ic: int) -> 
         subkey = _BUFFERS.subkey
     except AttributeError:
         subkey = _BUFFERS.subkey = ffi.new("unsigned char[32]")
+    # cffi passes bytes as they are; only other buffers (memoryview, bytearray)
+    # are copied. Every call on a row's path counts (bench/rows.py).
+    if type(nonce) is not bytes:
+        nonce = bytes(nonce)
     library.crypto_core_hchacha20(
-        subkey, bytes(nonce[:HCHACHA20_INPUT_BYTES]), bytes(key), ffi.NULL
+        subkey, nonce[:HCHACHA20_INPUT_BYTES], bytes(key), ffi.NULL
     )
     out = bytearray(len(data))
     library.crypto_stream_chacha20_xor_ic(
         ffi.from_buffer(out),
-        bytes(data),
+        data if type(data) is bytes else bytes(data),
         len(data),
-        bytes(nonce[HCHACHA20_INPUT_BYTES:]),
+        nonce[HCHACHA20_INPUT_BYTES:],
         as_uint64(ic),
         subkey,
     )

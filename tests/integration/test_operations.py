@@ -307,6 +307,23 @@ def test_metrics_count_sessions_strategies_errors_bytes_and_crypto(
         assert during[p + 'bytes_total{direction="from_upstream"}'] > 0
         assert during[p + 'intercept_seconds_count{strategy="fold"}'] == 1
         assert during[p + "upstream_connect_seconds_count"] >= 2
+
+        # Calls over rows with a key id run bound to their key: counted each row.
+        decrypts = p + 'crypto_operations_total{function="crypto_aead_det_decrypt"}'
+        with psycopg.connect(running.dsn(), autocommit=True) as conn:
+            sealed = [
+                conn.execute(
+                    "select pgsodium.crypto_aead_det_encrypt(%s, ''::bytea, 1::bigint)",
+                    [word],
+                ).fetchone()[0]  # type: ignore[index]
+                for word in (b"a", b"b", b"c")
+            ]
+            assert conn.execute(
+                "select pgsodium.crypto_aead_det_decrypt(c, ''::bytea, 1::bigint) "
+                "from (values (%s::bytea), (%s::bytea), (%s::bytea)) v(c)",
+                sealed,
+            ).fetchall() == [(b"a",), (b"b",), (b"c",)]
+        assert _scrape(metrics_port).get(decrypts, 0) - during.get(decrypts, 0) == 3
     finally:
         running.process.send_signal(signal.SIGTERM)
         running.process.wait(20)
