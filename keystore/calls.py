@@ -101,9 +101,10 @@ class Evaluator:
 
     def bind(
         self, sig: Signature, constants: dict[int, Any]
-    ) -> Callable[[list[Any]], Any] | None:
+    ) -> Callable[..., Any] | None:
         """The call with its constant arguments bound once, for values computed per
-        row; the result takes the other arguments in order. None: no binding."""
+        row; the result takes the other arguments, in order, as its own. None: no
+        binding."""
         binder = BINDERS.get(sig.c_symbol or "")
         if binder is None or sig.strict or sig.language != "c":
             return None
@@ -112,10 +113,10 @@ class Evaluator:
             return None
         varying = [i for i in range(len(sig.params)) if i not in constants]
         if varying == [0, 1]:
-            return lambda values: bound(values[0], values[1])
+            return bound  # type: ignore[no-any-return]
         if varying == [0]:
             additional = constants[1]
-            return lambda values: bound(values[0], additional)
+            return lambda message: bound(message, additional)
         return None
 
     def _inet(self, sig: Signature, args: list[Any]) -> str:

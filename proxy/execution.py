@@ -70,9 +70,9 @@ class CountingEvaluator(Evaluator):
             return None
         inc = _counter(sig.name).inc
 
-        def counted(values: list[Any]) -> Any:
+        def counted(*values: Any) -> Any:
             inc()
-            return bound(values)
+            return bound(*values)
 
         return counted
 

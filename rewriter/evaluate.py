@@ -176,11 +176,11 @@ def _compile(
                 varying = [f for f, c in parts if not c]
                 if len(varying) == 1:  # decrypt(c, 'ad', key_id): the ciphertext
                     (only,) = varying
-                    return (lambda row: bound([only(row)])), False
+                    return (lambda row: bound(only(row))), False
                 if len(varying) == 2:  # decrypt(c, ad, key_id): and the AD
                     first, second = varying
-                    return (lambda row: bound([first(row), second(row)])), False
-                return (lambda row: bound([f(row) for f in varying])), False
+                    return (lambda row: bound(first(row), second(row))), False
+                return (lambda row: bound(*[f(row) for f in varying])), False
         return (lambda row: call(signature, [f(row) for f in functions])), False
     if isinstance(node, Case):
         branches = [(sub(c)[0], sub(r)[0]) for c, r in node.whens]

@@ -395,9 +395,8 @@ def _fast_det_open(
 ) -> bytes | None:
     if len(message) <= DET_TAG_BYTES:
         return None  # `invalid message`, from the unbound function
-    return _det_open(
-        "pgsodium_crypto_aead_det_decrypt_by_id", message, additional, key, nonce
-    )
+    # None (a wrong tag): the unbound function raises `invalid ciphertext`.
+    return det_decrypt(message, additional, key, nonce)
 
 
 bind_det_decrypt_by_id = _binder(pgsodium_crypto_aead_det_decrypt_by_id, _fast_det_open)
