@@ -9,6 +9,7 @@ client's transaction and never disturb its unnamed statement or portal.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -47,6 +48,16 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+# SECURITY: statements may quote keys or plaintext, and an unkeyed hash of a short
+# secret can be searched for; so the debug log's fingerprints are keyed, with a
+# key of this process alone (they match within one run of the proxy only).
+_FINGERPRINT_KEY = secrets.token_bytes(16)
+
+
+def statement_fingerprint(body: bytes) -> str:
+    """A short keyed fingerprint of a message, to follow it through the log."""
+    return hashlib.blake2b(body, digest_size=6, key=_FINGERPRINT_KEY).hexdigest()
 
 # Cheap check on raw message bytes, before any parsing: anything that could name a
 # pgsodium function, view or proxy-internal object.
@@ -262,10 +273,19 @@ class Interceptor:
         self.strategy = "passthrough"
         started = time.perf_counter()
         await handler(frame)
+        elapsed = time.perf_counter() - started
         metrics.STATEMENTS.labels(self.strategy).inc()
-        metrics.INTERCEPT_SECONDS.labels(self.strategy).observe(
-            time.perf_counter() - started
-        )
+        metrics.INTERCEPT_SECONDS.labels(self.strategy).observe(elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            self.session.log(
+                logging.DEBUG,
+                "%s statement %s (%d bytes): %s, %.3f ms of the proxy's own",
+                "Query" if frame.type == ord("Q") else "Parse",
+                statement_fingerprint(frame.body),
+                len(frame.body),
+                self.strategy,
+                elapsed * 1000,
+            )
 
     def _forward(self, frame: Frame, reply: Reply) -> None:
         self.session.write_upstream(frame.raw)

@@ -125,3 +125,25 @@ def test_values_quoted_in_error_messages_stay_out_of_the_log(
     # The error the proxy raises upstream (to abort the transaction as the server
     # would) does not carry it either: the server's log never sees it.
     assert secret not in server_log(proxy)[logged_before:]
+
+
+def test_debug_log_follows_statements_without_their_text(
+    proxy: RunningProxy, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG each statement the proxy intercepts gets a line with its strategy,
+    a keyed fingerprint and its length; never its text (a literal may be a key or
+    plaintext)."""
+    caplog.set_level(logging.DEBUG)
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute(
+            f"select pgsodium.crypto_aead_det_encrypt("
+            f"convert_to('{PLAINTEXT}', 'utf8'), '', 1)"
+        )
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(
+        "Query statement " in line
+        and ": fold, " in line
+        and "ms of the proxy's own" in line
+        for line in lines
+    ), lines
+    assert PLAINTEXT not in caplog.text
