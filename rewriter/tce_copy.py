@@ -7,16 +7,21 @@ with its line breaks; bytea: the bytes), with the row's associated data and nonc
 and the row is written back; every other field keeps its exact bytes. Only the
 last, incomplete line of the data seen so far is held, so memory stays flat.
 
+In CSV format a record may span lines (a quoted value holding newlines), so
+records are found with PostgreSQL's quote and escape rules, and an encrypted
+value is written back quoted (pgsodium's base64 holds newlines).
+
 Pure and sans-I/O: the caller gives the encryption (a function of message,
 associated data and nonce, under the label's key) and feeds the client's bytes.
-What cannot be encrypted exactly is refused before the first row (CSV and binary
-formats, a key column, a dependency missing from the column list) or, for one bad
-row, fails the whole COPY: plaintext is never passed on.
+What cannot be encrypted exactly is refused before the first row (binary format,
+a key column, a dependency missing from the column list) or, for one bad row,
+fails the whole COPY: plaintext is never passed on.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +77,9 @@ class CopyPlan:
     delimiter: bytes
     null: bytes
     header: bool
+    csv: bool = False
+    quote: bytes = b'"'  # CSV only
+    escape: bytes = b'"'  # CSV only
 
 
 def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
@@ -82,12 +90,25 @@ def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
             "(use FROM STDIN, or psql's \\copy)"
         )
     options = {o.defname.lower(): _option_value(o.arg) for o in stmt.options or ()}
-    fmt = options.pop("format", "text")
-    if fmt != "text":
-        raise refuse(f"COPY FROM STDIN in {fmt} format (use the text format)")
-    delimiter = options.pop("delimiter", "\t")
-    null = options.pop("null", "\\N")
+    fmt = options.pop("format", "text").lower()
+    if fmt not in ("text", "csv"):
+        raise refuse(f"COPY FROM STDIN in {fmt} format (use the text or csv format)")
+    csv = fmt == "csv"
+    delimiter = options.pop("delimiter", "," if csv else "\t")
+    null = options.pop("null", "" if csv else "\\N")
     header = options.pop("header", "false") not in ("false", "off", "0", "no")
+    quote = escape = '"'
+    if csv:
+        quote = options.pop("quote", quote)
+        escape = options.pop("escape", quote)
+        for name, value in (
+            ("delimiter", delimiter),
+            ("quote", quote),
+            ("escape", escape),
+        ):
+            if len(value.encode("utf-8")) != 1 or value in "\r\n":
+                # PostgreSQL refuses these too; the proxy's reading needs one byte.
+                raise refuse(f"COPY FROM STDIN in csv format with {name} {value!r}")
     encoding = options.pop("encoding", "UTF8")
     options.pop("freeze", None)
     if encoding.replace("-", "").replace("_", "").upper() != "UTF8":
@@ -139,6 +160,9 @@ def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
         delimiter.encode("utf-8"),
         null.encode("utf-8"),
         header,
+        csv,
+        quote.encode("utf-8"),
+        escape.encode("utf-8"),
     )
 
 
@@ -167,13 +191,17 @@ class CopyRows:
         # a second time.
         self.decrypts = decrypts
         self.pending = b""  # the last line, not complete yet
-        self.line = 0  # lines seen, for error messages
+        self.line = 0  # lines (CSV: records) seen, for error messages
         self.done = False  # the end-of-data marker `\.` was seen
         self.failed = False  # set by the caller: the rest of the data is dropped
+        self._records = _CsvRecords(plan.quote, plan.escape) if plan.csv else None
 
     def feed(self, data: bytes) -> bytes:
         data = self.pending + data
-        end = data.rfind(b"\n") + 1
+        if self._records is not None:
+            end = self._records.complete(data)
+        else:
+            end = data.rfind(b"\n") + 1
         self.pending = data[end:]
         return self._lines(data[:end])
 
@@ -184,7 +212,12 @@ class CopyRows:
 
     def _lines(self, data: bytes) -> bytes:
         out = []
-        for line in data.splitlines(keepends=True):
+        lines = (
+            data.splitlines(keepends=True)
+            if self._records is None
+            else self._records.split(data)
+        )
+        for line in lines:
             self.line += 1
             if self.done or (self.line == 1 and self.plan.header):
                 out.append(line)
@@ -201,12 +234,19 @@ class CopyRows:
         plan = self.plan
         if not plan.fields:
             return body
-        raw = _split(body, plan.delimiter)
+        if plan.csv:
+            try:
+                raw, values = _split_csv(body, plan)
+            except ValueError:
+                raise self._error("an unterminated CSV quoted field") from None
+        else:
+            raw = _split(body, plan.delimiter)
+            values = [self._value(raw, i) for i in range(len(raw))]
         if len(raw) != len(plan.columns):
             # PostgreSQL's own complaint would follow; nothing is passed on.
             raise self._error("a row whose fields do not match the column list")
         for field in plan.fields:
-            value = self._value(raw, field.index)
+            value = values[field.index]
             if value is None:
                 continue  # NULL stays NULL
             try:
@@ -216,8 +256,8 @@ class CopyRows:
                     message = value
                 else:
                     message = types.bytea_in(value.decode("utf-8"))
-                associated = self._associated(raw, field)
-                nonce = self._nonce(raw, field)
+                associated = self._associated(values, field)
+                nonce = self._nonce(values, field)
             except (RewriteError, UnicodeDecodeError):
                 raise self._error(
                     f"a value of {field.name} or of its associated data or nonce "
@@ -262,22 +302,22 @@ class CopyRows:
             return None
         return _unescape(raw[index])
 
-    def _associated(self, raw: list[bytes], field: Field) -> bytes | None:
+    def _associated(self, values: list[bytes | None], field: Field) -> bytes | None:
         if not field.associated:
             return b""  # pgsodium's trigger: convert_to('', 'utf8')
         parts = []
         for index, type_name in field.associated:
-            value = self._value(raw, index)
+            value = values[index]
             if value is None:
                 return None  # NULL || … is NULL
             text = types.utf8_text(value)
             parts.append(types.cast(types.text_in(type_name, text), type_name, "text"))
         return "".join(str(p) for p in parts).encode("utf-8")
 
-    def _nonce(self, raw: list[bytes], field: Field) -> bytes | None:
+    def _nonce(self, values: list[bytes | None], field: Field) -> bytes | None:
         if field.nonce is None:
             return None
-        value = self._value(raw, field.nonce)
+        value = values[field.nonce]
         return None if value is None else types.bytea_in(value.decode("utf-8"))
 
     def _text(self, field: Field, ciphertext: bytes) -> bytes:
@@ -290,6 +330,8 @@ class CopyRows:
             text = b"\n".join(lines)
         else:
             text = b"\\x" + ciphertext.hex().encode("ascii")
+        if self.plan.csv:
+            return _quote_csv(text, self.plan.quote, self.plan.escape)
         return _escape(text, self.plan.delimiter)
 
     def _error(self, what: str) -> RewriteError:
@@ -358,3 +400,109 @@ def _escape(text: bytes, delimiter: bytes) -> bytes:
     if delimiter not in (b"\\", b"\n"):
         out = out.replace(delimiter, b"\\" + delimiter)
     return out
+
+
+class _CsvRecords:
+    """Where CSV records end: at a newline outside quotes (CopyReadLineText's
+    rules: an escape other than the quote counts only inside quotes, and only
+    right before a quote or another escape). Remembers how far the held bytes
+    were read, so a long quoted value fed in many pieces is read once."""
+
+    def __init__(self, quote: bytes, escape: bytes) -> None:
+        self.quote = quote[0]
+        # An escape equal to the quote plays no part here: quotes just toggle.
+        self.escape = escape[0] if escape != quote else -1
+        special = re.escape(quote) + (re.escape(escape) if escape != quote else b"")
+        self._special = re.compile(b"[" + special + b"\n]")
+        self._read = 0  # bytes of the held, incomplete record already read
+        self._state = (False, False)  # inside quotes; the last byte an escape
+
+    def complete(self, data: bytes) -> int:
+        """How many bytes at the start of `data` are complete records (`data`
+        starts with the bytes held back by the last call)."""
+        ends, self._state = self._scan(data, self._read, self._state)
+        end = ends[-1] if ends else 0
+        self._read = len(data) - end  # all read; a record starts at `end`
+        return end
+
+    def split(self, data: bytes) -> list[bytes]:
+        """The records of `data`, with their line ends; the last one may lack it."""
+        ends, _ = self._scan(data, 0, (False, False))
+        starts = [0, *ends]
+        if starts[-1] < len(data):
+            ends.append(len(data))
+        return [data[a:b] for a, b in zip(starts, ends, strict=False)]
+
+    def _scan(
+        self, data: bytes, at: int, state: tuple[bool, bool]
+    ) -> tuple[list[int], tuple[bool, bool]]:
+        in_quote, escaped = state
+        ends: list[int] = []
+        last = at - 1
+        for found in self._special.finditer(data, at):
+            position = found.start()
+            if position != last + 1:
+                escaped = False  # ordinary bytes came between
+            last = position
+            c = data[position]
+            if in_quote and c == self.escape:
+                escaped = not escaped
+            if c == self.quote and not escaped:
+                in_quote = not in_quote
+            if c != self.escape:
+                escaped = False
+            if c == 0x0A and not in_quote:
+                ends.append(position + 1)
+        if last != len(data) - 1:
+            escaped = False
+        return ends, (in_quote, escaped)
+
+
+def _split_csv(body: bytes, plan: CopyPlan) -> tuple[list[bytes], list[bytes | None]]:
+    """The raw bytes and the values of one CSV record's fields
+    (CopyReadAttributesCSV): a quoted value is never NULL; inside quotes, the
+    escape before a quote or an escape makes it data. ValueError: a quoted value
+    that does not end."""
+    delimiter, quote, escape = plan.delimiter[0], plan.quote[0], plan.escape[0]
+    raw: list[bytes] = []
+    values: list[bytes | None] = []
+    start = i = 0
+    while True:
+        value = bytearray()
+        quoted = False
+        while i < len(body) and body[i] != delimiter:
+            c = body[i]
+            i += 1
+            if c != quote:
+                value.append(c)
+                continue
+            quoted = True
+            while True:
+                if i >= len(body):
+                    raise ValueError("unterminated CSV quoted field")
+                c = body[i]
+                i += 1
+                if c == escape and i < len(body) and body[i] in (escape, quote):
+                    value.append(body[i])
+                    i += 1
+                elif c == quote:
+                    break
+                else:
+                    value.append(c)
+        field = body[start:i]
+        raw.append(field)
+        values.append(None if not quoted and field == plan.null else bytes(value))
+        if i >= len(body):
+            return raw, values
+        i += 1  # the delimiter
+        start = i
+
+
+def _quote_csv(text: bytes, quote: bytes, escape: bytes) -> bytes:
+    """A quoted CSV value, its quotes and escapes escaped (CopyAttributeOutCSV)."""
+    out = bytearray(quote)
+    for c in text:
+        if c == quote[0] or c == escape[0]:
+            out += escape
+        out.append(c)
+    return bytes(out + quote)
