@@ -58,6 +58,7 @@ PROXY_FUNCTIONS: Mapping[str, tuple[str | None, tuple[str, ...]]] = MappingProxy
         "timestamp with time zone,text,bytea)": (KEYMAKER, ("PUBLIC", KEYIDUSER)),
         "pgsodium._proxy_raise(text,text)": (None, ("PUBLIC",)),
         "pgsodium._proxy_key_ref(uuid)": (None, (KEYIDUSER,)),
+        "pgsodium._proxy_key_materials()": (None, (KEYIDUSER,)),
         "pgsodium._proxy_key_ref(anyelement)": (None, ("PUBLIC",)),
     }
 )

@@ -40,7 +40,7 @@ from .execution import (
     Skipped,
     default_arg,
 )
-from .lookup import lookup
+from .lookup import all_key_materials, lookup
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
 
@@ -58,6 +58,7 @@ _FINGERPRINT_KEY = secrets.token_bytes(16)
 def statement_fingerprint(body: bytes) -> str:
     """A short keyed fingerprint of a message, to follow it through the log."""
     return hashlib.blake2b(body, digest_size=6, key=_FINGERPRINT_KEY).hexdigest()
+
 
 # Cheap check on raw message bytes, before any parsing: anything that could name a
 # pgsodium function, view or proxy-internal object.
@@ -378,13 +379,18 @@ class Interceptor:
         self.session.push(execution.query_reply())
 
     async def _copy_in(self, frame: Frame, plan: CopyPlan) -> None:
-        """COPY … FROM STDIN into a labelled table: the key is looked up (and
+        """COPY … FROM STDIN into a labelled table: the keys are looked up (and
         EXECUTE checked) on the client's connection first, then the statement goes
-        up as it is and its rows are encrypted as they stream (Session.copy_in)."""
+        up as it is and its rows are encrypted as they stream (Session.copy_in).
+        Rows that name their own keys (KEY COLUMN labels) may need any aead-det
+        key: all of them are read first, as the client's role."""
         self.strategy = "fold"
-        keys = [(plan.key_id, "aead-det")] if plan.key_id else []
+        keys = [(key_id, "aead-det") for key_id in plan.key_ids]
         try:
             found = await lookup(self.session, [_TCE_ENCRYPT.regprocedure], keys, 0)
+            materials = dict(found.materials)
+            if plan.key_columns:
+                materials.update(await all_key_materials(self.session))
         except Skipped:
             self._forward(frame, SyncReply())
             return
@@ -395,19 +401,23 @@ class Interceptor:
         except ProxyError as exc:
             await self.fail_simple(exc)
             return
-        if keys and keys[0] not in found.materials:
+        if any(key not in materials for key in keys):
             await self.fail_simple(RewriteError("P0002", "query returned no rows"))
             return
         evaluator = CountingEvaluator(
-            Env(self.session.server.root_key.secret), found.materials, default_arg
+            Env(self.session.server.root_key.secret), materials, default_arg
         )
 
-        def encrypt(message: bytes, additional: bytes | None, nonce: bytes | None):
-            return evaluator(_TCE_ENCRYPT, [message, additional, plan.key_id, nonce])
+        def encrypt(
+            message: bytes, additional: bytes | None, nonce: bytes | None, key: str
+        ) -> Any:
+            return evaluator(_TCE_ENCRYPT, [message, additional, key, nonce])
 
-        def decrypts(value: bytes, additional: bytes | None, nonce: bytes | None):
+        def decrypts(
+            value: bytes, additional: bytes | None, nonce: bytes | None, key: str
+        ) -> bool:
             try:
-                evaluator(_TCE_DECRYPT, [value, additional, plan.key_id, nonce])
+                evaluator(_TCE_DECRYPT, [value, additional, key, nonce])
             except PgsodiumError:
                 return False
             return True

@@ -35,6 +35,11 @@ SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex')
        LATERAL pgsodium.create_key('aead-det'::pgsodium.key_type) AS k"""
 
 
+# Keys for a COPY whose rows name their own keys (keystore/sql/proxy_internals.sql).
+ALL_KEYS_SQL = "SELECT key_uuid::text, material FROM pgsodium._proxy_key_materials()"
+MAX_COPY_KEYS = 100_000
+
+
 class Skipped(Exception):
     """The upstream discarded the request (an earlier error, until Sync)."""
 
@@ -143,3 +148,20 @@ def sanitize(frame: codec.Frame) -> bytes:
     error = codec.decode_backend(frame)
     kept = tuple((c, v) for c, v in error.fields if c in "SVCMDH")
     return codec.ErrorResponse(kept).encode()
+
+
+async def all_key_materials(session: Session) -> dict[tuple[str, str], str]:
+    """Every aead-det key's material, as the client's current role may read them
+    (as `lookup`'s materials). Past MAX_COPY_KEYS keys: 0A000."""
+    try:
+        (rows,) = await session.internal((ALL_KEYS_SQL, []))
+    except LookupFailed as exc:
+        raise _not_installed(exc) from None
+    if len(rows) > MAX_COPY_KEYS:
+        raise ProxyError(
+            SQLSTATE.FEATURE_NOT_SUPPORTED,
+            f"pgsodium-proxy cannot COPY into a column labelled ENCRYPT WITH KEY "
+            f"COLUMN while the database has more than {MAX_COPY_KEYS} aead-det keys "
+            "(use INSERT)",
+        )
+    return {(row[0] or "", "aead-det"): row[1] or "" for row in rows}

@@ -14,8 +14,8 @@ value is written back quoted (pgsodium's base64 holds newlines).
 Pure and sans-I/O: the caller gives the encryption (a function of message,
 associated data and nonce, under the label's key) and feeds the client's bytes.
 What cannot be encrypted exactly is refused before the first row (binary format,
-a key column, a dependency missing from the column list) or, for one bad row,
-fails the whole COPY: plaintext is never passed on.
+a key, associated or nonce column missing from the column list) or, for one bad
+row, fails the whole COPY: plaintext is never passed on.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from . import types
 from .errors import RewriteError
 from .tce import Relation, refuse
 
-Encrypt = Callable[[bytes, bytes | None, bytes | None], bytes]
+# (message, associated data, nonce, key uuid) -> ciphertext.
+Encrypt = Callable[[bytes, bytes | None, bytes | None, str], bytes]
 # Whether bytes are already this column's ciphertext: they decrypt under its key,
 # associated data and nonce (a 256-bit tag; no plaintext passes by chance).
-Decrypts = Callable[[bytes, bytes | None, bytes | None], bool]
+Decrypts = Callable[[bytes, bytes | None, bytes | None, str], bool]
 _BASE64 = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n"
 )
@@ -66,12 +67,14 @@ class Field:
     type: str  # "text" or "bytea"
     associated: tuple[tuple[int, str], ...]  # (position, type) of each AD column
     nonce: int | None
+    key_id: str | None = None  # ENCRYPT WITH KEY ID: the key's uuid
+    key_column: int | None = None  # ENCRYPT WITH KEY COLUMN: its position
 
 
 @dataclass(frozen=True)
 class CopyPlan:
     table: str
-    key_id: str  # the uuid of the one key of every encrypted column
+    key_ids: tuple[str, ...]  # the uuids of the KEY ID labels' keys
     columns: tuple[str, ...]
     fields: tuple[Field, ...]
     delimiter: bytes
@@ -80,6 +83,11 @@ class CopyPlan:
     csv: bool = False
     quote: bytes = b'"'  # CSV only
     escape: bytes = b'"'  # CSV only
+
+    @property
+    def key_columns(self) -> bool:
+        """Whether rows name their own keys (every aead-det key may be needed)."""
+        return any(f.key_column is not None for f in self.fields)
 
 
 def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
@@ -121,17 +129,17 @@ def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
         columns = tuple(c.name for c in relation.columns if not c.generated)
     position = {name: i for i, name in enumerate(columns)}
     fields = []
-    keys = set()
+    keys: dict[str, None] = {}  # in label order
     for column in relation.columns:
         if not column.encrypted or column.name not in position:
             continue
-        if column.key_column is not None or column.key_id is None:
-            raise refuse(
-                f"COPY into {column.name}, whose key is a column of each row (use "
-                "INSERT)"
-            )
-        keys.add(column.key_id)
+        if column.key_id is not None:
+            keys[column.key_id] = None
+        elif column.key_column is None:
+            raise refuse(f"COPY into {column.name}, whose label names no key")
         needed = list(column.associated) + ([column.nonce] if column.nonce else [])
+        if column.key_column is not None:
+            needed.append(column.key_column)
         for dep in needed:
             if dep not in position:
                 raise refuse(f"COPY {column.name} without {dep} in the column list")
@@ -148,13 +156,13 @@ def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
                 column.type,
                 tuple(associated),
                 position[column.nonce] if column.nonce else None,
+                column.key_id,
+                position[column.key_column] if column.key_column else None,
             )
         )
-    if len(keys) > 1:
-        raise refuse("COPY into encrypted columns under different keys (use INSERT)")
     return CopyPlan(
         relation.table,
-        keys.pop() if keys else "",
+        tuple(keys),
         columns,
         tuple(fields),
         delimiter.encode("utf-8"),
@@ -258,11 +266,17 @@ class CopyRows:
                     message = types.bytea_in(value.decode("utf-8"))
                 associated = self._associated(values, field)
                 nonce = self._nonce(values, field)
+                key = self._key(values, field)
             except (RewriteError, UnicodeDecodeError):
                 raise self._error(
-                    f"a value of {field.name} or of its associated data or nonce "
-                    "is not valid input for its type"
+                    f"a value of {field.name} or of its associated data, nonce or "
+                    "key is not valid input for its type"
                 ) from None
+            if key is None:
+                # pgsodium's trigger encrypts under a NULL key: NULL, as INSERT
+                # stores it (the plaintext is dropped).
+                raw[field.index] = plan.null
+                continue
             if not message:
                 # pgsodium's trigger's words; the line, as a COPY's CONTEXT gives it.
                 empty = "string" if field.type == "text" else "bytes"
@@ -271,11 +285,21 @@ class CopyRows:
                     f"Cannot encrypt empty {empty}. (COPY line {self.line}, "
                     f"column {field.name})",
                 )
-            if self._stored(field, message, associated, nonce):
+            if self._stored(field, message, associated, nonce, key):
                 continue
-            raw[field.index] = self._text(
-                field, self.encrypt(message, associated, nonce)
-            )
+            try:
+                ciphertext = self.encrypt(message, associated, nonce, key)
+            except Exception as exc:
+                sqlstate = getattr(exc, "sqlstate", None)
+                if sqlstate is None:
+                    raise
+                # pgsodium's own error (P0002 for an unknown key), and where.
+                raise RewriteError(
+                    sqlstate,
+                    f"{getattr(exc, 'message', exc)} (COPY line {self.line}, "
+                    f"column {field.name})",
+                ) from None
+            raw[field.index] = self._text(field, ciphertext)
         return plan.delimiter.join(raw)
 
     def _stored(
@@ -284,6 +308,7 @@ class CopyRows:
         value: bytes,
         associated: bytes | None,
         nonce: bytes | None,
+        key: str,
     ) -> bool:
         """Whether `value` is already what pgsodium stores for this column."""
         if self.decrypts is None:
@@ -295,7 +320,7 @@ class CopyRows:
                 value = base64.b64decode(value.replace(b"\n", b""), validate=True)
             except ValueError:
                 return False
-        return len(value) >= _SHORTEST and self.decrypts(value, associated, nonce)
+        return len(value) >= _SHORTEST and self.decrypts(value, associated, nonce, key)
 
     def _value(self, raw: list[bytes], index: int) -> bytes | None:
         if raw[index] == self.plan.null:
@@ -313,6 +338,13 @@ class CopyRows:
             text = types.utf8_text(value)
             parts.append(types.cast(types.text_in(type_name, text), type_name, "text"))
         return "".join(str(p) for p in parts).encode("utf-8")
+
+    def _key(self, values: list[bytes | None], field: Field) -> str | None:
+        if field.key_column is None:
+            assert field.key_id is not None
+            return field.key_id
+        value = values[field.key_column]
+        return None if value is None else types.uuid_in(value.decode("utf-8"))
 
     def _nonce(self, values: list[bytes | None], field: Field) -> bytes | None:
         if field.nonce is None:

@@ -117,6 +117,21 @@ BEGIN
 END
 $fn$;
 
+-- Every aead-det key's material, for a COPY into a column labelled ENCRYPT WITH
+-- KEY COLUMN: its rows name their keys as they stream, while the connection is
+-- busy with the COPY and no lookup can run on it. The proxy refuses the COPY past
+-- 100000 keys (it asks for one more to know).
+-- SECURITY: as _proxy_key_material, for pgsodium_keyiduser only.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_key_materials()
+  RETURNS TABLE (key_uuid uuid, material text)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
+AS $fn$
+  SELECT k.id, pgsodium._proxy_key_material(k.id, 'aead-det')
+    FROM pgsodium.key k
+   WHERE k.key_type = 'aead-det'
+   LIMIT 100001
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgsodium._proxy_key_ref(other anyelement)
   RETURNS text
   LANGUAGE sql IMMUTABLE

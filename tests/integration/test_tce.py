@@ -155,6 +155,65 @@ def test_key_column_associated_and_nonce(conn: psycopg.Connection[Any]) -> None:
     ).fetchone() == ("bob2",)
 
 
+def test_copy_into_a_key_column_label_uses_each_rows_key(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    """COPY rows name their own keys (the proxy reads every aead-det key first):
+    stored bytes equal INSERT's, a NULL key stores NULL, an unknown key fails the
+    whole COPY with pgsodium's P0002, and a data dump restores through the proxy
+    unchanged."""
+    key, other = new_key(conn), new_key(conn)
+    fresh_table(
+        conn,
+        "t_copykey",
+        "id bigint primary key, secret text, key_id uuid, nonce bytea",
+    )
+    conn.execute(
+        "security label for pgsodium on column t_copykey.secret is "
+        "'ENCRYPT WITH KEY COLUMN key_id ASSOCIATED (id) NONCE nonce'"
+    )
+    nonce = bytes(range(16))
+    rows = [(1, "alice", key, nonce), (2, "bob", other, None), (3, "x", None, None)]
+    with conn.cursor().copy("copy t_copykey from stdin") as copy:
+        for row in rows:
+            copy.write_row(row)
+    copied = conn.execute("select * from t_copykey order by id").fetchall()
+    assert copied[2][1] is None  # NULL key: NULL, as INSERT stores it
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_copykey order by id"
+    ).fetchall() == [(1, "alice"), (2, "bob"), (3, None)]
+    conn.execute("delete from t_copykey")
+    conn.execute(
+        "insert into t_copykey values (%s, %s, %s, %s), (%s, %s, %s, %s), "
+        "(3, 'x', null, null)",  # a NULL key as a bind value is refused (README)
+        [v for row in rows[:2] for v in row],
+    )
+    assert conn.execute("select * from t_copykey order by id").fetchall() == copied
+
+    unknown = "00000000-0000-4000-8000-000000000001"
+    with pytest.raises(psycopg.errors.QueryCanceled) as caught:
+        with conn.cursor().copy("copy t_copykey from stdin") as copy:
+            copy.write_row((7, "TOPSECRET", unknown, None))
+    assert "P0002: query returned no rows (COPY line 1, column secret)" in str(
+        caught.value
+    )
+    assert "TOPSECRET" not in str(caught.value)
+    assert conn.execute("select * from t_copykey order by id").fetchall() == copied
+
+    dumped = subprocess.run(
+        [str(proxy.upstream.bindir / "pg_dump"), "--data-only", "--table=t_copykey",
+         proxy.upstream_url(dbname=conn.info.dbname)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    conn.execute("delete from t_copykey")
+    restored = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", proxy.url(dbname=conn.info.dbname)],
+        input=dumped, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert conn.execute("select * from t_copykey order by id").fetchall() == copied
+
+
 def test_masking_views_list_the_rules(conn: psycopg.Connection[Any]) -> None:
     key = new_key(conn)
     fresh_table(conn, "t_rules", "id int, secret text, kid uuid, n bytea")

@@ -309,6 +309,7 @@ def test_installed_functions_are_the_catalogue_minus_tce(
         "_proxy_create_raw_key",
         "_proxy_raise",
         "_proxy_key_ref",
+        "_proxy_key_materials",
     }
 
 
@@ -339,9 +340,10 @@ def test_security_definer_functions_pin_search_path(
     functions: dict[str, tuple[Any, ...]],
 ) -> None:
     definers = {name: row for name, row in functions.items() if row[3]}
-    # uuid, create_key, get_*, proxy (key material, raw key, TCE rebind, drop and
-    # ACCESS grants, …), pgsodium's enable/disable_security_label_trigger
-    assert len(definers) == 25 + 1 + 3 + 6 + 2
+    # uuid, create_key, get_*, proxy (key material and materials, raw key, TCE
+    # rebind, drop and ACCESS grants, …), pgsodium's
+    # enable/disable_security_label_trigger
+    assert len(definers) == 25 + 1 + 3 + 7 + 2
     assert all(row[6] == ['search_path=""'] for row in definers.values())
 
 

@@ -27,9 +27,22 @@ TABLE = tce.Relation(
 )
 
 
-def fake_encrypt(message: bytes, additional: bytes | None, nonce: bytes | None):
-    """Not encryption: shows exactly what the real one would be given."""
-    return b"E(" + message + b"|" + (additional or b"-") + b"|" + (nonce or b"-") + b")"
+def fake_encrypt(
+    message: bytes, additional: bytes | None, nonce: bytes | None, key: str
+) -> bytes:
+    """Not encryption: shows exactly what the real one would be given (the key
+    only when it is not the label's KEY ID)."""
+    shown = b"" if key == KEY else b"|" + key.encode()
+    return (
+        b"E("
+        + message
+        + b"|"
+        + (additional or b"-")
+        + b"|"
+        + (nonce or b"-")
+        + shown
+        + b")"
+    )
 
 
 def plan(sql: str):  # type: ignore[no-untyped-def]
@@ -145,18 +158,59 @@ def test_what_cannot_be_encrypted_is_refused_before_any_row(sql: str, why: str) 
     assert why in caught.value.message
 
 
-def test_a_key_column_is_refused() -> None:
-    table = tce.Relation(
-        "table",
-        '"public"."k"',
-        "public.decrypted_k",
-        (
-            tce.Column("s", "text", encrypted=True, key_column="kid"),
-            tce.Column("kid", "uuid"),
-        ),
+KEYED = tce.Relation(
+    "table",
+    '"public"."k"',
+    "public.decrypted_k",
+    (
+        tce.Column("id", "integer"),
+        tce.Column("s", "text", encrypted=True, key_column="kid", associated=("id",)),
+        tce.Column("kid", "uuid"),
+        tce.Column("b", "bytea", encrypted=True, key_id=KEY),
+    ),
+)
+OTHER = "0b7e3c2a-1d4f-4e6a-8b9c-0d1e2f3a4b5c"
+
+
+def keyed_rows(sql: str, data: bytes) -> bytes:
+    copy = CopyRows(plan_copy(parse_sql(sql)[0].stmt, KEYED), fake_encrypt)
+    return copy.feed(data) + copy.finish()
+
+
+def test_a_key_column_names_each_rows_key() -> None:
+    sql = "copy k from stdin"
+    plan = plan_copy(parse_sql(sql)[0].stmt, KEYED)
+    assert plan.key_columns and plan.key_ids == (KEY,)
+    out = keyed_rows(sql, f"1\tone\t{{{OTHER.upper()}}}\t\\N\n".encode())
+    # The key as PostgreSQL reads the uuid; the key column itself is kept as sent.
+    assert out == (
+        b"1\t"
+        + stored_text(b"E(one|1|-|" + OTHER.encode() + b")")
+        + f"\t{{{OTHER.upper()}}}\t\\N\n".encode()
     )
-    with pytest.raises(RewriteError, match="key is a column"):
-        plan_copy(parse_sql("copy k from stdin")[0].stmt, table)
+    # A NULL key stores NULL, as INSERT (and pgsodium's trigger) does.
+    assert keyed_rows(sql, b"2\ttwo\t\\N\t\\N\n") == b"2\t\\N\t\\N\t\\N\n"
+    with pytest.raises(RewriteError, match="without kid"):
+        plan_copy(parse_sql("copy k (id, s) from stdin")[0].stmt, KEYED)
+
+
+def test_a_key_column_that_is_no_uuid_or_no_key_fails_the_copy() -> None:
+    with pytest.raises(RewriteError) as caught:
+        keyed_rows("copy k from stdin", b"1\tTOPSECRET\tnot-a-uuid\t\\N\n")
+    assert caught.value.sqlstate == "22P04"
+    assert "TOPSECRET" not in caught.value.message
+
+    class Unknown(Exception):
+        sqlstate, message = "P0002", "query returned no rows"
+
+    def no_key(*args: object) -> bytes:
+        raise Unknown()
+
+    copy = CopyRows(plan_copy(parse_sql("copy k from stdin")[0].stmt, KEYED), no_key)
+    with pytest.raises(RewriteError) as caught:
+        copy.feed(f"1\tTOPSECRET\t{OTHER}\t\\N\n".encode())
+    assert caught.value.sqlstate == "P0002"
+    assert caught.value.message == "query returned no rows (COPY line 1, column s)"
 
 
 def test_values_that_already_are_the_ciphertext_are_kept() -> None:
@@ -165,8 +219,10 @@ def test_values_that_already_are_the_ciphertext_are_kept() -> None:
     them again (as pgsodium's trigger does) would lose them."""
     stored = b"E(old|5|-)" * 4  # 40 bytes, the fake's "ciphertext"
 
-    def decrypts(value: bytes, additional: bytes | None, nonce: bytes | None):
-        return value == stored and additional == b"5"
+    def decrypts(
+        value: bytes, additional: bytes | None, nonce: bytes | None, key: str
+    ) -> bool:
+        return value == stored and additional == b"5" and key == KEY
 
     copy = CopyRows(plan("copy t (id, secret) from stdin"), fake_encrypt, decrypts)
     as_dumped = b"5\t" + stored_text(stored) + b"\n"
