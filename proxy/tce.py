@@ -3,7 +3,8 @@
 Labels live upstream (pgsodium._proxy_label), so every session and every proxy
 sees them. A session keeps the names of labelled tables and of their decrypting
 views, read on the client's own connection and re-read when older than
-NAMES_TTL_SECONDS or after DDL it passed on; a statement whose bytes mention one
+NAMES_TTL_SECONDS or after DDL it passed on (always before the statement that
+comes next, whatever its words); a statement whose bytes mention one
 of them (or `SECURITY LABEL`, or `vault`) is parsed, its relations' rules are
 looked up in the client's transaction, and rewriter.tce_write turns it into
 pgsodium calls that the rest of the rewriter evaluates. A stale list never lets
@@ -37,9 +38,16 @@ NAMES_TTL_SECONDS = 2.0
 _INSTALLED = "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL"
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
 _VAULT = re.compile(rb"vault", re.IGNORECASE)
+# A statement that may change what is labelled, or the names of labelled tables and
+# their views: a DDL keyword where a statement starts (after blanks and comments),
+# or update_mask(s). The list is read again before the session's next statement.
 _DDL = re.compile(
-    rb"security\s+label|alter|drop|rename|create|update_mask", re.IGNORECASE
+    rb"(?:^|;)(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+    rb"(?:create|alter|drop|do|security\s+label)(?![\w$])|update_mask",
+    re.IGNORECASE | re.DOTALL,
 )
+# A Unicode-escaped identifier (U&"…") may name a labelled table in other letters.
+_ESCAPED_NAME = re.compile(rb'u&"', re.IGNORECASE)
 
 
 class Tce:
@@ -65,10 +73,15 @@ class Tce:
         if self.session.replication:
             return False  # no labels on a walsender: its upstream guard still holds
         body = frame.body
+        return self.stale() or self._maybe(body)
+
+    def _maybe(self, body: bytes) -> bool:
+        """Whether a statement may involve TCE or Vault (the cheap check)."""
         return (
-            self.stale()
-            or self.mentions(body)
-            or bool(_LABEL.search(body) or _VAULT.search(body))
+            self.mentions(body)
+            or _LABEL.search(body) is not None
+            or _VAULT.search(body) is not None
+            or _ESCAPED_NAME.search(body) is not None
         )
 
     async def refresh(self) -> None:
@@ -103,19 +116,30 @@ class Tce:
         if self.session.replication:
             return sql
         body = frame.body
+        # SECURITY: the list must be fresh for this statement, whatever it says:
+        # a stale one would let a write of a newly labelled table go up as it is.
+        if self.stale():
+            await self.refresh()
         if _DDL.search(body):
             self.loaded_at = None  # what is labelled may change: re-read next time
-        elif self.stale():
-            await self.refresh()
-        if not (self.mentions(body) or _LABEL.search(body) or _VAULT.search(body)):
+        if not self._maybe(body):
             return sql
         # SECURITY: a malformed statement is not passed on: a write of a labelled
         # table would take its plaintext to the database (and its log). tce.parse
         # raises the error PostgreSQL's parser gives, position included.
         statements = tce.parse(sql)
+        relabelled = tce.labelled_then_named(statements)
+        if relabelled is not None:
+            raise RewriteError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                f"pgsodium-proxy cannot evaluate a statement naming {relabelled} "
+                "after SECURITY LABEL FOR pgsodium on it in the same Query message "
+                "(its labels are read before the message runs): send the label as "
+                "a Query of its own",
+            )
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)
-        if names and self.mentions(body):
+        if names and (self.mentions(body) or _ESCAPED_NAME.search(body)):
             rows = await self.session.internal(
                 (
                     "SELECT name, rules::text FROM pgsodium._proxy_tce_rules($1)",

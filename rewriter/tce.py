@@ -264,6 +264,29 @@ def relation_names(statements: Sequence[ast.RawStmt]) -> list[str]:
     return sorted(set(names))
 
 
+def labelled_then_named(statements: Sequence[ast.RawStmt]) -> str | None:
+    """A table that a pgsodium SECURITY LABEL of these statements labels and that
+    a later one names (or its decrypting view). The proxy reads the labels before
+    the message runs, so that later statement would be planned without them."""
+    labelled: set[str] = set()
+    for raw in statements:
+        if labelled:
+            visitor = _RangeVars()
+            visitor(raw.stmt)
+            for rv in visitor.found:
+                name = rv.relname
+                if name in labelled or name.removeprefix("decrypted_") in labelled:
+                    return str(name)
+        stmt = raw.stmt
+        if isinstance(stmt, ast.SecLabelStmt) and stmt.provider == "pgsodium":
+            parts = [p.sval for p in stmt.object or () if isinstance(p, ast.String)]
+            if stmt.objtype == ObjectType.OBJECT_COLUMN and len(parts) >= 2:
+                labelled.add(parts[-2])
+            elif stmt.objtype == ObjectType.OBJECT_TABLE and parts:
+                labelled.add(parts[-1])
+    return None
+
+
 def has_security_label(statements: Sequence[ast.RawStmt]) -> bool:
     return any(
         isinstance(raw.stmt, ast.SecLabelStmt) and raw.stmt.provider == "pgsodium"

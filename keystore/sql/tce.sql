@@ -698,15 +698,38 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
 $rules$;
 
 -- Unqualified names of labelled tables and their views: the proxy's cheap check.
+-- A schema that pg_dump is restoring has its functions in any order: until it is
+-- whole there are no labels (its data, labels included, comes after). The
+-- exception block is a subtransaction, so the client's transaction lives on.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_names()
-  RETURNS SETOF text LANGUAGE sql STABLE AS $names$
-  SELECT DISTINCT c.relname::text
-    FROM pgsodium._proxy_tce_rule m JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
-  UNION
-  SELECT DISTINCT v.relname::text
-    FROM pgsodium._proxy_tce_rule m
-    JOIN pg_catalog.pg_class v ON v.oid = pgsodium._proxy_tce_view_oid(m.view_name)
+  RETURNS SETOF text LANGUAGE plpgsql STABLE AS $names$
+BEGIN
+  RETURN QUERY
+    SELECT DISTINCT c.relname::text
+      FROM pgsodium._proxy_tce_rule m JOIN pg_catalog.pg_class c ON c.oid = m.attrelid
+    UNION
+    SELECT DISTINCT v.relname::text
+      FROM pgsodium._proxy_tce_rule m
+      JOIN pg_catalog.pg_class v ON v.oid = pgsodium._proxy_tce_view_oid(m.view_name);
+EXCEPTION WHEN undefined_function OR undefined_table OR undefined_object THEN
+  RETURN;
+END
 $names$;
+
+-- pg_dump sets restrict_nonsystem_relation_kind = 'view' (PostgreSQL 15.8 and
+-- later minors): the views behind these two, which the proxy calls before the
+-- client's statements, must stay readable in such a session.
+DO $restrict$
+BEGIN
+  IF pg_catalog.current_setting('restrict_nonsystem_relation_kind', true)
+     IS NOT NULL THEN
+    ALTER FUNCTION pgsodium._proxy_tce_names()
+      SET restrict_nonsystem_relation_kind = '';
+    ALTER FUNCTION pgsodium._proxy_tce_rules(text[])
+      SET restrict_nonsystem_relation_kind = '';
+  END IF;
+END
+$restrict$;
 
 -- ALTER TABLE on a labelled table regenerates its view and guard (pgsodium's
 -- trg_mask_update), unless pgsodium.enable_event_trigger is off. Event triggers

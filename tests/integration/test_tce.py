@@ -1373,3 +1373,89 @@ def test_a_refusal_in_rewritten_text_points_nowhere_past_the_clients(
         conn.execute(sql)
     position = caught.value.diag.statement_position
     assert position is None or int(position) <= len(sql)
+
+
+def test_words_of_ddl_in_a_statement_never_skip_its_labels(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    """A new session's first statement, and the statement after this session's own
+    DDL, are planned with the labels as they are now, whatever words they hold
+    (a column named created_at, a value 'RENAME1', a Unicode-escaped name)."""
+    key = new_key(conn)
+    fresh_table(
+        conn, "t_words", "id int primary key, email text, created_at text default 'x'"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_words.email is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    statements = [
+        ("insert into t_words (id, email, created_at) values (%s, %s, 'now')", 1),
+        ("insert into t_words (id, email) values (%s, %s) -- drop, alter", 2),
+        ('insert into U&"t_wo\\0072ds" (id, email) values (%s, %s)', 3),
+    ]
+    for sql, n in statements:
+        plain = f"CreateDropRename{n}Plaintext"
+        with psycopg.connect(
+            proxy.dsn(dbname=conn.info.dbname), autocommit=True
+        ) as new:
+            new.execute(sql, [n, plain])  # the session's first statement
+        stored = direct.execute(
+            "select email from t_words where id = %s", [n]
+        ).fetchone()
+        assert stored is not None and stored[0] != plain
+        assert plain not in server_log(proxy)
+    # The statement right after DDL in the same session.
+    conn.execute("alter table t_words add column other text")
+    conn.execute("insert into t_words (id, email) values (4, 'RENAME1 value')")
+    assert conn.execute(
+        "select id, decrypted_email from decrypted_t_words order by id"
+    ).fetchall() == [
+        (1, "CreateDropRename1Plaintext"),
+        (2, "CreateDropRename2Plaintext"),
+        (3, "CreateDropRename3Plaintext"),
+        (4, "RENAME1 value"),
+    ]
+    assert "RENAME1" not in server_log(proxy)
+
+
+def test_a_table_labelled_and_used_in_one_query_message_is_refused(
+    proxy: RunningProxy, direct: psycopg.Connection[Any], db: str
+) -> None:
+    """The labels are read before a Query message runs: a later statement of the
+    same message naming the table it labels is refused, and nothing runs."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        conn.execute("drop table if exists t_onemsg cascade")
+        script = (
+            "create table t_onemsg (id int, s text); "
+            f"security label for pgsodium on column t_onemsg.s is 'ENCRYPT WITH KEY ID {key}'; "
+            "insert into t_onemsg values (1, 'OneMessagePlaintext')"
+        )
+        with pytest.raises(
+            psycopg.errors.FeatureNotSupported, match="Query of its own"
+        ):
+            conn.execute(script.encode())  # bytes: a simple Query of three statements
+        assert conn.execute("select to_regclass('t_onemsg')").fetchone() == (None,)
+    assert "OneMessagePlaintext" not in server_log(proxy)
+
+
+def test_pg_dump_runs_through_the_proxy(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """pg_dump sets restrict_nonsystem_relation_kind = 'view'; the proxy's own
+    lookups before its statements still read the labels, and so does a session
+    that sets it."""
+    dumped = subprocess.run(
+        [str(proxy.upstream.bindir / "pg_dump"), "--table=t_w",
+         proxy.url(dbname=conn.info.dbname)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert dumped.returncode == 0, dumped.stderr
+    assert "COPY public.t_w" in dumped.stdout
+    with psycopg.connect(proxy.dsn(dbname=conn.info.dbname), autocommit=True) as new:
+        new.execute("set restrict_nonsystem_relation_kind = 'view'")
+        new.execute("insert into t_w (id, secret) values (60, 'RestrictedPlain')")
+    assert conn.execute(
+        "select decrypted_secret from decrypted_t_w where id = 60"
+    ).fetchone() == ("RestrictedPlain",)
+    assert "RestrictedPlain" not in server_log(proxy)
