@@ -101,6 +101,12 @@ _ROLE_CHANGE = re.compile(
 )
 
 
+def _statement_text(frame: Frame) -> str:
+    """A Query's or a Parse's SQL text, for the log (log.sql_text only)."""
+    message = codec.decode_frontend(frame)
+    return str(getattr(message, "sql", None) or getattr(message, "query", ""))
+
+
 def involves_pgsodium(body: bytes) -> bool:
     return _TRIGGER.search(body) is not None
 
@@ -116,6 +122,7 @@ def _is_utf8(text: str) -> bool:
 class Interceptor:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._statement: Frame | None = None  # the last Query or Parse handled
         self.statements: dict[str, Execution] = {}
         # Prepared statements that call vault.create_secret/update_secret: each
         # Bind rewrites them again (a new secret id and nonce for each execution,
@@ -272,6 +279,7 @@ class Interceptor:
             await handler(frame)
             return
         self.strategy = "passthrough"
+        self._statement = frame  # for the log's statement text (log.sql_text)
         started = time.perf_counter()
         await handler(frame)
         elapsed = time.perf_counter() - started
@@ -515,16 +523,20 @@ class Interceptor:
         if refused:
             self.strategy = "refused"
         # The client's statement is at fault (WARNING), or the proxy is (ERROR).
+        # SECURITY: a message may quote a value the proxy computed (a decrypted
+        # plaintext in a cast's error): redacted whatever log.sql_text says. That
+        # setting adds the statement's text, as the client wrote it.
         ours = not isinstance(exc, (RewriteError, PgsodiumError))
-        shown = error.message
-        if not self.session.server.config.log.sql_text:
-            shown = redacted_message(shown)
+        text = ""
+        if self.session.server.config.log.sql_text and self._statement is not None:
+            text = "; statement: " + _statement_text(self._statement)
         self.session.log(
             logging.ERROR if ours else logging.WARNING,
-            "statement %s: %s %s",
+            "statement %s: %s %s%s",
             "refused" if refused else "failed",
             error.sqlstate,
-            shown,
+            redacted_message(error.message),
+            text,
         )
         try:
             await self.session.internal(

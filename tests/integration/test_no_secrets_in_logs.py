@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -147,3 +148,30 @@ def test_debug_log_follows_statements_without_their_text(
         for line in lines
     ), lines
     assert PLAINTEXT not in caplog.text
+
+
+def test_sql_text_logs_the_statement_never_a_value_the_proxy_computed(
+    proxy: RunningProxy, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """log.sql_text adds the failed statement's text as the client wrote it; the
+    error message, which may quote a decrypted plaintext, stays redacted."""
+    caplog.set_level(logging.DEBUG)
+    config = proxy.server.config
+    proxy.server.config = replace(config, log=replace(config.log, sql_text=True))
+    try:
+        with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+            sealed = conn.execute(
+                "select pgsodium.crypto_aead_det_encrypt(%s, ''::bytea, 1::bigint)",
+                [PLAINTEXT.encode()],
+            ).fetchone()[0]  # type: ignore[index]
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation) as caught:
+                conn.execute(
+                    "select convert_from(pgsodium.crypto_aead_det_decrypt("
+                    "%s, ''::bytea, 1::bigint), 'utf8')::int /* marker-17 */",
+                    [sealed],
+                )
+    finally:
+        proxy.server.config = config
+    assert PLAINTEXT in str(caught.value)  # the client asked for it
+    assert PLAINTEXT not in caplog.text
+    assert "marker-17" in caplog.text  # the statement's own text
