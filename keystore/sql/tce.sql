@@ -479,6 +479,8 @@ DECLARE
   col_type text;
   key_type text;
   ad text;
+  dependency name;
+  dependent name;
 BEGIN
   IF objtype = 'role' THEN
     IF new_label IS NOT NULL AND new_label !~* '^access' THEN
@@ -576,6 +578,28 @@ BEGIN
         ARRAY['text', 'character varying', 'smallint', 'integer', 'bigint', 'uuid',
               'boolean'], 'associated data column');
     END LOOP;
+  END IF;
+
+  -- An encrypted column cannot be the associated data or nonce of one (itself
+  -- included): the proxy encrypts each with the other's plaintext, where
+  -- pgsodium's triggers, run one after the other, would use a ciphertext; the
+  -- value would not decrypt through the view.
+  IF objtype = 'column' THEN
+    SELECT d.attname, m.attname INTO dependency, dependent
+      FROM pgsodium._proxy_tce_rule m
+      JOIN pgsodium._proxy_tce_rule d ON d.attrelid = m.attrelid
+     WHERE m.attrelid = rel
+       AND (d.attname::text = m.nonce_column
+            OR d.attname::text IN (
+                 SELECT pg_catalog.btrim(x) FROM pg_catalog.unnest(
+                   pg_catalog.string_to_array(m.associated_columns, ',')) AS x))
+     ORDER BY m.attnum, d.attnum
+     LIMIT 1;
+    IF FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = '0A000',
+        MESSAGE = pg_catalog.format('pgsodium-proxy cannot use encrypted column %s '
+          'as associated data or nonce of %s', dependency, dependent);
+    END IF;
   END IF;
 
   IF pgsodium._proxy_tce_auto() THEN

@@ -278,6 +278,12 @@ def test_masking_views_list_the_rules(conn: psycopg.Connection[Any]) -> None:
             "cannot parse",
         ),
         ("column t_bad.secret", "ENCRYPT WITH KEY COLUMN nope", "42703", "nope"),
+        (
+            "column t_bad.secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED (id, secret)",
+            "0A000",
+            "encrypted column secret as associated data or nonce of secret",
+        ),
         ("column t_bad.secret", "DECRYPT WITH VIEW x.y", "42602", "for a column"),
         ("table t_bad", "ENCRYPT WITH KEY ID {key}", "42602", "for a table"),
         ("table t_bad", "DECRYPT WITH VIEW y", "22023", "DECRYPT WITH VIEW"),
@@ -306,6 +312,28 @@ def test_bad_labels_are_refused_and_not_recorded(
     ).fetchone() == (0,)
     assert conn.execute("select to_regclass('decrypted_t_bad')").fetchone() == (None,)
     conn.execute("insert into t_bad values (1, 'plain', 'plain')")  # still plain
+
+
+def test_an_encrypted_column_cannot_be_associated_data_of_another(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Either order: labelling a column whose associated data is encrypted, or
+    encrypting a column that another's label names as associated data or nonce."""
+    key = new_key(conn)
+    fresh_table(conn, "t_dep", "id int, email text, ssn text, n bytea")
+    label = (
+        "security label for pgsodium on column t_dep.{} is 'ENCRYPT WITH KEY ID {}{}'"
+    )
+    conn.execute(label.format("email", key, ""))
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="column email as"):
+        conn.execute(label.format("ssn", key, " ASSOCIATED (id, email)"))
+    conn.execute(label.format("ssn", key, " ASSOCIATED (id) NONCE n"))
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="column n as"):
+        conn.execute(label.format("n", key, ""))
+    assert conn.execute(
+        "select attname, associated_columns from pgsodium.masking_rule "
+        "where relname = 't_dep' order by attname"
+    ).fetchall() == [("email", None), ("ssn", "id")]
 
 
 @pytest.mark.parametrize(
