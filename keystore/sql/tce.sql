@@ -690,6 +690,8 @@ $update_masks$;
 
 -- What the proxy needs about relations a statement names: for a labelled table or
 -- its decrypting view, the table, the view and every column with its rule.
+-- A partition of a labelled (partitioned) table has its rules, by column name:
+-- its rows pass the same guard, and its columns may stand in another order.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
   RETURNS TABLE (name text, rules json) LANGUAGE sql STABLE AS $rules$
   WITH named AS (
@@ -699,11 +701,19 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
     SELECT DISTINCT m.attrelid, m.view_name,
            pgsodium._proxy_tce_view_oid(m.view_name) AS view_oid
       FROM pgsodium._proxy_tce_rule m
+  ), targets AS (
+    SELECT d.name, l.attrelid, l.view_name,
+           CASE WHEN d.oid = l.view_oid THEN 'view' ELSE 'table' END AS kind,
+           CASE WHEN d.oid = l.view_oid THEN l.attrelid ELSE d.oid END AS rel
+      FROM named d
+      JOIN labelled l
+        ON d.oid = l.attrelid OR d.oid = l.view_oid
+        OR d.oid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(l.attrelid) t)
   )
-  SELECT d.name, pg_catalog.json_build_object(
-           'kind', CASE WHEN d.oid = l.attrelid THEN 'table' ELSE 'view' END,
+  SELECT t.name, pg_catalog.json_build_object(
+           'kind', t.kind,
            'table', pg_catalog.format('%I.%I', n.nspname, c.relname),
-           'view', l.view_name,
+           'view', t.view_name,
            'columns', (
              SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                       'name', a.attname,
@@ -713,11 +723,10 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
                       'encrypted', m.attrelid IS NOT NULL) ORDER BY a.attnum)
                FROM pg_catalog.pg_attribute a
                LEFT JOIN pgsodium._proxy_tce_rule m
-                 ON m.attrelid = a.attrelid AND m.attnum = a.attnum
-              WHERE a.attrelid = l.attrelid AND a.attnum > 0 AND NOT a.attisdropped))
-    FROM named d
-    JOIN labelled l ON d.oid = l.attrelid OR d.oid = l.view_oid
-    JOIN pg_catalog.pg_class c ON c.oid = l.attrelid
+                 ON m.attrelid = t.attrelid AND m.attname = a.attname
+              WHERE a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped))
+    FROM targets t
+    JOIN pg_catalog.pg_class c ON c.oid = t.rel
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 $rules$;
 
@@ -734,7 +743,12 @@ BEGIN
     UNION
     SELECT DISTINCT v.relname::text
       FROM pgsodium._proxy_tce_rule m
-      JOIN pg_catalog.pg_class v ON v.oid = pgsodium._proxy_tce_view_oid(m.view_name);
+      JOIN pg_catalog.pg_class v ON v.oid = pgsodium._proxy_tce_view_oid(m.view_name)
+    UNION
+    SELECT DISTINCT p.relname::text
+      FROM (SELECT DISTINCT attrelid FROM pgsodium._proxy_tce_rule) m,
+           pg_catalog.pg_partition_tree(m.attrelid) t
+      JOIN pg_catalog.pg_class p ON p.oid = t.relid;
 EXCEPTION WHEN undefined_function OR undefined_table OR undefined_object THEN
   RETURN;
 END

@@ -1487,3 +1487,38 @@ def test_pg_dump_runs_through_the_proxy(
         "select decrypted_secret from decrypted_t_w where id = 60"
     ).fetchone() == ("RestrictedPlain",)
     assert "RestrictedPlain" not in server_log(proxy)
+
+
+def test_writes_of_a_partition_of_a_labelled_table_are_encrypted(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    """A partition has its labelled parent's rules, by column name (an attached
+    partition may order its columns otherwise)."""
+    key = new_key(conn)
+    conn.execute("drop table if exists t_part cascade")
+    conn.execute("create table t_part (id int, s text) partition by range (id)")
+    conn.execute(
+        "create table t_part_1 partition of t_part for values from (0) to (100)"
+    )
+    conn.execute("create table t_part_2 (s text, id int)")
+    conn.execute(
+        "alter table t_part attach partition t_part_2 for values from (100) to (200)"
+    )
+    conn.execute(
+        f"security label for pgsodium on column t_part.s is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("insert into t_part_1 (id, s) values (1, 'PartitionPlainOne')")
+    conn.execute("insert into t_part_2 values ('PartitionPlainTwo', 101)")
+    with conn.cursor().copy("copy t_part_2 from stdin") as copy:
+        copy.write_row(("PartitionPlainThree", 102))
+    assert conn.execute(
+        "select id, decrypted_s from decrypted_t_part order by id"
+    ).fetchall() == [
+        (1, "PartitionPlainOne"),
+        (101, "PartitionPlainTwo"),
+        (102, "PartitionPlainThree"),
+    ]
+    log = server_log(proxy)
+    for (stored,) in direct.execute("select s from t_part").fetchall():
+        assert "Plain" not in stored
+    assert "PartitionPlain" not in log
