@@ -187,7 +187,7 @@ class Column:
 class Relation:
     """A labelled table, or its decrypting view, as a statement names it."""
 
-    kind: str  # "table" | "view"
+    kind: str  # "table" | "view" | "dependent" (a user's view over either)
     table: str  # quoted, schema-qualified
     view: str  # as pgsodium's masking_rule spells it
     columns: tuple[Column, ...]

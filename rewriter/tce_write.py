@@ -189,6 +189,18 @@ class _Statement:
     # -- writes ------------------------------------------------------------------------
 
     def _write(self, stmt: Any, relation: Relation) -> None:
+        if relation.kind == "dependent":
+            # A user's view over a labelled table: the proxy does not know which
+            # of its columns are encrypted, so it cannot encrypt what goes through.
+            if not isinstance(stmt, ast.DeleteStmt) and not (
+                isinstance(stmt, ast.CopyStmt) and not stmt.is_from
+            ):
+                raise refuse(
+                    f"write {relation.table}, a view over a table with encrypted "
+                    "columns (write the table or its decrypting view)",
+                    stmt.relation.location,
+                )
+            return
         if relation.kind == "view":
             self._refuse_decrypted_refs(stmt, relation)
         if isinstance(stmt, ast.InsertStmt):

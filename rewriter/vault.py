@@ -42,13 +42,14 @@ def mentions_vault(statements: Any) -> bool:
     finder = _Finder()
     for raw in statements:
         finder(raw.stmt)
-    return bool(finder.calls or finder.views)
+    return bool(finder.calls or finder.views or finder.secrets)
 
 
 class _Finder(Visitor):  # type: ignore[misc]
     def __init__(self) -> None:
         self.calls: list[ast.FuncCall] = []
         self.views: list[ast.RangeVar] = []
+        self.secrets: list[ast.RangeVar] = []  # vault.secrets itself
         self.target_lists: list[tuple[ast.ResTarget, ...]] = []
         self.functions: list[ast.Node] = []  # function expressions in FROM
 
@@ -68,6 +69,8 @@ class _Finder(Visitor):  # type: ignore[misc]
     def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
         if node.schemaname == "vault" and node.relname == "decrypted_secrets":
             self.views.append(node)
+        elif node.schemaname == "vault" and node.relname == "secrets":
+            self.secrets.append(node)
 
     def visit_SelectStmt(self, ancestors: Any, node: ast.SelectStmt) -> None:
         if node.targetList:
@@ -92,6 +95,12 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
     finder(stmt)
     out: list[tuple[int, int, str]] = []
     target = getattr(stmt, "relation", None)
+    if any(rv is target for rv in finder.secrets) and _sets_secret(stmt):
+        # SECURITY: its value would go up, and be stored, as the client wrote it.
+        raise _refuse(
+            "write vault.secrets.secret directly (use vault.create_secret or "
+            "vault.update_secret, whose secret the proxy encrypts)"
+        )
     for rv in finder.views:
         if rv is target and isinstance(stmt, _WRITES):
             raise _refuse("write vault.decrypted_secrets (use vault.update_secret)")
@@ -107,6 +116,18 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
         out.append((start, end, text))
     out += _select_list_names(toks, finder)
     return out
+
+
+def _sets_secret(stmt: Any) -> bool:
+    """Whether a write of vault.secrets gives its secret column a value. COPY is
+    left to the guard: a dump's COPY carries ciphertext (see the README)."""
+    if isinstance(stmt, ast.MergeStmt):
+        return True
+    if isinstance(stmt, ast.InsertStmt):
+        return stmt.cols is None or any(c.name == "secret" for c in stmt.cols)
+    if isinstance(stmt, ast.UpdateStmt):
+        return any(t.name == "secret" for t in stmt.targetList or ())
+    return False
 
 
 def _select_list_names(

@@ -690,6 +690,30 @@ $update_masks$;
 
 -- What the proxy needs about relations a statement names: for a labelled table or
 -- its decrypting view, the table, the view and every column with its rule.
+-- Views built on labelled tables or their decrypting views, at any depth (not
+-- the decrypting views themselves): the proxy refuses writes through them, whose
+-- values it would not see; reads pass as written.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_dependents()
+  RETURNS TABLE (oid oid, base oid) LANGUAGE sql STABLE AS $dependents$
+  WITH RECURSIVE base AS (
+    SELECT DISTINCT m.attrelid AS oid FROM pgsodium._proxy_tce_rule m
+    UNION
+    SELECT DISTINCT pgsodium._proxy_tce_view_oid(m.view_name)
+      FROM pgsodium._proxy_tce_rule m
+  ), found (oid, base) AS (
+    SELECT b.oid, b.oid FROM base b WHERE b.oid IS NOT NULL
+    UNION
+    SELECT r.ev_class, f.base
+      FROM found f
+      JOIN pg_catalog.pg_depend d
+        ON d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = f.oid
+       AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+      JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+     WHERE r.ev_class <> f.oid
+  )
+  SELECT f.oid, f.base FROM found f WHERE f.oid NOT IN (SELECT b.oid FROM base b)
+$dependents$;
+
 -- A partition of a labelled (partitioned) table has its rules, by column name:
 -- its rows pass the same guard, and its columns may stand in another order.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
@@ -710,6 +734,15 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
         ON d.oid = l.attrelid OR d.oid = l.view_oid
         OR d.oid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(l.attrelid) t)
   )
+  SELECT d.name, pg_catalog.json_build_object(
+           'kind', 'dependent',
+           'table', pg_catalog.format('%I.%I', n.nspname, c.relname),
+           'view', '', 'columns', '[]'::json)
+    FROM named d
+    JOIN pg_catalog.pg_class c ON c.oid = d.oid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE d.oid IN (SELECT x.oid FROM pgsodium._proxy_tce_dependents() x)
+  UNION ALL
   SELECT t.name, pg_catalog.json_build_object(
            'kind', t.kind,
            'table', pg_catalog.format('%I.%I', n.nspname, c.relname),
@@ -748,7 +781,11 @@ BEGIN
     SELECT DISTINCT p.relname::text
       FROM (SELECT DISTINCT attrelid FROM pgsodium._proxy_tce_rule) m,
            pg_catalog.pg_partition_tree(m.attrelid) t
-      JOIN pg_catalog.pg_class p ON p.oid = t.relid;
+      JOIN pg_catalog.pg_class p ON p.oid = t.relid
+    UNION
+    SELECT DISTINCT c.relname::text
+      FROM pgsodium._proxy_tce_dependents() x
+      JOIN pg_catalog.pg_class c ON c.oid = x.oid;
 EXCEPTION WHEN undefined_function OR undefined_table OR undefined_object THEN
   RETURN;
 END

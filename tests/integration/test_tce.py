@@ -1522,3 +1522,36 @@ def test_writes_of_a_partition_of_a_labelled_table_are_encrypted(
     for (stored,) in direct.execute("select s from t_part").fetchall():
         assert "Plain" not in stored
     assert "PartitionPlain" not in log
+
+
+def test_writes_through_a_users_view_over_a_labelled_table_are_refused(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """The proxy cannot tell which columns of a user's view are encrypted: writes
+    through it (or through a view over the decrypting view) are refused before
+    anything goes upstream; reads and deletes pass as written."""
+    conn.execute(
+        "create or replace view v_over_t_w as select id, secret, note from t_w"
+    )
+    conn.execute("create or replace view v_over_v as select id, note from v_over_t_w")
+    conn.execute(
+        "create or replace view v_over_dec as select id, note from decrypted_t_w"
+    )
+    before = stored_rows(conn)
+    plain = "ThisIsMyVeryLongSecretPasswordWithNoSpacesAtAll1"
+    for sql in [
+        "insert into v_over_t_w (id, secret) values (70, %s)",
+        "update v_over_t_w set secret = %s where id = 1",
+        "insert into v_over_v (id, note) values (71, %s)",
+        "insert into v_over_dec (id, note) values (72, %s)",
+    ]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="a view over"):
+            conn.execute(sql, [plain])
+    assert stored_rows(conn) == before
+    assert plain not in server_log(proxy)
+    stored = conn.execute("select secret from t_w where id = 1").fetchone()
+    assert conn.execute("select secret from v_over_t_w where id = 1").fetchone() == (
+        stored
+    )
+    conn.execute("delete from v_over_t_w where id = 1")
+    assert conn.execute("select count(*) from t_w where id = 1").fetchone() == (0,)

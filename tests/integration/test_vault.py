@@ -17,7 +17,7 @@ import pytest
 from keystore.derive import kdf_derive
 from keystore.primitives.aead import det_decrypt
 
-from .conftest import ROOT_KEY, RunningProxy, make_database
+from .conftest import ROOT_KEY, RunningProxy, make_database, server_log
 
 PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 
@@ -98,6 +98,29 @@ def test_calls_the_proxy_cannot_see_are_refused(conn: psycopg.Connection[Any]) -
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="decrypted_secrets"):
         conn.execute("update vault.decrypted_secrets set name = 'x'")
     assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "insert into vault.secrets (secret, name) values (%s, 'sneaky')",
+        "insert into vault.secrets values (default, 'sneaky', null, %s)",
+        "update vault.secrets set secret = %s where name = 'sneaky'",
+    ],
+)
+def test_writes_of_vault_secrets_secret_are_refused(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], sql: str
+) -> None:
+    """Through the proxy, vault.secrets.secret is written by create_secret and
+    update_secret only: a value written directly would be stored as it is (the
+    guard cannot tell a long base64-looking plaintext from a ciphertext)."""
+    plain = "ThisIsMyVeryLongSecretPasswordWithNoSpacesAtAll1"
+    before = conn.execute("select count(*) from vault.secrets").fetchone()
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="create_secret"):
+        conn.execute(sql, [plain])
+    assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+    assert plain not in server_log(proxy)
+    conn.execute("update vault.secrets set description = 'kept' where false")
 
 
 def test_plaintext_past_the_proxy_is_rejected(
