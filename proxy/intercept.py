@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
-from keystore.catalogue import FUNCTIONS
 from keystore.derive import Env
 from keystore.errors import KeystoreError, PgsodiumError
 from rewriter.analyze import analyze
@@ -40,6 +39,7 @@ from .execution import (
     default_arg,
 )
 from .lookup import lookup
+from .reencrypt import TCE_DECRYPT, TCE_ENCRYPT
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
 
@@ -61,16 +61,6 @@ _PLAN_CACHE_SIZE = 512
 # A prepared statement's Vault call, rewritten for each execution (_fresh_statement).
 _VAULT_WRITE = re.compile(r"vault\._proxy_(?:create|update)_secret")
 _FRESH = "_pgsodium_proxy_vault"
-# What pgsodium's TCE trigger and view call: crypto_aead_det_encrypt/decrypt by uuid.
-_TCE_ENCRYPT, _TCE_DECRYPT = (
-    next(
-        f
-        for f in FUNCTIONS
-        if f.name == name
-        and [p.type for p in f.params] == ["bytea", "bytea", "uuid", "bytea"]
-    )
-    for name in ("crypto_aead_det_encrypt", "crypto_aead_det_decrypt")
-)
 # A statement that may read a cursor (FETCH; MOVE returns no rows).
 _FETCH = re.compile(rb"fetch", re.IGNORECASE)
 # Cursors over computed rows open at once in a session. One more is refused
@@ -303,6 +293,7 @@ class Interceptor:
         if self.tce.copy is not None:
             await self._copy_in(frame, self.tce.copy)
             return
+        reencrypt = self.tce.reencrypt
         if sql == original and not involves_pgsodium(frame.body):
             self._forward(frame, SyncReply())  # it only said "fetch", or a TCE name
             return
@@ -313,7 +304,7 @@ class Interceptor:
             await self.fail_simple(_in_clients_text(exc, sql, original))
             return
         self._note_strategy(plans)
-        if not any(p.rewrites for p in plans):
+        if not any(p.rewrites for p in plans) and reencrypt is None:
             if sql != original:
                 self.session.write_upstream(codec.Query(sql).encode())
                 self.session.push(SyncReply())
@@ -332,6 +323,7 @@ class Interceptor:
             )
             return
         execution = Execution(self, sql, plans, extended=False)
+        execution.reencrypt = reencrypt
         try:
             await execution.prepare(params={})
         except Skipped:
@@ -350,7 +342,11 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
-        text = execution.render_simple()
+        try:
+            text = execution.render_simple()
+        except ProxyError as exc:
+            await self.fail_simple(exc)
+            return
         if _needs_guard(plans, self.session.transaction_status):
             await self._guarded_query(execution, text)
             return
@@ -364,7 +360,7 @@ class Interceptor:
         self.strategy = "fold"
         keys = [(plan.key_id, "aead-det")] if plan.key_id else []
         try:
-            found = await lookup(self.session, [_TCE_ENCRYPT.regprocedure], keys, 0)
+            found = await lookup(self.session, [TCE_ENCRYPT.regprocedure], keys, 0)
         except Skipped:
             self._forward(frame, SyncReply())
             return
@@ -383,11 +379,11 @@ class Interceptor:
         )
 
         def encrypt(message: bytes, additional: bytes | None, nonce: bytes | None):
-            return evaluator(_TCE_ENCRYPT, [message, additional, plan.key_id, nonce])
+            return evaluator(TCE_ENCRYPT, [message, additional, plan.key_id, nonce])
 
         def decrypts(value: bytes, additional: bytes | None, nonce: bytes | None):
             try:
-                evaluator(_TCE_DECRYPT, [value, additional, plan.key_id, nonce])
+                evaluator(TCE_DECRYPT, [value, additional, plan.key_id, nonce])
             except PgsodiumError:
                 return False
             return True
@@ -540,6 +536,7 @@ class Interceptor:
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
+        reencrypt = self.tce.reencrypt
         if query == message.query and not involves_pgsodium(frame.body):
             self.statements.pop(message.name, None)  # it only said "fetch", or TCE's
             self._forward(frame, PassThrough(b"1E"))
@@ -553,7 +550,7 @@ class Interceptor:
             )
             return
         self._note_strategy(plans)
-        if len(plans) != 1 or not plans[0].rewrites:
+        if (len(plans) != 1 or not plans[0].rewrites) and reencrypt is None:
             self.statements.pop(message.name, None)
             if query != message.query:
                 parse = codec.Parse(message.name, query, tuple(message.param_types))
@@ -564,7 +561,12 @@ class Interceptor:
             return
         execution = Execution(self, query, plans, extended=True)
         execution.declared = tuple(message.param_types)
-        text, types = execution.render_extended()
+        execution.reencrypt = reencrypt
+        try:
+            text, types = execution.render_extended()
+        except ProxyError as exc:
+            await self._refuse_parse(message.name, exc)
+            return
         upstream = codec.Parse(message.name, text, tuple(types))
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"1E"))
@@ -575,7 +577,7 @@ class Interceptor:
             self.fresh.pop(message.name, None)
         await execution.describe_statement(message.name)
 
-    async def _refuse_parse(self, name: str, exc: RewriteError) -> None:
+    async def _refuse_parse(self, name: str, exc: Exception) -> None:
         if not name:
             # PostgreSQL drops the unnamed statement before parsing: a Bind or
             # Describe of it that follows must not find the previous one, here or
@@ -752,6 +754,7 @@ def to_proxy_error(exc: Exception) -> ProxyError:
             exc.message,
             position=getattr(exc, "position", None),
             hint=getattr(exc, "hint", None),
+            detail=getattr(exc, "detail", None),
         )
     return ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
 

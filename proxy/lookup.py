@@ -9,7 +9,7 @@ search_path, bytea_output and the root key fingerprint recorded by `init`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import codec
 from .errors import SQLSTATE, ProxyError
@@ -33,6 +33,16 @@ UNION ALL
 SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex')
   FROM generate_series(1, $3::integer) AS g(n),
        LATERAL pgsodium.create_key('aead-det'::pgsodium.key_type) AS k"""
+
+
+class Bound(NamedTuple):
+    """A query of the proxy's own with bind values as the client sent them: raw
+    bytes in the client's formats, parsed with the given parameter type OIDs."""
+
+    sql: str
+    params: list[bytes | None]
+    formats: tuple[int, ...] = ()
+    types: tuple[int, ...] = ()
 
 
 class Skipped(Exception):

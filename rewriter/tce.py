@@ -82,6 +82,20 @@ def refuse(what: str, location: int | None = None) -> RewriteError:
     return error
 
 
+def visible(node: Any) -> bool:
+    """A value the proxy can see in the statement: a literal, a bind parameter, or
+    a cast of one."""
+    if isinstance(node, ast.TypeCast):
+        return visible(node.arg)
+    return isinstance(node, (ast.A_Const, ast.ParamRef))
+
+
+def is_null(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return is_null(node.arg)
+    return isinstance(node, ast.A_Const) and bool(node.isnull)
+
+
 # -- labels ----------------------------------------------------------------------------
 
 
