@@ -21,7 +21,7 @@ from keystore.derive import Env
 from keystore.errors import PgsodiumError
 from rewriter import builtins
 from rewriter.errors import RewriteError
-from rewriter.tce_reencrypt import MAX_ROWS, Reencrypted, ReencryptPlan
+from rewriter.tce_reencrypt import Reencrypted, ReencryptPlan, max_rows
 
 from .errors import SQLSTATE, ProxyError
 from .lookup import Bound, lookup
@@ -51,10 +51,10 @@ async def reencrypt(
     (table oids, ctids, then each column's new values) as array literals."""
     query = params._replace(sql=plan.select) if params else (plan.select, [])
     rows = (await session.internal(query))[0]
-    if len(rows) > MAX_ROWS:
+    if len(rows) > max_rows():
         raise ProxyError(
-            "54000",
-            f"pgsodium-proxy re-encrypts at most {MAX_ROWS} rows in one UPDATE "
+            SQLSTATE.PROGRAM_LIMIT_EXCEEDED,
+            f"pgsodium-proxy re-encrypts at most {max_rows()} rows in one UPDATE "
             "(nothing was changed)",
             hint="Narrow the UPDATE with WHERE and run it in parts.",
         )

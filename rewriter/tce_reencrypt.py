@@ -35,10 +35,17 @@ if TYPE_CHECKING:
 # The most rows one statement re-encrypts: the proxy holds every affected row's
 # old and new ciphertext at once (the pre-read reads one more to tell).
 MAX_ROWS = 100_000
+
+
+def max_rows() -> int:
+    return MAX_ROWS  # read at each use, so a test can lower it
 ALIAS = "_pgsp_reencrypt"
 _OID, _TID = "_pgsp_oid", "_pgsp_tid"
 # Function names whose call the pre-read could not send upstream as it is.
-_PGSODIUM_NAMES = frozenset(f.name for f in FUNCTIONS)
+_PGSODIUM_NAMES = frozenset(f.name for f in FUNCTIONS) | {
+    "create_secret",
+    "update_secret",
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ def plan(
         + "".join(", " + item for item in items.texts)
         + f" FROM {sql[target[0] : target[1]]}"
         + ("" if where is None else f" WHERE {sql[where[0] : where[1]]}")
-        + f" LIMIT {MAX_ROWS + 1} FOR UPDATE OF {ref}"
+        + f" LIMIT {max_rows() + 1} FOR UPDATE OF {ref}"
     )
     return ReencryptPlan(select, tuple(columns), placeholder, where), out
 
@@ -155,11 +162,11 @@ def _check_shape(stmt: ast.UpdateStmt, relation: Relation, names: str) -> None:
             f"(update the table {relation.table})"
         )
     if stmt.withClause is not None:
-        raise refuse(f"re-encrypt {names} in WITH … UPDATE")
+        raise refuse(f"re-encrypt {names} in WITH ... UPDATE")
     if stmt.fromClause:
-        raise refuse(f"re-encrypt {names} in UPDATE … FROM")
+        raise refuse(f"re-encrypt {names} in UPDATE ... FROM")
     if isinstance(stmt.whereClause, ast.CurrentOfExpr):
-        raise refuse(f"re-encrypt {names} in UPDATE … WHERE CURRENT OF")
+        raise refuse(f"re-encrypt {names} in UPDATE ... WHERE CURRENT OF")
 
 
 def _column(
@@ -227,7 +234,8 @@ def _new_value(row: dict[str, tuple[Any, str]], name: str, encrypted: str) -> st
     node, text = row[name]
     if not visible(node):
         raise refuse(
-            f"re-encrypt {encrypted}: the new {name} is not a literal or a parameter"
+            f"re-encrypt {encrypted} for a new {name} that is not a literal or a "
+            "parameter"
         )
     return text
 

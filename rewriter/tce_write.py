@@ -76,11 +76,10 @@ def plan_rewrite(
         replacements += vault.replacements(sql, toks, stmt)
         if statement.reencrypt is not None:
             if len(statements) > 1:
+                names = ", ".join(c.name for c in statement.reencrypt.columns)
                 raise refuse(
-                    "re-encrypt "
-                    + ", ".join(c.name for c in statement.reencrypt.columns)
-                    + " in an UPDATE that is not a statement of its own (send it as "
-                    "a Query of its own)"
+                    f"re-encrypt {names} in an UPDATE among other statements (send "
+                    "it as a Query of its own)"
                 )
             reencrypt = statement.reencrypt
     if not replacements:
