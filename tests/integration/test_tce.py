@@ -381,6 +381,21 @@ def test_copy_from_stdin_encrypts_each_row_as_it_streams(
     assert marker.encode().hex() not in log
 
 
+def test_copy_stores_insert_bytes_when_the_ciphertext_fills_a_base64_line(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """57 ciphertext bytes (25 of plaintext) are one full 76-character line, after
+    which PostgreSQL's base64 puts a line break: COPY stores it as INSERT does."""
+    value = "x" * 25
+    with conn.cursor().copy("copy t_w (id, secret, note) from stdin") as copy:
+        copy.write_row([40, value, "copied"])
+    copied = conn.execute("select secret from t_w where id = 40").fetchone()
+    assert copied is not None and copied[0].endswith("\n")
+    conn.execute("delete from t_w where id = 40")
+    conn.execute("insert into t_w (id, secret) values (40, %s)", [value])
+    assert conn.execute("select secret from t_w where id = 40").fetchone() == copied
+
+
 def test_psql_copy_with_options_and_end_marker(
     proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str, tmp_path: Any
 ) -> None:
