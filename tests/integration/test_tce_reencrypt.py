@@ -342,13 +342,60 @@ def test_null_key_column(
         psycopg.Cursor(conn).execute("update r_null set k = %s where id = 1", [None])
     assert caught.value.sqlstate == "P0002"
     assert stored(direct, "r_null") == before
+    with pytest.raises(psycopg.Error) as caught:  # no such key
+        conn.execute(
+            "update r_null set k = '00000000-0000-0000-0000-000000000001' where id = 2"
+        )
+    assert caught.value.sqlstate == "P0002"
+    assert stored(direct, "r_null") == before
     conn.execute("update r_null set k = null where id = 1")
     assert stored(direct, "r_null")[1] == (1, None, None)
-    # A row without a key reads as NULL: re-keying it keeps NULL.
-    conn.execute("update r_null set k = %s where id = 1", [key])
+    # A value without a key (its key column cleared past the proxy) reads as NULL
+    # through the view: re-keying it stores NULL.
+    direct.execute("insert into r_null select 3, secret, null from r_null where id = 2")
     assert conn.execute(
-        "select id, decrypted_secret from decrypted_r_null order by id"
-    ).fetchall() == [(1, None), (2, "two")]
+        "select decrypted_secret from decrypted_r_null where id = 3"
+    ).fetchone() == (None,)
+    conn.execute("update r_null set k = %s where id in (1, 3)", [key])
+    assert conn.execute(
+        "select id, secret, decrypted_secret from decrypted_r_null order by id"
+    ).fetchall() == [(1, None, None), (2, before[2][1], "two"), (3, None, None)]
+
+
+def test_the_role_needs_pgsodiums_grants_and_the_columns_privileges(
+    proxy: RunningProxy,
+    db: str,
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    rotating: str,
+) -> None:
+    """EXECUTE on pgsodium's aead-det functions (pgsodium_keyiduser), and SELECT
+    on the columns the pre-read reads, as the client's own role."""
+    before = stored(direct, "r_rot")
+    for role, grant in (
+        ("r_no_keys", "grant select, update on r_rot to r_no_keys"),
+        ("r_no_select", "grant update on r_rot to r_no_select"),
+    ):
+        conn.execute(f"drop role if exists {role}")
+        conn.execute(f"create role {role} login")
+        conn.execute(grant)
+    conn.execute("grant pgsodium_keyiduser to r_no_select")
+    try:
+        for role, function in (
+            ("r_no_keys", "function crypto_aead_det_"),
+            ("r_no_select", "table r_rot"),
+        ):
+            dsn = proxy.dsn(user=role, dbname=db)
+            with psycopg.connect(dsn, autocommit=True) as other:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+                    other.execute("update r_rot set ctx = 'b'")
+                assert f"permission denied for {function}" in str(caught.value)
+                assert other.execute("select 1").fetchone() == (1,)
+        assert stored(direct, "r_rot") == before
+    finally:
+        conn.execute("drop table r_rot cascade")
+        conn.execute("drop role r_no_keys")
+        conn.execute("drop role r_no_select")
 
 
 def test_more_rows_than_the_proxy_holds_are_refused(
