@@ -241,9 +241,17 @@ def test_returning_and_the_command_tag_are_the_clients(
     assert row[:3] == stored(direct, "r_ret")[5] and row[3] == 5
     cur = conn.execute("update r_ret set id = %s where id > %s", [7, 2])
     assert cur.statusmessage == "UPDATE 1"
+    # A RETURNING value the proxy computes per row, with the re-encryption.
+    cur = conn.execute(
+        "update r_ret set id = 8 where id = 7 returning id, convert_from("
+        "pgsodium.crypto_aead_det_decrypt(decode(secret, 'base64'), "
+        "convert_to(id::text, 'utf8'), %s::uuid), 'utf8')",
+        [key],
+    )
+    assert cur.fetchall() == [(8, "one")]
     assert conn.execute(
         "select id, decrypted_secret from decrypted_r_ret order by id"
-    ).fetchall() == [(2, "two"), (7, "one")]
+    ).fetchall() == [(2, "two"), (8, "one")]
 
 
 @pytest.fixture
@@ -264,6 +272,27 @@ def rotating(conn: psycopg.Connection[Any]) -> str:
         "(3, 'three', 'r3', 'a')"
     )
     return key
+
+
+def test_a_failed_update_changes_nothing_and_keeps_no_lock(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any], rotating: str
+) -> None:
+    """The UPDATE itself fails (a check constraint) after the rows were read,
+    locked and re-encrypted: rolled back whole, its locks gone with it."""
+    direct.execute("alter table r_rot add check (ctx <> 'z')")
+    before = stored(direct, "r_rot")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("update r_rot set ctx = 'z' where id < 3")
+    assert stored(direct, "r_rot") == before
+    assert_unlocked(direct, "r_rot")
+    conn.execute("update r_rot set ctx = 'y' where id = 1")
+    assert_unlocked(direct, "r_rot")
+
+
+def assert_unlocked(direct: psycopg.Connection[Any], table: str) -> None:
+    with direct.transaction():
+        direct.execute("set local lock_timeout = '1s'")
+        direct.execute(f"select * from {table} for update").fetchall()
 
 
 def test_a_rolled_back_transaction_leaves_nothing(
