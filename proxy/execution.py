@@ -160,20 +160,19 @@ class Execution:
             ]
         if self.reencrypt is not None:
             self.reencrypted = await reencrypt(
-                self.session, self.reencrypt, self._reencrypt_params()
+                self.session, self.reencrypt, self._pre_read(self.reencrypt)
             )
 
-    def _reencrypt_params(self) -> Bound | None:
-        """The client's bind values for the re-encryption's pre-read: those it
-        reads (its WHERE, the new key, associated data and nonce), parsed with the
-        types the upstream gave the client's statement; every other value is sent
-        as NULL. SECURITY: a parameter only the proxy reads (a plaintext) never
-        goes upstream."""
+    def _pre_read(self, plan: ReencryptPlan) -> Bound:
+        """The re-encryption's pre-read with the client's bind values it reads (its
+        WHERE, the new key, associated data and nonce), parsed with the types the
+        upstream gave the client's statement; every other value is sent as NULL.
+        SECURITY: a parameter only the proxy reads (a plaintext) never goes
+        upstream."""
         bind = self.bind_message
         if bind is None:
-            return None
-        assert self.reencrypt is not None
-        read = _params_in(self.reencrypt.select)
+            return Bound(plan.select, [])  # a simple Query: no parameters
+        read = _params_in(plan.select)
         if not read <= self.kept:
             raise ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
         values = [
@@ -183,7 +182,7 @@ class Execution:
         formats = tuple(
             _format_of(bind.param_formats, n - 1) for n in range(1, self.n_params + 1)
         )
-        return Bound("", values, formats, tuple(self._param_oids()))
+        return Bound(plan.select, values, formats, tuple(self._param_oids()))
 
     def _param_oids(self) -> list[int]:
         for frame in self.described or []:

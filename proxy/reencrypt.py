@@ -45,12 +45,12 @@ _AEAD_DET = "aead-det"
 
 
 async def reencrypt(
-    session: Session, plan: ReencryptPlan, params: Bound | None = None
+    session: Session, plan: ReencryptPlan, pre_read: Bound
 ) -> list[str]:
-    """Lock and read the rows, re-encrypt their values: the FROM item's arrays
-    (table oids, ctids, then each column's new values) as array literals."""
-    query = params._replace(sql=plan.select) if params else (plan.select, [])
-    rows = (await session.internal(query))[0]
+    """Lock and read the rows (`pre_read`: plan.select and its bind values),
+    re-encrypt their values: the FROM item's arrays (table oids, ctids, then each
+    column's new values) as array literals."""
+    rows = (await session.internal(pre_read))[0]
     if len(rows) > max_rows():
         raise ProxyError(
             SQLSTATE.PROGRAM_LIMIT_EXCEEDED,
@@ -64,7 +64,7 @@ async def reencrypt(
         sorted(_keys(plan, rows)),
         0,
     )
-    from .execution import CountingEvaluator, default_arg
+    from .execution import CountingEvaluator, default_arg  # it imports this module
 
     evaluator = CountingEvaluator(
         Env(session.server.root_key.secret), found.materials, default_arg

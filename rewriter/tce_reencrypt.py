@@ -39,6 +39,8 @@ MAX_ROWS = 100_000
 
 def max_rows() -> int:
     return MAX_ROWS  # read at each use, so a test can lower it
+
+
 ALIAS = "_pgsp_reencrypt"
 _OID, _TID = "_pgsp_oid", "_pgsp_tid"
 # Function names whose call the pre-read could not send upstream as it is.
@@ -114,7 +116,7 @@ def plan(
             f"re-encrypt {names} for an UPDATE whose WHERE calls a pgsodium function"
         )
 
-    items = _Items(ref)
+    items = _Items()
     columns: list[Reencrypted] = []
     nulled: list[str] = []
     for column in stale:
@@ -125,26 +127,9 @@ def plan(
             continue
         columns.append(_column(column, relation, row, items, ref))
 
-    assignments = [f"{q(n)} = NULL" for n in nulled]
-    for index, column in enumerate(columns):
-        value = f"{ALIAS}.{_value_name(index)}"
-        if column.type != "text":
-            value = f"decode({value}, 'base64')"
-        assignments.append(f"{q(column.name)} = {value}")
-    placeholder = source(len(columns), ["NULL"] * (2 + len(columns)))
-    join = f"{ref}.tableoid = {ALIAS}.{_OID} AND {ref}.ctid = {ALIAS}.{_TID}"
-    added = ", " + ", ".join(assignments)
     if not columns:
-        return None, [(set_end, set_end, added)]
-    added += f" FROM {placeholder}"
-    out: list[tuple[int, int, str]] = []
-    if where is None:
-        added += f" WHERE {join}"
-    else:
-        out += [(where[0], where[0], f"{join} AND ("), (where[1], where[1], ")")]
-    out.append((set_end, set_end, added))
-    out += _returning_stars(toks, stmt, ref)
-
+        return None, [(set_end, set_end, _assignments(nulled, columns))]
+    placeholder = source(len(columns), ["NULL"] * (2 + len(columns)))
     select = (
         f"SELECT {ref}.tableoid, {ref}.ctid"
         + "".join(", " + item for item in items.texts)
@@ -152,7 +137,41 @@ def plan(
         + ("" if where is None else f" WHERE {sql[where[0] : where[1]]}")
         + f" LIMIT {max_rows() + 1} FOR UPDATE OF {ref}"
     )
+    out = _joined(set_end, where, _assignments(nulled, columns), placeholder, ref)
+    out += _returning_stars(toks, stmt, ref)
     return ReencryptPlan(select, tuple(columns), placeholder, where), out
+
+
+def _assignments(nulled: list[str], columns: list[Reencrypted]) -> str:
+    """The SET items the proxy adds: NULL, or the value from its FROM item."""
+    q = sqltext.quote_ident
+    assignments = [f"{q(n)} = NULL" for n in nulled]
+    for index, column in enumerate(columns):
+        value = f"{ALIAS}.{_value_name(index)}"
+        if column.type != "text":
+            value = f"decode({value}, 'base64')"
+        assignments.append(f"{q(column.name)} = {value}")
+    return ", " + ", ".join(assignments)
+
+
+def _joined(
+    set_end: int,
+    where: tuple[int, int] | None,
+    assignments: str,
+    placeholder: str,
+    ref: str,
+) -> list[tuple[int, int, str]]:
+    """The UPDATE's added SET items and FROM item, joined on each row's table oid
+    and ctid (and the client's WHERE, which the locked rows still match)."""
+    join = f"{ref}.tableoid = {ALIAS}.{_OID} AND {ref}.ctid = {ALIAS}.{_TID}"
+    added = f"{assignments} FROM {placeholder}"
+    if where is None:
+        return [(set_end, set_end, f"{added} WHERE {join}")]
+    return [
+        (set_end, set_end, added),
+        (where[0], where[0], f"{join} AND ("),
+        (where[1], where[1], ")"),
+    ]
 
 
 def _check_shape(stmt: ast.UpdateStmt, relation: Relation, names: str) -> None:
@@ -243,8 +262,7 @@ def _new_value(row: dict[str, tuple[Any, str]], name: str, encrypted: str) -> st
 class _Items:
     """The pre-read's select list after the table oid and ctid, each item once."""
 
-    def __init__(self, ref: str) -> None:
-        self.ref = ref
+    def __init__(self) -> None:
         self.texts: list[str] = []
 
     def add(self, text: str) -> int:
@@ -257,8 +275,10 @@ def _target_span(toks: list[Token], location: int) -> tuple[int, int]:
     """`[ONLY] name [*] [[AS] alias]`: from the relation to the SET keyword."""
     first = next(i for i, t in enumerate(toks) if t.start >= location)
     start = toks[first].start
-    if first > 0 and toks[first - 1].name == "ONLY":
-        start = toks[first - 1].start
+    index = first
+    while index > 0 and toks[index - 1].name in ("ONLY", "ASCII_40"):
+        index -= 1  # `ONLY t` or `ONLY (t)`
+        start = toks[index].start
     end = start
     for tok in toks[first:]:
         if tok.name == "SET":
