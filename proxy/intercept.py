@@ -213,8 +213,8 @@ class Interceptor:
             self._plans.popitem(last=False)
         return plans
 
-    def _note_strategy(self, plans: list[Plan]) -> None:
-        if any(p.deferred or p.rows for p in plans):
+    def _note_strategy(self, plans: list[Plan], reencrypt: bool = False) -> None:
+        if reencrypt or any(p.deferred or p.rows for p in plans):
             self.strategy = "per_row"
         elif any(p.rewrites for p in plans):
             self.strategy = "fold"
@@ -303,7 +303,7 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(_in_clients_text(exc, sql, original))
             return
-        self._note_strategy(plans)
+        self._note_strategy(plans, reencrypt is not None)
         if not any(p.rewrites for p in plans) and reencrypt is None:
             if sql != original:
                 self.session.write_upstream(codec.Query(sql).encode())
@@ -549,7 +549,7 @@ class Interceptor:
                 message.name, _in_clients_text(exc, query, message.query)
             )
             return
-        self._note_strategy(plans)
+        self._note_strategy(plans, reencrypt is not None)
         if (len(plans) != 1 or not plans[0].rewrites) and reencrypt is None:
             self.statements.pop(message.name, None)
             if query != message.query:
