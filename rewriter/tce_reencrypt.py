@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 # The most rows one statement re-encrypts: the proxy holds every affected row's
 # old and new ciphertext at once (the pre-read reads one more to tell).
+# TODO: re-encrypt in parts (the pre-read through a cursor, one UPDATE per part,
+# their results merged into one for the client) — when the bound is too small.
 MAX_ROWS = 100_000
 
 
