@@ -23,12 +23,14 @@ from rewriter.evaluate import compile_row, evaluate
 from rewriter.late import params_of, resolve_open
 from rewriter.plan import Aggregate, Call, Param, Plan, node_type, walk
 from rewriter.sqltext import tokens
+from rewriter.tce_reencrypt import ReencryptPlan
 
 from . import codec
 from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
-from .lookup import LookupFailed, Skipped, lookup
+from .lookup import Bound, LookupFailed, Skipped, lookup
 from .metrics import CRYPTO
+from .reencrypt import reencrypt
 from .router import Reply
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ __all__ = [
 
 _CREATE_TYPES = ("uuid", "bytea", "bytea", "uuid", "text")
 DET_NONCE_BYTES = 16
+# The re-encryption FROM item's arrays, as extra bind parameters: oid[], tid[],
+# then one text[] per column.
+_OID_ARRAY, _TID_ARRAY, _TEXT_ARRAY = 1028, 1010, 1009
 
 
 @functools.lru_cache(maxsize=256)
@@ -113,6 +118,10 @@ class Execution:
         self._chains: dict[str, KeyChain] = {}
         self.privileges: dict[str, bool] = {}
         self.params: dict[int, Any] = {}
+        # An UPDATE that re-encrypts rows (rewriter.tce_reencrypt), and its FROM
+        # item's arrays once computed, for this execution.
+        self.reencrypt: ReencryptPlan | None = None
+        self.reencrypted: list[str] = []
 
     # -- evaluation --------------------------------------------------------------------
 
@@ -165,6 +174,50 @@ class Execution:
                 self._create(c, params, new_parents, found.materials)
                 for c in plan.creates
             ]
+        if self.reencrypt is not None:
+            self.reencrypted = await reencrypt(
+                self.session, self.reencrypt, self._pre_read(self.reencrypt)
+            )
+
+    def _pre_read(self, plan: ReencryptPlan) -> Bound:
+        """The re-encryption's pre-read with the client's bind values it reads (its
+        WHERE, the new key, associated data and nonce), parsed with the types the
+        upstream gave the client's statement; every other value is sent as NULL.
+        SECURITY: a parameter only the proxy reads (a plaintext) never goes
+        upstream."""
+        bind = self.bind_message
+        if bind is None:
+            return Bound(plan.select, [])  # a simple Query: no parameters
+        read = _params_in(plan.select)
+        if not read <= self.kept:
+            raise ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
+        values = [
+            bind.params[n - 1] if n in read else None
+            for n in range(1, self.n_params + 1)
+        ]
+        formats = tuple(
+            _format_of(bind.param_formats, n - 1) for n in range(1, self.n_params + 1)
+        )
+        return Bound(plan.select, values, formats, tuple(self._param_oids()))
+
+    def _param_oids(self) -> list[int]:
+        for frame in self.described or []:
+            if frame.type == ord("t"):
+                oids = codec.decode_backend(frame).type_oids[: self.n_params]
+                return list(oids)
+        return [*self.declared, *[0] * (self.n_params - len(self.declared))]
+
+    def _fill(self, text: str, arrays: list[str]) -> str:
+        """The UPDATE with the re-encryption's FROM item filled in."""
+        assert self.reencrypt is not None
+        placeholder = self.reencrypt.placeholder
+        if text.count(placeholder) != 1:
+            raise ProxyError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                "pgsodium-proxy cannot re-encrypt for this UPDATE: its text holds "
+                "the proxy's own FROM item",
+            )
+        return text.replace(placeholder, self.reencrypt.source(arrays))
 
     def _check_key_refs(self) -> None:
         """A call over rows whose key may be a uuid reads the key's row upstream
@@ -274,7 +327,11 @@ class Execution:
                     ],
                 )
             )
-        return ";".join(texts)
+        text = ";".join(texts)
+        if self.reencrypt is not None:
+            # SECURITY: only table oids, ctids and ciphertexts (no quotes in any).
+            text = self._fill(text, [f"'{a}'" for a in self.reencrypted])
+        return text
 
     def render_extended(self) -> tuple[str, list[int]]:
         """The upstream statement text and parameter type OIDs for Parse."""
@@ -293,6 +350,10 @@ class Execution:
             lambda i, t: param(t),
             lambda i: [param(t) for t in _CREATE_TYPES],
         )
+        if self.reencrypt is not None:
+            first = self.n_params + len(extra) + 1
+            count = 2 + len(self.reencrypt.columns)
+            text = self._fill(text, [f"${first + i}" for i in range(count)])
         self.kept = {n for n in _params_in(text) if n <= self.n_params}
         oids = []
         for number in range(1, self.n_params + 1):
@@ -301,6 +362,9 @@ class Execution:
                 declared = types.lookup(plan.param_types.get(number, "text")).oid
             oids.append(declared)
         oids += [types.lookup(t).oid for t in extra]
+        if self.reencrypt is not None:
+            oids += [_OID_ARRAY, _TID_ARRAY]
+            oids += [_TEXT_ARRAY] * len(self.reencrypt.columns)
         return text, oids
 
     # -- extended protocol -------------------------------------------------------------
@@ -318,6 +382,7 @@ class Execution:
         execution.described = self.described
         execution.bind_message = bind
         execution.privileges = self.privileges
+        execution.reencrypt = self.reencrypt
         return execution
 
     async def bind(self) -> codec.Bind:
@@ -341,6 +406,9 @@ class Execution:
             for type_name, value in zip(_CREATE_TYPES, create_values, strict=True):
                 values.append(_text_value(type_name, value, "hex"))
                 formats.append(0)
+        for array in self.reencrypted:
+            values.append(array.encode("ascii"))
+            formats.append(0)
         result_formats = self._result_formats(bind.result_formats)
         self.layout = self._layout_for(result_formats)
         return codec.Bind(

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
-from keystore.catalogue import FUNCTIONS
 from keystore.derive import Env
 from keystore.errors import KeystoreError, PgsodiumError
 from rewriter.analyze import analyze
@@ -41,6 +40,7 @@ from .execution import (
     default_arg,
 )
 from .lookup import all_key_materials, lookup
+from .reencrypt import TCE_DECRYPT, TCE_ENCRYPT
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
 
@@ -73,16 +73,6 @@ _PLAN_CACHE_SIZE = 512
 # A prepared statement's Vault call, rewritten for each execution (_fresh_statement).
 _VAULT_WRITE = re.compile(r"vault\._proxy_(?:create|update)_secret")
 _FRESH = "_pgsodium_proxy_vault"
-# What pgsodium's TCE trigger and view call: crypto_aead_det_encrypt/decrypt by uuid.
-_TCE_ENCRYPT, _TCE_DECRYPT = (
-    next(
-        f
-        for f in FUNCTIONS
-        if f.name == name
-        and [p.type for p in f.params] == ["bytea", "bytea", "uuid", "bytea"]
-    )
-    for name in ("crypto_aead_det_encrypt", "crypto_aead_det_decrypt")
-)
 # A statement that may read a cursor (FETCH; MOVE returns no rows).
 _FETCH = re.compile(rb"fetch", re.IGNORECASE)
 # Cursors over computed rows open at once in a session. One more is refused
@@ -242,8 +232,8 @@ class Interceptor:
             self._plans.popitem(last=False)
         return plans
 
-    def _note_strategy(self, plans: list[Plan]) -> None:
-        if any(p.deferred or p.rows for p in plans):
+    def _note_strategy(self, plans: list[Plan], reencrypt: bool = False) -> None:
+        if reencrypt or any(p.deferred or p.rows for p in plans):
             self.strategy = "per_row"
         elif any(p.rewrites for p in plans):
             self.strategy = "fold"
@@ -332,6 +322,7 @@ class Interceptor:
         if self.tce.copy is not None:
             await self._copy_in(frame, self.tce.copy)
             return
+        reencrypt = self.tce.reencrypt
         if sql == original and not involves_pgsodium(frame.body):
             self._forward(frame, SyncReply())  # it only said "fetch", or a TCE name
             return
@@ -341,8 +332,8 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(_in_clients_text(exc, sql, original))
             return
-        self._note_strategy(plans)
-        if not any(p.rewrites for p in plans):
+        self._note_strategy(plans, reencrypt is not None)
+        if not any(p.rewrites for p in plans) and reencrypt is None:
             if sql != original:
                 self.session.write_upstream(codec.Query(sql).encode())
                 self.session.push(SyncReply())
@@ -361,6 +352,7 @@ class Interceptor:
             )
             return
         execution = Execution(self, sql, plans, extended=False)
+        execution.reencrypt = reencrypt
         try:
             await execution.prepare(params={})
         except Skipped:
@@ -379,7 +371,11 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
-        text = execution.render_simple()
+        try:
+            text = execution.render_simple()
+        except ProxyError as exc:
+            await self.fail_simple(exc)
+            return
         if _needs_guard(plans, self.session.transaction_status):
             await self._guarded_query(execution, text)
             return
@@ -395,7 +391,7 @@ class Interceptor:
         self.strategy = "fold"
         keys = [(key_id, "aead-det") for key_id in plan.key_ids]
         try:
-            found = await lookup(self.session, [_TCE_ENCRYPT.regprocedure], keys, 0)
+            found = await lookup(self.session, [TCE_ENCRYPT.regprocedure], keys, 0)
             materials = dict(found.materials)
             if plan.key_columns:
                 materials.update(await all_key_materials(self.session))
@@ -419,13 +415,13 @@ class Interceptor:
         def encrypt(
             message: bytes, additional: bytes | None, nonce: bytes | None, key: str
         ) -> Any:
-            return evaluator(_TCE_ENCRYPT, [message, additional, key, nonce])
+            return evaluator(TCE_ENCRYPT, [message, additional, key, nonce])
 
         def decrypts(
             value: bytes, additional: bytes | None, nonce: bytes | None, key: str
         ) -> bool:
             try:
-                evaluator(_TCE_DECRYPT, [value, additional, key, nonce])
+                evaluator(TCE_DECRYPT, [value, additional, key, nonce])
             except PgsodiumError:
                 return False
             return True
@@ -582,6 +578,7 @@ class Interceptor:
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
+        reencrypt = self.tce.reencrypt
         if query == message.query and not involves_pgsodium(frame.body):
             self.statements.pop(message.name, None)  # it only said "fetch", or TCE's
             self._forward(frame, PassThrough(b"1E"))
@@ -594,8 +591,8 @@ class Interceptor:
                 message.name, _in_clients_text(exc, query, message.query)
             )
             return
-        self._note_strategy(plans)
-        if len(plans) != 1 or not plans[0].rewrites:
+        self._note_strategy(plans, reencrypt is not None)
+        if (len(plans) != 1 or not plans[0].rewrites) and reencrypt is None:
             self.statements.pop(message.name, None)
             if query != message.query:
                 parse = codec.Parse(message.name, query, tuple(message.param_types))
@@ -606,7 +603,12 @@ class Interceptor:
             return
         execution = Execution(self, query, plans, extended=True)
         execution.declared = tuple(message.param_types)
-        text, types = execution.render_extended()
+        execution.reencrypt = reencrypt
+        try:
+            text, types = execution.render_extended()
+        except ProxyError as exc:
+            await self._refuse_parse(message.name, exc)
+            return
         upstream = codec.Parse(message.name, text, tuple(types))
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"1E"))
@@ -617,7 +619,7 @@ class Interceptor:
             self.fresh.pop(message.name, None)
         await execution.describe_statement(message.name)
 
-    async def _refuse_parse(self, name: str, exc: RewriteError) -> None:
+    async def _refuse_parse(self, name: str, exc: Exception) -> None:
         if not name:
             # PostgreSQL drops the unnamed statement before parsing: a Bind or
             # Describe of it that follows must not find the previous one, here or
@@ -794,6 +796,7 @@ def to_proxy_error(exc: Exception) -> ProxyError:
             exc.message,
             position=getattr(exc, "position", None),
             hint=getattr(exc, "hint", None),
+            detail=getattr(exc, "detail", None),
         )
     return ProxyError(SQLSTATE.INTERNAL_ERROR, "pgsodium-proxy internal error")
 

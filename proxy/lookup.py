@@ -9,7 +9,7 @@ search_path, bytea_output and the root key fingerprint recorded by `init`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import codec
 from .errors import SQLSTATE, ProxyError
@@ -38,6 +38,16 @@ SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex')
 # Keys for a COPY whose rows name their own keys (keystore/sql/proxy_internals.sql).
 ALL_KEYS_SQL = "SELECT key_uuid::text, material FROM pgsodium._proxy_key_materials()"
 MAX_COPY_KEYS = 100_000
+
+
+class Bound(NamedTuple):
+    """A query of the proxy's own with bind values as the client sent them: raw
+    bytes in the client's formats, parsed with the given parameter type OIDs."""
+
+    sql: str
+    params: list[bytes | None]
+    formats: tuple[int, ...] = ()
+    types: tuple[int, ...] = ()
 
 
 class Skipped(Exception):

@@ -23,7 +23,7 @@ from . import codec, metrics, tls
 from .codec import Frame, FrameReader, ProtocolViolation
 from .errors import SQLSTATE, ProxyError, redacted_traceback
 from .intercept import Interceptor
-from .lookup import LookupFailed, Skipped, sanitize
+from .lookup import Bound, LookupFailed, Skipped, sanitize
 from .router import Collect, Emit, PassThrough, Reply, Router, SyncReply
 
 if TYPE_CHECKING:
@@ -584,7 +584,7 @@ class Session:
     # -- the proxy's own requests ------------------------------------------------
 
     async def internal(
-        self, *queries: tuple[str, list[str | None]]
+        self, *queries: tuple[str, list[str | None]] | Bound
     ) -> list[list[list[str | None]]]:
         """Run the proxy's own queries on the client's connection, in one round trip;
         the rows of each, as text.
@@ -595,12 +595,22 @@ class Session:
         Raises Skipped if the upstream discarded them, LookupFailed on an error.
         """
         messages: list[codec.Message] = []
-        for sql, params in queries:
-            values = tuple(None if p is None else p.encode("utf-8") for p in params)
+        for query in queries:
+            if not isinstance(query, Bound):
+                sql, params = query
+                query = Bound(
+                    sql, [None if p is None else p.encode("utf-8") for p in params]
+                )
             messages += [
                 codec.Close("S", INTERNAL_NAME),
-                codec.Parse(INTERNAL_NAME, sql, ()),
-                codec.Bind(INTERNAL_NAME, INTERNAL_NAME, (), values, ()),
+                codec.Parse(INTERNAL_NAME, query.sql, query.types),
+                codec.Bind(
+                    INTERNAL_NAME,
+                    INTERNAL_NAME,
+                    query.formats,
+                    tuple(query.params),
+                    (),
+                ),
                 codec.Execute(INTERNAL_NAME, 0),
                 codec.Close("P", INTERNAL_NAME),
                 codec.Close("S", INTERNAL_NAME),

@@ -26,7 +26,8 @@ from pglast import ast
 from rewriter import tce, vault
 from rewriter.errors import RewriteError
 from rewriter.tce_copy import CopyPlan, plan_copy
-from rewriter.tce_write import rewrite
+from rewriter.tce_reencrypt import ReencryptPlan
+from rewriter.tce_write import plan_rewrite
 
 from .codec import Frame
 from .errors import SQLSTATE, redacted_traceback
@@ -59,6 +60,9 @@ class Tce:
         # The last statement was COPY … FROM STDIN into a labelled table: its rows
         # are encrypted as they stream (rewriter.tce_copy, Session.copy_in).
         self.copy: CopyPlan | None = None
+        # The last statement is an UPDATE that re-encrypts rows before it runs
+        # (rewriter.tce_reencrypt, proxy.reencrypt).
+        self.reencrypt: ReencryptPlan | None = None
 
     def stale(self) -> bool:
         return (
@@ -113,6 +117,7 @@ class Tce:
     async def apply(self, frame: Frame, sql: str) -> str:
         """The statement text with TCE turned into pgsodium calls."""
         self.copy = None
+        self.reencrypt = None
         if self.session.replication:
             return sql
         body = frame.body
@@ -157,7 +162,8 @@ class Tce:
             return sql
         self.copy = _copy_plan(frame, statements, relations)
         try:
-            return rewrite(sql, statements, relations)
+            text, self.reencrypt = plan_rewrite(sql, statements, relations)
+            return text
         except RewriteError:
             raise
         except Exception as exc:

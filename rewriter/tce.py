@@ -18,10 +18,11 @@ existing machinery then evaluates:
   machinery computes it in the result stream.
 
 `COPY ... FROM STDIN` into a labelled table is encrypted row by row as the data
-streams (rewriter.tce_copy). Anything else that would write an encrypted column
-(INSERT ... SELECT, COPY from a server file, MERGE, values the proxy cannot see,
-an update of only the associated data or key) is refused with 0A000: the proxy
-never lets plaintext reach a labelled column.
+streams (rewriter.tce_copy); an UPDATE of only a column's key, associated data or
+nonce re-encrypts its rows (rewriter.tce_reencrypt). Anything else that would
+write an encrypted column (INSERT ... SELECT, COPY from a server file, MERGE,
+values the proxy cannot see) is refused with 0A000: the proxy never lets
+plaintext reach a labelled column.
 Pure: no I/O; the caller looks the rules up upstream (`Relation`).
 """
 
@@ -80,6 +81,20 @@ def refuse(what: str, location: int | None = None) -> RewriteError:
     )
     error.position = None if location is None or location < 0 else location + 1
     return error
+
+
+def visible(node: Any) -> bool:
+    """A value the proxy can see in the statement: a literal, a bind parameter, or
+    a cast of one."""
+    if isinstance(node, ast.TypeCast):
+        return visible(node.arg)
+    return isinstance(node, (ast.A_Const, ast.ParamRef))
+
+
+def is_null(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return is_null(node.arg)
+    return isinstance(node, ast.A_Const) and bool(node.isnull)
 
 
 # -- labels ----------------------------------------------------------------------------

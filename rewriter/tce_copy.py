@@ -28,7 +28,7 @@ from typing import Any
 
 from pglast import ast
 
-from . import types
+from . import builtins, types
 from .errors import RewriteError
 from .tce import Relation, refuse
 
@@ -42,7 +42,6 @@ _BASE64 = frozenset(
 )
 _SHORTEST = 33  # bytes of the ciphertext of a one-byte value
 
-_BASE64_LINE = 76  # pg_base64_encode breaks its output every 76 characters
 # Associated data: the text form of each column, as `col::text` gives it.
 _AD_TYPES = frozenset(
     {"text", "character varying", "smallint", "integer", "bigint", "uuid", "boolean"}
@@ -354,12 +353,9 @@ class CopyRows:
 
     def _text(self, field: Field, ciphertext: bytes) -> bytes:
         if field.type == "text":
-            encoded = base64.b64encode(ciphertext)
-            lines = [
-                encoded[i : i + _BASE64_LINE]
-                for i in range(0, len(encoded), _BASE64_LINE)
-            ]
-            text = b"\n".join(lines)
+            # PostgreSQL's encode(…, 'base64'), as INSERT stores it: a line break
+            # after every full line, the last one too.
+            text = builtins.encode(ciphertext, "base64").encode("ascii")
         else:
             text = b"\\x" + ciphertext.hex().encode("ascii")
         if self.plan.csv:

@@ -17,11 +17,22 @@ from pglast.visitors import Visitor
 
 from . import sqltext, vault
 from .sqltext import Token
-from .tce import _AD_TYPES, Column, Relation, _RangeVars, range_var_name, refuse
+from .tce import (
+    _AD_TYPES,
+    Column,
+    Relation,
+    _RangeVars,
+    is_null,
+    range_var_name,
+    refuse,
+    visible,
+)
 from .tce import parse as parse_statements
+from .tce_reencrypt import ReencryptPlan
+from .tce_reencrypt import plan as plan_reencrypt
 from .tce_search import search
 
-__all__ = ["parse_statements", "rewrite"]
+__all__ = ["parse_statements", "plan_rewrite", "rewrite"]
 
 _VIEW_ALIAS = "_pgsp_tce"
 _DATA_STATEMENTS = (
@@ -39,10 +50,20 @@ def rewrite(
     sql: str, statements: Sequence[ast.RawStmt], relations: dict[str, Relation]
 ) -> str:
     """The statements with TCE turned into pgsodium calls (or a RewriteError)."""
+    return plan_rewrite(sql, statements, relations)[0]
+
+
+def plan_rewrite(
+    sql: str, statements: Sequence[ast.RawStmt], relations: dict[str, Relation]
+) -> tuple[str, ReencryptPlan | None]:
+    """The rewritten text, and the re-encryption its UPDATE needs first (if any:
+    rewriter.tce_reencrypt); the text is then that UPDATE with its FROM item yet
+    to be filled."""
     from .tce import has_security_label, security_label
 
     toks = sqltext.tokens(sql)
     replacements: list[tuple[int, int, str]] = []
+    reencrypt: ReencryptPlan | None = None
     for raw in statements:
         stmt = raw.stmt
         if has_security_label([raw]):
@@ -50,29 +71,26 @@ def rewrite(
             end = start + raw.stmt_len if raw.stmt_len else len(sql)
             replacements.append((start, end, security_label(stmt)))
             continue
-        replacements += _Statement(sql, toks, relations).rewrite(stmt)
+        statement = _Statement(sql, toks, relations)
+        replacements += statement.rewrite(stmt)
         replacements += vault.replacements(sql, toks, stmt)
+        if statement.reencrypt is not None:
+            if len(statements) > 1:
+                names = ", ".join(c.name for c in statement.reencrypt.columns)
+                raise refuse(
+                    f"re-encrypt {names} in an UPDATE among other statements (send "
+                    "it as a Query of its own)"
+                )
+            reencrypt = statement.reencrypt
     if not replacements:
-        return sql
-    return sqltext.splice(sql, replacements)
-
-
-def _visible(node: Any) -> bool:
-    if isinstance(node, ast.TypeCast):
-        return _visible(node.arg)
-    return isinstance(node, (ast.A_Const, ast.ParamRef))
+        return sql, None
+    return sqltext.splice(sql, replacements), reencrypt
 
 
 def _literal(node: Any) -> bool:
     if isinstance(node, ast.TypeCast):
         return _literal(node.arg)
     return isinstance(node, ast.A_Const)
-
-
-def _is_null(node: Any) -> bool:
-    if isinstance(node, ast.TypeCast):
-        return _is_null(node.arg)
-    return isinstance(node, ast.A_Const) and bool(node.isnull)
 
 
 def _dependencies(column: Column) -> list[str]:
@@ -82,6 +100,21 @@ def _dependencies(column: Column) -> list[str]:
     if column.nonce:
         deps.append(column.nonce)
     return deps
+
+
+def _changed(relation: Relation, names: list[str]) -> tuple[bool, list[Column]]:
+    """Whether the SET list writes an encrypted column, and the encrypted columns
+    it leaves alone but whose key, associated data or nonce it changes."""
+    touched = False
+    stale: list[Column] = []
+    for column in relation.columns:
+        if not column.encrypted:
+            continue
+        if column.name in names:
+            touched = True
+        elif any(d in names for d in _dependencies(column)):
+            stale.append(column)
+    return touched, stale
 
 
 def decrypted_expression(column: Column) -> str:
@@ -116,6 +149,7 @@ class _Statement:
         self.toks = toks
         self.relations = relations
         self.out: list[tuple[int, int, str]] = []
+        self.reencrypt: ReencryptPlan | None = None
 
     def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
         self._refuse_nested_writes(stmt)
@@ -137,7 +171,21 @@ class _Statement:
         query = stmt.query if isinstance(stmt, ast.DeclareCursorStmt) else stmt
         if isinstance(query, ast.SelectStmt) and query.whereClause is not None:
             search(self, query)
+        if self.reencrypt is not None:
+            self._check_reencrypt_where(self.reencrypt)
         return self.out
+
+    def _check_reencrypt_where(self, plan: ReencryptPlan) -> None:
+        """The pre-read sends the client's WHERE as the client wrote it: one that
+        this pass rewrote (a decrypting view read in a subquery) cannot go so."""
+        if plan.where is None:
+            return
+        start, end = plan.where
+        if any(start <= s and e <= end and s < e for s, e, _ in self.out):
+            names = ", ".join(c.name for c in plan.columns)
+            raise refuse(
+                f"re-encrypt {names} for an UPDATE whose WHERE reads a decrypting view"
+            )
 
     def _refuse_nested_writes(self, stmt: Any) -> None:
         """A write of a labelled relation anywhere but at the top (in WITH, EXPLAIN
@@ -276,8 +324,8 @@ class _Statement:
     def _update(self, stmt: ast.UpdateStmt, relation: Relation) -> None:
         targets = list(stmt.targetList or ())
         names = [self._target_name(rt, relation) for rt in targets]
-        touched = self._check_dependencies(relation, names)
-        if not touched:
+        touched, stale = _changed(relation, names)
+        if not (touched or stale):
             return
         if any(isinstance(rt.val, ast.MultiAssignRef) for rt in targets):
             raise refuse("UPDATE ... SET (a, b) = ... of an encrypted column")
@@ -292,23 +340,13 @@ class _Statement:
         for name, rt, span in zip(names, targets, spans, strict=True):
             if self._encrypted(relation, name):
                 self._encrypt_value(relation, name, rt.val, span, row)
-
-    def _check_dependencies(self, relation: Relation, names: list[str]) -> bool:
-        """Refuse a change of only the key, associated data or nonce of a column."""
-        touched = False
-        for column in relation.columns:
-            if not column.encrypted:
-                continue
-            if column.name in names:
-                touched = True
-                continue
-            changed = [d for d in _dependencies(column) if d in names]
-            if changed:
-                raise refuse(
-                    f"change {', '.join(changed)} without re-encrypting "
-                    f"{column.name} (set {column.name} in the same statement)"
-                )
-        return touched
+        if stale:
+            # Its key, associated data or nonce changes, its value does not: the
+            # proxy re-encrypts each row's value (rewriter.tce_reencrypt).
+            self.reencrypt, replacements = plan_reencrypt(
+                self.sql, self.toks, stmt, relation, stale, row, items[-1][1]
+            )
+            self.out += replacements
 
     def _on_conflict(self, clause: ast.OnConflictClause, relation: Relation) -> None:
         infer = clause.infer
@@ -328,7 +366,15 @@ class _Statement:
                         f"set {name} = EXCLUDED.{name} unless {dep} is a conflict "
                         f"column or also set to EXCLUDED.{dep}"
                     )
-        self._check_dependencies(relation, list(assigned))
+        _, stale = _changed(relation, list(assigned))
+        if stale:
+            # The proxy re-encrypts a plain UPDATE's rows, not an upsert's.
+            column = stale[0]
+            changed = [d for d in _dependencies(column) if d in assigned]
+            raise refuse(
+                f"change {', '.join(changed)} without re-encrypting {column.name} "
+                f"in ON CONFLICT DO UPDATE (set {column.name} in the same statement)"
+            )
 
     def _encrypt_value(
         self,
@@ -338,15 +384,15 @@ class _Statement:
         span: tuple[int, int],
         row: dict[str, tuple[Any, str]],
     ) -> None:
-        if _is_null(node) or isinstance(node, ast.SetToDefault):
+        if is_null(node) or isinstance(node, ast.SetToDefault):
             return  # NULL stays NULL; a default is checked by the guard upstream
-        if not _visible(node):
+        if not visible(node):
             raise refuse(f"encrypt a value of {name} it cannot see", span[0])
         column = relation.column(name)
         assert column is not None
         key = f"'{column.key_id}'::uuid"
         if column.key_column:
-            if _is_null(row.get(column.key_column, (None, ""))[0]):
+            if is_null(row.get(column.key_column, (None, ""))[0]):
                 # pgsodium's trigger stores NULL when the key column is NULL.
                 self.out.append((span[0], span[1], "NULL"))
                 return
@@ -383,7 +429,7 @@ class _Statement:
         if dep not in row:
             raise refuse(f"encrypt {name} without {dep} in the same row")
         node, text = row[dep]
-        if not _visible(node):
+        if not visible(node):
             raise refuse(f"encrypt {name}: {dep} is not a literal or parameter")
         return text
 

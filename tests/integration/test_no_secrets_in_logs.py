@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import replace
 
 import psycopg
 import pytest
+
+from keystore.derive import Env
 
 from .conftest import ROOT_KEY, RunningProxy, make_database, server_log
 
@@ -175,3 +178,59 @@ def test_sql_text_logs_the_statement_never_a_value_the_proxy_computed(
     assert PLAINTEXT in str(caught.value)  # the client asked for it
     assert PLAINTEXT not in caplog.text
     assert "marker-17" in caplog.text  # the statement's own text
+
+
+def test_re_encryption_sends_only_ciphertext_upstream(
+    proxy: RunningProxy, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An UPDATE that re-encrypts rows (a new associated data value) sends the
+    database its pre-read and the new ciphertexts, never a plaintext or a key;
+    neither its log nor the proxy's holds one, nor does the error of a row that
+    does not decrypt."""
+    caplog.set_level(logging.DEBUG)
+    logged_before = len(server_log(proxy))
+    marker = "re-encrypted plaintext 5d1f"
+    errors: list[str] = []
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        row = conn.execute(
+            "select id::text, key_id, key_context from pgsodium.create_key()"
+        ).fetchone()
+        assert row is not None
+        key, key_id, context = row
+        conn.execute("drop table if exists reenc cascade")
+        conn.execute("create table reenc (id int, secret text, raw bytea, ctx text)")
+        for column in ("secret", "raw"):
+            conn.execute(
+                f"security label for pgsodium on column reenc.{column} "
+                f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (ctx)'"
+            )
+        conn.execute(
+            "insert into reenc values (1, %s, %s, 'a')", [marker, marker.encode()]
+        )
+        for factory, ctx in ((psycopg.ClientCursor, "b"), (psycopg.Cursor, "c")):
+            factory(conn).execute("update reenc set ctx = %s", [ctx])
+        assert conn.execute(
+            "select decrypted_secret from decrypted_reenc"
+        ).fetchone() == (marker,)
+        # A row that does not decrypt (row 1's ciphertext under other associated
+        # data, written past the proxy), after one that does.
+        with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as direct:
+            direct.execute(
+                "insert into reenc select 2, null, raw, 'other' from reenc where id = 1"
+            )
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("update reenc set ctx = 'd'")
+        errors.append(str(caught.value) + str(caught.value.diag.message_detail))
+    log = server_log(proxy)[logged_before:]
+    assert "FOR UPDATE OF" in log and "_pgsp_reencrypt" in log  # what went upstream
+    derived = Env(ROOT_KEY.secret).derive(int(key_id), 32, bytes(context))
+    text = log + caplog.text + "\n".join(errors)
+    for secret in (
+        marker,
+        marker.encode().hex(),
+        base64.b64encode(marker.encode()).decode(),
+        derived.hex(),
+        ROOT_KEY.secret.hex(),
+    ):
+        assert secret not in text
+    assert "invalid ciphertext" in errors[0]

@@ -6,7 +6,7 @@ import pytest
 
 from rewriter import tce
 from rewriter.errors import RewriteError
-from rewriter.tce_write import rewrite
+from rewriter.tce_write import plan_rewrite, rewrite
 
 KEY = "9c2d4b0e-0c4c-4a0e-9d8e-2f4a4b7b6a11"
 
@@ -90,9 +90,7 @@ def test_untouched_statements_are_returned_unchanged() -> None:
         "insert into t (id, secret) values (1, lower('x'))",
         "insert into t (secret) values ('x')",
         "update t set secret = 'x'",
-        "update t set id = 3",
         "update t set id = id",
-        "update t set k = $1",
         "copy t from '/tmp/plain.txt'",
         "insert into decrypted_t (id, decrypted_secret) values (1, 'x')",
         "insert into decrypted_t values (1, 'x')",
@@ -104,6 +102,100 @@ def test_refused_with_0a000(sql: str) -> None:
     with pytest.raises(RewriteError) as info:
         run(sql)
     assert info.value.sqlstate == "0A000"
+
+
+REENCRYPTED = (
+    '"secret" = _pgsp_reencrypt._pgsp_c0 FROM unnest(NULL::oid[], NULL::tid[], '
+    "NULL::text[]) AS _pgsp_reencrypt(_pgsp_oid, _pgsp_tid, _pgsp_c0)"
+)
+
+
+def test_an_update_of_only_associated_data_re_encrypts_from_a_pre_read() -> None:
+    sql = "update t set id = $1 where id = $2 returning *, id"
+    text, plan = plan_rewrite(sql, tce.parse(sql), RELATIONS)
+    assert text == (
+        f"update t set id = $1, {REENCRYPTED} where "
+        '"t".tableoid = _pgsp_reencrypt._pgsp_oid AND "t".ctid = '
+        '_pgsp_reencrypt._pgsp_tid AND (id = $2) returning "t".*, id'
+    )
+    assert plan is not None and plan.placeholder in text
+    assert plan.select == (
+        'SELECT "t".tableoid, "t".ctid, '
+        """encode(convert_to(("t"."id"::text)::text, 'utf8'), 'base64'), """
+        """encode(convert_to((($1)::int4::text)::text, 'utf8'), 'base64'), """
+        '"t"."secret" '
+        'FROM t WHERE id = $2 LIMIT 100001 FOR UPDATE OF "t"'
+    )
+    (column,) = plan.columns
+    assert (column.name, column.key_id, column.old_ad, column.new_ad) == (
+        "secret",
+        KEY,
+        2,
+        3,
+    )
+    assert (column.value, column.old_key, column.old_nonce) == (4, None, None)
+
+
+def test_a_key_and_nonce_change_reads_old_and_new_and_keeps_the_alias() -> None:
+    sql = "update only t as x set k = $1 where x.id = 1"
+    text, plan = plan_rewrite(sql, tce.parse(sql), RELATIONS)
+    assert "decode(_pgsp_reencrypt._pgsp_c0, 'base64')" in text
+    assert '"x".ctid = _pgsp_reencrypt._pgsp_tid AND (x.id = 1)' in text
+    assert plan is not None
+    assert plan.select == (
+        'SELECT "x".tableoid, "x".ctid, "x"."k"::text, ($1)::uuid::text, '
+        """encode("x"."n", 'base64'), encode("x"."raw", 'base64') """
+        'FROM only t as x WHERE x.id = 1 LIMIT 100001 FOR UPDATE OF "x"'
+    )
+    (column,) = plan.columns
+    assert (column.old_key, column.new_key, column.old_nonce, column.new_nonce) == (
+        2,
+        3,
+        4,
+        4,
+    )
+
+
+def test_a_null_key_column_stores_null_without_reading() -> None:
+    text, plan = plan_rewrite(
+        "update t set k = null", tce.parse("update t set k = null"), RELATIONS
+    )
+    assert (text, plan) == ('update t set k = null, "raw" = NULL', None)
+
+
+@pytest.mark.parametrize(
+    ("sql", "construct"),
+    [
+        ("update t set id = 3 from u where u.id = t.id", "UPDATE ... FROM"),
+        ("update t set id = 3 where current of c", "WHERE CURRENT OF"),
+        ("with u as (select 1) update t set id = 3", "WITH ... UPDATE"),
+        ("with u as (update t set id = 3 returning 1) select 1", "of its own"),
+        ("update decrypted_t set id = 3", "decrypting view"),
+        ("update t set id = id + 1", "not a literal or a parameter"),
+        ("update t set id = default", "not a literal or a parameter"),
+        ("update t set id = 3; select 1", "among other statements"),
+        (
+            "update t set id = 3 where secret = pgsodium.crypto_aead_det_encrypt("
+            "'x', '', 1)",
+            "calls a pgsodium function",
+        ),
+        (
+            "update t set id = 3 where id in (select id from decrypted_t)",
+            "reads a decrypting view",
+        ),
+        (
+            "insert into t (id) values (1) on conflict (id) do update set id = 2",
+            "ON CONFLICT DO UPDATE",
+        ),
+    ],
+)
+def test_re_encryption_is_refused_beyond_a_plain_update(
+    sql: str, construct: str
+) -> None:
+    with pytest.raises(RewriteError) as info:
+        run(sql)
+    assert info.value.sqlstate == "0A000"
+    assert construct in info.value.message
 
 
 @pytest.mark.parametrize(
