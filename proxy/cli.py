@@ -25,6 +25,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # log.level = debug is the proxy's own detail, not asyncio's ("Using selector").
+    logging.getLogger("asyncio").setLevel(logging.INFO)
 
 
 async def _run_until_signalled(server: object, path: Path | None = None) -> None:
