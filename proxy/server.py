@@ -30,6 +30,7 @@ class Server:
         self.root_key = root_key
         self._server: asyncio.base_events.Server | None = None
         self._sessions: dict[asyncio.Task[None], Session] = {}
+        self.draining = False  # shutting down: sessions end as soon as at rest
         # Proxy-issued cancel key -> session. A client can only cancel the session
         # it was given the key for: upstream pids and secrets never reach clients.
         self._cancel_keys: dict[tuple[int, bytes], Session] = {}
@@ -165,6 +166,7 @@ class Server:
         """Stop accepting, give sessions `grace` seconds, then close them."""
         if grace is None:
             grace = self.config.listen.shutdown_timeout
+        self.draining = True
         if self._server is not None:
             self._server.close()
         if self._sessions:

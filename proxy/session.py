@@ -104,6 +104,7 @@ class Session:
         # Upstream writes held back while one batch of client messages is handled
         # (None: write at once). One send per batch, not one per message.
         self._corked: list[bytes] | None = None
+        self._task: asyncio.Task[None] | None = None  # the task running run()
 
     # -- logging ---------------------------------------------------------------
 
@@ -144,6 +145,7 @@ class Session:
 
     async def run(self) -> None:
         started = time.monotonic()
+        self._task = asyncio.current_task()
         reason = "client closed"
         try:
             client_frames = await self._startup_within_timeout()
@@ -688,4 +690,8 @@ class Session:
                     if error.severity in ("FATAL", "PANIC"):
                         self.upstream_fatal = True
             self.router.feed(frames)
+            if self.server.draining and self.at_rest and self._task is not None:
+                # Shutting down: end the session with its ReadyForQuery, before
+                # the client's next statement can start (the poll could miss it).
+                self._task.cancel()
             await self.client_writer.drain()

@@ -211,12 +211,15 @@ async def test_shutdown_closes_sessions_as_they_come_to_rest(cluster: Cluster) -
         await in_transaction.send(codec.Query("commit"))
         committed = await in_transaction.until(b"Z")
         assert codec.decode_backend(committed[0]).tag == "COMMIT"
+        # The next statement, sent at once, is not run: the session ended at rest.
+        await in_transaction.send(codec.Query("create table t_after_shutdown ()"))
         assert _error(await in_transaction.next()) == ADMIN_SHUTDOWN
 
         await closing
         with pytest.raises(OSError):
             await asyncio.open_connection(proxy.host, proxy.port)
     assert cluster.psql("select to_regclass('t_shutdown') is not null").strip() == "t"
+    assert cluster.psql("select to_regclass('t_after_shutdown')").strip() == ""
 
 
 @bounded()
