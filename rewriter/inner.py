@@ -1,24 +1,33 @@
-"""pgsodium calls over rows inside a subquery or WITH query that feeds the outer
-select list: `select id, convert_from(p, 'utf8') from (select id, decrypt(...) p
-from t) s`.
+"""Per-row values that reach the outermost select list through any number of query
+levels: subqueries in FROM and non-recursive WITH queries, joined or not.
 
-The inner select-list item becomes its row inputs (columns named with the
-execution's marker), the outer query passes them on, by `*` or by name, and the
-proxy computes the value in the result stream as for an outermost select-list item.
-Only one level: the outer statement must be the outermost SELECT. A reference to
-such a value anywhere but the outer select list is refused (the database never sees
-the value, so it cannot filter, sort or group by it).
+Each plain SELECT that a FROM item of an analysed query names is a level. At each
+level a select-list item over rows (a pgsodium call, a per-row value one of the
+level's FROM items passes up, or one of the functions the proxy evaluates around
+such a value) becomes an InnerItem: upstream, the level that computes an input
+returns it in a column named with the execution's marker, every level above
+passes that column on by name (or by the client's own `*`), and the proxy computes
+the value in the result stream. An item that nothing above reads becomes a NULL
+column, which is safe only because every reader is known: a per-row value read
+anywhere but the select list of the level right above (WHERE, JOIN, GROUP BY,
+ORDER BY, DISTINCT, an aggregate, a whole-row or field reference, a LATERAL item,
+a correlated subquery, a WITH query read where this analysis does not follow) is
+refused with 0A000 before anything goes upstream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pglast import ast
+from pglast.visitors import Skip, Visitor
 
-from . import sqltext
-from .compile import Compiler, NotFoldable, is_pgsodium_call
+from . import context, scalar, sqltext
+from .compile import NotFoldable
+from .errors import RewriteError, refuse
 from .late import (
     Input,
     LateAggregate,
@@ -30,82 +39,607 @@ from .late import (
     RowCompiler,
     RowInput,
 )
-from .plan import Node
+from .plan import placeholder
+
+_OVER = "a value computed per row by the proxy"
 
 
 @dataclass
 class InnerItem:
-    """A select-list item over rows of an inner query."""
+    """A select-list item over rows of a query below the outermost one."""
 
     index: int  # in Plan.inner
-    span: tuple[int, int]  # the inner select-list item, relative to the statement
-    name: str  # its output column name
-    qualifier: str  # how the outer query names the inner query
+    span: tuple[int, int]  # relative to the statement; (-1, -1): no text of its own
+    name: str  # its output column name in its own query
     tree: Open
-    inputs: list[Input] = field(default_factory=list)
+    inputs: list[Input] = field(default_factory=list)  # paths below this item
     candidates: frozenset[str] = frozenset()
 
 
-def inner_queries(stmt: ast.SelectStmt) -> list[tuple[str, ast.SelectStmt]]:
-    """(qualifier, query) for each plain subquery in FROM and each WITH query that
-    FROM names, as the outer query refers to them."""
-    found: list[tuple[str, ast.SelectStmt]] = []
-    ctes = {}
-    if stmt.withClause is not None and not stmt.withClause.recursive:
-        for cte in stmt.withClause.ctes or ():
-            if _plain_select(cte.ctequery):
-                ctes[cte.ctename] = cte.ctequery
-    for item in _from_items(stmt.fromClause or ()):
-        if isinstance(item, ast.RangeSubselect) and item.alias is not None:
-            if _plain_select(item.subquery):
-                found.append((item.alias.aliasname, item.subquery))
-        elif (
-            isinstance(item, ast.RangeVar)
-            and item.schemaname is None
-            and item.relname in ctes
-        ):
-            qualifier = item.alias.aliasname if item.alias else item.relname
-            found.append((qualifier, ctes[item.relname]))
-    return found
+@dataclass(frozen=True)
+class Visible:
+    """A per-row value of a FROM item, as the query reading that item names it."""
+
+    qualifier: str | None  # the FROM item's alias (None: a subquery without one)
+    name: str
+    item: InnerItem
+    ambiguous: bool = False  # the FROM item has two columns of this name
+    cte: Any = None  # the _Cte it comes from, if a WITH query
+
+    def inputs(self) -> list[Input]:
+        """The item's inputs as the reading query's select list sees them."""
+        step = (self.item.index, self.qualifier)
+        return [replace(i, path=(step, *i.path)) for i in self.item.inputs]
 
 
-def _plain_select(node: ast.Node) -> bool:
-    return isinstance(node, ast.SelectStmt) and node.op.name == "SETOP_NONE"
+class Resolver:
+    """Which per-row value a column reference of one query level names."""
+
+    def __init__(
+        self,
+        visibles: Sequence[Visible],
+        used: Callable[[Visible], None] | None = None,
+    ) -> None:
+        self.visibles = visibles
+        self.used = used or (lambda visible: None)
+        self.names = {v.name for v in visibles}
+        self.qualifiers = {v.qualifier for v in visibles if v.qualifier is not None}
+        self.pairs = {(v.qualifier, v.name) for v in visibles}
+
+    def find(self, ref: ast.ColumnRef) -> Visible | None:
+        """The value `ref` names, as PostgreSQL resolves it at this level."""
+        if not all(isinstance(f, ast.String) for f in ref.fields):
+            return None
+        names = [f.sval for f in ref.fields]
+        if len(names) == 1:
+            matches = [v for v in self.visibles if v.name == names[0]]
+        elif len(names) == 2:
+            matches = [
+                v
+                for v in self.visibles
+                if v.qualifier == names[0] and v.name == names[1]
+            ]
+        else:
+            return None
+        if not matches:
+            return None
+        if len(matches) > 1 or matches[0].ambiguous:
+            raise RewriteError(
+                "42702",
+                f'column reference "{names[-1]}" is ambiguous',
+                ref.location + 1,
+            )
+        self.used(matches[0])
+        return matches[0]
+
+    def suspect(self, ref: ast.ColumnRef) -> bool:
+        """Whether the database may take `ref` for a per-row value: by name, by
+        qualified name, as a field of one (`p.f`), or as a whole row (`s`, `s.*`)
+        of a FROM item that has one. Conservative: a column of the same name of
+        another relation is suspect too."""
+        first = ref.fields[0]
+        if not isinstance(first, ast.String):
+            return False  # a bare `*` expands the query's own FROM items
+        if first.sval in self.names:
+            return True
+        if first.sval not in self.qualifiers:
+            return False
+        if len(ref.fields) == 1:
+            return True
+        second = ref.fields[1]
+        return isinstance(second, ast.A_Star) or (
+            isinstance(second, ast.String) and (first.sval, second.sval) in self.pairs
+        )
+
+    def reads(self, node: ast.Node) -> bool:
+        return any(self.suspect(ref) for ref in column_refs(node))
 
 
-def _from_items(items: tuple[ast.Node, ...] | list[ast.Node]) -> list[ast.Node]:
+@dataclass
+class _Cte:
+    node: ast.CommonTableExpr
+    scope: tuple[dict[str, _Cte | None], ...]  # what its query sees
+    exported: _Exported | None = None  # None: not analysed (yet)
+    references: int = 0  # FROM items of analysed queries that name it
+    star: bool = False  # its values pass a `*`
+
+
+@dataclass
+class _Exported:
+    """What one level gives the query above."""
+
+    items: list[tuple[int | None, InnerItem]]  # (select-list position or None, item)
+    names: list[str] | None  # every output column's name; None: a `*` hides some
+
+
+_Scope = tuple[dict[str, "_Cte | None"], ...]
+
+
+class Levels:
+    """The query levels below one outermost SELECT (`st`, analyze._Statement)."""
+
+    def __init__(self, st: Any) -> None:
+        self.st = st
+        self.items: list[InnerItem] = []
+        self.ctes: list[_Cte] = []
+
+    def top(self, stmt: ast.SelectStmt) -> list[Visible]:
+        """The per-row values the outermost query's FROM items give it."""
+        return self._from(stmt, self._scope(stmt, ()))
+
+    # -- scopes and FROM items -----------------------------------------------------
+
+    def _scope(self, query: ast.SelectStmt, outer: _Scope) -> _Scope:
+        """The WITH queries `query`'s FROM may name. A recursive WITH query, or one
+        that is not a plain SELECT, is opaque: read as a relation, analysed never
+        (its pgsodium calls are refused as anywhere else)."""
+        clause = query.withClause
+        if clause is None:
+            return outer
+        names: dict[str, _Cte | None] = {}
+        for cte in clause.ctes or ():
+            if clause.recursive or not _plain(cte.ctequery):
+                names[cte.ctename] = None
+                continue
+            # A non-recursive WITH query sees the ones before it, and the outer ones.
+            state = _Cte(cte, (dict(names), *outer))
+            names[cte.ctename] = state
+            self.ctes.append(state)
+        return (names, *outer)
+
+    def _from(self, query: ast.SelectStmt, scope: _Scope) -> list[Visible]:
+        visibles: list[Visible] = []
+        under: dict[int, list[Visible]] = {}
+        for leaf in _leaves(query.fromClause or ()):
+            found = self._child(leaf, scope)
+            under[id(leaf)] = found
+            visibles += found
+        if visibles:
+            _check_joins(query.fromClause or (), under)
+        return visibles
+
+    def _child(self, leaf: ast.Node, scope: _Scope) -> list[Visible]:
+        """The per-row values of one FROM item, if it is a query."""
+        lists: list[tuple[str, ...]] = []
+        cte = None
+        if isinstance(leaf, ast.RangeSubselect):
+            if not _plain(leaf.subquery) or not leaf.subquery.targetList:
+                return []
+            exported = self._level(leaf.subquery, scope)
+            qualifier = leaf.alias.aliasname if leaf.alias is not None else None
+        elif isinstance(leaf, ast.RangeVar):
+            cte = _lookup(leaf, scope)
+            if cte is None:
+                return []
+            cte.references += 1
+            if cte.exported is None:
+                cte.exported = self._level(cte.node.ctequery, cte.scope)
+            exported = cte.exported
+            qualifier = leaf.alias.aliasname if leaf.alias is not None else leaf.relname
+            lists.append(tuple(n.sval for n in cte.node.aliascolnames or ()))
+        else:
+            return []
+        alias = getattr(leaf, "alias", None)
+        if alias is not None:
+            lists.append(tuple(n.sval for n in alias.colnames or ()))
+        return _visibles(qualifier, exported, [x for x in lists if x], cte)
+
+    # -- one level -----------------------------------------------------------------
+
+    def _level(self, query: ast.SelectStmt, outer: _Scope) -> _Exported:
+        scope = self._scope(query, outer)
+        visibles = self._from(query, scope)
+        view, alone = self.st.decrypted_key_in(query)
+        level = _Level(self, query, visibles, view, alone)
+        exported = level.select_list()
+        names = {item.name for _, item in exported.items}
+        self.st._check_result_clauses(query, names, level.positions, level.star)
+        self.check_refs(query, Resolver(visibles), level.handled)
+        self.st._add_searches(query.whereClause)
+        return exported
+
+    def new_item(
+        self,
+        span: tuple[int, int],
+        name: str,
+        tree: Open,
+        inputs: Sequence[Input],
+        candidates: frozenset[str],
+    ) -> InnerItem:
+        item = InnerItem(len(self.items), span, name, tree, list(inputs), candidates)
+        self.items.append(item)
+        self.st.result.inner.append((span, name))
+        return item
+
+    # -- checks --------------------------------------------------------------------
+
+    def check_refs(
+        self, query: ast.SelectStmt, resolver: Resolver, handled: set[int]
+    ) -> None:
+        """Refuse every reference the database could take for a per-row value of
+        `query`'s FROM items, outside the select-list items computed from them
+        (`handled`, ids of ResTargets). Everything that can see those FROM items
+        is searched: the clauses, JOIN conditions, functions in FROM, LATERAL
+        subqueries and subqueries anywhere, however deep; not the WITH queries nor
+        the other subqueries in FROM, which cannot see them."""
+        if not resolver.visibles:
+            return
+        skip = set(handled)
+        if query.withClause is not None:
+            skip.add(id(query.withClause))
+        for leaf in _leaves(query.fromClause or ()):
+            if isinstance(leaf, ast.RangeSubselect) and not leaf.lateral:
+                skip.add(id(leaf))
+        visitor = _Refs(skip)
+        visitor(query)
+        for ref, where in visitor.found:
+            if resolver.suspect(ref):
+                raise refuse(
+                    f'"{_shown(ref)}" in {where or "this expression"}: it is computed '
+                    "per row by the proxy, so the database cannot use it there",
+                    ref.location,
+                )
+
+    def finish(self, stmt: ast.Node) -> None:
+        """Every WITH query whose values are computed per row must be read only
+        where this analysis followed it (else a NULL column would be read as its
+        value), and through a `*` only when read once (else the columns a `*`
+        passes up would repeat). One that nothing names is analysed all the same:
+        PostgreSQL never runs it, and its items become NULL columns."""
+        counts = Counter(
+            rv.relname
+            for rv in _collect(stmt, ast.RangeVar)
+            if rv.schemaname is None and rv.catalogname is None
+        )
+        index = 0
+        while index < len(self.ctes):
+            state = self.ctes[index]
+            index += 1
+            name = state.node.ctename
+            if state.exported is None:
+                if counts[name] == 0:
+                    state.exported = self._level(state.node.ctequery, state.scope)
+                continue
+            if not state.exported.items:
+                continue
+            if state.references != counts[name]:
+                raise refuse(
+                    f'the WITH query "{name}", whose values are computed per row, '
+                    "read other than by a FROM of a query that feeds the outer select "
+                    "list",
+                    state.node.location,
+                )
+            if state.star and counts[name] > 1:
+                raise refuse(
+                    f'the WITH query "{name}", whose values are computed per row, '
+                    "named more than once and read through *: select its columns by "
+                    "name",
+                    state.node.location,
+                )
+
+
+class _Level:
+    """The select list of one level below the outermost query."""
+
+    def __init__(
+        self,
+        levels: Levels,
+        query: ast.SelectStmt,
+        visibles: list[Visible],
+        view: str | None,
+        alone: bool,
+    ) -> None:
+        self.levels = levels
+        self.st = levels.st
+        self.query = query
+        self.visibles = visibles
+        self.view = view  # pgsodium.decrypted_key's qualifier in FROM
+        self.alone = alone  # it is the only FROM item
+        self.positions: set[int] = set()  # 1-based items that are per-row values
+        self.handled: set[int] = set()  # id() of their ResTargets
+        self.star = False
+        self._uses: dict[int, set[tuple[int, bool]]] = {}
+        self._spans: list[tuple[int, int]] | None = None
+
+    def select_list(self) -> _Exported:
+        items: list[tuple[int | None, InnerItem]] = []
+        names: list[str] = []
+        for position, target in enumerate(self.query.targetList, start=1):
+            value = target.val
+            if _is_star(value):
+                self.star = True
+                found = self._star(value, position)
+                items += [(None, item) for item in found]
+            else:
+                names.append(target.name or figure_colname(value))
+                item = self._item(target, position, names[-1])
+                found = [] if item is None else [item]
+                items += [(position - 1, item) for item in found]
+            if found:
+                self.positions.add(position)
+                self.handled.add(id(target))
+        return _Exported(items, None if self.star else names)
+
+    def _span(self, position: int) -> tuple[int, int]:
+        if self._spans is None:
+            targets = self.query.targetList
+            self._spans = sqltext.list_items(self.st.tokens, targets[0].location)
+            if len(self._spans) != len(targets):
+                raise RewriteError(
+                    "XX000", "select list spans do not match the parse tree"
+                )
+        return self._spans[position - 1]
+
+    def _use(self, visible: Visible, position: int, star: bool) -> None:
+        uses = self._uses.setdefault(visible.item.index, set())
+        uses.add((position, star))
+        if star and visible.cte is not None:
+            visible.cte.star = True
+        if len(uses) > 1 and any(s for _, s in uses):
+            raise refuse(
+                f'"{visible.name}" passed up by * and read again (by name or by '
+                "another *): select it once",
+                None,
+            )
+
+    def _star(self, value: ast.ColumnRef, position: int) -> list[InnerItem]:
+        qualifier = value.fields[0].sval if len(value.fields) == 2 else None
+        found = []
+        if self.view is not None and qualifier in (None, self.view):
+            if qualifier is None and not self.alone:
+                raise refuse(
+                    "* over pgsodium.decrypted_key joined with other relations: "
+                    f"select {self.view}.* and the other relations' columns by name",
+                    value.location,
+                )
+            found.append(self._view_star(position))
+        for visible in self.visibles:
+            if qualifier is not None and visible.qualifier != qualifier:
+                continue
+            self._use(visible, position, star=True)
+            found.append(
+                self.levels.new_item(
+                    (-1, -1),
+                    visible.name,
+                    visible.item.tree,
+                    visible.inputs(),
+                    visible.item.candidates,
+                )
+            )
+        return found
+
+    def _view_star(self, position: int) -> InnerItem:
+        """`*` over pgsodium.decrypted_key: its columns by name, decrypted_raw_key
+        written out as pgsodium defines it and computed per row."""
+        assert self.view is not None
+        builder, node = scalar.expanded_column(
+            self.st.compiler, self.view, self.st.on_path
+        )
+        tree = builder.build(node)
+        item = self.levels.new_item(
+            (-1, -1),
+            "decrypted_raw_key",
+            tree,
+            builder.inputs,
+            frozenset(builder.candidates),
+        )
+        q = sqltext.quote_ident(self.view)
+        parts = [
+            placeholder("inner", item.index) if c == "decrypted_raw_key" else f"{q}.{c}"
+            for c in scalar.DECRYPTED_KEY_COLUMNS
+        ]
+        self.st.result.texts.append(
+            (*self.st.span(*self._span(position)), ", ".join(parts))
+        )
+        return item
+
+    def _item(
+        self, target: ast.ResTarget, position: int, name: str
+    ) -> InnerItem | None:
+        """A select-list item over rows, or None for one the database computes
+        (its pgsodium calls, if any, are folded or refused with the rest)."""
+        value = target.val
+        resolver = Resolver(self.visibles, lambda v: self._use(v, position, star=False))
+        view = self.view
+        reads_view = view is not None and scalar.reads_decrypted_raw_key(value, view)
+        reads = resolver.reads(value)
+        if not (reads_view or reads or self.st._mentions_pgsodium_call(value)):
+            return None
+        if not (reads_view or reads):
+            try:
+                self.st.compiler.compile(value)
+                return None  # it folds: sent upstream as a value, or refused
+            except NotFoldable:
+                pass
+        start, end = self._span(position)
+        if reads_view:
+            assert view is not None
+            builder, node = scalar.expanded(
+                self.st.compiler,
+                self.st.sql,
+                (start, end),
+                value,
+                view,
+                self.st.on_path,
+            )
+        else:
+            builder = RowCompiler(
+                self.st.compiler, self.st.sql, self.st.tokens, self.st.on_path
+            )
+            node = value
+        builder.scope = resolver
+        try:
+            tree = builder.build(node)
+        except NotFoldable as exc:
+            if reads:
+                raise refuse_expression(value, resolver.suspect, exc) from None
+            if reads_view:
+                assert view is not None
+                raise refuse_expression(
+                    value, lambda ref: scalar.reads_decrypted_raw_key(ref, view), exc
+                ) from None
+            return None
+        if not builder.inputs:
+            return None
+        self.st._mark_handled(value)
+        return self.levels.new_item(
+            self.st.span(start, end),
+            name,
+            tree,
+            builder.inputs,
+            frozenset(builder.candidates),
+        )
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def refuse_expression(
+    value: ast.Node, reads: Callable[[ast.ColumnRef], bool], exc: NotFoldable
+) -> RewriteError:
+    """A select-list item over a per-row value that the proxy cannot compute:
+    named by the value it reads (`reads`; the first one at or after where the
+    proxy gave up, `exc`) and the construct around it (an aggregate, a window
+    function …)."""
+    where = context.constructs(value)
+    refs = [ref for ref in column_refs(value) if reads(ref)]
+    at = exc.location if exc.location is not None else -1
+    refs.sort(key=lambda ref: (ref.location < at, ref.location))
+    if not refs:
+        return refuse(f"this expression over {_OVER}", getattr(value, "location", None))
+    ref = refs[0]
+    return refuse(
+        f'"{_shown(ref)}" in {where.get(id(ref)) or "this expression"}: it is '
+        "computed per row by the proxy, which evaluates pgsodium calls, casts and "
+        "convert_from/encode/length-like functions around such a value",
+        ref.location,
+    )
+
+
+def _visibles(
+    qualifier: str | None,
+    exported: _Exported,
+    lists: list[tuple[str, ...]],
+    cte: _Cte | None,
+) -> list[Visible]:
+    """The per-row values of a FROM item, under its column alias lists."""
+    if not exported.items:
+        return []
+    for names in lists:
+        covered = [pos for pos, _ in exported.items if pos is None or pos < len(names)]
+        if exported.names is None or covered:
+            raise refuse(
+                f"a column alias list over {_OVER}: name the columns inside "
+                "the subquery or WITH query",
+                None,
+            )
+    counts = Counter(exported.names or ())
+    return [
+        Visible(qualifier, item.name, item, counts[item.name] > 1, cte)
+        for _, item in exported.items
+    ]
+
+
+def _check_joins(items: Sequence[ast.Node], under: dict[int, list[Visible]]) -> None:
+    """Joins PostgreSQL would run over a per-row value's column (NATURAL, USING),
+    or that rename it (a join alias), are refused."""
+    for item in items:
+        if not isinstance(item, ast.JoinExpr):
+            continue
+        below = [v for leaf in _leaves([item]) for v in under.get(id(leaf), ())]
+        if below:
+            if item.alias is not None:
+                raise refuse(
+                    f"a join with an alias over {_OVER}: qualify its columns by the "
+                    "subquery's own alias",
+                    None,
+                )
+            if item.isNatural:
+                raise refuse(f"NATURAL JOIN over {_OVER}: join with ON", None)
+            using = {n.sval for n in item.usingClause or ()}
+            hit = sorted(using & {v.name for v in below})
+            if hit:
+                raise refuse(f'JOIN … USING ("{hit[0]}") over {_OVER}', None)
+        _check_joins([item.larg, item.rarg], under)
+
+
+def _lookup(var: ast.RangeVar, scope: _Scope) -> _Cte | None:
+    if var.schemaname is not None or var.catalogname is not None:
+        return None
+    for names in scope:
+        if var.relname in names:
+            return names[var.relname]
+    return None
+
+
+def _plain(node: ast.Node) -> bool:
+    return (
+        isinstance(node, ast.SelectStmt)
+        and node.op.name == "SETOP_NONE"
+        and node.intoClause is None
+    )
+
+
+def _is_star(node: ast.Node) -> bool:
+    return isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.A_Star)
+
+
+def _leaves(items: Sequence[ast.Node]) -> list[ast.Node]:
+    """The FROM items of a FROM list, through joins."""
     out: list[ast.Node] = []
     for item in items:
         if isinstance(item, ast.JoinExpr):
-            out += _from_items([item.larg, item.rarg])
+            out += _leaves([item.larg, item.rarg])
         else:
             out.append(item)
     return out
 
 
-def build_item(
-    compiler: Compiler,
-    sql: str,
-    tokens: list[sqltext.Token],
-    on_path: bool,
-    target: ast.ResTarget,
-    name: str,
-) -> tuple[Open, list[Input], frozenset[str]] | None:
-    """The open tree of an inner select-list item over rows, or None if it is not
-    one the proxy can compute (then the usual refusal applies)."""
-    if not any(is_pgsodium_call(c, on_path) for c in _calls(target.val)):
+def _shown(ref: ast.ColumnRef) -> str:
+    return ".".join(f.sval if isinstance(f, ast.String) else "*" for f in ref.fields)
+
+
+class _Refs(Visitor):  # type: ignore[misc]
+    """Column references of a query, not descending into the given nodes."""
+
+    def __init__(self, skip: set[int]) -> None:
+        super().__init__()
+        self.skip = skip
+        self.found: list[tuple[ast.ColumnRef, str | None]] = []
+
+    def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
+        if id(node) in self.skip:
+            return Skip
+        if isinstance(node, ast.ColumnRef):
+            self.found.append((node, context.construct(ancestors)))
         return None
-    try:
-        compiler.compile(target.val)
-        return None  # it folds: an ordinary value, sent upstream as such
-    except NotFoldable:
-        pass
-    builder = RowCompiler(compiler, sql, tokens, on_path)
-    try:
-        tree = builder.build(target.val)
-    except NotFoldable:
-        return None
-    return tree, list(builder.inputs), frozenset(builder.candidates)
+
+
+class _Collect(Visitor):  # type: ignore[misc]
+    def __init__(self, kind: type) -> None:
+        super().__init__()
+        self.kind = kind
+        self.found: list[Any] = []
+
+    def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
+        if isinstance(node, self.kind):
+            self.found.append(node)
+
+
+def _collect(node: ast.Node, kind: type) -> list[Any]:
+    collector = _Collect(kind)
+    collector(node)
+    return collector.found
+
+
+def column_refs(node: ast.Node) -> list[ast.ColumnRef]:
+    return _collect(node, ast.ColumnRef)
+
+
+def figure_colname(node: ast.Node) -> str:
+    from .analyze import figure_colname as figure
+
+    return figure(node)
 
 
 def rebase(tree: Open, offset: int) -> Open:
@@ -128,35 +662,4 @@ def rebase(tree: Open, offset: int) -> Open:
     return tree
 
 
-def resolver(
-    items: list[InnerItem], used: Callable[[InnerItem], None]
-) -> Callable[[ast.ColumnRef], InnerItem | None]:
-    """Finds the inner item an outer column reference names, if any."""
-    by_qualified = {(i.qualifier, i.name): i for i in items}
-    by_name: dict[str, list[InnerItem]] = {}
-    for item in items:
-        by_name.setdefault(item.name, []).append(item)
-
-    def find(ref: ast.ColumnRef) -> InnerItem | None:
-        names = [f.sval for f in ref.fields if isinstance(f, ast.String)]
-        if len(names) != len(ref.fields):
-            return None
-        found: InnerItem | None = None
-        if len(names) == 2:
-            found = by_qualified.get((names[0], names[1]))
-        elif len(names) == 1 and len(by_name.get(names[0], ())) == 1:
-            found = by_name[names[0]][0]
-        if found is not None:
-            used(found)
-        return found
-
-    return find
-
-
-def _calls(node: ast.Node) -> list[ast.FuncCall]:
-    from .analyze import _calls as collect
-
-    return collect(node)
-
-
-__all__ = ["InnerItem", "Input", "Node", "build_item", "inner_queries", "rebase"]
+__all__ = ["InnerItem", "Levels", "Resolver", "Visible", "rebase"]

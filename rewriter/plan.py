@@ -131,6 +131,13 @@ def walk(node: Node):  # type: ignore[no-untyped-def]
 # -- what a plan contains ------------------------------------------------------------
 
 
+def placeholder(kind: str, index: int) -> str:
+    """Where Plan.texts leave room for text only rendering knows (an output's typed
+    NULL, a deferred or inner item's columns). NUL delimits it: PostgreSQL's
+    text never holds one, so no client text can be taken for it."""
+    return f"\0{kind}:{index}\0"
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     """A result column the proxy computes entirely; upstream sends a typed NULL."""
@@ -187,7 +194,9 @@ class Plan:
     sources: list[Node] = field(default_factory=list)
     # Select-list items computed from each row (rewriter.late.RowOutput).
     rows: list[Any] = field(default_factory=list)
-    # Inner query select-list items over rows (span, name): rewriter.inner.
+    # Select-list items over rows of the queries below the outermost one (span,
+    # name): rewriter.inner. A span of (-1, -1): a `*` of the client's passes
+    # the item's columns up, or a placeholder in `texts` stands for them.
     inner: list[tuple[tuple[int, int], str]] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
