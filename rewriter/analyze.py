@@ -197,11 +197,16 @@ class _Statement:
             self._has_star = True
         if view is not None and self._deferred_target(target, span, view):
             return
-        if isinstance(value, ast.SubLink) and self._scalar(target, span, value):
+        scoped = bool(self._visible) and inner.Resolver(self._visible).reads(value)
+        if (
+            isinstance(value, ast.SubLink)
+            and not scoped
+            and self._scalar(target, span, value)
+        ):
             return
         if self._visible and self._inner_star(value):
             return
-        if self._visible and inner.Resolver(self._visible).reads(value):
+        if scoped:
             self._row_target(target, span)
             return
         if not self._mentions_pgsodium_call(value) or _is_create_key(value):
@@ -786,6 +791,10 @@ class _Statement:
         start, end = span[0] + self.start, span[1] + self.start
         builder, value = scalar.expanded(
             self.compiler, self.sql, (start, end), target.val, view, self.on_path
+        )
+        group = len(self.result.rows)
+        builder.scope = inner.Resolver(
+            self._visible, lambda v: self._use_inner(v, group, star=False)
         )
         try:
             tree = builder.build(value)

@@ -292,15 +292,14 @@ class Levels:
             if rv.schemaname is None and rv.catalogname is None
         )
         index = 0
-        while index < len(self.ctes):
+        while index < len(self.ctes):  # analysing one may find more
             state = self.ctes[index]
             index += 1
+            if state.exported is None and counts[state.node.ctename] == 0:
+                state.exported = self._level(state.node.ctequery, state.scope)
+        for state in self.ctes:
             name = state.node.ctename
-            if state.exported is None:
-                if counts[name] == 0:
-                    state.exported = self._level(state.node.ctequery, state.scope)
-                continue
-            if not state.exported.items:
+            if state.exported is None or not state.exported.items:
                 continue
             if state.references != counts[name]:
                 raise refuse(

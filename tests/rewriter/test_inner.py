@@ -119,6 +119,17 @@ def test_decrypted_key_one_level_down_is_written_out_as_pgsodium_defines_it() ->
     assert [row.name for row in plan.rows] == ["length"]
 
 
+def test_decrypted_key_and_a_subquerys_value_in_one_item() -> None:
+    (plan,) = analyze(
+        "select convert_from(s.p, 'utf8') || encode(decrypted_raw_key, 'hex') from "
+        f"pgsodium.decrypted_key, (select {D} p from acc) s",
+        on_path=False,
+    )
+    (row,) = plan.rows
+    assert [i.path for i in row.inputs][:2] == [((0, "s"),), ((0, "s"),)]
+    assert all(i.path == () for i in row.inputs[2:])
+
+
 def test_names_and_positions_of_values_that_come_up() -> None:
     (plan,) = analyze(
         f"with d as (select {D} p, {D} q from acc) select convert_from(s.q, 'utf8'), "
@@ -166,6 +177,8 @@ REFUSED = [
      f"(select {D} p from acc) s", '"p" in CASE'),
     (f"select p || upper(q::text)::bytea from (select {D} p, {D} q from acc) s",
      '"q" in this expression'),
+    (f"select (select pgsodium.crypto_generichash(s.p) from other o where o.id = 1)"
+     f" from (select {D} p from acc) s", '"s.p" in a subquery'),
     # Joins over the value's column, or renaming it.
     (f"select * from (select id, {D} p from acc) s natural join other", "NATURAL"),
     (f"select * from (select id, {D} p from acc) s join (select id, 'x'::bytea p "
