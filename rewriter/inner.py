@@ -148,7 +148,9 @@ class _Cte:
 class _Exported:
     """What one level gives the query above."""
 
-    items: list[tuple[int | None, InnerItem]]  # (select-list position or None, item)
+    # (0-based select-list position, or None behind a `*`; the item; its name as
+    # the query above sees it)
+    items: list[tuple[int | None, InnerItem, str]]
     names: list[str] | None  # every output column's name; None: a `*` hides some
 
 
@@ -200,13 +202,16 @@ class Levels:
 
     def _child(self, leaf: ast.Node, scope: _Scope) -> list[Visible]:
         """The per-row values of one FROM item, if it is a query."""
-        lists: list[tuple[str, ...]] = []
+        toks = self.st.tokens
         cte = None
         if isinstance(leaf, ast.RangeSubselect):
             if not _plain(leaf.subquery) or not leaf.subquery.targetList:
                 return []
             exported = self._level(leaf.subquery, scope)
             qualifier = leaf.alias.aliasname if leaf.alias is not None else None
+            if leaf.alias is not None and leaf.alias.colnames and exported.items:
+                spans = self._subquery_alias_list(leaf)
+                exported = self._renamed(exported, leaf.alias.colnames, spans)
         elif isinstance(leaf, ast.RangeVar):
             cte = _lookup(leaf, scope)
             if cte is None:
@@ -214,15 +219,73 @@ class Levels:
             cte.references += 1
             if cte.exported is None:
                 cte.exported = self._level(cte.node.ctequery, cte.scope)
+                names = cte.node.aliascolnames
+                if names and cte.exported.items:  # WITH d(a, b) AS (…)
+                    at = sqltext.index_at(toks, cte.node.location)
+                    spans = sqltext.alias_list(toks, at)
+                    cte.exported = self._renamed(cte.exported, names, spans)
             exported = cte.exported
             qualifier = leaf.alias.aliasname if leaf.alias is not None else leaf.relname
-            lists.append(tuple(n.sval for n in cte.node.aliascolnames or ()))
+            if leaf.alias is not None and leaf.alias.colnames and exported.items:
+                at = sqltext.index_at(toks, leaf.location) + 1  # d [AS] x(a, b)
+                spans = sqltext.alias_list(toks, at)
+                exported = self._renamed(exported, leaf.alias.colnames, spans)
         else:
             return []
-        alias = getattr(leaf, "alias", None)
-        if alias is not None:
-            lists.append(tuple(n.sval for n in alias.colnames or ()))
-        return _visibles(qualifier, exported, [x for x in lists if x], cte)
+        return _visibles(qualifier, exported, cte)
+
+    def _subquery_alias_list(self, leaf: ast.RangeSubselect) -> list[tuple[int, int]]:
+        """The spans of the names in `(subquery) [AS] s(a, b)`: after the closing
+        parenthesis of the innermost pair around every node of the subquery that
+        is followed by that alias."""
+        assert leaf.alias is not None
+        toks, sql = self.st.tokens, self.st.sql
+        where = [n for n in _locations(leaf.subquery) if n >= 0]
+        for close in sqltext.enclosing_close(toks, min(where), max(where)):
+            at = close + 1
+            if at < len(toks) and toks[at].name == "AS":
+                at += 1
+            if at >= len(toks) or sqltext.ident_text(sql, toks[at]) != (
+                leaf.alias.aliasname
+            ):
+                continue
+            spans = sqltext.alias_list(toks, close + 1)
+            if spans is not None:
+                return spans
+        return []
+
+    def _renamed(
+        self,
+        exported: _Exported,
+        names: Sequence[ast.String],
+        spans: list[tuple[int, int]] | None,
+    ) -> _Exported:
+        """The values of a level under a column alias list. The list renames
+        columns by position, and a value is as many columns as it has inputs
+        upstream: each name that stands for a value is rendered as the names of
+        its columns (Plan.inner_names), so that the list renames none of them."""
+        listed = [n.sval for n in names]
+        if exported.names is None or spans is None or len(spans) != len(listed):
+            raise refuse(
+                f"a column alias list over {_OVER} where the query's columns are "
+                "not all named (a *): name the columns inside the subquery or WITH "
+                "query",
+                None,
+            )
+        items = []
+        for position, item, name in exported.items:
+            if position is not None and position < len(listed):
+                start, end = spans[position]
+                self.st.result.inner_names.append(
+                    (self.st.span(start, end), item.index, self.st.sql[start:end])
+                )
+                name = listed[position]
+            items.append((position, item, name))
+        every = [
+            listed[i] if i < len(listed) else name
+            for i, name in enumerate(exported.names)
+        ]
+        return _Exported(items, every)
 
     # -- one level -----------------------------------------------------------------
 
@@ -232,7 +295,7 @@ class Levels:
         view, alone = self.st.decrypted_key_in(query)
         level = _Level(self, query, visibles, view, alone)
         exported = level.select_list()
-        names = {item.name for _, item in exported.items}
+        names = {name for _, _, name in exported.items}
         self.st._check_result_clauses(query, names, level.positions, level.star)
         self.check_refs(query, Resolver(visibles), level.handled)
         self.st._add_searches(query.whereClause)
@@ -341,19 +404,19 @@ class _Level:
         self._spans: list[tuple[int, int]] | None = None
 
     def select_list(self) -> _Exported:
-        items: list[tuple[int | None, InnerItem]] = []
+        items: list[tuple[int | None, InnerItem, str]] = []
         names: list[str] = []
         for position, target in enumerate(self.query.targetList, start=1):
             value = target.val
             if _is_star(value):
                 self.star = True
                 found = self._star(value, position)
-                items += [(None, item) for item in found]
+                items += [(None, item, item.name) for item in found]
             else:
                 names.append(target.name or figure_colname(value))
                 item = self._item(target, position, names[-1])
                 found = [] if item is None else [item]
-                items += [(position - 1, item) for item in found]
+                items += [(position - 1, item, item.name) for item in found]
             if found:
                 self.positions.add(position)
                 self.handled.add(id(target))
@@ -516,26 +579,14 @@ def refuse_expression(
 
 
 def _visibles(
-    qualifier: str | None,
-    exported: _Exported,
-    lists: list[tuple[str, ...]],
-    cte: _Cte | None,
+    qualifier: str | None, exported: _Exported, cte: _Cte | None
 ) -> list[Visible]:
-    """The per-row values of a FROM item, under its column alias lists."""
-    if not exported.items:
-        return []
-    for names in lists:
-        covered = [pos for pos, _ in exported.items if pos is None or pos < len(names)]
-        if exported.names is None or covered:
-            raise refuse(
-                f"a column alias list over {_OVER}: name the columns inside "
-                "the subquery or WITH query",
-                None,
-            )
+    """The per-row values of a FROM item; a name two of its columns have is
+    ambiguous (known when its select list has no `*`)."""
     counts = Counter(exported.names or ())
     return [
-        Visible(qualifier, item.name, item, counts[item.name] > 1, cte)
-        for _, item in exported.items
+        Visible(qualifier, name, item, counts[name] > 1, cte)
+        for _, item, name in exported.items
     ]
 
 
@@ -629,6 +680,15 @@ def _collect(node: ast.Node, kind: type) -> list[Any]:
     collector = _Collect(kind)
     collector(node)
     return collector.found
+
+
+def _locations(node: ast.Node) -> list[int]:
+    """The text offsets of every node below `node` that has one."""
+    return [
+        n.location
+        for n in _collect(node, ast.Node)
+        if isinstance(getattr(n, "location", None), int)
+    ]
 
 
 def column_refs(node: ast.Node) -> list[ast.ColumnRef]:

@@ -672,6 +672,19 @@ def inner_columns(
     return parts
 
 
+def inner_aliases(
+    marker: str, rows: Sequence[RowOutput], count: int
+) -> list[list[str]]:
+    """The names of the columns inner_columns gives each inner item, in order."""
+    names: list[list[str]] = [[] for _ in range(count)]
+    for index, row in enumerate(rows):
+        for number, item in enumerate(row.inputs):
+            alias = f"{marker}r{index}_{number}"
+            for inner, _ in item.path:
+                names[inner] += [alias, alias + "k"] if item.key_ref else [alias]
+    return names
+
+
 def _computed(item: Input, alias: str) -> list[str]:
     out = [f"({item.text}) AS {sqltext.quote_ident(alias)}"]
     if item.key_ref:

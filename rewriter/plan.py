@@ -198,6 +198,11 @@ class Plan:
     # name): rewriter.inner. A span of (-1, -1): a `*` of the client's passes
     # the item's columns up, or a placeholder in `texts` stands for them.
     inner: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    # Names in column alias lists (`s(a, b)`, `WITH d(a, b)`) that stand for an
+    # inner item (span, its index in `inner`, the name's text): rendered as the
+    # names of the item's columns, so that the list keeps them, or as written
+    # when the item has none.
+    inner_names: list[tuple[tuple[int, int], int, str]] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.

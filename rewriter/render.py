@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import sqltext
-from .late import inner_columns, input_columns
+from .late import inner_aliases, inner_columns, input_columns
 from .plan import Plan, RawKeyCreate, node_type
 from .plan import placeholder as place
 
@@ -110,6 +110,11 @@ def render(
     for index, (span, _) in enumerate(plan.inner):
         if span[0] >= 0:
             replacements.append((*span, inner[index]))
+    if plan.inner_names:
+        names = inner_aliases(marker, plan.rows, len(plan.inner))
+        for span, index, written in plan.inner_names:
+            listed = ", ".join(sqltext.quote_ident(n) for n in names[index])
+            replacements.append((*span, listed or written))
     for index, fold in enumerate(plan.folds):
         replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
     for index, create in enumerate(plan.creates):

@@ -95,6 +95,12 @@ SHAPES = [
     f"{DECRYPT}, 'utf8') t from acc order by id limit 10) a) b) c order by id",
     f"with d as (select id, {DECRYPT} p from acc), unused as (select {DECRYPT} q "
     "from acc) select id, convert_from(p, 'utf8') from d order by id",
+    f"select i, convert_from(t, 'utf8') from (select id, {DECRYPT} p from acc) "
+    "as s(i, t) order by i",
+    f"with d(i, t) as (select id, {DECRYPT} p from acc) select x, convert_from(y, "
+    "'utf8') from d as e(x, y) order by x",
+    f"select * from (select id, convert_from({DECRYPT}, 'utf8') p from acc) "
+    "s(i) order by i",
 ]
 
 
@@ -270,7 +276,8 @@ REFUSED = [
      "(select 1 from d d2 where d2.p is null)", 'WITH query "d"'),
     (f"with d as (select id, {DECRYPT} p from acc) select * from d a, d b",
      "passed up"),
-    (f"select * from (select id, {DECRYPT} p from acc) s(a, b)", "alias list"),
+    (f"select * from (select * from (select id, {DECRYPT} p from acc) a) s(i, t)",
+     "alias list"),
     (f"select * from (select id, {DECRYPT} p from acc) s natural join other",
      "NATURAL"),
     (f"select * from (select * from (select {DECRYPT} p from acc) a union all "
@@ -328,3 +335,18 @@ def test_equality_with_a_decrypted_value_levels_down_is_a_ciphertext_search(
     unique = "zebra-" + uuid.uuid4().hex[:12]
     assert conn.execute(sql, [unique]).fetchall() == []
     assert unique not in server_log(proxy)
+
+
+def test_column_alias_lists_name_the_values(conn: psycopg.Connection[Any]) -> None:
+    cursor = conn.execute(
+        f"with d(i, t) as (select id, {DECRYPT} p from acc where id = 2) "
+        "select * from d as e(x)"
+    )
+    assert [d.name for d in cursor.description] == ["x", "t"]
+    assert cursor.fetchall() == [(2, b"bob")]
+    cursor = conn.execute(
+        "select * from (select id, decrypted_secret, decrypted_blob from "
+        "decrypted_t_n) v(i, s) where i = 3"
+    )
+    assert [d.name for d in cursor.description] == ["i", "s", "decrypted_blob"]
+    assert cursor.fetchall() == [(3, PLAIN[3], PLAIN[3].encode())]

@@ -94,7 +94,34 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("sql", "expected"), CASES)
+ALIAS_LISTS = [
+    # Each name that stands for a value becomes the names of its columns.
+    (
+        f"select b from (select id, {D} p from acc) as s(a, b)",
+        f"select {passed(0, 's')} from (select id, {computed(0)} from acc) as "
+        f's(a, "{M}r0_0", "{M}r0_1", "{M}r0_1k")',
+    ),
+    (
+        f'select * from (select {D} p, id from acc) s(a, "B")',
+        f"select * from (select {computed(0)}, id from acc) "
+        f's("{M}r0_0", "{M}r0_1", "{M}r0_1k", "B")',
+    ),
+    # A list that stops before the value leaves it alone.
+    (
+        f"select a from (select id, {D} p from acc) s(a)",
+        'select a from (select id, NULL AS "p" from acc) s(a)',
+    ),
+    # WITH d(…) and a reference's own list, both.
+    (
+        f"with d(x, y) as (select id, {D} p from acc) select n from d q(m, n)",
+        f'with d(x, "{M}r0_0", "{M}r0_1", "{M}r0_1k") as (select id, '
+        f"{computed(0)} from acc) select {passed(0, 'q')} from d "
+        f'q(m, "{M}r0_0", "{M}r0_1", "{M}r0_1k")',
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), CASES + ALIAS_LISTS)
 def test_inputs_go_up_through_every_level(sql: str, expected: str) -> None:
     assert upstream(sql) == expected
 
@@ -185,10 +212,11 @@ REFUSED = [
      "from other) o using (p)", 'USING ("p")'),
     (f"select j.p from ((select {D} p from acc) s join other o on true) j",
      "join with an alias"),
-    # Column alias lists over such a value.
-    (f"select * from (select id, {D} p from acc) s(a, b)", "alias list"),
-    (f"with d(a, b) as (select id, {D} p from acc) select * from d", "alias list"),
-    (f"with d as (select {D} p from acc) select * from d x(y)", "alias list"),
+    # Column alias lists over a query whose columns a `*` hides.
+    (f"select * from (select * from (select id, {D} p from acc) s) t(a, b)",
+     "alias list"),
+    (f"with d as (select *, 1 from (select {D} p from acc) s) select * from d x(y)",
+     "alias list"),
     # WITH queries read where the analysis does not follow them.
     (f"with d as (select id, {D} p from acc) select id from d where exists "
      "(select 1 from d d2 where d2.p is null)", 'WITH query "d"'),
