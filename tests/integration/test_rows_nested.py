@@ -290,6 +290,11 @@ REFUSED = [
      "where decrypted_raw_key is null", "WHERE"),
     ("select * from (select * from vault.decrypted_secrets) v group by "
      "decrypted_secret", "GROUP BY"),
+    # Not yet: a decrypting view in a scalar or IN subquery.
+    ("select (select decrypted_secret from decrypted_t_n where id = 1)",
+     "crypto_aead_det_decrypt()"),
+    ("select id from t_n where id in (select id from decrypted_t_n)",
+     "crypto_aead_det_decrypt()"),
 ]  # fmt: skip
 
 
