@@ -39,7 +39,7 @@ from .late import (
     RowCompiler,
     RowInput,
 )
-from .plan import placeholder
+from .plan import Const, placeholder
 
 _OVER = "a value computed per row by the proxy"
 
@@ -477,7 +477,7 @@ class _Level:
         builder, node = scalar.expanded_column(
             self.st.compiler, self.view, self.st.on_path
         )
-        tree = builder.build(node)
+        tree = _present(builder, builder.build(node))
         item = self.levels.new_item(
             (-1, -1),
             "decrypted_raw_key",
@@ -543,6 +543,8 @@ class _Level:
             return None
         if not builder.inputs:
             return None
+        if not isinstance(value, ast.ColumnRef):
+            tree = _present(builder, tree)
         self.st._mark_handled(value)
         return self.levels.new_item(
             self.st.span(start, end),
@@ -554,6 +556,19 @@ class _Level:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _present(builder: RowCompiler, tree: Open) -> Open:
+    """The value only where its row is there. An outer join above its level
+    NULL-extends the columns of its inputs, and PostgreSQL would give NULL
+    there without computing anything; over NULL inputs COALESCE, CASE or a key
+    lookup would not. So a `true` computed at the item's own level comes up
+    with the inputs, and the value is NULL where it arrives NULL. (A name that
+    only passes a value on needs none: the value it passes has its own.)"""
+    builder.inputs.append(Input("true", False))
+    return LateCase(
+        ((RowInput(len(builder.inputs) - 1), tree),), Const("unknown", None)
+    )
 
 
 def refuse_expression(

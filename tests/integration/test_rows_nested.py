@@ -355,3 +355,27 @@ def test_column_alias_lists_name_the_values(conn: psycopg.Connection[Any]) -> No
     )
     assert [d.name for d in cursor.description] == ["i", "s", "decrypted_blob"]
     assert cursor.fetchall() == [(3, PLAIN[3], PLAIN[3].encode())]
+
+
+OUTER_JOINS = [
+    f"select o.id, s.v from other o left join (select id, coalesce({DECRYPT}, "
+    "'\\x00'::bytea) v from acc where id = 1) s on s.id = o.id order by o.id",
+    f"select o.id, s.v from other o left join (select id, case when kid is null "
+    f"then '\\x00'::bytea else {DECRYPT} end v from acc where id = 1) s on s.id = "
+    "o.id order by o.id",
+    f"select o.id, t.v from other o left join (select id, coalesce(p, "
+    f"'\\x00'::bytea) v from (select id, {DECRYPT} p from acc) a where id = 1) t "
+    "on t.id = o.id order by o.id",
+    f"with d as (select id, coalesce({DECRYPT}, '\\x00'::bytea) v from acc where "
+    "id = 1) select o.id, d.v from d right join other o on o.id = d.id order by o.id",
+]
+
+
+@pytest.mark.parametrize("sql", OUTER_JOINS)
+def test_value_on_the_nullable_side_of_an_outer_join_is_null(
+    conn: psycopg.Connection[Any], sql: str
+) -> None:
+    """PostgreSQL computes a subquery's column before the join NULL-extends it:
+    where no row joins, the value is NULL, whatever COALESCE or CASE would make
+    of NULL inputs."""
+    assert conn.execute(sql).fetchall() == [(1, b"alice"), (2, None), (3, None)]

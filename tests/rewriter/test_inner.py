@@ -20,18 +20,18 @@ def upstream(sql: str) -> str:
 
 def computed(row: int) -> str:
     """The row inputs of D (its literal stays in the proxy), computed where D
-    stands, for RowOutput `row`."""
+    stands, for RowOutput `row`, and the `true` that says its row is there."""
     r = f'"{M}r{row}_'
     return (
-        f'(secret) AS {r}0", (kid) AS {r}1", pgsodium._proxy_key_ref((kid)) AS {r}1k"'
+        f'(secret) AS {r}0", (kid) AS {r}1", pgsodium._proxy_key_ref((kid)) AS '
+        f'{r}1k", (true) AS {r}2"'
     )
 
 
-def passed(row: int, qualifier: str | None) -> str:
+def passed(row: int, qualifier: str | None, names: str = "0 1 1k 2") -> str:
     """The same inputs as the level below passes them up."""
     q = "" if qualifier is None else f'"{qualifier}".'
-    r = f'"{M}r{row}_'
-    return f'{q}{r}0", {q}{r}1", {q}{r}1k"'
+    return ", ".join(f'{q}"{M}r{row}_{n}"' for n in names.split())
 
 
 CASES = [
@@ -58,8 +58,9 @@ CASES = [
     (
         f"select * from (select t from (select convert_from(p, 'utf8') t from "
         f"(select {D} p from acc) a) b) c",
-        f"select * from (select {passed(0, 'b')} from (select {passed(0, 'a')} "
-        f"from (select {computed(0)} from acc) a) b) c",
+        f"select * from (select {passed(0, 'b', '0 1 1k 2 3')} from (select "
+        f'{passed(0, "a")}, (true) AS "{M}r0_3" from (select {computed(0)} from '
+        "acc) a) b) c",
     ),
     # A WITH query read twice, by name: each read takes its own columns.
     (
@@ -99,12 +100,12 @@ ALIAS_LISTS = [
     (
         f"select b from (select id, {D} p from acc) as s(a, b)",
         f"select {passed(0, 's')} from (select id, {computed(0)} from acc) as "
-        f's(a, "{M}r0_0", "{M}r0_1", "{M}r0_1k")',
+        f's(a, "{M}r0_0", "{M}r0_1", "{M}r0_1k", "{M}r0_2")',
     ),
     (
         f'select * from (select {D} p, id from acc) s(a, "B")',
         f"select * from (select {computed(0)}, id from acc) "
-        f's("{M}r0_0", "{M}r0_1", "{M}r0_1k", "B")',
+        f's("{M}r0_0", "{M}r0_1", "{M}r0_1k", "{M}r0_2", "B")',
     ),
     # A list that stops before the value leaves it alone.
     (
@@ -114,9 +115,9 @@ ALIAS_LISTS = [
     # WITH d(…) and a reference's own list, both.
     (
         f"with d(x, y) as (select id, {D} p from acc) select n from d q(m, n)",
-        f'with d(x, "{M}r0_0", "{M}r0_1", "{M}r0_1k") as (select id, '
+        f'with d(x, "{M}r0_0", "{M}r0_1", "{M}r0_1k", "{M}r0_2") as (select id, '
         f"{computed(0)} from acc) select {passed(0, 'q')} from d "
-        f'q(m, "{M}r0_0", "{M}r0_1", "{M}r0_1k")',
+        f'q(m, "{M}r0_0", "{M}r0_1", "{M}r0_1k", "{M}r0_2")',
     ),
 ]
 
@@ -153,8 +154,8 @@ def test_decrypted_key_and_a_subquerys_value_in_one_item() -> None:
         on_path=False,
     )
     (row,) = plan.rows
-    assert [i.path for i in row.inputs][:2] == [((0, "s"),), ((0, "s"),)]
-    assert all(i.path == () for i in row.inputs[2:])
+    assert [i.path for i in row.inputs][:3] == [((0, "s"),)] * 3
+    assert all(i.path == () for i in row.inputs[3:])
 
 
 def test_names_and_positions_of_values_that_come_up() -> None:
