@@ -230,6 +230,9 @@ class Plan:
             or self.deferred
             or self.sources
             or self.rows
+            # Inner items no RowOutput reads: rendered as NULL columns, so that
+            # their pgsodium calls and inputs never go upstream.
+            or self.inner
         )
 
     def calls(self) -> list[Call]:

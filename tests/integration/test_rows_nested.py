@@ -379,3 +379,16 @@ def test_value_on_the_nullable_side_of_an_outer_join_is_null(
     where no row joins, the value is NULL, whatever COALESCE or CASE would make
     of NULL inputs."""
     assert conn.execute(sql).fetchall() == [(1, b"alice"), (2, None), (3, None)]
+
+
+def test_a_value_nothing_reads_never_goes_upstream(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    marker = f"unread-{uuid.uuid4().hex}"
+    rows = conn.execute(
+        f"with d as (select id, pgsodium.crypto_generichash(secret || "
+        f"convert_to('{marker}', 'utf8')) h from acc) select id from (select * "
+        "from d) x order by id"
+    ).fetchall()
+    assert rows == [(1,), (2,), (3,)]
+    assert marker not in server_log(proxy)
