@@ -800,8 +800,7 @@ def test_more_shapes_of_reads_and_writes(
     assert rows == [("a", "one"), ("b", "two")]
     # The view inside a subquery or a CTE, two query levels down.
     for sql in [
-        "select s.decrypted_secret from (select * from decrypted_t_w) s "
-        "order by s.id",
+        "select s.decrypted_secret from (select * from decrypted_t_w) s order by s.id",
         "with d as (select * from decrypted_t_w) select decrypted_secret from d "
         "order by id",
     ]:

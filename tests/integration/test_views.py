@@ -143,8 +143,40 @@ def test_a_view_created_in_the_session_is_read_at_once(
     conn.execute(f"create view {name} as select id, p from per_row where id = 1")
     try:
         assert conn.execute(f"select * from {name}").fetchall() == [(1, "alice")]
+        conn.execute(
+            f"create or replace view {name} as select id, upper(p) p from per_row "
+            "where id = 2"
+        )
+        # upper() is not the proxy's: that read is left to the view, which refuses.
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=STUB):
+            conn.execute(f"select * from {name}")
+        conn.execute(
+            f"create or replace view {name} as select id, p || '!' p from per_row "
+            "where id = 2"
+        )
+        assert conn.execute(f"select * from {name}").fetchall() == [(2, "bob!")]
     finally:
         conn.execute(f"drop view {name}")
+
+
+def test_a_view_created_in_a_transaction_is_read_in_it(
+    conn: psycopg.Connection[Any],
+) -> None:
+    name = f"tx_{uuid.uuid4().hex[:8]}"
+    conn.autocommit = False
+    try:
+        conn.execute(f"create view {name} as select p from per_row where id = 3")
+        assert conn.execute(f"select * from {name}").fetchall() == [(PLAIN[3],)]
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+
+
+def test_a_message_that_may_change_names_or_roles_leaves_views_to_the_database(
+    conn: psycopg.Connection[Any],
+) -> None:
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match=STUB):
+        conn.execute("select p from per_row where id = 1 -- search_path")
 
 
 def test_a_read_the_proxy_refuses_is_left_to_the_view_itself(
