@@ -281,3 +281,13 @@ async def test_asyncpg_prepares_a_view_over_computed_values(
             await conn.close()
 
     await asyncio.wait_for(run(), 30)
+
+
+def test_a_server_side_cursor_reads_a_view_over_computed_values(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db)) as conn:
+        with conn.cursor(name="view_cursor") as cur:
+            cur.itersize = 2
+            cur.execute("select * from per_row order by id")
+            assert cur.fetchall() == list(PLAIN.items())
