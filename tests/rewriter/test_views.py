@@ -28,7 +28,8 @@ def expand(sql: str) -> str:
     ("sql", "expected"),
     [
         ("select * from v", f'select * from {BODY} AS "v"'),
-        ("select x.p from v x where x.id = 1", f"select x.p from {BODY} x where x.id = 1"),
+        ("select x.p from v x where x.id = 1",
+         f"select x.p from {BODY} x where x.id = 1"),
         ("select * from v as x(a, b)", f"select * from {BODY} as x(a, b)"),
         (
             "with d as (select p from v) select * from d",
