@@ -19,6 +19,7 @@ from . import builtins, context, inner, repeat, scalar, search, sqltext, types
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError, refuse
 from .late import Input, RowCompiler, RowOutput
+from .levels import Levels
 from .plan import (
     Call,
     DecryptedRawKey,
@@ -128,7 +129,7 @@ class _Statement:
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
                 return self.result
-            levels = inner.Levels(self)
+            levels = Levels(self)
             self._visible = levels.top(stmt)
             self._select_list(stmt, stmt.targetList)
             levels.check_refs(
@@ -303,7 +304,7 @@ class _Statement:
         self._mark_handled(link)
         return True
 
-    # -- values of FROM items computed per row below (rewriter.inner) --------------
+    # -- values of FROM items computed per row below (rewriter.levels) -------------
 
     def _use_inner(self, visible: inner.Visible, group: int, star: bool) -> None:
         uses = self._inner_groups.setdefault(visible.item.index, set())

@@ -56,7 +56,7 @@ _AGGREGATES = frozenset(
 
 
 # Constructs through which per-row values can reach the outermost select list
-# (rewriter.inner): named only when nothing above them says more.
+# (rewriter.levels): named only when nothing above them says more.
 _LEVELS = frozenset({"a subquery in FROM", "a WITH query"})
 
 

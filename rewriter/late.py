@@ -89,7 +89,7 @@ _AGGREGATE_STEPS = {
 }
 
 
-# One query level an input comes up through (rewriter.inner): the inner item's
+# One query level an input comes up through (rewriter.levels): the inner item's
 # index in Plan.inner, and how the level above names that item's query (None: a
 # subquery without an alias, whose columns are named unqualified).
 Step = tuple[int, str | None]

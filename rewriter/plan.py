@@ -195,7 +195,7 @@ class Plan:
     # Select-list items computed from each row (rewriter.late.RowOutput).
     rows: list[Any] = field(default_factory=list)
     # Select-list items over rows of the queries below the outermost one (span,
-    # name): rewriter.inner. A span of (-1, -1): a `*` of the client's passes
+    # name): rewriter.levels. A span of (-1, -1): a `*` of the client's passes
     # the item's columns up, or a placeholder in `texts` stands for them.
     inner: list[tuple[tuple[int, int], str]] = field(default_factory=list)
     # Names in column alias lists (`s(a, b)`, `WITH d(a, b)`) that stand for an
