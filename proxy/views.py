@@ -65,8 +65,8 @@ class Views:
             rows = await self.session.internal((_LOOKUP, [text_array(names)]))
             found = {}
             for name, qualified, columns, definition in rows[0]:
-                assert name and qualified and columns and definition
-                found[name] = views.View(name, qualified, columns, definition)
+                if name and qualified and columns and definition:  # not a 0-column one
+                    found[name] = views.View(name, qualified, columns, definition)
             if not found:
                 break
             text = views.expand(text, statements, found)
