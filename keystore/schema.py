@@ -117,6 +117,8 @@ def _parts() -> list[str]:
         _sql("tce.sql"),
         # Supabase Vault 0.3's schema and API (rewriter/vault.py).
         _sql("vault.sql"),
+        # Views users build over values the proxy computes (proxy/tce.py).
+        _sql("views.sql"),
         *(
             _execute_grants(sig.regprocedure, sig.owner, sig.execute)
             for sig in functions

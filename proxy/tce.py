@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pglast import ast
@@ -31,12 +32,16 @@ from rewriter.tce_write import plan_rewrite
 
 from .codec import Frame
 from .errors import SQLSTATE, redacted_traceback
+from .views import Views
 
 if TYPE_CHECKING:
     from .session import Session
 
 NAMES_TTL_SECONDS = 2.0
-_INSTALLED = "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL"
+_INSTALLED = (
+    "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL, "
+    "to_regprocedure('pgsodium._proxy_view_names()') IS NOT NULL"
+)
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
 _VAULT = re.compile(rb"vault", re.IGNORECASE)
 # A statement that may change what is labelled, or the names of labelled tables and
@@ -57,6 +62,9 @@ class Tce:
         self.pattern: re.Pattern[bytes] | None = None
         self.loaded_at: float | None = None
         self.installed = False  # has the upstream pgsodium._proxy_tce_names()?
+        # Views users build over computed values (proxy/views.py); None until the
+        # upstream is known to have pgsodium._proxy_view_names().
+        self.views: Views | None = None
         # The last statement was COPY … FROM STDIN into a labelled table: its rows
         # are encrypted as they stream (rewriter.tce_copy, Session.copy_in).
         self.copy: CopyPlan | None = None
@@ -71,6 +79,11 @@ class Tce:
         )
 
     def mentions(self, body: bytes) -> bool:
+        return self.mentions_tce(body) or (
+            self.views is not None and self.views.mentioned(body)
+        )
+
+    def mentions_tce(self, body: bytes) -> bool:
         return self.pattern is not None and self.pattern.search(body) is not None
 
     def wants(self, frame: Frame) -> bool:
@@ -96,26 +109,24 @@ class Tce:
             # labels; asking must not fail: that would abort the client's transaction.
             found = await self.session.internal((_INSTALLED, []))
             self.installed = found[0][0][0] == "t"
+            if found[0][0][1] == "t":
+                self.views = Views(self.session)
             if not self.installed:
                 self.pattern = None
                 self.loaded_at = time.monotonic()
                 return
-        rows = await self.session.internal(("SELECT pgsodium._proxy_tce_names()", []))
-        names = sorted({row[0] for row in rows[0] if row[0]}, key=len, reverse=True)
-        self.pattern = (
-            re.compile(
-                rb"(?<![\w$])(?:"
-                + b"|".join(re.escape(n.encode("utf-8")) for n in names)
-                + rb")(?![\w$])",
-                re.IGNORECASE,
-            )
-            if names
-            else None
-        )
+        queries = [("SELECT pgsodium._proxy_tce_names()", [])]
+        if self.views is not None:
+            queries.append(("SELECT pgsodium._proxy_view_names()", []))
+        rows = await self.session.internal(*queries)
+        self.pattern = names_pattern(row[0] for row in rows[0])
+        if self.views is not None:
+            self.views.pattern = names_pattern(row[0] for row in rows[1])
         self.loaded_at = time.monotonic()
 
     async def apply(self, frame: Frame, sql: str) -> str:
-        """The statement text with TCE turned into pgsodium calls."""
+        """The statement text with TCE turned into pgsodium calls (and views over
+        computed values into their definitions, proxy/views.py)."""
         self.copy = None
         self.reencrypt = None
         if self.session.replication:
@@ -127,7 +138,22 @@ class Tce:
             await self.refresh()
         if _DDL.search(body):
             self.loaded_at = None  # what is labelled may change: re-read next time
-        if not self._maybe(body):
+        if self.views is not None and self.views.mentioned(body):
+            expanded = await self.views.expand(frame, sql)
+            if expanded is not None:
+                try:
+                    text = await self._rewrite(frame, expanded, looked_up=True)
+                    await self.views.check(frame, text)
+                    return text
+                except RewriteError:
+                    pass  # the database reads the views as they stand
+        return await self._rewrite(frame, sql)
+
+    async def _rewrite(self, frame: Frame, sql: str, looked_up: bool = False) -> str:
+        """TCE and Vault turned into pgsodium calls. `looked_up`: the text holds
+        view definitions, which may name labelled relations the client did not."""
+        body = frame.body
+        if not (looked_up or self._maybe(body)):
             return sql
         # SECURITY: a malformed statement is not passed on: a write of a labelled
         # table would take its plaintext to the database (and its log). tce.parse
@@ -144,7 +170,9 @@ class Tce:
             )
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)
-        if names and (self.mentions(body) or _ESCAPED_NAME.search(body)):
+        if names and (
+            looked_up or self.mentions_tce(body) or _ESCAPED_NAME.search(body)
+        ):
             rows = await self.session.internal(
                 (
                     "SELECT name, rules::text FROM pgsodium._proxy_tce_rules($1)",
@@ -196,6 +224,24 @@ def _copy_plan(
             )
         found = plan_copy(stmt, relation)
     return found
+
+
+def names_pattern(names: Iterable[str | None]) -> re.Pattern[bytes] | None:
+    """The cheap check for relation names: any of them as a word, any case."""
+    found = sorted({n for n in names if n}, key=len, reverse=True)
+    if not found:
+        return None
+    return re.compile(
+        rb"(?<![\w$])(?:"
+        + b"|".join(re.escape(n.encode("utf-8")) for n in found)
+        + rb")(?![\w$])",
+        re.IGNORECASE,
+    )
+
+
+def text_array(values: list[str]) -> str:
+    """A text[] literal of `values`, as a bind parameter's text."""
+    return _text_array(values)
 
 
 def _text_array(values: list[str]) -> str:

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
-from pglast.visitors import Skip, Visitor
+from pglast.visitors import Visitor
 
 from . import builtins, context, inner, repeat, scalar, search, sqltext, types
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
-from .errors import RewriteError
+from .errors import RewriteError, refuse
 from .late import Input, RowCompiler, RowOutput
+from .levels import Levels
 from .plan import (
     Call,
     DecryptedRawKey,
@@ -29,26 +30,12 @@ from .plan import (
     Plan,
     RawKeyCreate,
     node_type,
+    placeholder,
     walk,
 )
 from .statements import DEFINITIONS
 
-DECRYPTED_KEY_COLUMNS = (
-    "id",
-    "status",
-    "created",
-    "expires",
-    "key_type",
-    "key_id",
-    "key_context",
-    "name",
-    "associated_data",
-    "raw_key",
-    "decrypted_raw_key",
-    "raw_key_nonce",
-    "parent_key",
-    "comment",
-)
+DECRYPTED_KEY_COLUMNS = scalar.DECRYPTED_KEY_COLUMNS
 _WRAPPERS = frozenset({"length", "octet_length"})
 _CREATE_KEY_SQL_ARGS = ("key_type", "name", "key_context", "expires")
 _CREATE_KEY_PARAMS = (
@@ -61,14 +48,6 @@ _CREATE_KEY_PARAMS = (
     "expires",
     "associated_data",
 )
-
-
-def refuse(what: str, location: int | None) -> RewriteError:
-    return RewriteError(
-        "0A000",
-        f"pgsodium-proxy cannot evaluate {what}",
-        None if location is None or location < 0 else location + 1,
-    )
 
 
 def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Plan]:
@@ -108,9 +87,10 @@ class _Statement:
         self._view_alone = True  # pgsodium.decrypted_key is the only FROM item
         self._scalar_spans: list[tuple[int, int]] = []  # rewriter.scalar items
         self._searches: dict[int, search.Search] = {}  # id() of the decrypt call
-        self._inner: list[inner.InnerItem] = []  # rewriter.inner
-        self._inner_queries: list[ast.SelectStmt] = []
+        self._visible: list[inner.Visible] = []  # rewriter.inner, FROM's values
         self._inner_groups: dict[int, set[tuple[int, bool]]] = {}
+        self._handled_targets: set[int] = set()  # id() of computed ResTargets
+        self._scoped_spans: list[tuple[int, int]] = []  # items over _visible
         self._positions: set[int] = set()  # 1-based select-list items computed
         self._has_star = False  # the select list has a `*`
         self._stmt: ast.Node | None = None
@@ -149,20 +129,21 @@ class _Statement:
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
                 return self.result
-            self._inner_items(stmt)
+            levels = Levels(self)
+            self._visible = levels.top(stmt)
             self._select_list(stmt, stmt.targetList)
-            self._check_outer_refs(stmt)
-            self._check_result_clauses(stmt, self._deferred_names(), self._positions)
+            levels.check_refs(
+                stmt, inner.Resolver(self._visible), self._handled_targets
+            )
+            self._check_result_clauses(
+                stmt, self._deferred_names(), self._positions, self._has_star
+            )
+            levels.finish(stmt)
         elif isinstance(stmt, _WRITES) and stmt.returningClause is not None:
             self._select_list(stmt, stmt.returningClause.exprs)
         self._unhandled_decrypted_raw_key(stmt)
         if isinstance(stmt, (ast.SelectStmt, ast.UpdateStmt, ast.DeleteStmt)):
-            found = search.searches(
-                stmt.whereClause, self.sql, self.tokens, self.on_path
-            )
-            self._searches = {id(s.decrypt): s for s in found}
-            for each in found:
-                self._mark_handled(each.value)  # folded into the ciphertext
+            self._add_searches(stmt.whereClause)
         self._remaining(stmt)
         self.result.checks |= self.compiler.checks
         self.result.param_types = dict(self.compiler.param_types)
@@ -205,6 +186,7 @@ class _Statement:
             self._target(target, span, view)
             if len(self.result.rows) + len(self.result.deferred) > before:
                 self._positions.add(position)
+                self._handled_targets.add(id(target))
 
     def _target(
         self, target: ast.ResTarget, span: tuple[int, int], view: str | None
@@ -216,11 +198,16 @@ class _Statement:
             self._has_star = True
         if view is not None and self._deferred_target(target, span, view):
             return
-        if isinstance(value, ast.SubLink) and self._scalar(target, span, value):
+        scoped = bool(self._visible) and inner.Resolver(self._visible).reads(value)
+        if (
+            isinstance(value, ast.SubLink)
+            and not scoped
+            and self._scalar(target, span, value)
+        ):
             return
-        if self._inner and self._inner_star(value):
+        if self._visible and self._inner_star(value):
             return
-        if self._inner and self._reads_inner(value):
+        if scoped:
             self._row_target(target, span)
             return
         if not self._mentions_pgsodium_call(value) or _is_create_key(value):
@@ -266,18 +253,16 @@ class _Statement:
         not, its pgsodium calls are left to _remaining, which refuses them."""
         builder = RowCompiler(self.compiler, self.sql, self.tokens, self.on_path)
         group = len(self.result.rows)
-        builder.inner_ref = inner.resolver(
-            self._inner, lambda item: self._use_inner(item, group, star=False)
+        builder.scope = inner.Resolver(
+            self._visible, lambda v: self._use_inner(v, group, star=False)
         )
+        scoped = builder.scope.reads(target.val)
         try:
             tree = builder.build(target.val)
-        except NotFoldable:
-            if self._inner and self._reads_inner(target.val):
-                raise refuse(
-                    "this expression over a value computed per row in a subquery: "
-                    "the proxy evaluates pgsodium calls, casts and "
-                    "convert_from/encode/length-like functions around it",
-                    getattr(target.val, "location", None),
+        except NotFoldable as exc:
+            if scoped:
+                raise inner.refuse_expression(
+                    target.val, builder.scope.suspect, exc
                 ) from None
             return
         if not builder.inputs:
@@ -290,6 +275,8 @@ class _Statement:
                 span, name, tree, tuple(builder.inputs), frozenset(builder.candidates)
             )
         )
+        if scoped:
+            self._scoped_spans.append(span)
         self._mark_handled(target.val)
 
     def _scalar(
@@ -317,111 +304,52 @@ class _Statement:
         self._mark_handled(link)
         return True
 
-    # -- subqueries and WITH queries feeding the select list (rewriter.inner) --------
+    # -- values of FROM items computed per row below (rewriter.levels) -------------
 
-    def _inner_items(self, stmt: ast.SelectStmt) -> None:
-        seen: set[int] = set()
-        for qualifier, query in inner.inner_queries(stmt):
-            if not query.targetList or isinstance(query.targetList[0].val, type(None)):
-                continue
-            repeated = id(query) in seen
-            seen.add(id(query))
-            found = self._inner_query_items(qualifier, query, repeated)
-            if found:
-                self._inner_queries.append(query)
-                names = {item.name for item in found}
-                self._check_result_clauses(query, names, set())
-
-    def _inner_query_items(
-        self, qualifier: str, query: ast.SelectStmt, repeated: bool
-    ) -> list[inner.InnerItem]:
-        spans = sqltext.list_items(self.tokens, query.targetList[0].location)
-        if len(spans) != len(query.targetList):
-            raise RewriteError("XX000", "select list spans do not match the parse tree")
-        found = []
-        for target, (s, e) in zip(query.targetList, spans, strict=True):
-            name = target.name or figure_colname(target.val)
-            built = inner.build_item(
-                self.compiler, self.sql, self.tokens, self.on_path, target, name
-            )
-            if built is None:
-                continue
-            if repeated:
-                raise refuse(
-                    "a WITH query whose values are computed per row, named twice "
-                    "in FROM",
-                    getattr(target.val, "location", None),
-                )
-            tree, inputs, candidates = built
-            item = inner.InnerItem(
-                len(self.result.inner),
-                self.span(s, e),
-                name,
-                qualifier,
-                tree,
-                inputs,
-                candidates,
-            )
-            self.result.inner.append((item.span, name))
-            self._inner.append(item)
-            found.append(item)
-            self._mark_handled(target.val)
-        return found
-
-    def _use_inner(self, item: inner.InnerItem, group: int, star: bool) -> None:
-        uses = self._inner_groups.setdefault(item.index, set())
+    def _use_inner(self, visible: inner.Visible, group: int, star: bool) -> None:
+        uses = self._inner_groups.setdefault(visible.item.index, set())
         uses.add((group, star))
+        if star and visible.cte is not None:
+            visible.cte.star = True
         if len(uses) > 1 and any(s for _, s in uses):
             raise refuse(
-                f'"{item.name}" both through * and by name: select it once',
+                f'"{visible.name}" passed up by * and read again (by name or by '
+                "another *): select it once",
                 None,
             )
 
     def _inner_star(self, value: ast.Node) -> bool:
-        """`*` or `q.*` over inner queries: their values pass through."""
+        """`*` or `q.*` over FROM items with values computed per row: those pass
+        through, each a RowOutput of its own."""
         if not (
             isinstance(value, ast.ColumnRef)
             and isinstance(value.fields[-1], ast.A_Star)
         ):
             return False
         qualifier = value.fields[0].sval if len(value.fields) == 2 else None
-        items = [i for i in self._inner if qualifier in (None, i.qualifier)]
-        for item in items:
+        for visible in self._visible:
+            if qualifier not in (None, visible.qualifier):
+                continue
             group = len(self.result.rows)
-            self._use_inner(item, group, star=True)
-            inputs = tuple(
-                Input(i.text, i.key_ref, item.index, item.qualifier)
-                for i in item.inputs
-            )
+            self._use_inner(visible, group, star=True)
             self.result.rows.append(
-                RowOutput((-1, -1), item.name, item.tree, inputs, item.candidates)
+                RowOutput(
+                    (-1, -1),
+                    visible.name,
+                    visible.item.tree,
+                    tuple(visible.inputs()),
+                    visible.item.candidates,
+                )
             )
-        return False  # the `*` itself stays as the client wrote it
+        return True  # the `*` itself stays as the client wrote it
 
-    def _reads_inner(self, value: ast.Node) -> bool:
-        find = inner.resolver(self._inner, lambda item: None)
-        return any(find(ref) is not None for ref in _column_refs(value))
-
-    def _check_outer_refs(self, stmt: ast.SelectStmt) -> None:
-        """A value computed per row in an inner query, read anywhere but the outer
-        select list, is refused: the database never sees it."""
-        if not self._inner:
-            return
-        find = inner.resolver(self._inner, lambda item: None)
-        handled = [row.span for row in self.result.rows if row.span[0] >= 0]
-        skip = {id(q) for q in self._inner_queries}
-        for ref, where in _refs_outside(stmt, skip):
-            if find(ref) is None:
-                continue
-            at = ref.location - self.start
-            if any(s <= at < e for s, e in handled):
-                continue
-            name = ".".join(f.sval for f in ref.fields if isinstance(f, ast.String))
-            raise refuse(
-                f'"{name}" in {where or "this expression"}: it is computed per row '
-                "by the proxy, so the database cannot use it there",
-                ref.location,
-            )
+    def _add_searches(self, where: ast.Node | None) -> None:
+        """Deterministic searches in a WHERE clause (rewriter.search), this
+        statement's or a query level's below it."""
+        found = search.searches(where, self.sql, self.tokens, self.on_path)
+        for each in found:
+            self._searches[id(each.decrypt)] = each
+            self._mark_handled(each.value)  # folded into the ciphertext
 
     def _deferred_names(self) -> set[str]:
         return {r.name for r in self.result.rows} | {
@@ -429,7 +357,11 @@ class _Statement:
         }
 
     def _check_result_clauses(
-        self, stmt: ast.SelectStmt, names: set[str], positions: set[int]
+        self,
+        stmt: ast.SelectStmt,
+        names: set[str],
+        positions: set[int],
+        has_star: bool,
     ) -> None:
         """ORDER BY, GROUP BY and DISTINCT over a value the proxy computes per row
         would run over its inputs (ciphertext order): refused."""
@@ -445,13 +377,18 @@ class _Statement:
         ]
         for where, nodes in clauses:
             for node in nodes:
-                self._check_result_reference(where, node, names, positions)
+                self._check_result_reference(where, node, names, positions, has_star)
 
     def _check_result_reference(
-        self, where: str, node: ast.Node, names: set[str], positions: set[int]
+        self,
+        where: str,
+        node: ast.Node,
+        names: set[str],
+        positions: set[int],
+        has_star: bool,
     ) -> None:
         if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
-            if node.val.ival in positions or (self._has_star and positions):
+            if node.val.ival in positions or (has_star and positions):
                 raise refuse(
                     f"{where} {node.val.ival}: that result column is computed per row "
                     "by the proxy",
@@ -513,7 +450,7 @@ class _Statement:
         for target in stmt.targetList:
             for column, value in self._targets_of(target, alias, columns, call):
                 self.result.outputs.append(Output((-1, -1), column, value))
-                parts.append("{output:%d}" % (len(self.result.outputs) - 1))
+                parts.append(placeholder("output", len(self.result.outputs) - 1))
         whole = (0, len(self.result.text))
         self.result.texts.append((*whole, "SELECT " + ", ".join(parts)))
         return True
@@ -693,7 +630,9 @@ class _Statement:
             )
         return refuse(
             f"pgsodium.{name}() over {what} in {where}: the proxy computes values "
-            "over rows only in the select list (or RETURNING) of the outermost query",
+            "over rows only in the select list of the outermost query (or "
+            "RETURNING), or in a select list that feeds it through subqueries in "
+            "FROM and WITH queries",
             call.location,
         )
 
@@ -759,6 +698,8 @@ class _Statement:
         if not any(self._is_decrypted_key(v) for v in _range_vars(stmt)):
             return
         handled = {d.span for d in self.result.deferred} | set(self._scalar_spans)
+        handled |= set(self._scoped_spans)
+        handled |= {span for span, _ in self.result.inner if span[0] >= 0}
         for ref in _column_refs(stmt):
             last = ref.fields[-1]
             if not (isinstance(last, ast.String) and last.sval == "decrypted_raw_key"):
@@ -775,26 +716,32 @@ class _Statement:
     # -- pgsodium.decrypted_key -----------------------------------------------------
 
     def _decrypted_key_source(self, stmt: ast.SelectStmt) -> str | None:
-        """The qualifier naming pgsodium.decrypted_key in FROM, if it is there.
+        """The qualifier naming pgsodium.decrypted_key in FROM, if it is there;
+        notes whether it is the only FROM item."""
+        view, alone = self.decrypted_key_in(stmt)
+        if view is not None:
+            self._view_alone = alone
+        return view
 
-        Also notes whether it is the only FROM item (a bare `*` then means its
-        columns alone). Two instances of the view are refused: which one an
-        unqualified decrypted_raw_key means is not the proxy's to guess.
-        """
+    def decrypted_key_in(self, stmt: ast.Node) -> tuple[str | None, bool]:
+        """The qualifier naming pgsodium.decrypted_key in FROM, if it is there, and
+        whether it is the only FROM item (a bare `*` then means its columns
+        alone). Two instances of the view are refused: which one an unqualified
+        decrypted_raw_key means is not the proxy's to guess."""
         items = getattr(stmt, "fromClause", None) or ()
         relations = _from_relations(items)
         found = [r for r in relations if self._is_decrypted_key(r)]
         if not found:
-            return None
+            return None, False
         if len(found) > 1:
             raise refuse(
                 "pgsodium.decrypted_key twice in one FROM: join it once and "
                 "read the other key rows from pgsodium.key",
                 found[1].location,
             )
-        self._view_alone = len(items) == 1 and len(relations) == 1
         var = found[0]
-        return var.alias.aliasname if var.alias else var.relname
+        alone = len(items) == 1 and len(relations) == 1
+        return (var.alias.aliasname if var.alias else var.relname), alone
 
     def _is_decrypted_key(self, var: ast.RangeVar) -> bool:
         if var.relname != "decrypted_key" or var.catalogname:
@@ -846,6 +793,10 @@ class _Statement:
         builder, value = scalar.expanded(
             self.compiler, self.sql, (start, end), target.val, view, self.on_path
         )
+        group = len(self.result.rows)
+        builder.scope = inner.Resolver(
+            self._visible, lambda v: self._use_inner(v, group, star=False)
+        )
         try:
             tree = builder.build(value)
         except NotFoldable:
@@ -876,7 +827,7 @@ class _Statement:
                 self.result.deferred.append(
                     DecryptedRawKey((-1, -1), column, view, (), False)
                 )
-                parts.append("{deferred:%d}" % (len(self.result.deferred) - 1))
+                parts.append(placeholder("deferred", len(self.result.deferred) - 1))
             else:
                 parts.append(f"{q}.{column}")
         self.result.texts.append((span[0], span[1], ", ".join(parts)))
@@ -914,30 +865,6 @@ def _has_clauses(stmt: ast.SelectStmt) -> bool:
             "withClause",
         )
     )
-
-
-class _OutsideRefs(Visitor):  # type: ignore[misc]
-    """Column references of a statement, not descending into the given queries."""
-
-    def __init__(self, skip: set[int]) -> None:
-        super().__init__()
-        self.skip = skip
-        self.found: list[tuple[ast.ColumnRef, str | None]] = []
-
-    def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
-        if id(node) in self.skip:
-            return Skip
-        if isinstance(node, ast.ColumnRef):
-            self.found.append((node, context.construct(ancestors)))
-        return None
-
-
-def _refs_outside(
-    stmt: ast.Node, skip: set[int]
-) -> list[tuple[ast.ColumnRef, str | None]]:
-    visitor = _OutsideRefs(skip)
-    visitor(stmt)
-    return visitor.found
 
 
 def _is_create_key(node: ast.Node) -> bool:
@@ -1003,6 +930,8 @@ def figure_colname(node: ast.Node) -> str:
         return node.indirection[-1].sval
     if isinstance(node, ast.CaseExpr):
         return "case"
+    if isinstance(node, ast.CoalesceExpr):
+        return "coalesce"
     return "?column?"
 
 

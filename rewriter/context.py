@@ -36,6 +36,8 @@ _MEMBERS: dict[tuple[str, str], str] = {
     ("CaseExpr", "defresult"): "CASE",
     ("SubLink", "subselect"): "a subquery",
     ("RangeSubselect", "subquery"): "a subquery in FROM",
+    ("SelectStmt", "larg"): "a set operation (UNION, INTERSECT, EXCEPT)",
+    ("SelectStmt", "rarg"): "a set operation (UNION, INTERSECT, EXCEPT)",
     ("CommonTableExpr", "ctequery"): "a WITH query",
     ("RangeFunction", "functions"): "a function in FROM",
 }
@@ -53,9 +55,16 @@ _AGGREGATES = frozenset(
 )
 
 
+# Constructs through which per-row values can reach the outermost select list
+# (rewriter.levels): named only when nothing above them says more.
+_LEVELS = frozenset({"a subquery in FROM", "a WITH query"})
+
+
 def construct(ancestors: Ancestor) -> str | None:
-    """The innermost construct of interest above the node `ancestors` leads to."""
+    """The innermost construct of interest above the node `ancestors` leads to;
+    a subquery in FROM or a WITH query only if no construct above it is."""
     step = ancestors
+    level = None
     while step is not None and step.node is not None:
         node = step.node
         if isinstance(node, ast.FuncCall):
@@ -65,10 +74,12 @@ def construct(ancestors: Ancestor) -> str | None:
             if name in _AGGREGATES or node.agg_star or node.agg_distinct:
                 return f"the aggregate {name}()"
         found = _MEMBERS.get((type(node).__name__, step.member or ""))
-        if found is not None:
+        if found in _LEVELS:
+            level = level or found
+        elif found is not None:
             return found
         step = step.parent
-    return None
+    return level
 
 
 class _Constructs(Visitor):  # type: ignore[misc]

@@ -21,3 +21,13 @@ class RewriteError(Exception):
         self.position = position
         # PostgreSQL's own HINT for the same error, where it gives one.
         self.hint = hint
+
+
+def refuse(what: str, location: int | None) -> RewriteError:
+    """0A000 for what the proxy cannot evaluate where it stands; `location` is the
+    construct's 0-based offset in the text, if known."""
+    return RewriteError(
+        "0A000",
+        f"pgsodium-proxy cannot evaluate {what}",
+        None if location is None or location < 0 else location + 1,
+    )

@@ -1,24 +1,24 @@
-"""pgsodium calls over rows inside a subquery or WITH query that feeds the outer
-select list: `select id, convert_from(p, 'utf8') from (select id, decrypt(...) p
-from t) s`.
+"""Per-row values of a query's FROM items, as the query reading them names them.
 
-The inner select-list item becomes its row inputs (columns named with the
-execution's marker), the outer query passes them on, by `*` or by name, and the
-proxy computes the value in the result stream as for an outermost select-list item.
-Only one level: the outer statement must be the outermost SELECT. A reference to
-such a value anywhere but the outer select list is refused (the database never sees
-the value, so it cannot filter, sort or group by it).
+A value computed per row below the outermost query (rewriter.levels) is an
+InnerItem; each FROM item that passes one up makes it Visible under its alias;
+a Resolver says which one a column reference names, and (conservatively) whether
+the database could take a reference for one: such a reference is refused
+anywhere but a select-list item the proxy computes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pglast import ast
+from pglast.visitors import Visitor
 
-from . import sqltext
-from .compile import Compiler, NotFoldable, is_pgsodium_call
+from . import context
+from .compile import NotFoldable
+from .errors import RewriteError, refuse
 from .late import (
     Input,
     LateAggregate,
@@ -27,85 +27,148 @@ from .late import (
     LateCase,
     LateField,
     Open,
-    RowCompiler,
     RowInput,
 )
-from .plan import Node
+
+_OVER = "a value computed per row by the proxy"
 
 
 @dataclass
 class InnerItem:
-    """A select-list item over rows of an inner query."""
+    """A select-list item over rows of a query below the outermost one."""
 
     index: int  # in Plan.inner
-    span: tuple[int, int]  # the inner select-list item, relative to the statement
-    name: str  # its output column name
-    qualifier: str  # how the outer query names the inner query
+    span: tuple[int, int]  # relative to the statement; (-1, -1): no text of its own
+    name: str  # its output column name in its own query
     tree: Open
-    inputs: list[Input] = field(default_factory=list)
+    inputs: list[Input] = field(default_factory=list)  # paths below this item
     candidates: frozenset[str] = frozenset()
 
 
-def inner_queries(stmt: ast.SelectStmt) -> list[tuple[str, ast.SelectStmt]]:
-    """(qualifier, query) for each plain subquery in FROM and each WITH query that
-    FROM names, as the outer query refers to them."""
-    found: list[tuple[str, ast.SelectStmt]] = []
-    ctes = {}
-    if stmt.withClause is not None and not stmt.withClause.recursive:
-        for cte in stmt.withClause.ctes or ():
-            if _plain_select(cte.ctequery):
-                ctes[cte.ctename] = cte.ctequery
-    for item in _from_items(stmt.fromClause or ()):
-        if isinstance(item, ast.RangeSubselect) and item.alias is not None:
-            if _plain_select(item.subquery):
-                found.append((item.alias.aliasname, item.subquery))
-        elif (
-            isinstance(item, ast.RangeVar)
-            and item.schemaname is None
-            and item.relname in ctes
-        ):
-            qualifier = item.alias.aliasname if item.alias else item.relname
-            found.append((qualifier, ctes[item.relname]))
-    return found
+@dataclass(frozen=True)
+class Visible:
+    """A per-row value of a FROM item, as the query reading that item names it."""
+
+    qualifier: str | None  # the FROM item's alias (None: a subquery without one)
+    name: str
+    item: InnerItem
+    ambiguous: bool = False  # the FROM item has two columns of this name
+    cte: Any = None  # the _Cte it comes from, if a WITH query
+
+    def inputs(self) -> list[Input]:
+        """The item's inputs as the reading query's select list sees them."""
+        step = (self.item.index, self.qualifier)
+        return [replace(i, path=(step, *i.path)) for i in self.item.inputs]
 
 
-def _plain_select(node: ast.Node) -> bool:
-    return isinstance(node, ast.SelectStmt) and node.op.name == "SETOP_NONE"
+class Resolver:
+    """Which per-row value a column reference of one query level names."""
 
+    def __init__(
+        self,
+        visibles: Sequence[Visible],
+        used: Callable[[Visible], None] | None = None,
+    ) -> None:
+        self.visibles = visibles
+        self.used = used or (lambda visible: None)
+        self.names = {v.name for v in visibles}
+        self.qualifiers = {v.qualifier for v in visibles if v.qualifier is not None}
+        self.pairs = {(v.qualifier, v.name) for v in visibles}
 
-def _from_items(items: tuple[ast.Node, ...] | list[ast.Node]) -> list[ast.Node]:
-    out: list[ast.Node] = []
-    for item in items:
-        if isinstance(item, ast.JoinExpr):
-            out += _from_items([item.larg, item.rarg])
+    def find(self, ref: ast.ColumnRef) -> Visible | None:
+        """The value `ref` names, as PostgreSQL resolves it at this level."""
+        if not all(isinstance(f, ast.String) for f in ref.fields):
+            return None
+        names = [f.sval for f in ref.fields]
+        if len(names) == 1:
+            matches = [v for v in self.visibles if v.name == names[0]]
+        elif len(names) == 2:
+            matches = [
+                v
+                for v in self.visibles
+                if v.qualifier == names[0] and v.name == names[1]
+            ]
         else:
-            out.append(item)
-    return out
+            return None
+        if not matches:
+            return None
+        if len(matches) > 1 or matches[0].ambiguous:
+            raise RewriteError(
+                "42702",
+                f'column reference "{names[-1]}" is ambiguous',
+                ref.location + 1,
+            )
+        self.used(matches[0])
+        return matches[0]
+
+    def suspect(self, ref: ast.ColumnRef) -> bool:
+        """Whether the database may take `ref` for a per-row value: by name, by
+        qualified name, as a field of one (`p.f`), or as a whole row (`s`, `s.*`)
+        of a FROM item that has one. Conservative: a column of the same name of
+        another relation is suspect too."""
+        first = ref.fields[0]
+        if not isinstance(first, ast.String):
+            return False  # a bare `*` expands the query's own FROM items
+        if first.sval in self.names:
+            return True
+        if first.sval not in self.qualifiers:
+            return False
+        if len(ref.fields) == 1:
+            return True
+        second = ref.fields[1]
+        return isinstance(second, ast.A_Star) or (
+            isinstance(second, ast.String) and (first.sval, second.sval) in self.pairs
+        )
+
+    def reads(self, node: ast.Node) -> bool:
+        return any(self.suspect(ref) for ref in column_refs(node))
 
 
-def build_item(
-    compiler: Compiler,
-    sql: str,
-    tokens: list[sqltext.Token],
-    on_path: bool,
-    target: ast.ResTarget,
-    name: str,
-) -> tuple[Open, list[Input], frozenset[str]] | None:
-    """The open tree of an inner select-list item over rows, or None if it is not
-    one the proxy can compute (then the usual refusal applies)."""
-    if not any(is_pgsodium_call(c, on_path) for c in _calls(target.val)):
-        return None
-    try:
-        compiler.compile(target.val)
-        return None  # it folds: an ordinary value, sent upstream as such
-    except NotFoldable:
-        pass
-    builder = RowCompiler(compiler, sql, tokens, on_path)
-    try:
-        tree = builder.build(target.val)
-    except NotFoldable:
-        return None
-    return tree, list(builder.inputs), frozenset(builder.candidates)
+def refuse_expression(
+    value: ast.Node, reads: Callable[[ast.ColumnRef], bool], exc: NotFoldable
+) -> RewriteError:
+    """A select-list item over a per-row value that the proxy cannot compute:
+    named by the value it reads (`reads`; the first one at or after where the
+    proxy gave up, `exc`) and the construct around it (an aggregate, a window
+    function …)."""
+    where = context.constructs(value)
+    refs = [ref for ref in column_refs(value) if reads(ref)]
+    at = exc.location if exc.location is not None else -1
+    refs.sort(key=lambda ref: (ref.location < at, ref.location))
+    if not refs:
+        return refuse(f"this expression over {_OVER}", getattr(value, "location", None))
+    ref = refs[0]
+    return refuse(
+        f'"{_shown(ref)}" in {where.get(id(ref)) or "this expression"}: it is '
+        "computed per row by the proxy, which evaluates pgsodium calls, casts and "
+        "convert_from/encode/length-like functions around such a value",
+        ref.location,
+    )
+
+
+def _shown(ref: ast.ColumnRef) -> str:
+    return ".".join(f.sval if isinstance(f, ast.String) else "*" for f in ref.fields)
+
+
+class _Collect(Visitor):  # type: ignore[misc]
+    def __init__(self, kind: type) -> None:
+        super().__init__()
+        self.kind = kind
+        self.found: list[Any] = []
+
+    def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
+        if isinstance(node, self.kind):
+            self.found.append(node)
+
+
+def _collect(node: ast.Node, kind: type) -> list[Any]:
+    collector = _Collect(kind)
+    collector(node)
+    return collector.found
+
+
+def column_refs(node: ast.Node) -> list[ast.ColumnRef]:
+    return _collect(node, ast.ColumnRef)
 
 
 def rebase(tree: Open, offset: int) -> Open:
@@ -128,35 +191,4 @@ def rebase(tree: Open, offset: int) -> Open:
     return tree
 
 
-def resolver(
-    items: list[InnerItem], used: Callable[[InnerItem], None]
-) -> Callable[[ast.ColumnRef], InnerItem | None]:
-    """Finds the inner item an outer column reference names, if any."""
-    by_qualified = {(i.qualifier, i.name): i for i in items}
-    by_name: dict[str, list[InnerItem]] = {}
-    for item in items:
-        by_name.setdefault(item.name, []).append(item)
-
-    def find(ref: ast.ColumnRef) -> InnerItem | None:
-        names = [f.sval for f in ref.fields if isinstance(f, ast.String)]
-        if len(names) != len(ref.fields):
-            return None
-        found: InnerItem | None = None
-        if len(names) == 2:
-            found = by_qualified.get((names[0], names[1]))
-        elif len(names) == 1 and len(by_name.get(names[0], ())) == 1:
-            found = by_name[names[0]][0]
-        if found is not None:
-            used(found)
-        return found
-
-    return find
-
-
-def _calls(node: ast.Node) -> list[ast.FuncCall]:
-    from .analyze import _calls as collect
-
-    return collect(node)
-
-
-__all__ = ["InnerItem", "Input", "Node", "build_item", "inner_queries", "rebase"]
+__all__ = ["InnerItem", "Resolver", "Visible", "column_refs", "rebase"]

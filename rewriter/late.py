@@ -10,7 +10,7 @@ the client (plaintexts among them) never go upstream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -89,15 +89,19 @@ _AGGREGATE_STEPS = {
 }
 
 
+# One query level an input comes up through (rewriter.levels): the inner item's
+# index in Plan.inner, and how the level above names that item's query (None: a
+# subquery without an alias, whose columns are named unqualified).
+Step = tuple[int, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Input:
     text: str  # the argument's SQL text, in the scope where it is computed
     key_ref: bool  # the database also returns pgsodium._proxy_key_ref(text)
-    # Computed in the select list of inner query item `inner` (rewriter.inner);
-    # the outer select list names it `qualifier.<alias>`. None: computed in the
-    # outer select-list item itself.
-    inner: int | None = None
-    qualifier: str | None = None
+    # The inner items it comes up through, outermost first; the last one computes
+    # it. Empty: computed in the select-list item itself.
+    path: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,18 +139,20 @@ class RowCompiler:
         self.on_path = on_path
         self.inputs: list[Input] = []
         self.candidates: set[str] = set()
-        # Finds the inner query item an outer column reference names (rewriter.inner).
-        self.inner_ref: Callable[[ast.ColumnRef], Any] | None = None
+        # The per-row values of the query's FROM items (rewriter.inner.Resolver):
+        # find(ref) names one or None; reads(node) says whether an expression may
+        # read one.
+        self.scope: Any = None
 
     def build(self, node: ast.Node) -> Open:
         try:
             return self.compiler.compile(node)
         except NotFoldable:
             pass
-        if isinstance(node, ast.ColumnRef) and self.inner_ref is not None:
-            item = self.inner_ref(node)
-            if item is not None:
-                return self._inner(item)
+        if isinstance(node, ast.ColumnRef) and self.scope is not None:
+            visible = self.scope.find(node)
+            if visible is not None:
+                return self._inner(visible)
         if isinstance(node, ast.FuncCall):
             return self._call(node)
         if isinstance(node, ast.TypeCast):
@@ -175,16 +181,15 @@ class RowCompiler:
                 return LateField(self.build(node.arg), field.sval)
         raise NotFoldable(type(node).__name__, getattr(node, "location", None))
 
-    def _inner(self, item: Any) -> Open:
-        """An inner query's value over rows: its inputs are computed there."""
+    def _inner(self, visible: Any) -> Open:
+        """A per-row value of a FROM item (rewriter.inner.Visible): its inputs come
+        up from the level that computes them."""
         from .inner import rebase
 
         offset = len(self.inputs)
-        self.inputs += [
-            Input(i.text, i.key_ref, item.index, item.qualifier) for i in item.inputs
-        ]
-        self.candidates |= item.candidates
-        return rebase(item.tree, offset)
+        self.inputs += visible.inputs()
+        self.candidates |= visible.item.candidates
+        return rebase(visible.item.tree, offset)
 
     def _case(self, node: ast.CaseExpr) -> Open:
         """A searched CASE: conditions without pgsodium calls are computed by the
@@ -226,6 +231,7 @@ class RowCompiler:
         except NotFoldable:
             if any(is_pgsodium_call(c, self.on_path) for c in _calls(node)):
                 raise
+        self._not_inner(node)
         span = operand_span(self.sql, self.tokens, node, operator, left=left)
         if span is None:
             raise NotFoldable("an operand of ||", operator)
@@ -247,6 +253,7 @@ class RowCompiler:
         except NotFoldable:
             if involves:
                 raise
+        self._not_inner(node)
         self.inputs.append(Input(self.sql[span[0] : span[1]].strip(), False))
         return RowInput(len(self.inputs) - 1)
 
@@ -315,6 +322,7 @@ class RowCompiler:
         slots: list[Open | None] = []
         collected: list[str] = []
         for arg, (start, end) in zip(args, parts.args, strict=True):
+            self._not_inner(arg)
             if not _upstream_computes(arg, self.on_path):
                 try:
                     # Literals, bind parameters and pgsodium calls of those stay
@@ -378,6 +386,7 @@ class RowCompiler:
             raise NotFoldable("a pgsodium call inside a row expression", None)
         if span is None:
             raise NotFoldable("a column inside SQL-standard function syntax", None)
+        self._not_inner(value)
         # XXX: the expression goes upstream as the client wrote it, constants
         # included: in `encrypt(convert_to(name || ' suffix', 'utf8'), ...)` over
         # rows the database sees ' suffix' (never the result). Blast radius: the
@@ -386,12 +395,22 @@ class RowCompiler:
         return self._input(value, span, is_key, arg)
 
     def _reads_inner(self, value: ast.Node) -> bool:
-        """Whether `value` names a value computed per row in an inner query."""
-        if self.inner_ref is None:
-            return False
-        from .analyze import _column_refs
+        """Whether `value` may read a per-row value of a FROM item."""
+        return self.scope is not None and bool(self.scope.reads(value))
 
-        return any(self.inner_ref(ref) is not None for ref in _column_refs(value))
+    def _not_inner(self, node: ast.Node) -> None:
+        """SECURITY: an expression the database computes as a row input must not
+        read a per-row value of a FROM item: upstream that column holds the
+        value's inputs, or NULL, never the value (the result would be wrong)."""
+        if self._reads_inner(node):
+            from .analyze import _column_refs
+
+            first = next(r for r in _column_refs(node) if self.scope.suspect(r))
+            raise NotFoldable(
+                "a value computed per row in a subquery, inside an expression the "
+                "proxy does not evaluate",
+                first.location,
+            )
 
     def _input(
         self, value: ast.Node, span: tuple[int, int], is_key: bool, arg: ast.Node
@@ -624,36 +643,63 @@ def params_of(tree: Open) -> set[int]:
 
 def input_columns(marker: str, index: int, inputs: Sequence[Input]) -> str:
     """The upstream select-list text that stands for a RowOutput."""
-    parts = []
+    parts: list[str] = []
     for number, item in enumerate(inputs):
-        alias = sqltext.quote_ident(f"{marker}r{index}_{number}")
-        ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
-        if item.inner is not None:
-            q = sqltext.quote_ident(item.qualifier or "")
-            parts.append(f"{q}.{alias}")
-            if item.key_ref:
-                parts.append(f"{q}.{ref}")
-            continue
-        parts.append(f"({item.text}) AS {alias}")
-        if item.key_ref:
-            parts.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
+        alias = f"{marker}r{index}_{number}"
+        if item.path:
+            parts += _passed(item, alias, item.path[0][1])
+        else:
+            parts += _computed(item, alias)
     return ", ".join(parts)
 
 
-def inner_columns(marker: str, rows: Sequence[RowOutput], inner: int, name: str) -> str:
-    """The upstream text of inner query item `inner`: the inputs it computes for
-    every outer RowOutput, or a NULL column when no outer item reads it."""
-    parts = []
+def inner_columns(
+    marker: str, rows: Sequence[RowOutput], count: int
+) -> list[list[str]]:
+    """The upstream select-list texts of each of the `count` inner items: for
+    every input of every RowOutput that comes up through it, in order, the
+    column the level below passes up (`q.alias`) or, at the level that computes
+    it, the input itself (`(text) AS alias`). An item no RowOutput reads gets none."""
+    parts: list[list[str]] = [[] for _ in range(count)]
     for index, row in enumerate(rows):
         for number, item in enumerate(row.inputs):
-            if item.inner != inner:
-                continue
-            alias = sqltext.quote_ident(f"{marker}r{index}_{number}")
-            parts.append(f"({item.text}) AS {alias}")
-            if item.key_ref:
-                ref = sqltext.quote_ident(f"{marker}r{index}_{number}k")
-                parts.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
-    return ", ".join(parts) or f"NULL AS {sqltext.quote_ident(name)}"
+            alias = f"{marker}r{index}_{number}"
+            for depth, (inner, _) in enumerate(item.path):
+                if depth + 1 < len(item.path):
+                    parts[inner] += _passed(item, alias, item.path[depth + 1][1])
+                else:
+                    parts[inner] += _computed(item, alias)
+    return parts
+
+
+def inner_aliases(
+    marker: str, rows: Sequence[RowOutput], count: int
+) -> list[list[str]]:
+    """The names of the columns inner_columns gives each inner item, in order."""
+    names: list[list[str]] = [[] for _ in range(count)]
+    for index, row in enumerate(rows):
+        for number, item in enumerate(row.inputs):
+            alias = f"{marker}r{index}_{number}"
+            for inner, _ in item.path:
+                names[inner] += [alias, alias + "k"] if item.key_ref else [alias]
+    return names
+
+
+def _computed(item: Input, alias: str) -> list[str]:
+    out = [f"({item.text}) AS {sqltext.quote_ident(alias)}"]
+    if item.key_ref:
+        ref = sqltext.quote_ident(alias + "k")
+        out.append(f"pgsodium._proxy_key_ref(({item.text})) AS {ref}")
+    return out
+
+
+def _passed(item: Input, alias: str, qualifier: str | None) -> list[str]:
+    """The columns of `alias` as the level below names them."""
+    prefix = "" if qualifier is None else sqltext.quote_ident(qualifier) + "."
+    out = [prefix + sqltext.quote_ident(alias)]
+    if item.key_ref:
+        out.append(prefix + sqltext.quote_ident(alias + "k"))
+    return out
 
 
 __all__ = [

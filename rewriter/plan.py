@@ -131,6 +131,13 @@ def walk(node: Node):  # type: ignore[no-untyped-def]
 # -- what a plan contains ------------------------------------------------------------
 
 
+def placeholder(kind: str, index: int) -> str:
+    """Where Plan.texts leave room for text only rendering knows (an output's typed
+    NULL, a deferred or inner item's columns). NUL delimits it: PostgreSQL's
+    text never holds one, so no client text can be taken for it."""
+    return f"\0{kind}:{index}\0"
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     """A result column the proxy computes entirely; upstream sends a typed NULL."""
@@ -187,8 +194,15 @@ class Plan:
     sources: list[Node] = field(default_factory=list)
     # Select-list items computed from each row (rewriter.late.RowOutput).
     rows: list[Any] = field(default_factory=list)
-    # Inner query select-list items over rows (span, name): rewriter.inner.
+    # Select-list items over rows of the queries below the outermost one (span,
+    # name): rewriter.levels. A span of (-1, -1): a `*` of the client's passes
+    # the item's columns up, or a placeholder in `texts` stands for them.
     inner: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    # Names in column alias lists (`s(a, b)`, `WITH d(a, b)`) that stand for an
+    # inner item (span, its index in `inner`, the name's text): rendered as the
+    # names of the item's columns, so that the list keeps them, or as written
+    # when the item has none.
+    inner_names: list[tuple[tuple[int, int], int, str]] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.
@@ -216,6 +230,9 @@ class Plan:
             or self.deferred
             or self.sources
             or self.rows
+            # Inner items no RowOutput reads: rendered as NULL columns, so that
+            # their pgsodium calls and inputs never go upstream.
+            or self.inner
         )
 
     def calls(self) -> list[Call]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import sqltext
-from .late import inner_columns, input_columns
+from .late import inner_aliases, inner_columns, input_columns
 from .plan import Plan, RawKeyCreate, node_type
+from .plan import placeholder as place
 
 # pgsodium's default key context 'pgsodium', written without backslashes.
 _DEFAULT_CONTEXT = "decode('7067736f6469756d', 'hex')"
@@ -85,20 +86,35 @@ def render(
         if deferred.span[0] >= 0:
             text = deferred_inputs(marker, index, deferred.qualifier)
             replacements.append((*deferred.span, text))
+    inner = [
+        ", ".join(parts) or f"NULL AS {sqltext.quote_ident(name)}"
+        for parts, (_, name) in zip(
+            inner_columns(marker, plan.rows, len(plan.inner)), plan.inner, strict=True
+        )
+    ]
     for start, end, text in plan.texts:
-        for index, placeholder in enumerate(placeholders):
-            text = text.replace("{output:%d}" % index, placeholder)
-        for index, deferred in enumerate(plan.deferred):
-            text = text.replace(
-                "{deferred:%d}" % index,
-                deferred_inputs(marker, index, deferred.qualifier),
-            )
+        if "\0" in text:
+            for index, placeholder in enumerate(placeholders):
+                text = text.replace(place("output", index), placeholder)
+            for index, deferred in enumerate(plan.deferred):
+                text = text.replace(
+                    place("deferred", index),
+                    deferred_inputs(marker, index, deferred.qualifier),
+                )
+            for index, columns in enumerate(inner):
+                text = text.replace(place("inner", index), columns)
         replacements.append((start, end, text))
     for index, row in enumerate(plan.rows):
         if row.span[0] >= 0:
             replacements.append((*row.span, input_columns(marker, index, row.inputs)))
-    for index, (span, name) in enumerate(plan.inner):
-        replacements.append((*span, inner_columns(marker, plan.rows, index, name)))
+    for index, (span, _) in enumerate(plan.inner):
+        if span[0] >= 0:
+            replacements.append((*span, inner[index]))
+    if plan.inner_names:
+        names = inner_aliases(marker, plan.rows, len(plan.inner))
+        for span, index, written in plan.inner_names:
+            listed = ", ".join(sqltext.quote_ident(n) for n in names[index])
+            replacements.append((*span, listed or written))
     for index, fold in enumerate(plan.folds):
         replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
     for index, create in enumerate(plan.creates):

@@ -36,6 +36,24 @@ _CLAUSES = (
     "intoClause",
 )
 
+# pgsodium.decrypted_key's columns, in the view's order.
+DECRYPTED_KEY_COLUMNS = (
+    "id",
+    "status",
+    "created",
+    "expires",
+    "key_type",
+    "key_id",
+    "key_context",
+    "name",
+    "associated_data",
+    "raw_key",
+    "decrypted_raw_key",
+    "raw_key_nonce",
+    "parent_key",
+    "comment",
+)
+
 # pgsodium's decrypted_key.decrypted_raw_key, over the view's row source {q}.
 DECRYPTED_RAW_KEY = (
     "CASE WHEN {q}.raw_key IS NULL THEN NULL WHEN {q}.parent_key IS NULL THEN NULL "
@@ -111,6 +129,16 @@ def expanded(
     """A select-list item with decrypted_raw_key written out as pgsodium defines
     it, and the RowCompiler that reads that text."""
     source = "SELECT " + _expand(sql, span[0], span[1], node, view)
+    value = parse_sql(source)[0].stmt.targetList[0].val
+    return RowCompiler(compiler, source, sqltext.tokens(source), on_path), value
+
+
+def expanded_column(
+    compiler: Compiler, view: str, on_path: bool
+) -> tuple[RowCompiler, ast.Node]:
+    """decrypted_raw_key alone, written out as pgsodium defines it over the view's
+    row source `view`, and the RowCompiler that reads that text."""
+    source = f"SELECT ({DECRYPTED_RAW_KEY.format(q=sqltext.quote_ident(view))})"
     value = parse_sql(source)[0].stmt.targetList[0].val
     return RowCompiler(compiler, source, sqltext.tokens(source), on_path), value
 

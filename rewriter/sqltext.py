@@ -70,6 +70,11 @@ def syntax_error(exc: ParseError, sql: str) -> RewriteError:
     return RewriteError("42601", message, position)
 
 
+def index_at(toks: list[Token], offset: int) -> int:
+    """The index of the first token at or after `offset`."""
+    return _index_at(toks, offset)
+
+
 def _index_at(toks: list[Token], offset: int) -> int:
     for i, tok in enumerate(toks):
         if tok.start >= offset:
@@ -251,3 +256,47 @@ def aggregate_parts(toks: list[Token], start: int) -> AggregateParts:
         filter_span = (toks[close + 1].start, filter_end)
         end = filter_end
     return AggregateParts(args, order, filter_span, end)
+
+
+def ident_text(sql: str, tok: Token) -> str:
+    """An identifier token's name as the parser reads it (folded, or unquoted)."""
+    text = sql[tok.start : tok.end]
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return text[1:-1].replace('""', '"')
+    return text.lower()
+
+
+def alias_list(toks: list[Token], index: int) -> list[tuple[int, int]] | None:
+    """The spans of the column names of `[AS] alias (a, b, …)`, the alias being
+    token `index` or the one after an AS there; None if the text is not that."""
+    if index < len(toks) and toks[index].name == "AS":
+        index += 1
+    index += 1
+    if index >= len(toks) or toks[index].name != "ASCII_40":
+        return None
+    spans: list[tuple[int, int]] = []
+    index += 1
+    while index + 1 < len(toks):
+        spans.append((toks[index].start, toks[index].end))
+        following = toks[index + 1].name
+        if following == "ASCII_41":
+            return spans
+        if following != _COMMA:
+            return None
+        index += 2
+    return None
+
+
+def enclosing_close(toks: list[Token], first: int, last: int) -> list[int]:
+    """Indexes of the closing parentheses of the pairs that enclose the offsets
+    `first` … `last`, innermost first."""
+    opens: list[int] = []
+    found: list[tuple[int, int]] = []
+    for index, tok in enumerate(toks):
+        if tok.name == "ASCII_40":
+            opens.append(index)
+        elif tok.name == "ASCII_41" and opens:
+            start = opens.pop()
+            if toks[start].start < first and tok.start >= last:
+                found.append((start, index))
+    return [close for _, close in sorted(found, reverse=True)]

@@ -168,9 +168,11 @@ class _Statement:
             relation = self._relation(rv)
             if relation is not None and relation.kind == "view":
                 self._expand(rv, relation)
-        query = stmt.query if isinstance(stmt, ast.DeclareCursorStmt) else stmt
-        if isinstance(query, ast.SelectStmt) and query.whereClause is not None:
-            search(self, query)
+        # Every query level's WHERE over a view in its own FROM, however deep
+        # (a WITH query, a subquery in FROM or in an expression).
+        for query in _selects(stmt):
+            if query.whereClause is not None:
+                search(self, query)
         if self.reencrypt is not None:
             self._check_reencrypt_where(self.reencrypt)
         return self.out
@@ -526,6 +528,20 @@ class _Writes(Visitor):  # type: ignore[misc]
 
     def visit_MergeStmt(self, ancestors: Any, node: Any) -> None:
         self.found.append(node)
+
+
+class _Selects(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: list[ast.SelectStmt] = []
+
+    def visit_SelectStmt(self, ancestors: Any, node: ast.SelectStmt) -> None:
+        self.found.append(node)
+
+
+def _selects(stmt: Any) -> list[ast.SelectStmt]:
+    finder = _Selects()
+    finder(stmt)
+    return finder.found
 
 
 def _is_excluded(node: Any, name: str) -> bool:

@@ -310,6 +310,11 @@ def test_installed_functions_are_the_catalogue_minus_tce(
         "_proxy_raise",
         "_proxy_key_ref",
         "_proxy_key_materials",
+        # Views users build over computed values (keystore/sql/views.sql).
+        "_proxy_view_oids",
+        "_proxy_view_names",
+        "_proxy_view_definition",
+        "_proxy_views",
     }
 
 
@@ -1173,3 +1178,65 @@ def test_concurrent_installs_serialise_on_the_advisory_lock(database: str) -> No
         assert blocked_by == holder
         first.commit()
         second.execute(schema.render(FINGERPRINT))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- user views
+
+
+def test_views_over_computed_values_are_listed_however_deep(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("CREATE TABLE uv_t (id int, secret bytea, kid uuid)")
+    for sql in [
+        "CREATE VIEW uv_keys AS SELECT id, decrypted_raw_key "
+        "FROM pgsodium.decrypted_key",
+        "CREATE VIEW uv_call AS SELECT id, pgsodium.crypto_aead_det_decrypt("
+        "secret, ''::bytea, kid) p FROM uv_t",
+        "CREATE VIEW uv_agg AS SELECT kid, pgsodium.crypto_sign_update_agg(secret) "
+        "FROM uv_t GROUP BY kid",
+        "CREATE VIEW uv_vault AS SELECT name FROM vault.decrypted_secrets",
+        "CREATE VIEW uv_deep AS SELECT * FROM (SELECT id FROM uv_call) s",
+        "CREATE VIEW uv_plain AS SELECT id, key_type FROM pgsodium.valid_key",
+        "CREATE VIEW uv_other AS SELECT id FROM uv_t",
+        "CREATE MATERIALIZED VIEW uv_mat AS SELECT id FROM uv_t",
+    ]:
+        conn.execute(sql)
+    listed = {
+        row[0]
+        for row in conn.execute(
+            "SELECT o::regclass::text FROM pgsodium._proxy_view_oids() o"
+        ).fetchall()
+    }
+    assert listed == {"uv_keys", "uv_call", "uv_agg", "uv_vault", "uv_deep"}
+    names = {r[0] for r in conn.execute("SELECT pgsodium._proxy_view_names()")}
+    assert names == listed
+
+
+def test_view_lookup_gives_qualified_definitions_for_readers_own_privileges(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("CREATE SCHEMA uv_s")
+    conn.execute("CREATE TABLE uv_s.t (id int, secret bytea, kid uuid)")
+    conn.execute(
+        "CREATE VIEW uv_s.mine (i, p) AS SELECT id, pgsodium.crypto_aead_det_decrypt"
+        "(secret, ''::bytea, kid) FROM uv_s.t"
+    )
+    conn.execute(
+        "CREATE VIEW uv_s.invoker WITH (security_invoker = on) AS SELECT i FROM "
+        "uv_s.mine"
+    )
+    rows = conn.execute(
+        "SELECT * FROM pgsodium._proxy_views(ARRAY['uv_s.mine', 'uv_s.invoker', "
+        "'uv_s.t', 'no_such_relation'])"
+    ).fetchall()
+    found = {row[0]: row[1:] for row in rows}
+    assert set(found) == {"uv_s.mine", "uv_s.invoker"}
+    qualified, columns, definition = found["uv_s.mine"]
+    assert (qualified, columns) == ("uv_s.mine", "i, p")
+    assert "FROM uv_s.t" in definition and " AS p" in definition
+    conn.execute(f"GRANT USAGE ON SCHEMA uv_s TO {OUTSIDER}")
+    conn.execute(f"SET LOCAL ROLE {OUTSIDER}")
+    rows = conn.execute(
+        "SELECT name FROM pgsodium._proxy_views(ARRAY['uv_s.mine', 'uv_s.invoker'])"
+    ).fetchall()
+    assert rows == [("uv_s.invoker",)]  # not the owner's own view
