@@ -62,28 +62,38 @@ def _dbl(d: int) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _s2v_start(ka: bytes) -> int:
-    """S2V's first block, BLAKE2b(32 zero bytes) under Ka: one per key, cached."""
-    return int.from_bytes(_b2(ka, _ZERO_BLOCK), "big")
+def _s2v_start(ka: bytes) -> tuple[int, int, Any]:
+    """What S2V under Ka starts from, computed once per key: D = BLAKE2b(32 zero
+    bytes) under Ka, dbl(D) (the next step of every row) and the keyed state."""
+    d = int.from_bytes(_b2(ka, _ZERO_BLOCK), "big")
+    return d, _dbl(d), _keyed(ka)
 
 
 def _s2v(ka: bytes, m: bytes, ad: bytes | None, nonce: bytes | None) -> bytes:
     """The SIV tag: BLAKE2b-based S2V over (AD, nonce, message), as pgsodium's C."""
-    d = _s2v_start(ka)
+    d, doubled, keyed = _s2v_start(ka)
     if ad:  # a NULL and an empty AD both skip this step
-        d = _dbl(d) ^ int.from_bytes(_b2(ka, ad), "big")
+        h = keyed.copy()
+        h.update(ad)
+        d = doubled ^ int.from_bytes(h.digest(), "big")
+        doubled = _dbl(d)
     if nonce is not None:
-        d = _dbl(d) ^ int.from_bytes(_b2(ka, nonce), "big")
+        h = keyed.copy()
+        h.update(nonce)
+        d = doubled ^ int.from_bytes(h.digest(), "big")
+        doubled = _dbl(d)
 
-    view = memoryview(m)
+    h = keyed.copy()
     if len(m) >= DET_TAG_BYTES:
+        view = memoryview(m)
         tail = int.from_bytes(view[-DET_TAG_BYTES:], "big")
-        last = (d ^ tail).to_bytes(DET_TAG_BYTES, "big")
-        return _b2(ka, view[:-DET_TAG_BYTES], last)
+        h.update(view[:-DET_TAG_BYTES])
+        h.update((d ^ tail).to_bytes(DET_TAG_BYTES, "big"))
+        return h.digest()  # type: ignore[no-any-return]
     # Short message: pad with 0x80 then zeros, XOR into dbl(D).
     padded = bytes(m) + b"\x80" + bytes(DET_TAG_BYTES - len(m) - 1)
-    last = (_dbl(d) ^ int.from_bytes(padded, "big")).to_bytes(DET_TAG_BYTES, "big")
-    return _b2(ka, last)
+    h.update((doubled ^ int.from_bytes(padded, "big")).to_bytes(DET_TAG_BYTES, "big"))
+    return h.digest()  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=1024)
