@@ -390,13 +390,39 @@ class _Statement:
             raise refuse(f"encrypt a value of {name} it cannot see", span[0])
         column = relation.column(name)
         assert column is not None
+        value = self.sql[span[0] : span[1]]
+        # A bind parameter may be NULL: NULL stays NULL, as pgsodium's trigger
+        # leaves it; so does the value of a row whose key column is NULL (the
+        # trigger drops its plaintext). The proxy folds the whole CASE with the
+        # values bound, computing only the branch taken; nothing of it goes up.
+        nulls = [] if _literal(node) else [value]
         key = f"'{column.key_id}'::uuid"
         if column.key_column:
-            if is_null(row.get(column.key_column, (None, ""))[0]):
-                # pgsodium's trigger stores NULL when the key column is NULL.
+            key_node = row.get(column.key_column, (None, ""))[0]
+            if is_null(key_node):
                 self.out.append((span[0], span[1], "NULL"))
                 return
-            key = f"({self._dependency(row, column.key_column, name)})::uuid"
+            key_text = self._dependency(row, column.key_column, name)
+            key = f"({key_text})::uuid"
+            if not _literal(key_node):
+                nulls.append(key)
+        text = self._trigger_expression(relation, column, value, key, row)
+        if nulls:
+            whens = " ".join(f"WHEN ({n}) IS NULL THEN NULL" for n in nulls)
+            text = f"CASE {whens} ELSE {text} END"
+        self.out.append((span[0], span[1], text))
+
+    def _trigger_expression(
+        self,
+        relation: Relation,
+        column: Column,
+        value: str,
+        key: str,
+        row: dict[str, tuple[Any, str]],
+    ) -> str:
+        """pgsodium's trigger expression for one value: `value` encrypted under
+        `key` with the row's associated data and nonce."""
+        name = column.name
         nonce = "NULL::bytea"
         if column.nonce:
             nonce = f"({self._dependency(row, column.nonce, name)})::bytea"
@@ -408,22 +434,15 @@ class _Statement:
                 raise refuse(f"compute the associated data {a} of {name}")
             ad_parts.append(f"({self._dependency(row, a, name)})::{cast}::text")
         ad = " || ".join(ad_parts) or "''"
-        value = self.sql[span[0] : span[1]]
         if column.type == "text":
-            text = (
+            return (
                 f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({value})::text, "
                 f"'utf8'), convert_to(({ad})::text, 'utf8'), {key}, {nonce}), 'base64')"
             )
-        else:
-            text = (
-                f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
-                f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
-            )
-        if not _literal(node):
-            # A bind parameter may be NULL: NULL stays NULL, as pgsodium's trigger
-            # leaves it (the proxy folds the whole CASE; nothing of it goes up).
-            text = f"CASE WHEN ({value}) IS NULL THEN NULL ELSE {text} END"
-        self.out.append((span[0], span[1], text))
+        return (
+            f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
+            f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
+        )
 
     def _dependency(self, row: dict[str, tuple[Any, str]], dep: str, name: str) -> str:
         if dep not in row:

@@ -902,9 +902,12 @@ def test_label_and_write_in_one_simple_query(proxy: RunningProxy, db: str) -> No
         ).fetchone() == ("m",)
 
 
-def test_null_key_parameter_is_refused_and_nothing_stored(
+def test_null_key_is_stored_null_as_a_literal_or_a_parameter(
     conn: psycopg.Connection[Any],
 ) -> None:
+    """pgsodium's trigger stores NULL when the key column is NULL: so does the
+    proxy, whether the client binds the NULL (extended protocol) or psycopg
+    writes it into the text (simple protocol)."""
     key = new_key(conn)
     fresh_table(conn, "t_nullkey", "id int, secret text, k uuid")
     conn.execute(
@@ -912,16 +915,13 @@ def test_null_key_parameter_is_refused_and_nothing_stored(
         "is 'ENCRYPT WITH KEY COLUMN k'"
     )
     conn.execute("insert into t_nullkey values (1, %s, %s)", ["one", key])
-    if isinstance(conn.cursor(), psycopg.ClientCursor):
-        # Sent as a literal NULL: stored NULL, as pgsodium's trigger does.
-        conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
-        assert conn.execute("select secret from t_nullkey where id = 2").fetchone() == (
-            None,
-        )
-    else:
-        with pytest.raises(psycopg.errors.NoDataFound):
-            conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
-        assert conn.execute("select count(*) from t_nullkey").fetchone() == (1,)
+    conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
+    assert conn.execute(
+        "select id, secret, k from t_nullkey where id = 2"
+    ).fetchone() == (2, None, None)
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_nullkey order by id"
+    ).fetchall() == [(1, "one"), (2, None)]
 
 
 def test_more_shapes_of_reads_and_writes(
