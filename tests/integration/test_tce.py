@@ -1211,6 +1211,122 @@ def test_search_through_the_view_never_sends_the_value(
     assert marker not in log
 
 
+@pytest.fixture
+def undecryptable(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> str:
+    """t_neg: row 1 'a', row 2 'b', row 3 a ciphertext under another key (it does
+    not decrypt under the label's key), row 4 NULL."""
+    key, other = new_key(conn), new_key(conn)
+    fresh_table(conn, "t_neg", "id int, email text")
+    fresh_table(conn, "t_neg_other", "id int, email text")
+    for table, k in (("t_neg", key), ("t_neg_other", other)):
+        conn.execute(
+            f"security label for pgsodium on column {table}.email "
+            f"is 'ENCRYPT WITH KEY ID {k}'"
+        )
+    conn.execute("insert into t_neg values (1, 'a'), (2, 'b'), (4, null)")
+    conn.execute("insert into t_neg_other values (3, 'c')")
+    direct.execute("insert into t_neg select id, email from t_neg_other")
+    return key
+
+
+NEGATED = [
+    ("not (decrypted_email = 'a')", "under NOT"),
+    ("not decrypted_email = %s", "under NOT"),
+    ("id = 1 or not (id > 0 and decrypted_email = %s)", "under NOT"),
+    ("(decrypted_email = %s) is not true", "under IS NOT TRUE"),
+    ("(decrypted_email = 'a') is false", "under IS FALSE"),
+    ("(decrypted_email = 'a') is unknown", "under IS UNKNOWN"),
+    ("case when decrypted_email = %s then false else true end", "inside CASE"),
+    ("coalesce(decrypted_email = 'a', true)", "inside COALESCE"),
+    ("(decrypted_email = 'a') = false", "as an operand of ="),
+]
+
+
+@pytest.mark.parametrize(("condition", "construct"), NEGATED)
+def test_a_search_where_not_matching_would_match_is_refused(
+    conn: psycopg.Connection[Any],
+    undecryptable: str,
+    condition: str,
+    construct: str,
+) -> None:
+    """`NOT (decrypted_email = 'a')` rewritten into `NOT (email = <ciphertext>)`
+    would return row 3, which does not decrypt at all: refused, naming where."""
+    sql = f"select id from decrypted_t_neg where {condition}"
+    params = ["a"] if "%s" in condition else []
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql, params)
+    message = caught.value.diag.message_primary or ""
+    assert message.startswith(
+        f"pgsodium-proxy cannot evaluate a comparison of decrypted_email {construct} "
+        "in WHERE"
+    )
+    assert caught.value.diag.statement_position is not None
+    assert conn.execute(
+        "select id from decrypted_t_neg where decrypted_email = %s or id = 3 "
+        "order by id",
+        ["a"],
+    ).fetchall() == [(1,), (3,)]
+
+
+TABLE_DECRYPT = (
+    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(email, 'base64'), "
+    "convert_to('', 'utf8'), %s::uuid), 'utf8')"
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "construct"),
+    [
+        ("delete from t_neg where not ({d} = 'a')", "under NOT"),
+        ("delete from t_neg where ({d} = %s) is not true", "under IS NOT TRUE"),
+        (
+            "update t_neg set id = -id where case when {d} = 'a' then false "
+            "else true end",
+            "inside CASE",
+        ),
+        ("select id from t_neg where not {d} = 'a'", "under NOT"),
+        (
+            "select id from t_neg where id in (select id from t_neg where {d} = 'a')",
+            "in a subquery",
+        ),
+    ],
+)
+def test_a_table_search_where_not_matching_would_match_is_refused(
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    undecryptable: str,
+    template: str,
+    construct: str,
+) -> None:
+    """The same for `decrypt(c, ad, key) = v` on the table: the DELETE would
+    remove row 3, which does not decrypt. Refused, nothing changed."""
+    before = direct.execute("select * from t_neg order by id").fetchall()
+    sql = template.format(d=TABLE_DECRYPT)
+    params = [undecryptable] * sql.count("%s::uuid")
+    if "= %s)" in sql:
+        params.append("a")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql, params)
+    assert (caught.value.diag.message_primary or "").startswith(
+        "pgsodium-proxy cannot evaluate a comparison of "
+        f"pgsodium.crypto_aead_det_decrypt() {construct} in WHERE"
+    )
+    assert direct.execute("select * from t_neg order by id").fetchall() == before
+    # As a condition of WHERE it is still a search.
+    conn.execute(
+        f"update t_neg set id = 10 where {TABLE_DECRYPT} = 'a' or id = 2",
+        [undecryptable],
+    )
+    assert sorted(r[0] for r in direct.execute("select id from t_neg")) == [
+        3,
+        4,
+        10,
+        10,
+    ]
+
+
 def _restored_rows(proxy: RunningProxy, dbname: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(proxy.dsn(dbname=dbname), autocommit=True) as conn:
         return conn.execute(
