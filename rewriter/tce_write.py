@@ -284,6 +284,12 @@ class _Statement:
             names = [self._target_name(rt, relation) for rt in stmt.cols]
         elif relation.kind == "table":
             names = [c.name for c in relation.columns]
+            select = stmt.selectStmt
+            rows = getattr(select, "valuesLists", None)
+            if rows and len(rows[0]) < len(names):
+                # PostgreSQL gives the first columns the values and the rest their
+                # defaults (a generated column last: its expression).
+                names = names[: len(rows[0])]
         else:
             raise refuse("INSERT into a decrypting view without a column list")
         encrypted = [n for n in names if self._encrypted(relation, n)]

@@ -336,6 +336,117 @@ def test_an_encrypted_column_cannot_be_associated_data_of_another(
     ).fetchall() == [("email", None), ("ssn", "id")]
 
 
+GENERATED_COLUMNS = (
+    "id int, secret text, "
+    "g_id int generated always as (id * 2) stored, "
+    "g_nonce bytea generated always as (decode(md5(id::text), 'hex')) stored, "
+    "g_key uuid generated always as (md5(id::text)::uuid) stored, "
+    "g_secret text generated always as ('s' || id) stored"
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "label", "message"),
+    [
+        (
+            "secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED (g_id)",
+            "generated column g_id as the associated data column",
+        ),
+        (
+            "secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED (id, g_id)",
+            "generated column g_id as the associated data column",
+        ),
+        (
+            "secret",
+            "ENCRYPT WITH KEY ID {key} NONCE g_nonce",
+            "generated column g_nonce as the nonce column",
+        ),
+        (
+            "secret",
+            "ENCRYPT WITH KEY COLUMN g_key",
+            "generated column g_key as the key column",
+        ),
+        (
+            "g_secret",
+            "ENCRYPT WITH KEY ID {key}",
+            "cannot encrypt generated column g_secret",
+        ),
+    ],
+)
+def test_a_generated_column_in_a_label_is_refused_and_not_recorded(
+    conn: psycopg.Connection[Any], column: str, label: str, message: str
+) -> None:
+    """The database computes a generated column: the proxy never sees its value
+    in an INSERT, and an UPDATE of what it is computed from would change it
+    unseen (the ciphertext then no longer decrypts)."""
+    key = new_key(conn)
+    fresh_table(conn, "t_genlabel", GENERATED_COLUMNS)
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(
+            f"security label for pgsodium on column t_genlabel.{column} "
+            f"is '{label.format(key=key)}'"
+        )
+    assert message in str(caught.value)
+    assert conn.execute(
+        "select count(*) from pgsodium._proxy_label l join pg_class c "
+        "on c.oid = l.objoid where c.relname = 't_genlabel'"
+    ).fetchone() == (0,)
+    assert conn.execute("select to_regclass('decrypted_t_genlabel')").fetchone() == (
+        None,
+    )
+
+
+def test_copy_without_a_column_list_skips_generated_columns(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    """COPY's default column list leaves generated columns out, as PostgreSQL
+    does; the rows store the bytes an INSERT stores."""
+    key = new_key(conn)
+    for table in ("t_gencopy", "t_gencopy_twin"):
+        fresh_table(
+            conn,
+            table,
+            "id int, secret text, doubled int generated always as (id * 2) stored, "
+            "note text",
+        )
+        conn.execute(
+            f"security label for pgsodium on column {table}.secret "
+            f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+        )
+    with conn.cursor().copy("copy t_gencopy from stdin") as copy:
+        copy.write_row([1, "one", "n1"])
+        copy.write_row([2, None, "n2"])
+    conn.execute(
+        "insert into t_gencopy_twin (id, secret, note) values (1, 'one', 'n1')"
+    )
+    conn.execute("insert into t_gencopy_twin values (2, null, default, 'n2')")
+    assert conn.execute(
+        "select id, decrypted_secret, doubled, note from decrypted_t_gencopy "
+        "order by id"
+    ).fetchall() == [(1, "one", 2, "n1"), (2, None, 4, "n2")]
+    assert (
+        direct.execute("select * from t_gencopy order by id").fetchall()
+        == direct.execute("select * from t_gencopy_twin order by id").fetchall()
+    )
+    # VALUES without a column list may leave the generated column out, as
+    # PostgreSQL allows for trailing columns.
+    fresh_table(
+        conn,
+        "t_genlast",
+        "id int, secret text, doubled int generated always as (id * 2) stored",
+    )
+    conn.execute(
+        "security label for pgsodium on column t_genlast.secret "
+        f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+    )
+    conn.execute("insert into t_genlast values (3, %s)", ["three"])
+    assert conn.execute(
+        "select id, decrypted_secret, doubled from decrypted_t_genlast"
+    ).fetchall() == [(3, "three", 6)]
+
+
 @pytest.mark.parametrize(
     "column", ["t_bad.nosuch", "public.t_bad.nosuch", '"T bad".nosuch']
 )

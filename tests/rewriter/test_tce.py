@@ -382,3 +382,27 @@ def test_search_through_and_or_is_rewritten() -> None:
     out = rewrite(sql, tce.parse(sql), {'"decrypted_s"': SEARCHABLE})
     assert "decrypted_email" not in out.split(" where ", 1)[1]
     assert out.count("pgsodium.crypto_aead_det_encrypt(") == 2
+
+
+def test_insert_without_a_column_list_may_leave_trailing_columns_out() -> None:
+    """PostgreSQL gives VALUES without a column list to the first columns (a
+    generated column last takes its expression)."""
+    generated = tce.Relation(
+        "table",
+        '"public"."g"',
+        "public.decrypted_g",
+        (
+            tce.Column("id", "integer"),
+            tce.Column(
+                "secret", "text", encrypted=True, key_id=KEY, associated=("id",)
+            ),
+            tce.Column("doubled", "integer", generated=True),
+        ),
+    )
+    relations = {'"g"': generated}
+    sql = "insert into g values ($1, $2)"
+    assert rewrite(sql, tce.parse(sql), relations).startswith(
+        "insert into g values ($1, CASE WHEN ($2) IS NULL THEN NULL ELSE encode("
+    )
+    sql = "insert into g values (1)"
+    assert rewrite(sql, tce.parse(sql), relations) == sql
