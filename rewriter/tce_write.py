@@ -150,6 +150,7 @@ class _Statement:
         self.relations = relations
         self.out: list[tuple[int, int, str]] = []
         self.reencrypt: ReencryptPlan | None = None
+        self.updating = False  # an UPDATE's SET list, not an INSERT's VALUES
 
     def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
         self._refuse_nested_writes(stmt)
@@ -254,6 +255,7 @@ class _Statement:
         if isinstance(stmt, ast.InsertStmt):
             self._insert(stmt, relation)
         elif isinstance(stmt, ast.UpdateStmt):
+            self.updating = True
             self._update(stmt, relation)
         elif isinstance(stmt, ast.CopyStmt):
             if stmt.is_from and (stmt.filename is not None or stmt.is_program):
@@ -452,7 +454,18 @@ class _Statement:
 
     def _dependency(self, row: dict[str, tuple[Any, str]], dep: str, name: str) -> str:
         if dep not in row:
-            raise refuse(f"encrypt {name} without {dep} in the same row")
+            error = refuse(f"encrypt {name} without {dep} in the same row")
+            error.hint = (
+                f"The proxy encrypts {name} with the {dep} it sees in the statement: "
+                + (
+                    f"set {dep} in the same SET list, to the row's current value if "
+                    f"it does not change (other encrypted columns that depend on "
+                    f"{dep} are re-encrypted)."
+                    if self.updating
+                    else f"give {dep} in the same VALUES row."
+                )
+            )
+            raise error
         node, text = row[dep]
         if not visible(node):
             raise refuse(f"encrypt {name}: {dep} is not a literal or parameter")
