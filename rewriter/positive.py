@@ -40,7 +40,7 @@ def is_equality(node: Any) -> bool:
     return (
         isinstance(node, ast.A_Expr)
         and node.kind == A_Expr_Kind.AEXPR_OP
-        and [getattr(n, "sval", None) for n in node.name] == ["="]
+        and [getattr(n, "sval", None) for n in node.name or ()] == ["="]
     )
 
 
@@ -97,19 +97,22 @@ def _words(node: Any) -> str:
     if isinstance(node, ast.BoolExpr):
         return "under NOT"
     if isinstance(node, ast.BooleanTest):
-        return "under " + _BOOL_TESTS.get(node.booltesttype, "a boolean test")
+        test = node.booltesttype
+        words = None if test is None else _BOOL_TESTS.get(test)
+        return "under " + (words or "a boolean test")
     if isinstance(node, ast.NullTest):
         negated = node.nulltesttype == NullTestType.IS_NOT_NULL
         return "under IS NOT NULL" if negated else "under IS NULL"
     if isinstance(node, (ast.CaseExpr, ast.CaseWhen)):
         return "inside CASE"
     if isinstance(node, ast.FuncCall):
-        return f"as an argument of {node.funcname[-1].sval}()"
+        name = node.funcname[-1].sval if node.funcname else "a function"
+        return f"as an argument of {name}()"
     if isinstance(node, ast.A_Expr):
-        kind = _OPERATOR_KINDS.get(node.kind)
+        kind = _OPERATOR_KINDS.get(node.kind) if node.kind is not None else None
         if kind is not None:
             return f"inside {kind}"
-        operator = " ".join(getattr(n, "sval", "") for n in node.name)
+        operator = " ".join(getattr(n, "sval", "") for n in node.name or ())
         return f"as an operand of {operator}"
     if isinstance(node, (ast.SubLink, ast.SelectStmt)):
         return "in a subquery"

@@ -257,3 +257,36 @@ def test_a_table_search_for_null_finds_no_row(
         ).fetchall()
         == []
     )
+
+
+async def test_asyncpg_search_for_none_finds_no_row(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any], cust: str
+) -> None:
+    """The prepared search describes its parameter as the value's type, and a
+    None bound to it matches no row."""
+    conn.execute("insert into cust (id, other) values (1, 'o'), (2, null)")
+
+    async def run() -> list[Any]:
+        a = await asyncpg.connect(
+            host=proxy.host, port=proxy.port, user="postgres", database=db
+        )
+        try:
+            statement = await a.prepare(
+                "select id from decrypted_cust where decrypted_other = $1"
+            )
+            found = [[t.name for t in statement.get_parameters()]]
+            found += [await statement.fetch("o"), await statement.fetch(None)]
+            statement = await a.prepare(
+                "select id from cust where convert_from("
+                "pgsodium.crypto_aead_det_decrypt(decode(other, 'base64'), '', "
+                "$1::uuid), 'utf8') = $2"
+            )
+            found += [await statement.fetch(uuid.UUID(cust), None)]
+            return found
+        finally:
+            await a.close()
+
+    types, one, none, table = await asyncio.wait_for(run(), 30)
+    assert types == ["text"]
+    assert [tuple(r) for r in one] == [(1,)]
+    assert none == [] and table == []
