@@ -134,7 +134,12 @@ class Execution:
             if call.signature.key_variant == "uuid" and not (
                 call.signature.strict and self._has_null_arg(call, params)
             ):
-                keys.append((self._uuid_arg(call, params), call.signature.key_type))
+                key_uuid = self._uuid_arg(call, params)
+                if key_uuid:
+                    keys.append((key_uuid, call.signature.key_type))
+                # A NULL key uuid has no row to look up: evaluated, the call
+                # raises pgsodium's P0002 (keystore.calls); in a CASE branch not
+                # taken (TCE's NULL key column) it is never evaluated.
         parents = 0
         for plan in self.plans:
             for create in plan.creates:

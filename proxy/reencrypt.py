@@ -102,11 +102,12 @@ def _new_value(
     (text columns: as stored; bytea: its base64)."""
     stored = row[column.value]
     old_key = _at(row, column.old_key, column.key_id)
-    if stored is None or old_key is None:
-        # NULL stays NULL; so does a value without a key, which the decrypting
-        # view reads as NULL.
-        return None
     new_key = _at(row, column.new_key, column.key_id)
+    if stored is None or old_key is None or new_key is None:
+        # NULL stays NULL; so does a value without a key, which the decrypting
+        # view reads as NULL; a key column set to NULL (a bind parameter: a
+        # literal NULL is planned so) stores NULL, as an INSERT with it does.
+        return None
     try:
         plaintext = evaluator(
             TCE_DECRYPT,

@@ -12,10 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pglast import ast, parse_sql
+from pglast.enums import NullTestType
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
-from . import builtins, context, inner, repeat, scalar, search, sqltext, types
+from . import (
+    builtins,
+    context,
+    inner,
+    positive,
+    repeat,
+    scalar,
+    search,
+    sqltext,
+    tce,
+    types,
+)
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError, refuse
 from .late import Input, RowCompiler, RowOutput
@@ -349,7 +361,8 @@ class _Statement:
         found = search.searches(where, self.sql, self.tokens, self.on_path)
         for each in found:
             self._searches[id(each.decrypt)] = each
-            self._mark_handled(each.value)  # folded into the ciphertext
+            if each.construct is None:
+                self._mark_handled(each.value)  # folded into the ciphertext
 
     def _deferred_names(self) -> set[str]:
         return {r.name for r in self.result.rows} | {
@@ -580,8 +593,16 @@ class _Statement:
         return False
 
     def _search(self, found: search.Search, stmt: ast.Node, exc: NotFoldable) -> None:
-        """`decrypt(c, ...) = value` becomes `(c) = <ciphertext of value>`."""
+        """`decrypt(c, ...) = value` becomes `(c) = <ciphertext of value>`, as a
+        condition of WHERE only (rewriter.positive). A value that may be NULL
+        (a parameter, or a literal NULL) folds into a CASE that keeps it NULL:
+        `c = NULL`, no row, as pgsodium's `decrypt(...) = NULL` gives."""
         call = found.decrypt
+        if found.construct is not None:
+            _, name = function_name(call)
+            raise positive.refuse(
+                f"a comparison of pgsodium.{name}()", found.construct, call.location
+            )
         rest = tuple(call.args[1:])
         plaintext = found.value
         if found.wrapper is not None:
@@ -590,11 +611,28 @@ class _Statement:
                 args=(found.value, found.wrapper.args[1]),
                 location=call.location,
             )
-        encrypt = ast.FuncCall(
+        encrypt: ast.Node = ast.FuncCall(
             funcname=(ast.String("pgsodium"), ast.String("crypto_aead_det_encrypt")),
             args=(plaintext, *rest),
             location=call.location,
         )
+        if tce.visible(found.value):
+            # Evaluated once per branch: only a value without calls (a volatile
+            # call would give the test and the encryption different values).
+            encrypt = ast.CaseExpr(
+                args=(
+                    ast.CaseWhen(
+                        expr=ast.NullTest(
+                            arg=found.value,
+                            nulltesttype=NullTestType.IS_NULL,
+                            argisrow=False,
+                        ),
+                        result=ast.A_Const(isnull=True),
+                    ),
+                ),
+                defresult=encrypt,
+                location=call.location,
+            )
         # The decrypt's own signature, for its EXECUTE privilege (PostgreSQL's check).
         typed_null = ast.TypeCast(
             arg=ast.A_Const(isnull=True),

@@ -9,10 +9,14 @@ with any index on c. The plaintext never goes upstream.
 
 One difference from pgsodium, which decrypts every row: a row whose value does not
 decrypt (NULL, tampered, another key) simply does not match instead of raising.
+That is right only where the equality is a condition of WHERE itself, alone or
+joined by AND/OR (rewriter.positive); elsewhere it is refused with 0A000. A NULL
+value gives NULL, no match, as `x = NULL` does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from pglast import ast
@@ -20,8 +24,9 @@ from pglast.parser import parse_sql
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from . import sqltext
+from . import positive, sqltext
 from .compile import function_name, is_pgsodium_call
+from .tce import is_null
 
 DECRYPT = "crypto_aead_det_decrypt"
 _MAX_OPERAND_TOKENS = 64
@@ -37,6 +42,9 @@ class Search:
     decrypted_span: tuple[int, int]  # the operand holding the decrypt call
     value_span: tuple[int, int]
     message_span: tuple[int, int]  # the decrypt call's first argument
+    # Where the equality stands (rewriter.positive): None as a condition of WHERE,
+    # where it may be searched; else the construct, for the refusal.
+    construct: str | None = None
 
 
 class _Equalities(Visitor):  # type: ignore[misc]
@@ -61,6 +69,7 @@ def searches(
         return []
     visitor = _Equalities()
     visitor(where)
+    standing = positive.constructs(where)
     found = []
     for expr in visitor.found:
         for decrypted, value, left in (
@@ -69,7 +78,8 @@ def searches(
         ):
             search = _search(expr, decrypted, value, left, sql, toks, on_path)
             if search is not None:
-                found.append(search)
+                construct = None if is_null(value) else standing.get(id(expr))
+                found.append(dataclasses.replace(search, construct=construct))
                 break
     return found
 

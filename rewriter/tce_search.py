@@ -3,7 +3,8 @@
 For a column with a fixed key (KEY ID) and neither associated data nor a nonce,
 every row's ciphertext of v is the same, so the comparison runs upstream as
 `c = <ciphertext of v>` (folded by the proxy): PostgreSQL compares ciphertexts and v
-never reaches it. `st` is the rewriter.tce_write statement being rewritten; its
+never reaches it. Only where the equality stands as a condition of WHERE
+(rewriter.positive). `st` is the rewriter.tce_write statement being rewritten; its
 replacements are appended to `st.out`.
 """
 
@@ -15,17 +16,19 @@ from pglast import ast
 from pglast.enums import A_Expr_Kind
 from pglast.visitors import Skip, Visitor
 
-from . import sqltext
+from . import positive, sqltext
 from .sqltext import Token
-from .tce import Relation
+from .tce import Column, Relation, is_null
 
 
 def search(st: Any, stmt: ast.SelectStmt) -> None:
     """`WHERE decrypted_c = v` over a decrypting view in this query's FROM, for a
     column with a fixed key and neither associated data nor nonce: compared as
     `c = <ciphertext of v>`, so v never reaches the database (as for the
-    deterministic search on tables). Anything else is left for the rewriter,
-    which refuses a decrypted value in WHERE."""
+    deterministic search on tables), only as a condition of WHERE (through AND/OR;
+    elsewhere refused: rewriter.positive); `decrypted_c = NULL`, NULL whatever the
+    row, as `c = NULL` anywhere in WHERE. Anything else is left for the rewriter, which
+    refuses a decrypted value in WHERE."""
     views: dict[str, Relation] = {}
     for rv in _from_range_vars(stmt.fromClause or ()):
         relation = st._relation(rv)
@@ -33,6 +36,7 @@ def search(st: Any, stmt: ast.SelectStmt) -> None:
             views[rv.alias.aliasname if rv.alias else rv.relname] = relation
     if not views:
         return
+    standing = positive.constructs(stmt.whereClause)
     finder = _Equalities()
     finder(stmt.whereClause)
     for expr in finder.found:
@@ -43,35 +47,54 @@ def search(st: Any, stmt: ast.SelectStmt) -> None:
         ):
             if 0 <= beyond < len(st.toks) and st.toks[beyond].name == "SCONST":
                 continue  # not one value next to the operator: left (and refused)
-            if _search_one(st, ref, value, st.toks[at], views):
-                break
+            column = _searchable(st, ref, value, st.toks[at], views)
+            if column is None:
+                continue
+            construct = standing.get(id(expr))
+            if construct is not None and not is_null(value):
+                raise positive.refuse(
+                    f"a comparison of decrypted_{column.name}", construct, ref.location
+                )
+            _rewrite(st, ref, value, st.toks[at], column)
+            break
 
 
-def _search_one(
+def _searchable(
     st: Any, ref: Any, value: Any, token: Token, views: dict[str, Relation]
-) -> bool:
-    """`value` is a constant or parameter next to the operator: `token`."""
+) -> Column | None:
+    """The encrypted column `ref` decrypts, if `ref = value` can be searched;
+    `value` is a constant or parameter next to the operator: `token`."""
     if not isinstance(ref, ast.ColumnRef) or not all(
         isinstance(f, ast.String) for f in ref.fields
     ):
-        return False
+        return None
     *qualifier, name = [f.sval for f in ref.fields]
     if len(qualifier) > 1 or not name.startswith("decrypted_"):
-        return False
+        return None
     found = [r for a, r in views.items() if not qualifier or qualifier == [a]]
     column = found[0].column(name[len("decrypted_") :]) if len(found) == 1 else None
-    if column is None or not column.encrypted or column.key_column:
-        return False
-    if column.associated or column.nonce:
-        return False
+    if column is None or not column.encrypted:
+        return None
+    if is_null(value):
+        return column  # NULL whatever the row's key, associated data and nonce
+    if column.key_column or column.associated or column.nonce:
+        return None
     constant = isinstance(value, ast.A_Const) and isinstance(value.val, ast.String)
     if not (constant or isinstance(value, ast.ParamRef)):
-        return False
+        return None
     if token.name not in ("SCONST", "PARAM"):
-        return False
+        return None
+    return column
+
+
+def _rewrite(st: Any, ref: Any, value: Any, token: Token, column: Column) -> None:
+    """`decrypted_c` becomes `c`, and `value` its ciphertext (NULL stays NULL)."""
     start, end = st._name_span(ref.location)
+    qualifier = [f.sval for f in ref.fields][:-1]
     prefix = "".join(sqltext.quote_ident(q) + "." for q in qualifier)
     st.out.append((start, end, prefix + sqltext.quote_ident(column.name)))
+    if is_null(value):
+        return
     text = st.sql[token.start : token.end]
     ad = "convert_to(('')::text, 'utf8')"
     key = f"'{column.key_id}'::uuid"
@@ -85,8 +108,11 @@ def _search_one(
             f"pgsodium.crypto_aead_det_encrypt(({text})::bytea, {ad}, {key}, "
             "NULL::bytea)"
         )
+    if token.name == "PARAM":
+        # A bind parameter may be NULL: `c = NULL`, no row, as `decrypted_c =
+        # NULL` gives (the proxy folds the CASE; encrypt is never given NULL).
+        cipher = f"CASE WHEN ({text}) IS NULL THEN NULL ELSE {cipher} END"
     st.out.append((token.start, token.end, cipher))
-    return True
 
 
 class _Equalities(Visitor):  # type: ignore[misc]

@@ -150,6 +150,7 @@ class _Statement:
         self.relations = relations
         self.out: list[tuple[int, int, str]] = []
         self.reencrypt: ReencryptPlan | None = None
+        self.updating = False  # an UPDATE's SET list, not an INSERT's VALUES
 
     def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
         self._refuse_nested_writes(stmt)
@@ -256,6 +257,7 @@ class _Statement:
         if isinstance(stmt, ast.InsertStmt):
             self._insert(stmt, relation)
         elif isinstance(stmt, ast.UpdateStmt):
+            self.updating = True
             self._update(stmt, relation)
         elif isinstance(stmt, ast.CopyStmt):
             if stmt.is_from and (stmt.filename is not None or stmt.is_program):
@@ -286,6 +288,12 @@ class _Statement:
             names = [self._target_name(rt, relation) for rt in stmt.cols]
         elif relation.kind == "table":
             names = [c.name for c in relation.columns]
+            select = stmt.selectStmt
+            rows = getattr(select, "valuesLists", None)
+            if rows and len(rows[0]) < len(names):
+                # PostgreSQL gives the first columns the values and the rest their
+                # defaults (a generated column last: its expression).
+                names = names[: len(rows[0])]
         else:
             raise refuse("INSERT into a decrypting view without a column list")
         encrypted = [n for n in names if self._encrypted(relation, n)]
@@ -392,13 +400,39 @@ class _Statement:
             raise refuse(f"encrypt a value of {name} it cannot see", span[0])
         column = relation.column(name)
         assert column is not None
+        value = self.sql[span[0] : span[1]]
+        # A bind parameter may be NULL: NULL stays NULL, as pgsodium's trigger
+        # leaves it; so does the value of a row whose key column is NULL (the
+        # trigger drops its plaintext). The proxy folds the whole CASE with the
+        # values bound, computing only the branch taken; nothing of it goes up.
+        nulls = [] if _literal(node) else [value]
         key = f"'{column.key_id}'::uuid"
         if column.key_column:
-            if is_null(row.get(column.key_column, (None, ""))[0]):
-                # pgsodium's trigger stores NULL when the key column is NULL.
+            key_node = row.get(column.key_column, (None, ""))[0]
+            if is_null(key_node):
                 self.out.append((span[0], span[1], "NULL"))
                 return
-            key = f"({self._dependency(row, column.key_column, name)})::uuid"
+            key_text = self._dependency(row, column.key_column, name)
+            key = f"({key_text})::uuid"
+            if not _literal(key_node):
+                nulls.append(key)
+        text = self._trigger_expression(relation, column, value, key, row)
+        if nulls:
+            whens = " ".join(f"WHEN ({n}) IS NULL THEN NULL" for n in nulls)
+            text = f"CASE {whens} ELSE {text} END"
+        self.out.append((span[0], span[1], text))
+
+    def _trigger_expression(
+        self,
+        relation: Relation,
+        column: Column,
+        value: str,
+        key: str,
+        row: dict[str, tuple[Any, str]],
+    ) -> str:
+        """pgsodium's trigger expression for one value: `value` encrypted under
+        `key` with the row's associated data and nonce."""
+        name = column.name
         nonce = "NULL::bytea"
         if column.nonce:
             nonce = f"({self._dependency(row, column.nonce, name)})::bytea"
@@ -410,26 +444,30 @@ class _Statement:
                 raise refuse(f"compute the associated data {a} of {name}")
             ad_parts.append(f"({self._dependency(row, a, name)})::{cast}::text")
         ad = " || ".join(ad_parts) or "''"
-        value = self.sql[span[0] : span[1]]
         if column.type == "text":
-            text = (
+            return (
                 f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({value})::text, "
                 f"'utf8'), convert_to(({ad})::text, 'utf8'), {key}, {nonce}), 'base64')"
             )
-        else:
-            text = (
-                f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
-                f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
-            )
-        if not _literal(node):
-            # A bind parameter may be NULL: NULL stays NULL, as pgsodium's trigger
-            # leaves it (the proxy folds the whole CASE; nothing of it goes up).
-            text = f"CASE WHEN ({value}) IS NULL THEN NULL ELSE {text} END"
-        self.out.append((span[0], span[1], text))
+        return (
+            f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
+            f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
+        )
 
     def _dependency(self, row: dict[str, tuple[Any, str]], dep: str, name: str) -> str:
         if dep not in row:
-            raise refuse(f"encrypt {name} without {dep} in the same row")
+            error = refuse(f"encrypt {name} without {dep} in the same row")
+            error.hint = (
+                f"The proxy encrypts {name} with the {dep} it sees in the statement: "
+                + (
+                    f"set {dep} in the same SET list, to the row's current value if "
+                    f"it does not change (other encrypted columns that depend on "
+                    f"{dep} are re-encrypted)."
+                    if self.updating
+                    else f"give {dep} in the same VALUES row."
+                )
+            )
+            raise error
         node, text = row[dep]
         if not visible(node):
             raise refuse(f"encrypt {name}: {dep} is not a literal or parameter")

@@ -26,6 +26,7 @@ from . import sqltext
 from .errors import RewriteError
 from .sqltext import Token
 from .statements import DEFINITIONS
+from .tce import is_null
 
 _NONCE_BYTES = 16
 _CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
@@ -185,9 +186,11 @@ def _expand(sql: str, toks: list[Token], rv: ast.RangeVar) -> tuple[int, int, st
 
 def _arguments(
     sql: str, toks: list[Token], call: ast.FuncCall, names: tuple[str, ...]
-) -> tuple[tuple[int, int], dict[str, str]]:
+) -> tuple[tuple[int, int], dict[str, str], dict[str, Any]]:
+    """The call's span, and its arguments by name: their text and their nodes."""
     start, end, spans = sqltext.call_span(toks, call.location)
     given: dict[str, str] = {}
+    nodes: dict[str, Any] = {}
     for position, (node, (s, e)) in enumerate(zip(call.args or (), spans, strict=True)):
         name = names[position] if position < len(names) else None
         if isinstance(node, ast.NamedArgExpr):
@@ -206,7 +209,8 @@ def _arguments(
                 call.location,
             )
         given[name] = sql[s:e].strip()
-    return (start, end), given
+        nodes[name] = node
+    return (start, end), given, nodes
 
 
 def _visible(node: Any) -> bool:
@@ -218,7 +222,7 @@ def _visible(node: Any) -> bool:
 def _call(sql: str, toks: list[Token], call: ast.FuncCall) -> tuple[int, int, str]:
     kind = call.funcname[1].sval
     names = _CREATE if kind == "create_secret" else _UPDATE
-    (start, end), given = _arguments(sql, toks, call, names)
+    (start, end), given, nodes = _arguments(sql, toks, call, names)
     nonce = f"decode('{secrets.token_bytes(_NONCE_BYTES).hex()}', 'hex')"
     name = f"({given['new_name']})::text" if "new_name" in given else "NULL::text"
     key = f"({given['new_key_id']})::uuid" if "new_key_id" in given else "NULL::uuid"
@@ -231,7 +235,7 @@ def _call(sql: str, toks: list[Token], call: ast.FuncCall) -> tuple[int, int, st
             if "new_description" in given
             else "''::text"
         )
-        secret = _encrypt(given["new_secret"], f"'{new_id}'", nonce)
+        secret = _secret(given["new_secret"], nodes["new_secret"], f"'{new_id}'", nonce)
         args = f"'{new_id}'::uuid, {secret}, {nonce}, {name}, {description}, {key}"
         return start, end, f"vault._proxy_create_secret({args})"
     if "secret_id" not in given:
@@ -242,12 +246,35 @@ def _call(sql: str, toks: list[Token], call: ast.FuncCall) -> tuple[int, int, st
         if "new_description" in given
         else "NULL::text"
     )
-    if "new_secret" in given and given["new_secret"].lower() != "null":
-        secret = _encrypt(given["new_secret"], f"{secret_id}::text", nonce)
+    if "new_secret" in given and not is_null(nodes["new_secret"]):
+        # A NULL bind value keeps the old secret and nonce, as a literal NULL does
+        # (vault._proxy_update_secret, like Vault's update_secret).
+        secret = _secret(
+            given["new_secret"], nodes["new_secret"], f"{secret_id}::text", nonce
+        )
     else:
         secret, nonce = "NULL::text", "NULL::bytea"
     args = f"{secret_id}, {secret}, {nonce}, {name}, {description}, {key}"
     return start, end, f"vault._proxy_update_secret({args})"
+
+
+def _secret(value: str, node: Any, id_text: str, nonce: str) -> str:
+    """The ciphertext of a new secret; NULL for a NULL one, which Vault stores as
+    it is: vault.secrets.secret is NOT NULL, so create_secret fails with 23502 as
+    Vault's own does, and update_secret keeps the old secret."""
+    if is_null(node):
+        return "NULL::text"
+    text = _encrypt(value, id_text, nonce)
+    if _is_literal(node):
+        return text
+    # The proxy folds the CASE with the value bound: encrypt never sees a NULL.
+    return f"CASE WHEN ({value}) IS NULL THEN NULL ELSE {text} END"
+
+
+def _is_literal(node: Any) -> bool:
+    if isinstance(node, ast.TypeCast):
+        return _is_literal(node.arg)
+    return isinstance(node, ast.A_Const)
 
 
 def _encrypt(value: str, id_text: str, nonce: str) -> str:

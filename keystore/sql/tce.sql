@@ -551,6 +551,14 @@ BEGIN
         MESSAGE = pg_catalog.format(
           'pgsodium-proxy encrypts text and bytea columns only, not %s', col_type);
     END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = rel AND a.attnum = subid AND a.attgenerated <> '')
+    THEN
+      RAISE EXCEPTION USING ERRCODE = '0A000',
+        MESSAGE = pg_catalog.format(
+          'pgsodium-proxy cannot encrypt generated column %s: the database computes '
+          'its value, and would store it in plaintext', column_name);
+    END IF;
     IF rule.key_id IS NULL AND rule.key_id_column IS NULL THEN
       RAISE EXCEPTION USING ERRCODE = '22023',
         MESSAGE = 'label names no key: expected ENCRYPT WITH KEY ID <uuid> or '
@@ -610,22 +618,38 @@ BEGIN
 END
 $set_label$;
 
+-- A generated column (GENERATED ALWAYS AS ... STORED) is computed by the database
+-- from other columns: the proxy never sees its value in an INSERT, and an UPDATE
+-- of a column it is computed from would change it unseen, leaving the ciphertext
+-- that depends on it undecryptable (or, for the encrypted column itself, the
+-- database would store plaintext).
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_check_column(
   rel oid, column_name text, allowed text[], what text)
   RETURNS void LANGUAGE plpgsql STABLE AS $check$
 DECLARE
   col_type text;
+  generated "char";
 BEGIN
   IF column_name IS NULL THEN
     RETURN;
   END IF;
-  SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO col_type
+  SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attgenerated
+    INTO col_type, generated
     FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = rel AND a.attname = column_name AND a.attnum > 0
      AND NOT a.attisdropped;
   IF col_type IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '42703',
       MESSAGE = pg_catalog.format('%s "%s" does not exist', what, column_name);
+  END IF;
+  IF generated <> '' THEN
+    RAISE EXCEPTION USING ERRCODE = '0A000',
+      MESSAGE = pg_catalog.format(
+        'pgsodium-proxy cannot use generated column %s as the %s of an encrypted '
+        'column: the database computes its value, which the proxy must see to '
+        'encrypt', column_name, what),
+      HINT = 'Use a column the client writes, or drop its expression '
+             '(ALTER TABLE ... ALTER COLUMN ... DROP EXPRESSION).';
   END IF;
   IF NOT col_type = ANY (allowed) THEN
     RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -753,7 +777,8 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
                       'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
                       'key_id', m.key_id, 'key_column', m.key_id_column,
                       'associated', m.associated_columns, 'nonce', m.nonce_column,
-                      'encrypted', m.attrelid IS NOT NULL) ORDER BY a.attnum)
+                      'encrypted', m.attrelid IS NOT NULL,
+                      'generated', a.attgenerated <> '') ORDER BY a.attnum)
                FROM pg_catalog.pg_attribute a
                LEFT JOIN pgsodium._proxy_tce_rule m
                  ON m.attrelid = t.attrelid AND m.attname = a.attname

@@ -185,8 +185,8 @@ def test_copy_into_a_key_column_label_uses_each_rows_key(
     conn.execute("delete from t_copykey")
     conn.execute(
         "insert into t_copykey values (%s, %s, %s, %s), (%s, %s, %s, %s), "
-        "(3, 'x', null, null)",  # a NULL key as a bind value is refused (README)
-        [v for row in rows[:2] for v in row],
+        "(%s, %s, %s, %s)",  # the NULL key bound too: NULL stored
+        [v for row in rows for v in row],
     )
     assert conn.execute("select * from t_copykey order by id").fetchall() == copied
 
@@ -334,6 +334,117 @@ def test_an_encrypted_column_cannot_be_associated_data_of_another(
         "select attname, associated_columns from pgsodium.masking_rule "
         "where relname = 't_dep' order by attname"
     ).fetchall() == [("email", None), ("ssn", "id")]
+
+
+GENERATED_COLUMNS = (
+    "id int, secret text, "
+    "g_id int generated always as (id * 2) stored, "
+    "g_nonce bytea generated always as (decode(md5(id::text), 'hex')) stored, "
+    "g_key uuid generated always as (md5(id::text)::uuid) stored, "
+    "g_secret text generated always as ('s' || id) stored"
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "label", "message"),
+    [
+        (
+            "secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED (g_id)",
+            "generated column g_id as the associated data column",
+        ),
+        (
+            "secret",
+            "ENCRYPT WITH KEY ID {key} ASSOCIATED (id, g_id)",
+            "generated column g_id as the associated data column",
+        ),
+        (
+            "secret",
+            "ENCRYPT WITH KEY ID {key} NONCE g_nonce",
+            "generated column g_nonce as the nonce column",
+        ),
+        (
+            "secret",
+            "ENCRYPT WITH KEY COLUMN g_key",
+            "generated column g_key as the key column",
+        ),
+        (
+            "g_secret",
+            "ENCRYPT WITH KEY ID {key}",
+            "cannot encrypt generated column g_secret",
+        ),
+    ],
+)
+def test_a_generated_column_in_a_label_is_refused_and_not_recorded(
+    conn: psycopg.Connection[Any], column: str, label: str, message: str
+) -> None:
+    """The database computes a generated column: the proxy never sees its value
+    in an INSERT, and an UPDATE of what it is computed from would change it
+    unseen (the ciphertext then no longer decrypts)."""
+    key = new_key(conn)
+    fresh_table(conn, "t_genlabel", GENERATED_COLUMNS)
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(
+            f"security label for pgsodium on column t_genlabel.{column} "
+            f"is '{label.format(key=key)}'"
+        )
+    assert message in str(caught.value)
+    assert conn.execute(
+        "select count(*) from pgsodium._proxy_label l join pg_class c "
+        "on c.oid = l.objoid where c.relname = 't_genlabel'"
+    ).fetchone() == (0,)
+    assert conn.execute("select to_regclass('decrypted_t_genlabel')").fetchone() == (
+        None,
+    )
+
+
+def test_copy_without_a_column_list_skips_generated_columns(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    """COPY's default column list leaves generated columns out, as PostgreSQL
+    does; the rows store the bytes an INSERT stores."""
+    key = new_key(conn)
+    for table in ("t_gencopy", "t_gencopy_twin"):
+        fresh_table(
+            conn,
+            table,
+            "id int, secret text, doubled int generated always as (id * 2) stored, "
+            "note text",
+        )
+        conn.execute(
+            f"security label for pgsodium on column {table}.secret "
+            f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+        )
+    with conn.cursor().copy("copy t_gencopy from stdin") as copy:
+        copy.write_row([1, "one", "n1"])
+        copy.write_row([2, None, "n2"])
+    conn.execute(
+        "insert into t_gencopy_twin (id, secret, note) values (1, 'one', 'n1')"
+    )
+    conn.execute("insert into t_gencopy_twin values (2, null, default, 'n2')")
+    assert conn.execute(
+        "select id, decrypted_secret, doubled, note from decrypted_t_gencopy "
+        "order by id"
+    ).fetchall() == [(1, "one", 2, "n1"), (2, None, 4, "n2")]
+    assert (
+        direct.execute("select * from t_gencopy order by id").fetchall()
+        == direct.execute("select * from t_gencopy_twin order by id").fetchall()
+    )
+    # VALUES without a column list may leave the generated column out, as
+    # PostgreSQL allows for trailing columns.
+    fresh_table(
+        conn,
+        "t_genlast",
+        "id int, secret text, doubled int generated always as (id * 2) stored",
+    )
+    conn.execute(
+        "security label for pgsodium on column t_genlast.secret "
+        f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
+    )
+    conn.execute("insert into t_genlast values (3, %s)", ["three"])
+    assert conn.execute(
+        "select id, decrypted_secret, doubled from decrypted_t_genlast"
+    ).fetchall() == [(3, "three", 6)]
 
 
 @pytest.mark.parametrize(
@@ -902,9 +1013,12 @@ def test_label_and_write_in_one_simple_query(proxy: RunningProxy, db: str) -> No
         ).fetchone() == ("m",)
 
 
-def test_null_key_parameter_is_refused_and_nothing_stored(
+def test_null_key_is_stored_null_as_a_literal_or_a_parameter(
     conn: psycopg.Connection[Any],
 ) -> None:
+    """pgsodium's trigger stores NULL when the key column is NULL: so does the
+    proxy, whether the client binds the NULL (extended protocol) or psycopg
+    writes it into the text (simple protocol)."""
     key = new_key(conn)
     fresh_table(conn, "t_nullkey", "id int, secret text, k uuid")
     conn.execute(
@@ -912,16 +1026,13 @@ def test_null_key_parameter_is_refused_and_nothing_stored(
         "is 'ENCRYPT WITH KEY COLUMN k'"
     )
     conn.execute("insert into t_nullkey values (1, %s, %s)", ["one", key])
-    if isinstance(conn.cursor(), psycopg.ClientCursor):
-        # Sent as a literal NULL: stored NULL, as pgsodium's trigger does.
-        conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
-        assert conn.execute("select secret from t_nullkey where id = 2").fetchone() == (
-            None,
-        )
-    else:
-        with pytest.raises(psycopg.errors.NoDataFound):
-            conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
-        assert conn.execute("select count(*) from t_nullkey").fetchone() == (1,)
+    conn.execute("insert into t_nullkey values (2, %s, %s)", ["two", None])
+    assert conn.execute(
+        "select id, secret, k from t_nullkey where id = 2"
+    ).fetchone() == (2, None, None)
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_nullkey order by id"
+    ).fetchall() == [(1, "one"), (2, None)]
 
 
 def test_more_shapes_of_reads_and_writes(
@@ -1209,6 +1320,122 @@ def test_search_through_the_view_never_sends_the_value(
     )
     log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
     assert marker not in log
+
+
+@pytest.fixture
+def undecryptable(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> str:
+    """t_neg: row 1 'a', row 2 'b', row 3 a ciphertext under another key (it does
+    not decrypt under the label's key), row 4 NULL."""
+    key, other = new_key(conn), new_key(conn)
+    fresh_table(conn, "t_neg", "id int, email text")
+    fresh_table(conn, "t_neg_other", "id int, email text")
+    for table, k in (("t_neg", key), ("t_neg_other", other)):
+        conn.execute(
+            f"security label for pgsodium on column {table}.email "
+            f"is 'ENCRYPT WITH KEY ID {k}'"
+        )
+    conn.execute("insert into t_neg values (1, 'a'), (2, 'b'), (4, null)")
+    conn.execute("insert into t_neg_other values (3, 'c')")
+    direct.execute("insert into t_neg select id, email from t_neg_other")
+    return key
+
+
+NEGATED = [
+    ("not (decrypted_email = 'a')", "under NOT"),
+    ("not decrypted_email = %s", "under NOT"),
+    ("id = 1 or not (id > 0 and decrypted_email = %s)", "under NOT"),
+    ("(decrypted_email = %s) is not true", "under IS NOT TRUE"),
+    ("(decrypted_email = 'a') is false", "under IS FALSE"),
+    ("(decrypted_email = 'a') is unknown", "under IS UNKNOWN"),
+    ("case when decrypted_email = %s then false else true end", "inside CASE"),
+    ("coalesce(decrypted_email = 'a', true)", "inside COALESCE"),
+    ("(decrypted_email = 'a') = false", "as an operand of ="),
+]
+
+
+@pytest.mark.parametrize(("condition", "construct"), NEGATED)
+def test_a_search_where_not_matching_would_match_is_refused(
+    conn: psycopg.Connection[Any],
+    undecryptable: str,
+    condition: str,
+    construct: str,
+) -> None:
+    """`NOT (decrypted_email = 'a')` rewritten into `NOT (email = <ciphertext>)`
+    would return row 3, which does not decrypt at all: refused, naming where."""
+    sql = f"select id from decrypted_t_neg where {condition}"
+    params = ["a"] if "%s" in condition else []
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql, params)
+    message = caught.value.diag.message_primary or ""
+    assert message.startswith(
+        f"pgsodium-proxy cannot evaluate a comparison of decrypted_email {construct} "
+        "in WHERE"
+    )
+    assert caught.value.diag.statement_position is not None
+    assert conn.execute(
+        "select id from decrypted_t_neg where decrypted_email = %s or id = 3 "
+        "order by id",
+        ["a"],
+    ).fetchall() == [(1,), (3,)]
+
+
+TABLE_DECRYPT = (
+    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(email, 'base64'), "
+    "convert_to('', 'utf8'), %s::uuid), 'utf8')"
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "construct"),
+    [
+        ("delete from t_neg where not ({d} = 'a')", "under NOT"),
+        ("delete from t_neg where ({d} = %s) is not true", "under IS NOT TRUE"),
+        (
+            "update t_neg set id = -id where case when {d} = 'a' then false "
+            "else true end",
+            "inside CASE",
+        ),
+        ("select id from t_neg where not {d} = 'a'", "under NOT"),
+        (
+            "select id from t_neg where id in (select id from t_neg where {d} = 'a')",
+            "in a subquery",
+        ),
+    ],
+)
+def test_a_table_search_where_not_matching_would_match_is_refused(
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    undecryptable: str,
+    template: str,
+    construct: str,
+) -> None:
+    """The same for `decrypt(c, ad, key) = v` on the table: the DELETE would
+    remove row 3, which does not decrypt. Refused, nothing changed."""
+    before = direct.execute("select * from t_neg order by id").fetchall()
+    sql = template.format(d=TABLE_DECRYPT)
+    params = [undecryptable] * sql.count("%s::uuid")
+    if "= %s)" in sql:
+        params.append("a")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql, params)
+    assert (caught.value.diag.message_primary or "").startswith(
+        "pgsodium-proxy cannot evaluate a comparison of "
+        f"pgsodium.crypto_aead_det_decrypt() {construct} in WHERE"
+    )
+    assert direct.execute("select * from t_neg order by id").fetchall() == before
+    # As a condition of WHERE it is still a search.
+    conn.execute(
+        f"update t_neg set id = 10 where {TABLE_DECRYPT} = 'a' or id = 2",
+        [undecryptable],
+    )
+    assert sorted(r[0] for r in direct.execute("select id from t_neg")) == [
+        3,
+        4,
+        10,
+        10,
+    ]
 
 
 def _restored_rows(proxy: RunningProxy, dbname: str) -> list[tuple[Any, ...]]:

@@ -142,6 +142,51 @@ def test_empty_secret_is_refused(conn: psycopg.Connection[Any]) -> None:
     assert conn.execute("select count(*) from vault.secrets").fetchone() == before
 
 
+@pytest.mark.parametrize("secret", ["null", "%s", "null::text", "%s::text"])
+def test_a_null_secret_is_refused_by_vault_secrets_not_null(
+    conn: psycopg.Connection[Any], secret: str
+) -> None:
+    """Vault 0.3's create_secret inserts the secret as given: NULL fails on
+    vault.secrets.secret NOT NULL (23502), and nothing is stored."""
+    before = conn.execute("select count(*) from vault.secrets").fetchone()
+    params = [None] if "%s" in secret else []
+    with pytest.raises(psycopg.errors.NotNullViolation) as caught:
+        conn.execute(f"select vault.create_secret({secret}, 'null-secret')", params)
+    assert caught.value.diag.message_primary == (
+        'null value in column "secret" of relation "secrets" violates not-null '
+        "constraint"
+    )
+    assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("secret", ["null", "%s", "null::text", "%s::text"])
+def test_update_secret_with_a_null_secret_keeps_the_old_one(
+    conn: psycopg.Connection[Any], secret: str
+) -> None:
+    """Vault 0.3's update_secret keeps the secret (and its nonce) when
+    new_secret is NULL, and still applies the other changes."""
+    row = conn.execute("select vault.create_secret('kept secret')").fetchone()
+    assert row is not None
+    secret_id = row[0]
+    before = conn.execute(
+        "select secret, nonce from vault.secrets where id = %s", [secret_id]
+    ).fetchone()
+    params = [secret_id, None] if "%s" in secret else [secret_id]
+    conn.execute(
+        f"select vault.update_secret(%s, {secret}, new_description => 'changed')",
+        params,
+    )
+    assert conn.execute(
+        "select secret, nonce from vault.secrets where id = %s", [secret_id]
+    ).fetchone() == before
+    assert conn.execute(
+        "select decrypted_secret, description from vault.decrypted_secrets "
+        "where id = %s",
+        [secret_id],
+    ).fetchone() == ("kept secret", "changed")
+
+
 def test_a_prepared_vault_call_draws_a_new_id_and_nonce_each_time(
     conn: psycopg.Connection[Any],
 ) -> None:

@@ -43,7 +43,8 @@ def test_insert_values_with_literal_and_parameter() -> None:
 
 def test_bytea_with_key_column_and_nonce() -> None:
     assert run("insert into t (raw, k, n) values ($1, $2, $3)") == (
-        "insert into t (raw, k, n) values (CASE WHEN ($1) IS NULL THEN NULL ELSE "
+        "insert into t (raw, k, n) values (CASE WHEN ($1) IS NULL THEN NULL "
+        "WHEN (($2)::uuid) IS NULL THEN NULL ELSE "
         "pgsodium.crypto_aead_det_encrypt(($1)::bytea, "
         "convert_to(('')::text, 'utf8'), ($2)::uuid, ($3)::bytea) END, $2, $3)"
     )
@@ -295,9 +296,10 @@ def test_search_through_a_view_compares_ciphertexts() -> None:
     sql = "select id from decrypted_s d where d.decrypted_email = $1 and id > 0"
     out = rewrite(sql, tce.parse(sql), {'"decrypted_s"': SEARCHABLE})
     assert out.endswith(
-        ' d where "d"."email" = encode(pgsodium.crypto_aead_det_encrypt(convert_to(($1)'
+        ' d where "d"."email" = CASE WHEN ($1) IS NULL THEN NULL ELSE '
+        "encode(pgsodium.crypto_aead_det_encrypt(convert_to(($1)"
         "::text, 'utf8'), convert_to(('')::text, 'utf8'), "
-        f"'{KEY}'::uuid, NULL::bytea), 'base64') and id > 0"
+        f"'{KEY}'::uuid, NULL::bytea), 'base64') END and id > 0"
     )
     # With associated data the ciphertext depends on the row: left (and refused).
     sql = "select id from decrypted_t where decrypted_secret = 'x'"
@@ -314,3 +316,93 @@ def test_search_leaves_strings_in_parts_and_casts_alone() -> None:
         "select id from decrypted_s where (select 1 where decrypted_email = 'a') = 1",
     ]:
         assert "decrypted_email = 'a'" in rewrite(sql, tce.parse(sql), relations)
+
+
+def test_search_for_null_compares_the_stored_column_with_null() -> None:
+    """`decrypted_c = NULL` is NULL for every row, whatever its key, associated
+    data and nonce: the stored column is compared with NULL."""
+    for sql, expected in [
+        (
+            "select id from decrypted_s where decrypted_email = null",
+            'select id from decrypted_s where "email" = null',
+        ),
+        (
+            "select id from decrypted_t t where null::bytea = t.decrypted_raw",
+            'select id from decrypted_t t where null::bytea = "t"."raw"',
+        ),
+        (
+            "select id from decrypted_t where decrypted_secret = NULL and id = 1",
+            'select id from decrypted_t where "secret" = NULL and id = 1',
+        ),
+        (  # NULL under NOT too: PostgreSQL folds `x = NULL` to NULL anywhere
+            "select id from decrypted_s where not (decrypted_email = null)",
+            'select id from decrypted_s where not ("email" = null)',
+        ),
+    ]:
+        relations = {'"decrypted_s"': SEARCHABLE, **RELATIONS}
+        out = rewrite(sql, tce.parse(sql), relations)
+        assert out.split(" where ", 1)[1] == expected.split(" where ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("condition", "construct"),
+    [
+        ("not (decrypted_email = 'a')", "under NOT"),
+        ("not decrypted_email = $1 and id = 1", "under NOT"),
+        ("id = 1 or not (id = 2 and decrypted_email = 'a')", "under NOT"),
+        ("(decrypted_email = 'a') is not true", "under IS NOT TRUE"),
+        ("(decrypted_email = 'a') is true", "under IS TRUE"),
+        ("(decrypted_email = 'a') is unknown", "under IS UNKNOWN"),
+        ("case when decrypted_email = 'a' then false else true end", "inside CASE"),
+        ("coalesce(decrypted_email = 'a', true)", "inside COALESCE"),
+        ("bool_not(decrypted_email = 'a')", "as an argument of bool_not()"),
+        ("(decrypted_email = 'a') = false", "as an operand of ="),
+    ],
+)
+def test_search_only_as_a_condition_of_where(condition: str, construct: str) -> None:
+    """Under NOT (or anything but AND/OR) a row that does not decrypt would match:
+    refused, naming the construct, at the decrypted column."""
+    sql = f"select id from decrypted_s where {condition}"
+    with pytest.raises(RewriteError) as info:
+        rewrite(sql, tce.parse(sql), {'"decrypted_s"': SEARCHABLE})
+    assert info.value.sqlstate == "0A000"
+    assert info.value.message.startswith(
+        f"pgsodium-proxy cannot evaluate a comparison of decrypted_email {construct} "
+        "in WHERE"
+    )
+    assert info.value.position == sql.index("decrypted_email =") + 1
+    assert "'a'" not in info.value.message
+
+
+def test_search_through_and_or_is_rewritten() -> None:
+    sql = (
+        "select id from decrypted_s where (id = 1 or decrypted_email = 'a') "
+        "and (decrypted_email = $1 or id = 2)"
+    )
+    out = rewrite(sql, tce.parse(sql), {'"decrypted_s"': SEARCHABLE})
+    assert "decrypted_email" not in out.split(" where ", 1)[1]
+    assert out.count("pgsodium.crypto_aead_det_encrypt(") == 2
+
+
+def test_insert_without_a_column_list_may_leave_trailing_columns_out() -> None:
+    """PostgreSQL gives VALUES without a column list to the first columns (a
+    generated column last takes its expression)."""
+    generated = tce.Relation(
+        "table",
+        '"public"."g"',
+        "public.decrypted_g",
+        (
+            tce.Column("id", "integer"),
+            tce.Column(
+                "secret", "text", encrypted=True, key_id=KEY, associated=("id",)
+            ),
+            tce.Column("doubled", "integer", generated=True),
+        ),
+    )
+    relations = {'"g"': generated}
+    sql = "insert into g values ($1, $2)"
+    assert rewrite(sql, tce.parse(sql), relations).startswith(
+        "insert into g values ($1, CASE WHEN ($2) IS NULL THEN NULL ELSE encode("
+    )
+    sql = "insert into g values (1)"
+    assert rewrite(sql, tce.parse(sql), relations) == sql

@@ -36,6 +36,31 @@ def test_update_secret_without_a_new_secret_keeps_the_old_one() -> None:
     )
 
 
+def test_a_null_secret_is_passed_on_as_null_never_encrypted() -> None:
+    """Vault stores the secret as given: NULL reaches vault.secrets (NOT NULL:
+    23502 for create_secret; update_secret keeps the old one). A parameter may
+    be NULL: the proxy folds the CASE with its value."""
+    assert run("select vault.create_secret(null::text)") == (
+        "select vault._proxy_create_secret(<id>::uuid, NULL::text, <nonce>, "
+        "NULL::text, ''::text, NULL::uuid) AS create_secret"
+    )
+    assert run("select vault.create_secret($1)") == (
+        "select vault._proxy_create_secret(<id>::uuid, CASE WHEN ($1) IS NULL "
+        "THEN NULL ELSE encode(pgsodium.crypto_aead_det_encrypt(convert_to(($1)"
+        "::text, 'utf8'), convert_to(<id>, 'utf8'), 0::bigint, 'pgsodium'::bytea, "
+        "<nonce>), 'base64') END, <nonce>, NULL::text, ''::text, NULL::uuid) "
+        "AS create_secret"
+    )
+    assert run("select vault.update_secret($1, NULL::text)") == (
+        "select vault._proxy_update_secret(($1)::uuid, NULL::text, NULL::bytea, "
+        "NULL::text, NULL::text, NULL::uuid) AS update_secret"
+    )
+    assert run("select vault.update_secret($1, $2)").startswith(
+        "select vault._proxy_update_secret(($1)::uuid, CASE WHEN ($2) IS NULL THEN "
+        "NULL ELSE encode(pgsodium.crypto_aead_det_encrypt(convert_to(($2)::text"
+    )
+
+
 _CREATE = (
     "vault._proxy_create_secret(<id>::uuid, <ciphertext>, <nonce>, NULL::text, "
     "''::text, NULL::uuid)"
