@@ -52,6 +52,13 @@ _DDL = re.compile(
     rb"(?:create|alter|drop|do|security\s+label)(?![\w$])|update_mask",
     re.IGNORECASE | re.DOTALL,
 )
+# What each name resolves to now (names the proxy keeps, written unqualified).
+_RESOLVE = (
+    "SELECT x.n, ns.nspname::text, c.relname::text "
+    "FROM pg_catalog.unnest($1::text[]) AS x(n) "
+    "JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.n) "
+    "JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
+)
 # A Unicode-escaped identifier (U&"…") may name a labelled table in other letters.
 _ESCAPED_NAME = re.compile(rb'u&"', re.IGNORECASE)
 
@@ -91,6 +98,18 @@ class Tce:
             return False  # no labels on a walsender: its upstream guard still holds
         body = frame.body
         return self.stale() or self._maybe(body)
+
+    def _watched(self, name: str) -> bool:
+        """Whether a relation name is one the session keeps (a labelled table's,
+        its view's, a partition's, a view over one, a view over computed values)."""
+        encoded = name.encode("utf-8")
+        return (
+            self.pattern is not None and self.pattern.fullmatch(encoded) is not None
+        ) or (
+            self.views is not None
+            and self.views.pattern is not None
+            and self.views.pattern.fullmatch(encoded) is not None
+        )
 
     def _maybe(self, body: bytes) -> bool:
         """Whether a statement may involve TCE or Vault (the cheap check)."""
@@ -168,20 +187,53 @@ class Tce:
                 "(its labels are read before the message runs): send the label as "
                 "a Query of its own",
             )
+        # SECURITY: names are resolved before the message runs; a statement of it
+        # that changes their resolution first would send a write of a labelled
+        # table (or of one named as it is) up without its encryption.
+        renamed = tce.renamed_then_named(sql, statements, self._watched)
+        if renamed is not None:
+            raise RewriteError(
+                SQLSTATE.FEATURE_NOT_SUPPORTED,
+                f"pgsodium-proxy cannot evaluate a statement naming {renamed} after "
+                "a statement that may change what names resolve to (SET "
+                "search_path, DDL, ...) in the same Query message: send it as a "
+                "Query of its own",
+            )
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)
         if names and (
             looked_up or self.mentions_tce(body) or _ESCAPED_NAME.search(body)
         ):
+            bare = {
+                text: name
+                for text, name in tce.unqualified(statements).items()
+                if self._watched(name)
+            }
             rows = await self.session.internal(
                 (
                     "SELECT name, rules::text FROM pgsodium._proxy_tce_rules($1)",
                     [_text_array(names)],
-                )
+                ),
+                (_RESOLVE, [_text_array(list(bare))]),
             )
             for name, rules in rows[0]:
                 assert name is not None and rules is not None
                 relations[name] = tce.Relation.from_json(json.loads(rules))
+            # Each name as it resolves now, written into the statement: it then
+            # reaches the relation its labels are for, whatever search_path is
+            # when it runs (a prepared statement, later).
+            resolved = {
+                row[0]: (row[1], row[2])
+                for row in rows[1]
+                if row[0] is not None and row[1] is not None and row[2] is not None
+            }
+            if resolved:
+                sql, renames = tce.qualify(sql, statements, resolved)
+                if renames:
+                    statements = tce.parse(sql)
+                    for new, old in renames.items():
+                        if old in relations:
+                            relations[new] = relations[old]
         if not (
             relations
             or tce.has_security_label(statements)

@@ -29,7 +29,7 @@ Pure: no I/O; the caller looks the rules up upstream (`Relation`).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,6 +300,105 @@ def labelled_then_named(statements: Sequence[ast.RawStmt]) -> str | None:
             elif stmt.objtype == ObjectType.OBJECT_TABLE and parts:
                 labelled.add(parts[-1])
     return None
+
+
+# Statements after which a relation name may resolve to another relation: the
+# proxy looks names up before a message runs, so a later statement of the same
+# message naming a labelled table (or one of the same name) is refused.
+_KEEPS_NAMES = (
+    ast.TransactionStmt,
+    ast.SelectStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.MergeStmt,
+    ast.CopyStmt,
+    ast.DeclareCursorStmt,
+    ast.FetchStmt,
+    ast.ClosePortalStmt,
+    ast.ExplainStmt,
+    ast.VariableShowStmt,
+    ast.NotifyStmt,
+    ast.ListenStmt,
+    ast.UnlistenStmt,
+    ast.LockStmt,
+    ast.VacuumStmt,
+    ast.CheckPointStmt,
+)
+_RESOLVING_SETTINGS = frozenset({"search_path", "role", "session_authorization"})
+
+
+def _may_change_names(raw: ast.RawStmt, sql: str) -> bool:
+    stmt = raw.stmt
+    if isinstance(stmt, ast.VariableSetStmt):
+        return stmt.name is None or stmt.name.lower() in _RESOLVING_SETTINGS
+    if not isinstance(stmt, _KEEPS_NAMES):
+        return True  # DDL, DO, CALL, DISCARD, ...: anything may be renamed or made
+    end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
+    return "set_config" in sql[raw.stmt_location : end].lower()
+
+
+def renamed_then_named(
+    sql: str, statements: Sequence[ast.RawStmt], watched: Callable[[str], bool]
+) -> str | None:
+    """A relation name that `watched` accepts (a labelled table's, its view's, or
+    one the proxy keeps) named after a statement of the same message that may
+    change what names resolve to (SET search_path, DDL, ...)."""
+    changed = False
+    for raw in statements:
+        if changed:
+            visitor = _RangeVars()
+            visitor(raw.stmt)
+            for rv in visitor.found:
+                if watched(rv.relname):
+                    return str(rv.relname)
+        changed = changed or _may_change_names(raw, sql)
+    return None
+
+
+def unqualified(statements: Sequence[ast.RawStmt]) -> dict[str, str]:
+    """Each relation name written without a schema: its text for to_regclass, and
+    the name itself."""
+    found: dict[str, str] = {}
+    for raw in statements:
+        visitor = _RangeVars()
+        visitor(raw.stmt)
+        for rv in visitor.found:
+            if rv.schemaname is None and rv.catalogname is None:
+                found[range_var_name(rv)] = rv.relname
+    return found
+
+
+def qualify(
+    sql: str,
+    statements: Sequence[ast.RawStmt],
+    resolved: dict[str, tuple[str, str]],
+) -> tuple[str, dict[str, str]]:
+    """`sql` with each unqualified relation name in `resolved` (name -> schema,
+    relation) written schema-qualified, as it resolves now: the statement then
+    reaches the relation whose labels it was rewritten for, whatever the
+    search_path is when it runs (a prepared statement later). Also each new
+    name's old one."""
+    toks = sqltext.tokens(sql)
+    replacements: list[tuple[int, int, str]] = []
+    renamed: dict[str, str] = {}
+    for raw in statements:
+        visitor = _RangeVars()
+        visitor(raw.stmt)
+        for rv in visitor.found:
+            if rv.schemaname is not None or rv.catalogname is not None:
+                continue
+            name = range_var_name(rv)
+            target = resolved.get(name)
+            token = next((t for t in toks if t.start == rv.location), None)
+            if target is None or token is None:
+                continue
+            qualified = _qualified(target)
+            replacements.append((token.start, token.end, qualified))
+            renamed[qualified] = name
+    if not replacements:
+        return sql, renamed
+    return sqltext.splice(sql, replacements), renamed
 
 
 def has_security_label(statements: Sequence[ast.RawStmt]) -> bool:

@@ -1069,7 +1069,8 @@ def test_plaintext_of_writes_never_reaches_the_database(
         "select decrypted_secret, decrypted_blob from decrypted_t_w where id = 6"
     ).fetchone() == (marker + "u", marker.encode())
     log = (proxy.upstream.datadir / "server.log").read_text(errors="replace")
-    assert "insert into t_w (id, secret, blob) values (6, " in log  # it is logged
+    # It is logged, its table named as it resolved when the proxy rewrote it.
+    assert 'insert into "public"."t_w" (id, secret, blob) values (6, ' in log
     assert marker not in log
     assert marker.encode().hex() not in log
 
@@ -1796,3 +1797,49 @@ def test_writes_through_a_users_view_over_a_labelled_table_are_refused(
     )
     conn.execute("delete from v_over_t_w where id = 1")
     assert conn.execute("select count(*) from t_w where id = 1").fetchone() == (0,)
+
+
+def test_names_resolve_once_for_the_labels_they_were_rewritten_for(
+    proxy: RunningProxy, db: str, direct: psycopg.Connection[Any]
+) -> None:
+    """A table's name is resolved before its statement runs: a statement of the
+    same message that may change the resolution first (SET search_path, DDL) makes
+    a later one naming a kept name refused; a prepared statement reaches the table
+    its name resolved to when it was parsed, whatever search_path says later."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key, other = new_key(conn), new_key(conn)
+        for schema, k in (("s_one", key), ("s_two", other)):
+            conn.execute(f"drop schema if exists {schema} cascade")
+            conn.execute(f"create schema {schema}")
+            conn.execute(f"create table {schema}.t_sp (id int, secret text)")
+            conn.execute(
+                f"security label for pgsodium on column {schema}.t_sp.secret "
+                f"is 'ENCRYPT WITH KEY ID {k}'"
+            )
+        conn.execute("drop schema if exists s_plain cascade")
+        conn.execute("create schema s_plain")
+        conn.execute("create table s_plain.t_sp (id int, secret text)")
+        conn.execute("set search_path = s_plain, public")
+        for script in [
+            "set search_path = s_one, public; insert into t_sp values (1, 'SpPlainOne')",
+            "alter table s_plain.t_sp rename to t_gone; "
+            "insert into t_sp values (1, 'SpPlainTwo')",
+        ]:
+            with pytest.raises(
+                psycopg.errors.FeatureNotSupported, match="names resolve to"
+            ):
+                conn.execute(script.encode())  # one simple Query message
+        conn.execute("set search_path = s_one, public")
+        sql = "insert into t_sp (id, secret) values (%s, %s)"
+        conn.execute(sql, [2, "SpPreparedOne"], prepare=True)
+        conn.execute("set search_path = s_two, public")
+        conn.execute(sql, [3, "SpPreparedTwo"], prepare=True)  # still s_one.t_sp
+        conn.execute("set search_path = s_one, public")
+        assert conn.execute(
+            "select id, decrypted_secret from decrypted_t_sp order by id"
+        ).fetchall() == [(2, "SpPreparedOne"), (3, "SpPreparedTwo")]
+    assert direct.execute("select count(*) from s_two.t_sp").fetchone() == (0,)
+    assert direct.execute("select count(*) from s_plain.t_sp").fetchone() == (0,)
+    log = server_log(proxy)
+    for plain in ("SpPlainOne", "SpPlainTwo", "SpPreparedOne", "SpPreparedTwo"):
+        assert plain not in log
