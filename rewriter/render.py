@@ -30,8 +30,11 @@ def deferred_alias(marker: str, index: int, part: str) -> str:
 def deferred_inputs(marker: str, index: int, qualifier: str) -> str:
     """The inputs of decrypted_raw_key, as pgsodium's view computes it."""
     q = sqltext.quote_ident(qualifier)
+    # SECURITY: the proxy computes decrypted_raw_key; the reference makes the
+    # database check SELECT on it, and folds away unevaluated.
+    checked = f"CASE WHEN false THEN {q}.decrypted_raw_key END"
     parts = [
-        (f"{q}.raw_key", "a"),
+        (f"COALESCE({q}.raw_key, {checked})", "a"),
         (f"convert_to({q}.id::text || {q}.associated_data, 'utf8')", "b"),
         (
             f"CASE WHEN {q}.raw_key IS NOT NULL AND {q}.parent_key IS NOT NULL "

@@ -117,10 +117,23 @@ def _changed(relation: Relation, names: list[str]) -> tuple[bool, list[Column]]:
     return touched, stale
 
 
-def decrypted_expression(column: Column) -> str:
-    """pgsodium's decrypted_<c> column of the generated view."""
+def privilege_reference(qualifier: str, column: str) -> str:
+    """A reference to a column that PostgreSQL's privilege check sees and its
+    planner drops unevaluated (CASE WHEN false folds to NULL): the proxy computes
+    the column itself, and SELECT on it must be checked as if the database did."""
+    q = sqltext.quote_ident
+    return f"CASE WHEN false THEN {q(qualifier)}.{q(column)} END"
+
+
+def decrypted_expression(column: Column, guard: str | None = None) -> str:
+    """pgsodium's decrypted_<c> column of the generated view; `guard`: the alias
+    of the view, whose decrypted_<c> the client's role must be allowed to read."""
     q = sqltext.quote_ident
     col = q(column.name)
+    tested = col
+    if guard is not None:
+        reference = privilege_reference(guard, "decrypted_" + column.name)
+        tested = f"COALESCE({col}, {reference})"
     key = q(column.key_column) if column.key_column else f"'{column.key_id}'"
     ad = " || ".join(f"{q(a)}::text" for a in column.associated) or "''"
     nonce = q(column.nonce) if column.nonce else "NULL"
@@ -136,7 +149,7 @@ def decrypted_expression(column: Column) -> str:
             f"convert_to(({ad})::text, 'utf8'), {key}::uuid, {nonce})"
         )
     return (
-        f"CASE WHEN {col} IS NULL THEN NULL ELSE CASE WHEN {key} IS NULL THEN NULL "
+        f"CASE WHEN {tested} IS NULL THEN NULL ELSE CASE WHEN {key} IS NULL THEN NULL "
         f"ELSE {inner} END END AS {q('decrypted_' + column.name)}"
     )
 
@@ -219,7 +232,7 @@ class _Statement:
         for column in relation.columns:
             items.append(sqltext.quote_ident(column.name))
             if column.encrypted:
-                items.append(decrypted_expression(column))
+                items.append(decrypted_expression(column, _VIEW_ALIAS))
         text = f"(SELECT {', '.join(items)} FROM {self.sql[start:end]} {_VIEW_ALIAS})"
         if rv.alias is None:
             text += " AS " + sqltext.quote_ident(rv.relname)

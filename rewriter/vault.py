@@ -31,9 +31,12 @@ from .tce import is_null
 _NONCE_BYTES = 16
 _CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
 _UPDATE = ("secret_id", "new_secret", "new_name", "new_description", "new_key_id")
+# The CASE WHEN false makes the database check SELECT on decrypted_secret (the
+# proxy computes it) and folds away unevaluated.
 _VIEW_COLUMNS = (
     "id, name, description, secret, "
-    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(secret, 'base64'), "
+    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(COALESCE(secret, CASE WHEN "
+    "false THEN _pgsp_vault.decrypted_secret END), 'base64'), "
     "convert_to(id::text, 'utf8'), 0::bigint, 'pgsodium'::bytea, nonce), 'utf8') "
     "AS decrypted_secret, key_id, nonce, created_at, updated_at"
 )

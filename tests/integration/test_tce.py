@@ -1843,3 +1843,40 @@ def test_names_resolve_once_for_the_labels_they_were_rewritten_for(
     log = server_log(proxy)
     for plain in ("SpPlainOne", "SpPlainTwo", "SpPreparedOne", "SpPreparedTwo"):
         assert plain not in log
+
+
+def test_column_privileges_of_computed_columns_hold_through_the_proxy(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str, db: str
+) -> None:
+    """The proxy computes decrypted_<col> and decrypted_raw_key, but SELECT on
+    them is still the database's to check: a role granted the other columns only
+    gets PostgreSQL's 42501, directly and a query level down."""
+    conn.execute("drop role if exists tce_cols")
+    conn.execute("create role tce_cols login")
+    conn.execute("grant pgsodium_keyiduser to tce_cols")
+    conn.execute(
+        "grant select (id, secret, blob, decrypted_blob, note) on decrypted_t_w to tce_cols"
+    )
+    columns = ", ".join(c for c in (
+        "id", "status", "created", "expires", "key_type", "key_id", "key_context",
+        "name", "associated_data", "raw_key", "raw_key_nonce", "parent_key", "comment",
+    ))  # fmt: skip
+    conn.execute(f"grant select ({columns}) on pgsodium.decrypted_key to tce_cols")
+    try:
+        with psycopg.connect(
+            proxy.dsn(user="tce_cols", dbname=db), autocommit=True
+        ) as c:
+            assert c.execute(
+                "select decrypted_blob from decrypted_t_w where id = 1"
+            ).fetchone() == (b"one",)
+            for sql in [
+                "select decrypted_secret from decrypted_t_w",
+                "with d as (select * from decrypted_t_w) select decrypted_secret from d",
+                "select decrypted_raw_key from pgsodium.decrypted_key",
+            ]:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    c.execute(sql)
+    finally:
+        conn.execute("revoke all on decrypted_t_w from tce_cols")
+        conn.execute("revoke all on pgsodium.decrypted_key from tce_cols")
+        conn.execute("drop role tce_cols")
