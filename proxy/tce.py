@@ -159,14 +159,36 @@ class Tce:
             self.loaded_at = None  # what is labelled may change: re-read next time
         if self.views is not None and self.views.mentioned(body):
             expanded = await self.views.expand(frame, sql)
+            refusal: RewriteError | None = None
             if expanded is not None:
                 try:
                     text = await self._rewrite(frame, expanded, looked_up=True)
                     await self.views.check(frame, text)
                     return text
-                except RewriteError:
-                    pass  # the database reads the views as they stand
+                except RewriteError as exc:
+                    refusal = exc  # the database may read the views as they stand
+            # SECURITY: not with a value in the statement, which a condition on a
+            # computed column of the view would take upstream (a search term).
+            statements = tce.data_statements(tce.parse(sql))
+            if tce.has_values(statements) and tce.named(
+                statements, self._view_watched
+            ):
+                raise refusal or RewriteError(
+                    SQLSTATE.FEATURE_NOT_SUPPORTED,
+                    "pgsodium-proxy cannot evaluate a statement with literals or "
+                    "parameters over a view of computed values that runs with its "
+                    "owner's privileges (make it security_invoker, or read the "
+                    "decrypting view itself)",
+                )
         return await self._rewrite(frame, sql)
+
+    def _view_watched(self, name: str) -> bool:
+        views = self.views
+        return (
+            views is not None
+            and views.pattern is not None
+            and views.pattern.fullmatch(name.encode("utf-8")) is not None
+        )
 
     async def _rewrite(self, frame: Frame, sql: str, looked_up: bool = False) -> str:
         """TCE and Vault turned into pgsodium calls. `looked_up`: the text holds

@@ -356,6 +356,54 @@ def renamed_then_named(
     return None
 
 
+class _Values(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_A_Const(self, ancestors: Any, node: ast.A_Const) -> None:
+        self.found = self.found or not node.isnull
+
+    def visit_ParamRef(self, ancestors: Any, node: ast.ParamRef) -> None:
+        self.found = True
+
+
+_DATA = (
+    ast.SelectStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.MergeStmt,
+    ast.CopyStmt,
+    ast.DeclareCursorStmt,
+    ast.ExplainStmt,
+)
+
+
+def data_statements(statements: Sequence[ast.RawStmt]) -> list[ast.RawStmt]:
+    """The statements that read or write rows (not definitions, which pass on as
+    written)."""
+    return [raw for raw in statements if isinstance(raw.stmt, _DATA)]
+
+
+def has_values(statements: Sequence[ast.RawStmt]) -> bool:
+    """Whether the statements hold a literal or a bind parameter (a value that a
+    condition upstream could compare with a computed one)."""
+    visitor = _Values()
+    for raw in statements:
+        visitor(raw.stmt)
+    return visitor.found
+
+
+def named(statements: Sequence[ast.RawStmt], watched: Callable[[str], bool]) -> bool:
+    """Whether the statements name a relation that `watched` accepts."""
+    for raw in statements:
+        visitor = _RangeVars()
+        visitor(raw.stmt)
+        if any(watched(rv.relname) for rv in visitor.found):
+            return True
+    return False
+
+
 def unqualified(statements: Sequence[ast.RawStmt]) -> dict[str, str]:
     """Each relation name written without a schema: its text for to_regclass, and
     the name itself."""

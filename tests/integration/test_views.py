@@ -176,18 +176,23 @@ def test_a_message_that_may_change_names_or_roles_leaves_views_to_the_database(
     conn: psycopg.Connection[Any],
 ) -> None:
     with pytest.raises(psycopg.errors.FeatureNotSupported, match=STUB):
+        conn.execute("select p from per_row -- search_path")
+    # With a value in it, not even to the database: a condition on a computed
+    # column would take it upstream (a search term in its log).
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="literals or"):
         conn.execute("select p from per_row where id = 1 -- search_path")
 
 
-def test_a_read_the_proxy_refuses_is_left_to_the_view_itself(
-    conn: psycopg.Connection[Any],
+def test_a_read_the_proxy_refuses_is_not_sent_with_its_values(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
 ) -> None:
-    """Expanded, `p` would be needed in WHERE: the proxy refuses that, so the
-    client's text goes upstream as written and the database reads the view, whose
-    pgsodium call refuses with the stub's 0A000. Reading only plain columns of
-    the view still works, in the view's own terms."""
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match=STUB):
-        conn.execute("select id from per_row where p = 'bob'")
+    """Expanded, `p` would be needed in WHERE: the proxy refuses that, and does
+    not send the client's text either, whose 'bob' would reach the database (its
+    log) before the view's stub refused. Reading only plain columns of the view
+    still works, in the view's own terms."""
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="pgsodium-proxy"):
+        conn.execute("select id from per_row where p = 'bob-the-search-term'")
+    assert "bob-the-search-term" not in server_log(proxy)
     assert conn.execute("select id from per_row where id > 2").fetchall() == [(3,)]
 
 
@@ -291,3 +296,23 @@ def test_a_server_side_cursor_reads_a_view_over_computed_values(
             cur.itersize = 2
             cur.execute("select * from per_row order by id")
             assert cur.fetchall() == list(PLAIN.items())
+
+
+def test_a_search_term_over_a_view_of_decrypted_values_never_reaches_the_database(
+    proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Through the reader's own view (expanded) and another owner's (left to the
+    database): a comparison with its decrypted column is refused, never sent."""
+    term = "search-term-never-sent"
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="pgsodium-proxy"):
+        conn.execute(f"select id from over_tce where decrypted_secret = '{term}1'")
+    with psycopg.connect(
+        proxy.dsn(user="view_reader", dbname=db), autocommit=True
+    ) as reader:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="literals or"):
+            reader.execute(
+                "select id from my_keys where decrypted_raw_key = %s",
+                [f"{term}2".encode()],
+            )
+    assert term not in server_log(proxy)
+    assert term.encode().hex() not in server_log(proxy)
