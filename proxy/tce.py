@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pglast import ast
 
-from rewriter import tce, vault
+from rewriter import sqltext, tce, vault
 from rewriter.errors import RewriteError
 from rewriter.tce_copy import CopyPlan, plan_copy
 from rewriter.tce_reencrypt import ReencryptPlan
@@ -59,6 +59,9 @@ _RESOLVE = (
     "JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.n) "
     "JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
 )
+# A `TABLE name` statement (rewritten as SELECT * FROM name when it may need us).
+_TABLE = re.compile(rb"(?:^|;)\s*table(?![\w$])", re.IGNORECASE)
+_PGSODIUM = re.compile(rb"pgsodium", re.IGNORECASE)
 # A Unicode-escaped identifier (U&"…") may name a labelled table in other letters.
 _ESCAPED_NAME = re.compile(rb'u&"', re.IGNORECASE)
 
@@ -151,6 +154,8 @@ class Tce:
         if self.session.replication:
             return sql
         body = frame.body
+        if _TABLE.search(body) and (self._maybe(body) or _PGSODIUM.search(body)):
+            sql = sqltext.table_as_select(sql)
         # SECURITY: the list must be fresh for this statement, whatever it says:
         # a stale one would let a write of a newly labelled table go up as it is.
         if self.stale():
@@ -170,7 +175,7 @@ class Tce:
             # SECURITY: not with a value in the statement, which a condition on a
             # computed column of the view would take upstream (a search term).
             statements = tce.data_statements(tce.parse(sql))
-            if tce.has_values(statements) and tce.named(
+            if tce.has_values(statements) and tce.read_from(
                 statements, self._view_watched
             ):
                 raise refusal or RewriteError(

@@ -300,3 +300,16 @@ def enclosing_close(toks: list[Token], first: int, last: int) -> list[int]:
             if toks[start].start < first and tok.start >= last:
                 found.append((start, index))
     return [close for _, close in sorted(found, reverse=True)]
+
+
+def table_as_select(sql: str) -> str:
+    """Each `TABLE name` statement written as the `SELECT * FROM name` it means, so
+    that a relation the proxy expands (a decrypting view) sits in a FROM clause."""
+    toks = tokens(sql)
+    replacements: list[tuple[int, int, str]] = []
+    starts = True
+    for tok in toks:
+        if starts and tok.name == "TABLE":
+            replacements.append((tok.start, tok.end, "SELECT * FROM"))
+        starts = tok.name == "ASCII_59"  # `;`
+    return splice(sql, replacements) if replacements else sql

@@ -394,12 +394,16 @@ def has_values(statements: Sequence[ast.RawStmt]) -> bool:
     return visitor.found
 
 
-def named(statements: Sequence[ast.RawStmt], watched: Callable[[str], bool]) -> bool:
-    """Whether the statements name a relation that `watched` accepts."""
+def read_from(
+    statements: Sequence[ast.RawStmt], watched: Callable[[str], bool]
+) -> bool:
+    """Whether the statements read a relation that `watched` accepts (a write's
+    own target does not count)."""
     for raw in statements:
         visitor = _RangeVars()
         visitor(raw.stmt)
-        if any(watched(rv.relname) for rv in visitor.found):
+        target = getattr(raw.stmt, "relation", None)
+        if any(watched(rv.relname) for rv in visitor.found if rv is not target):
             return True
     return False
 

@@ -228,12 +228,24 @@ class _Statement:
 
     def _expand(self, rv: ast.RangeVar, relation: Relation) -> None:
         start, end = self._name_span(rv.location)
+        name_start, name_end = start, end
+        # `ONLY view` and `view *` mean the view itself (a view has no children):
+        # the subquery takes their place too.
+        index = next(i for i, t in enumerate(self.toks) if t.start >= start)
+        if index > 0 and self.toks[index - 1].name == "ONLY":
+            start = self.toks[index - 1].start
+        after = next((t for t in self.toks if t.start >= end), None)
+        if after is not None and after.name == "ASCII_42":
+            end = after.end
         items: list[str] = []
         for column in relation.columns:
             items.append(sqltext.quote_ident(column.name))
             if column.encrypted:
                 items.append(decrypted_expression(column, _VIEW_ALIAS))
-        text = f"(SELECT {', '.join(items)} FROM {self.sql[start:end]} {_VIEW_ALIAS})"
+        text = (
+            f"(SELECT {', '.join(items)} FROM {self.sql[name_start:name_end]} "
+            f"{_VIEW_ALIAS})"
+        )
         if rv.alias is None:
             text += " AS " + sqltext.quote_ident(rv.relname)
         self.out.append((start, end, text))

@@ -181,10 +181,16 @@ def _refuse(what: str, location: int | None = None) -> RewriteError:
 def _expand(sql: str, toks: list[Token], rv: ast.RangeVar) -> tuple[int, int, str]:
     index = next(i for i, t in enumerate(toks) if t.start >= rv.location)
     end = toks[min(index + 2, len(toks) - 1)].end  # vault . decrypted_secrets
+    start = rv.location
+    # `ONLY view` and `view *` mean the view itself: the subquery replaces them.
+    if index > 0 and toks[index - 1].name == "ONLY":
+        start = toks[index - 1].start
+    if index + 3 < len(toks) and toks[index + 3].name == "ASCII_42":
+        end = toks[index + 3].end
     text = f"(SELECT {_VIEW_COLUMNS} FROM vault.decrypted_secrets _pgsp_vault)"
     if rv.alias is None:
         text += " AS decrypted_secrets"
-    return rv.location, end, text
+    return start, end, text
 
 
 def _arguments(

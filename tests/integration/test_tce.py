@@ -1880,3 +1880,22 @@ def test_column_privileges_of_computed_columns_hold_through_the_proxy(
         conn.execute("revoke all on decrypted_t_w from tce_cols")
         conn.execute("revoke all on pgsodium.decrypted_key from tce_cols")
         conn.execute("drop role tce_cols")
+
+
+def test_table_only_and_star_over_the_decrypting_views(
+    conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """`TABLE v`, `FROM ONLY v` and `FROM v *` read a view as `FROM v` does."""
+    expected = conn.execute(
+        "select id, decrypted_secret from decrypted_t_w order by id"
+    ).fetchall()
+    for sql in [
+        "select id, decrypted_secret from only decrypted_t_w order by id",
+        "select id, decrypted_secret from decrypted_t_w * order by id",
+    ]:
+        assert conn.execute(sql).fetchall() == expected
+    rows = conn.execute("table decrypted_t_w").fetchall()
+    assert sorted((r[0], r[2]) for r in rows) == expected
+    assert len(conn.execute("table pgsodium.decrypted_key").fetchall()) >= 1
+    conn.execute("table vault.decrypted_secrets")
+    conn.execute("select * from only vault.decrypted_secrets")
