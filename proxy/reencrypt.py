@@ -81,17 +81,17 @@ async def reencrypt(
 
 
 def _keys(plan: ReencryptPlan, rows: list[list[str | None]]) -> set[tuple[str, str]]:
-    """Every key the rows are decrypted or encrypted with (KEY ID or KEY COLUMN)."""
+    """Every key the rows are decrypted or encrypted with (KEY ID or KEY COLUMN):
+    those of the values _new_value re-encrypts only. A NULL value stays NULL
+    whatever its keys, as in pgsodium's trigger: it needs none, not even one that
+    does not exist (an INSERT of NULL with it stores NULL too)."""
     keys: set[tuple[str, str]] = set()
     for column in plan.columns:
-        if column.key_id is not None:
-            keys.add((column.key_id, _AEAD_DET))
-            continue
         for row in rows:
-            for index in (column.old_key, column.new_key):
-                value = row[index] if index is not None else None
-                if value is not None:
-                    keys.add((value, _AEAD_DET))
+            old_key = _at(row, column.old_key, column.key_id)
+            new_key = _at(row, column.new_key, column.key_id)
+            if row[column.value] is not None and None not in (old_key, new_key):
+                keys.update(((old_key, _AEAD_DET), (new_key, _AEAD_DET)))
     return keys
 
 

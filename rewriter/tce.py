@@ -61,7 +61,8 @@ _ROLE_LABEL = re.compile(
     rf"access +{_IDENT}\.{_IDENT}(?: *, *{_IDENT}\.{_IDENT})* *", re.IGNORECASE
 )
 _DO_TAG = "$pgsodium_proxy_label$"
-# Types whose text output the proxy reproduces exactly (associated data).
+# Types whose text output the proxy reproduces exactly (associated data), as
+# format_type names them without a type modifier.
 _AD_TYPES = {
     "text": "text",
     "character varying": "varchar",
@@ -71,6 +72,32 @@ _AD_TYPES = {
     "uuid": "uuid",
     "boolean": "bool",
 }
+_VARCHAR_LENGTH = re.compile(r"character varying\((\d+)\)")
+
+
+def associated_type(type_name: str) -> tuple[str, int | None] | None:
+    """A column's type (format_type's text) as associated data: the type without
+    its modifier and, for `varchar(n)`, n; None where the proxy cannot reproduce
+    its text form."""
+    varchar = _VARCHAR_LENGTH.fullmatch(type_name)
+    if varchar is not None:
+        return "character varying", int(varchar.group(1))
+    return (type_name, None) if type_name in _AD_TYPES else None
+
+
+def associated_text(value: str, type_name: str) -> str | None:
+    """SQL for the text that `value` (SQL text), written into a column of
+    `type_name`, contributes to the associated data: the stored value's `::text`.
+    Storing into `varchar(n)` cuts an over-long value's excess spaces (anything
+    else there fails the write): the first n characters, as the cast to it gives."""
+    found = associated_type(type_name)
+    if found is None:
+        return None
+    base, length = found
+    text = f"({value})::{_AD_TYPES[base]}::text"
+    if length is not None:
+        text = f"pg_catalog.substr({text}, 1, {length})"
+    return text
 
 
 def refuse(what: str, location: int | None = None) -> RewriteError:

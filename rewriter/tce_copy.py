@@ -30,7 +30,7 @@ from pglast import ast
 
 from . import builtins, types
 from .errors import RewriteError
-from .tce import Relation, refuse
+from .tce import Relation, associated_type, refuse
 
 # (message, associated data, nonce, key uuid) -> ciphertext.
 Encrypt = Callable[[bytes, bytes | None, bytes | None, str], bytes]
@@ -42,10 +42,6 @@ _BASE64 = frozenset(
 )
 _SHORTEST = 33  # bytes of the ciphertext of a one-byte value
 
-# Associated data: the text form of each column, as `col::text` gives it.
-_AD_TYPES = frozenset(
-    {"text", "character varying", "smallint", "integer", "bigint", "uuid", "boolean"}
-)
 # COPY's text-format escapes (CopyReadAttributesText).
 _ESCAPES = {
     ord("b"): 8,
@@ -64,7 +60,8 @@ class Field:
     name: str
     index: int
     type: str  # "text" or "bytea"
-    associated: tuple[tuple[int, str], ...]  # (position, type) of each AD column
+    # Each associated column: its position, type and (varchar(n)) length.
+    associated: tuple[tuple[int, str, int | None], ...]
     nonce: int | None
     key_id: str | None = None  # ENCRYPT WITH KEY ID: the key's uuid
     key_column: int | None = None  # ENCRYPT WITH KEY COLUMN: its position
@@ -145,9 +142,10 @@ def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
         associated = []
         for dep in column.associated:
             found = relation.column(dep)
-            if found is None or found.type not in _AD_TYPES:
+            ad_type = associated_type(found.type) if found is not None else None
+            if ad_type is None:
                 raise refuse(f"compute the associated data {dep} of {column.name}")
-            associated.append((position[dep], found.type))
+            associated.append((position[dep], *ad_type))
         fields.append(
             Field(
                 column.name,
@@ -330,11 +328,15 @@ class CopyRows:
         if not field.associated:
             return b""  # pgsodium's trigger: convert_to('', 'utf8')
         parts = []
-        for index, type_name in field.associated:
+        for index, type_name, length in field.associated:
             value = values[index]
             if value is None:
                 return None  # NULL || … is NULL
             text = types.utf8_text(value)
+            if length is not None:
+                # varchar(n)'s input cuts an over-long value's excess spaces (and
+                # fails the COPY on anything else there).
+                text = text[:length]
             parts.append(types.cast(types.text_in(type_name, text), type_name, "text"))
         return "".join(str(p) for p in parts).encode("utf-8")
 

@@ -27,7 +27,15 @@ from keystore.catalogue import FUNCTIONS
 
 from . import sqltext
 from .sqltext import Token
-from .tce import _AD_TYPES, Column, Relation, is_null, refuse, visible
+from .tce import (
+    Column,
+    Relation,
+    associated_text,
+    associated_type,
+    is_null,
+    refuse,
+    visible,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -220,13 +228,13 @@ def _column(
         old_parts, new_parts = [], []
         for name in column.associated:
             found = relation.column(name)
-            cast = _AD_TYPES.get(found.type if found else "")
-            if cast is None:
+            type_name = found.type if found else ""
+            if associated_type(type_name) is None:
                 raise refuse(f"compute the associated data {name} of {column.name}")
             old_parts.append(f"{ref}.{q(name)}::text")
             if name in row:
                 value = _new_value(row, name, column.name)
-                new_parts.append(f"({value})::{cast}::text")
+                new_parts.append(str(associated_text(value, type_name)))
             else:
                 new_parts.append(f"{ref}.{q(name)}::text")
         old_ad = items.add(_ad_bytes(old_parts))

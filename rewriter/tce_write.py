@@ -18,10 +18,11 @@ from pglast.visitors import Visitor
 from . import sqltext, vault
 from .sqltext import Token
 from .tce import (
-    _AD_TYPES,
     Column,
     Relation,
     _RangeVars,
+    associated_text,
+    associated_type,
     is_null,
     range_var_name,
     refuse,
@@ -464,10 +465,11 @@ class _Statement:
         ad_parts = []
         for a in column.associated:
             ad_type = relation.column(a)
-            cast = _AD_TYPES.get(ad_type.type if ad_type else "")
-            if cast is None:
+            type_name = ad_type.type if ad_type else ""
+            if associated_type(type_name) is None:
                 raise refuse(f"compute the associated data {a} of {name}")
-            ad_parts.append(f"({self._dependency(row, a, name)})::{cast}::text")
+            given = self._dependency(row, a, name)
+            ad_parts.append(str(associated_text(given, type_name)))
         ad = " || ".join(ad_parts) or "''"
         if column.type == "text":
             return (

@@ -99,11 +99,20 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
     finder(stmt)
     out: list[tuple[int, int, str]] = []
     target = getattr(stmt, "relation", None)
-    if any(rv is target for rv in finder.secrets) and _sets_secret(stmt):
+    written = _written(stmt) if any(rv is target for rv in finder.secrets) else None
+    if written == "secret":
         # SECURITY: its value would go up, and be stored, as the client wrote it.
         raise _refuse(
             "write vault.secrets.secret directly (use vault.create_secret or "
             "vault.update_secret, whose secret the proxy encrypts)"
+        )
+    if written is not None:
+        # A secret decrypts only with its row's own id (its associated data) and
+        # nonce: a new one of either leaves it undecryptable.
+        raise _refuse(
+            f"write vault.secrets.{written} directly: a secret decrypts only with "
+            "its own id and nonce (vault.create_secret draws both, "
+            "vault.update_secret a new nonce with each new secret)"
         )
     for rv in finder.views:
         if rv is target and isinstance(stmt, _WRITES):
@@ -122,16 +131,28 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
     return out
 
 
-def _sets_secret(stmt: Any) -> bool:
-    """Whether a write of vault.secrets gives its secret column a value. COPY is
-    left to the guard: a dump's COPY carries ciphertext (see the README)."""
+# The columns of vault.secrets that only Vault's functions write: the ciphertext,
+# and what it is bound to (the id is the associated data).
+_BOUND = ("secret", "id", "nonce")
+
+
+def _written(stmt: Any) -> str | None:
+    """Which of _BOUND a write of vault.secrets gives a value (the secret first),
+    or None. COPY is left to the guard: a dump's COPY carries each row's id, nonce
+    and ciphertext as they were stored (see the README)."""
     if isinstance(stmt, ast.MergeStmt):
-        return True
+        return "secret"
+    names: list[str] = []
     if isinstance(stmt, ast.InsertStmt):
-        return stmt.cols is None or any(c.name == "secret" for c in stmt.cols)
-    if isinstance(stmt, ast.UpdateStmt):
-        return any(t.name == "secret" for t in stmt.targetList or ())
-    return False
+        if stmt.cols is None:
+            return "secret"
+        names = [c.name for c in stmt.cols]
+        conflict = stmt.onConflictClause
+        if conflict is not None:
+            names += [t.name for t in conflict.targetList or ()]
+    elif isinstance(stmt, ast.UpdateStmt):
+        names = [t.name for t in stmt.targetList or ()]
+    return next((c for c in _BOUND if c in names), None)
 
 
 def _select_list_names(

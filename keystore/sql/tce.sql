@@ -628,13 +628,17 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_check_column(
   RETURNS void LANGUAGE plpgsql STABLE AS $check$
 DECLARE
   col_type text;
+  base_type text;
   generated "char";
 BEGIN
   IF column_name IS NULL THEN
     RETURN;
   END IF;
-  SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attgenerated
-    INTO col_type, generated
+  -- The type without its modifier decides (varchar(10) is varchar: its text is
+  -- the stored value's); the message names the column's type as it is declared.
+  SELECT pg_catalog.format_type(a.atttypid, a.atttypmod),
+         pg_catalog.format_type(a.atttypid, NULL), a.attgenerated
+    INTO col_type, base_type, generated
     FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = rel AND a.attname = column_name AND a.attnum > 0
      AND NOT a.attisdropped;
@@ -651,9 +655,10 @@ BEGIN
       HINT = 'Use a column the client writes, or drop its expression '
              '(ALTER TABLE ... ALTER COLUMN ... DROP EXPRESSION).';
   END IF;
-  IF NOT col_type = ANY (allowed) THEN
+  IF NOT base_type = ANY (allowed) THEN
     RAISE EXCEPTION USING ERRCODE = '0A000',
-      MESSAGE = pg_catalog.format('pgsodium-proxy does not support a %s of type %s',
+      MESSAGE = pg_catalog.format('pgsodium-proxy does not support %s %s of type %s',
+                                  CASE WHEN what ~ '^[aeiou]' THEN 'an' ELSE 'a' END,
                                   what, col_type);
   END IF;
 END

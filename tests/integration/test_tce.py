@@ -336,6 +336,72 @@ def test_an_encrypted_column_cannot_be_associated_data_of_another(
     ).fetchall() == [("email", None), ("ssn", "id")]
 
 
+def test_a_varchar_with_a_length_modifier_is_associated_data_of_every_write(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """`varchar(n)` associated data is the stored value's text, as for `varchar`:
+    INSERT, UPDATE, COPY and re-encryption store what pgsodium's trigger would,
+    the excess spaces PostgreSQL cuts off an over-long value included."""
+    key = new_key(conn)
+    fresh_table(
+        conn, "t_vcn", "id int primary key, v varchar(5), secret text, raw bytea"
+    )
+    for column in ("secret", "raw"):
+        conn.execute(
+            f"security label for pgsodium on column t_vcn.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id, v)'"
+        )
+    conn.execute(
+        "insert into t_vcn values (1, 'ab', 'one', 'r1'), (2, %s, %s, %s)",
+        ["\u00e9d" + " " * 6, "two", b"r2"],  # 8 characters, stored as 5
+    )
+    assert conn.execute("select v from t_vcn order by id").fetchall() == [
+        ("ab",),
+        ("\u00e9d   ",),
+    ]
+    stored = dict(conn.execute("select id, secret from t_vcn").fetchall())
+    assert decrypt_expected(conn, stored[1], "1ab", key, None) == "one"
+    assert decrypt_expected(conn, stored[2], "2\u00e9d   ", key, None) == "two"
+
+    conn.execute(
+        "update t_vcn set secret = %s, id = 1, v = 'ef      ' where id = 1", ["uno"]
+    )
+    conn.execute("update t_vcn set v = 'gh    ' where id = 2")  # re-encrypts both
+    with conn.cursor().copy("copy t_vcn from stdin") as copy:
+        copy.write_row([3, "ij      ", "three", b"r3"])
+    rows = [
+        (1, "ef   ", "uno", b"r1"),
+        (2, "gh   ", "two", b"r2"),
+        (3, "ij   ", "three", b"r3"),
+    ]
+    read = "select id, v, decrypted_secret, decrypted_raw from decrypted_t_vcn"
+    assert conn.execute(read + " order by id").fetchall() == rows
+    copied = conn.execute("select * from t_vcn order by id").fetchall()
+    conn.execute("delete from t_vcn")
+    conn.execute(
+        "insert into t_vcn values (1, 'ef   ', 'uno', 'r1'), "
+        "(2, 'gh   ', 'two', 'r2'), (3, 'ij   ', 'three', 'r3')"
+    )
+    assert conn.execute("select * from t_vcn order by id").fetchall() == copied
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):
+        conn.execute("insert into t_vcn values (4, 'toolong', 'four', 'r4')")
+
+
+def test_an_associated_column_of_another_type_is_refused_by_name(
+    conn: psycopg.Connection[Any],
+) -> None:
+    key = new_key(conn)
+    fresh_table(conn, "t_adtype", "id int, secret text, amount numeric(8, 2)")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(
+            "security label for pgsodium on column t_adtype.secret "
+            f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id, amount)'"
+        )
+    assert str(caught.value).startswith(
+        "pgsodium-proxy does not support an associated data column of type numeric(8,2)"
+    )
+
+
 GENERATED_COLUMNS = (
     "id int, secret text, "
     "g_id int generated always as (id * 2) stored, "

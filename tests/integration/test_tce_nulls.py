@@ -154,8 +154,13 @@ def test_re_keying_to_a_null_key_bound_stores_null(
     assert cur.statusmessage == "UPDATE 1"
     conn.execute("update cust set kid = null where id = 2")
     assert stored(direct) == [(1, None, None, None, None), (2, None, None, None, None)]
+    # Its values NULL, the row takes a key that does not exist, as an INSERT of
+    # NULL with it does; a value that needs the key gets P0002.
+    conn.execute("update cust set kid = %s where id = 1", [UNKNOWN_KEY])
+    assert stored(direct)[0] == (1, None, None, uuid.UUID(UNKNOWN_KEY), None)
+    conn.execute(INSERT, [3, "c", "s3", None, None, key])
     with pytest.raises(psycopg.errors.NoDataFound):
-        conn.execute("update cust set kid = %s where id = 1", [UNKNOWN_KEY])
+        conn.execute("update cust set kid = %s where id = 3", [UNKNOWN_KEY])
 
 
 async def test_asyncpg_binds_none_for_the_key_and_the_value(

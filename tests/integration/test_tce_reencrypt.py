@@ -9,6 +9,7 @@ failure anywhere changes nothing.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -528,6 +529,38 @@ def test_null_key_column(
     assert conn.execute(
         "select id, secret, decrypted_secret from decrypted_r_null order by id"
     ).fetchall() == [(1, None, None), (2, before[2][1], "two"), (3, None, None)]
+
+
+def test_a_null_value_needs_no_key_to_be_re_keyed(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
+) -> None:
+    """NULL stays NULL whatever its key, as in pgsodium's trigger: an UPDATE that
+    gives a NULL value's row a key that does not exist succeeds, as an INSERT of
+    NULL with that key does; a value that needs the key still gets P0002."""
+    key = new_key(conn)
+    unknown = "00000000-0000-4000-8000-0000000000ff"
+    labelled(
+        conn,
+        "r_nokey",
+        "id int primary key, secret text, k uuid, ctx text",
+        {"secret": "ENCRYPT WITH KEY COLUMN k ASSOCIATED (ctx)"},
+    )
+    conn.execute(
+        "insert into r_nokey values (1, null, %s, 'a'), (2, 'two', %s, 'b'), "
+        "(3, null, %s, 'c')",
+        [unknown, key, key],
+    )
+    before = stored(direct, "r_nokey")
+    conn.execute("update r_nokey set k = %s where id = 3", [unknown])
+    conn.execute("update r_nokey set ctx = 'z' where id in (1, 3)")
+    assert stored(direct, "r_nokey")[3] == (3, None, uuid.UUID(unknown), "z")
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute("update r_nokey set k = %s where id in (2, 3)", [unknown])
+    assert caught.value.sqlstate == "P0002"
+    assert stored(direct, "r_nokey")[2] == before[2]
+    assert conn.execute(
+        "select id, decrypted_secret, ctx from decrypted_r_nokey order by id"
+    ).fetchall() == [(1, None, "z"), (2, "two", "b"), (3, None, "z")]
 
 
 def test_the_role_needs_pgsodiums_grants_and_the_columns_privileges(

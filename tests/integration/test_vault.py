@@ -8,6 +8,7 @@ row's nonce), and the secret never reaches the database.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,6 +124,85 @@ def test_writes_of_vault_secrets_secret_are_refused(
     conn.execute("update vault.secrets set description = 'kept' where false")
 
 
+@pytest.mark.parametrize(
+    ("sql", "given"),
+    [
+        ("update vault.secrets set id = %s where id = %s", ("new", "id")),
+        (
+            "update vault.secrets set nonce = decode(%s, 'hex') where id = %s",
+            ("nonce", "id"),
+        ),
+        (
+            "update vault.secrets set (name, id) = (%s, %s) where id = %s",
+            ("name", "new", "id"),
+        ),
+        (
+            "update vault.secrets set name = %s where id = %s returning id",
+            ("name", "id"),
+        ),  # allowed
+        ("insert into vault.secrets (id, name) values (%s, %s)", ("new", "name")),
+        (
+            "insert into vault.secrets (name, nonce) values (%s, decode(%s, 'hex'))",
+            ("name", "nonce"),
+        ),
+        (
+            "insert into vault.secrets (name) values (%s) "
+            "on conflict (id) do update set nonce = decode(%s, 'hex')",
+            ("name", "nonce"),
+        ),
+    ],
+)
+def test_writes_of_vault_secrets_id_or_nonce_are_refused(
+    conn: psycopg.Connection[Any], sql: str, given: tuple[str, ...]
+) -> None:
+    """A secret decrypts only with its own id (the associated data) and nonce:
+    vault.create_secret draws both, vault.update_secret a new nonce with a new
+    secret. Written any other way through the proxy they are refused, and the
+    secret still decrypts; other columns are written as usual."""
+    secret_id = conn.execute("select vault.create_secret('kept')").fetchone()[0]
+    before = conn.execute("select * from vault.secrets order by id").fetchall()
+    named = {
+        "id": secret_id,
+        "new": uuid.uuid4(),
+        "nonce": "00" * 16,
+        "name": f"name-{uuid.uuid4()}",
+    }
+    values = [named.get(g, g) for g in given]
+    if "name = %s" in sql:
+        assert conn.execute(sql, values).fetchall() == [(secret_id,)]
+    else:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+            conn.execute(sql, values)
+        assert "vault.secrets" in str(caught.value)
+        assert conn.execute("select * from vault.secrets order by id").fetchall() == (
+            before
+        )
+    assert vault_decrypt(conn, secret_id) == "kept"
+    assert conn.execute(
+        "select decrypted_secret from vault.decrypted_secrets where id = %s",
+        [secret_id],
+    ).fetchone() == ("kept",)
+
+
+def test_copy_into_vault_secrets_passes_as_a_dump_restores_it(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    """A dump's COPY carries each row's id, nonce and ciphertext together: through
+    the proxy it restores rows that still decrypt."""
+    secret_id = conn.execute("select vault.create_secret('dumped')").fetchone()[0]
+    row = conn.execute(
+        "select id, name, description, secret, key_id, nonce from vault.secrets "
+        "where id = %s",
+        [secret_id],
+    ).fetchone()
+    conn.execute("delete from vault.secrets where id = %s", [secret_id])
+    with conn.cursor().copy(
+        "copy vault.secrets (id, name, description, secret, key_id, nonce) from stdin"
+    ) as copy:
+        copy.write_row(row)
+    assert vault_decrypt(conn, secret_id) == "dumped"
+
+
 def test_plaintext_past_the_proxy_is_rejected(
     proxy: RunningProxy, db: str, conn: psycopg.Connection[Any]
 ) -> None:
@@ -177,9 +257,12 @@ def test_update_secret_with_a_null_secret_keeps_the_old_one(
         f"select vault.update_secret(%s, {secret}, new_description => 'changed')",
         params,
     )
-    assert conn.execute(
-        "select secret, nonce from vault.secrets where id = %s", [secret_id]
-    ).fetchone() == before
+    assert (
+        conn.execute(
+            "select secret, nonce from vault.secrets where id = %s", [secret_id]
+        ).fetchone()
+        == before
+    )
     assert conn.execute(
         "select decrypted_secret, description from vault.decrypted_secrets "
         "where id = %s",

@@ -138,3 +138,44 @@ def test_refused(sql: str) -> None:
     with pytest.raises(RewriteError) as info:
         run(sql)
     assert info.value.sqlstate == "0A000"
+
+
+@pytest.mark.parametrize(
+    ("sql", "column"),
+    [
+        ("update vault.secrets set id = $1 where id = $2", "id"),
+        ("update vault.secrets set nonce = $1, name = 'n' where id = $2", "nonce"),
+        ("update vault.secrets s set (description, id) = ('d', $1)", "id"),
+        ("insert into vault.secrets (id, name) values ($1, 'n')", "id"),
+        ("insert into vault.secrets (name, nonce) values ('n', $1)", "nonce"),
+        (
+            "insert into vault.secrets (name) values ('n') "
+            "on conflict (name) where name is not null do update set nonce = $1",
+            "nonce",
+        ),
+        (
+            "insert into vault.secrets (name) values ('n') "
+            "on conflict (name) where name is not null do update set secret = $1",
+            "secret",
+        ),
+        ("update vault.secrets set nonce = $1, secret = $2", "secret"),
+    ],
+)
+def test_writes_of_what_a_secret_is_bound_to_are_refused(sql: str, column: str) -> None:
+    with pytest.raises(RewriteError) as info:
+        run(sql)
+    assert info.value.sqlstate == "0A000"
+    assert f"write vault.secrets.{column} directly" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "update vault.secrets set name = $1, description = $2 where id = $3",
+        "insert into vault.secrets (name, description) values ($1, $2)",
+        "copy vault.secrets (id, secret, nonce) from stdin",
+        "delete from vault.secrets where id = $1",
+    ],
+)
+def test_other_writes_of_vault_secrets_pass_as_written(sql: str) -> None:
+    assert run(sql) == sql
