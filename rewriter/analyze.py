@@ -319,16 +319,7 @@ class _Statement:
     # -- values of FROM items computed per row below (rewriter.levels) -------------
 
     def _use_inner(self, visible: inner.Visible, group: int, star: bool) -> None:
-        uses = self._inner_groups.setdefault(visible.item.index, set())
-        uses.add((group, star))
-        if star and visible.cte is not None:
-            visible.cte.star = True
-        if len(uses) > 1 and any(s for _, s in uses):
-            raise refuse(
-                f'"{visible.name}" passed up by * and read again (by name or by '
-                "another *): select it once",
-                None,
-            )
+        inner.record_use(self._inner_groups, visible, group, star)
 
     def _inner_star(self, value: ast.Node) -> bool:
         """`*` or `q.*` over FROM items with values computed per row: those pass

@@ -124,6 +124,23 @@ class Resolver:
         return any(self.suspect(ref) for ref in column_refs(node))
 
 
+def record_use(
+    uses: dict[int, set[tuple[int, bool]]], visible: Visible, key: int, star: bool
+) -> None:
+    """Note that a query level reads `visible` (at `key`, by `*` or by name); a
+    value passed up by `*` and read again would reach the client twice."""
+    seen = uses.setdefault(visible.item.index, set())
+    seen.add((key, star))
+    if star and visible.cte is not None:
+        visible.cte.star = True
+    if len(seen) > 1 and any(s for _, s in seen):
+        raise refuse(
+            f'"{visible.name}" passed up by * and read again (by name or by '
+            "another *): select it once",
+            None,
+        )
+
+
 def refuse_expression(
     value: ast.Node, reads: Callable[[ast.ColumnRef], bool], exc: NotFoldable
 ) -> RewriteError:

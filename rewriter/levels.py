@@ -30,6 +30,7 @@ from .inner import (
     Visible,
     _collect,
     _shown,
+    record_use,
     refuse_expression,
 )
 from .late import Input, LateCase, Open, RowCompiler, RowInput
@@ -334,16 +335,7 @@ class _Level:
         return self._spans[position - 1]
 
     def _use(self, visible: Visible, position: int, star: bool) -> None:
-        uses = self._uses.setdefault(visible.item.index, set())
-        uses.add((position, star))
-        if star and visible.cte is not None:
-            visible.cte.star = True
-        if len(uses) > 1 and any(s for _, s in uses):
-            raise refuse(
-                f'"{visible.name}" passed up by * and read again (by name or by '
-                "another *): select it once",
-                None,
-            )
+        record_use(self._uses, visible, position, star)
 
     def _star(self, value: ast.ColumnRef, position: int) -> list[InnerItem]:
         qualifier = value.fields[0].sval if len(value.fields) == 2 else None
