@@ -242,10 +242,18 @@ class _Statement:
         for column in relation.columns:
             items.append(sqltext.quote_ident(column.name))
             if column.encrypted:
-                items.append(decrypted_expression(column, _VIEW_ALIAS))
+                items.append(decrypted_expression(column))
+        # SECURITY: the database checks SELECT on each decrypted_<c> the proxy
+        # computes (or searches), through references its planner folds away.
+        guards = [
+            f"({privilege_reference(_VIEW_ALIAS, 'decrypted_' + c.name)}) IS NULL"
+            for c in relation.columns
+            if c.encrypted
+        ]
+        where = f" WHERE {' AND '.join(guards)}" if guards else ""
         text = (
             f"(SELECT {', '.join(items)} FROM {self.sql[name_start:name_end]} "
-            f"{_VIEW_ALIAS})"
+            f"{_VIEW_ALIAS}{where})"
         )
         if rv.alias is None:
             text += " AS " + sqltext.quote_ident(rv.relname)

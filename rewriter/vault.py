@@ -31,12 +31,9 @@ from .tce import is_null
 _NONCE_BYTES = 16
 _CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
 _UPDATE = ("secret_id", "new_secret", "new_name", "new_description", "new_key_id")
-# The CASE WHEN false makes the database check SELECT on decrypted_secret (the
-# proxy computes it) and folds away unevaluated.
 _VIEW_COLUMNS = (
     "id, name, description, secret, "
-    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(COALESCE(secret, CASE WHEN "
-    "false THEN _pgsp_vault.decrypted_secret END), 'base64'), "
+    "convert_from(pgsodium.crypto_aead_det_decrypt(decode(secret, 'base64'), "
     "convert_to(id::text, 'utf8'), 0::bigint, 'pgsodium'::bytea, nonce), 'utf8') "
     "AS decrypted_secret, key_id, nonce, created_at, updated_at"
 )
@@ -208,7 +205,10 @@ def _expand(sql: str, toks: list[Token], rv: ast.RangeVar) -> tuple[int, int, st
         start = toks[index - 1].start
     if index + 3 < len(toks) and toks[index + 3].name == "ASCII_42":
         end = toks[index + 3].end
-    text = f"(SELECT {_VIEW_COLUMNS} FROM vault.decrypted_secrets _pgsp_vault)"
+    text = (
+        f"(SELECT {_VIEW_COLUMNS} FROM vault.decrypted_secrets _pgsp_vault "
+        "WHERE (CASE WHEN false THEN _pgsp_vault.decrypted_secret END) IS NULL)"
+    )
     if rv.alias is None:
         text += " AS decrypted_secrets"
     return start, end, text

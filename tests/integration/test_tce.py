@@ -1932,10 +1932,10 @@ def test_column_privileges_of_computed_columns_hold_through_the_proxy(
         with psycopg.connect(
             proxy.dsn(user="tce_cols", dbname=db), autocommit=True
         ) as c:
-            assert c.execute(
-                "select decrypted_blob from decrypted_t_w where id = 1"
-            ).fetchone() == (b"one",)
             for sql in [
+                # Through the proxy a read needs SELECT on every column of the
+                # decrypting view, the decrypted ones included.
+                "select decrypted_blob from decrypted_t_w where id = 1",
                 "select decrypted_secret from decrypted_t_w",
                 "with d as (select * from decrypted_t_w) select decrypted_secret from d",
                 "select decrypted_raw_key from pgsodium.decrypted_key",
@@ -1965,3 +1965,27 @@ def test_table_only_and_star_over_the_decrypting_views(
     assert len(conn.execute("table pgsodium.decrypted_key").fetchall()) >= 1
     conn.execute("table vault.decrypted_secrets")
     conn.execute("select * from only vault.decrypted_secrets")
+
+
+def test_a_search_needs_select_on_the_decrypted_column(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str, db: str
+) -> None:
+    """WHERE decrypted_<col> = v runs upstream as a ciphertext comparison; the
+    database still checks SELECT on decrypted_<col>, as it would for WHERE."""
+    conn.execute("drop role if exists tce_search_cols")
+    conn.execute("create role tce_search_cols login")
+    conn.execute("grant pgsodium_keyiduser to tce_search_cols")
+    conn.execute(
+        "grant select (id, secret, blob, note) on decrypted_t_w to tce_search_cols"
+    )
+    try:
+        with psycopg.connect(
+            proxy.dsn(user="tce_search_cols", dbname=db), autocommit=True
+        ) as c:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(
+                    "select id from decrypted_t_w where decrypted_blob = %s", [b"one"]
+                )
+    finally:
+        conn.execute("revoke all on decrypted_t_w from tce_search_cols")
+        conn.execute("drop role tce_search_cols")

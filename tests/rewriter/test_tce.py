@@ -70,7 +70,11 @@ def test_view_read_becomes_a_subquery_over_the_view() -> None:
     assert out.startswith(
         'select d.decrypted_secret from (SELECT "id", "secret", CASE '
     )
-    assert out.endswith('AS "decrypted_raw", "k", "n" FROM decrypted_t _pgsp_tce) d')
+    assert out.endswith(
+        'AS "decrypted_raw", "k", "n" FROM decrypted_t _pgsp_tce WHERE '
+        '(CASE WHEN false THEN "_pgsp_tce"."decrypted_secret" END) IS NULL AND '
+        '(CASE WHEN false THEN "_pgsp_tce"."decrypted_raw" END) IS NULL) d'
+    )  # the database checks SELECT on each decrypted column
     assert 'AS "decrypted_t"' in run("select * from decrypted_t")
 
 

@@ -120,7 +120,8 @@ def test_decrypted_secrets_read_becomes_a_subquery() -> None:
     out = run("select decrypted_secret from vault.decrypted_secrets where id = $1")
     assert out.startswith("select decrypted_secret from (SELECT id, name, ")
     assert out.endswith(
-        "FROM vault.decrypted_secrets _pgsp_vault) AS decrypted_secrets where id = $1"
+        "FROM vault.decrypted_secrets _pgsp_vault WHERE (CASE WHEN false THEN "
+        "_pgsp_vault.decrypted_secret END) IS NULL) AS decrypted_secrets where id = $1"
     )
 
 
