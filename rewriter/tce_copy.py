@@ -93,6 +93,11 @@ def plan_copy(stmt: ast.CopyStmt, relation: Relation) -> CopyPlan:
             "COPY FROM a server file or program into a table with encrypted columns "
             "(use FROM STDIN, or psql's \\copy)"
         )
+    if stmt.whereClause is not None:
+        # SECURITY: PostgreSQL filters COPY's rows before any trigger: its WHERE
+        # would compare the ciphertext the proxy writes (and carry its own
+        # plaintext terms to the database).
+        raise refuse("COPY FROM STDIN … WHERE into a table with encrypted columns")
     options = {o.defname.lower(): _option_value(o.arg) for o in stmt.options or ()}
     fmt = options.pop("format", "text").lower()
     if fmt not in ("text", "csv"):

@@ -748,6 +748,7 @@ def test_a_data_dump_restored_through_the_proxy_is_not_encrypted_twice(
     ("sql", "message"),
     [
         ("copy t_w (id, secret) from stdin (format binary)", "binary format"),
+        ("copy t_w (id, secret) from stdin where secret <> 'x'", "WHERE"),
         ("copy t_w (secret) from stdin", "without id"),
         ("copy t_w (id, secret) from '/tmp/plain.txt'", "server file"),
     ],

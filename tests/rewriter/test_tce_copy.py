@@ -145,6 +145,7 @@ def test_bad_rows_fail_without_quoting_their_values(data: bytes, sqlstate: str) 
         ("copy t from '/tmp/plain.txt'", "server file"),
         ("copy t from program 'cat'", "server file or program"),
         ("copy t from stdin (encoding 'LATIN1')", "ENCODING"),
+        ("copy t from stdin where secret = 'x'", "WHERE"),
         ("copy t from stdin (format csv, quote '')", "csv format with quote"),
         ("copy t from stdin (format csv, delimiter ', ')", "with delimiter"),
         ("copy t from stdin (format text, quote '\"')", "option QUOTE"),
