@@ -743,8 +743,21 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_dependents()
   SELECT f.oid, f.base FROM found f WHERE f.oid NOT IN (SELECT b.oid FROM base b)
 $dependents$;
 
--- A partition of a labelled (partitioned) table has its rules, by column name:
--- its rows pass the same guard, and its columns may stand in another order.
+-- A labelled table's partitions and inheritance children, at any depth (itself
+-- not included): they take its rules, by column name.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_children(parent oid)
+  RETURNS SETOF oid LANGUAGE sql STABLE AS $children$
+  WITH RECURSIVE down (oid) AS (
+    SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = parent
+    UNION
+    SELECT i.inhrelid FROM down d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.oid
+  )
+  SELECT oid FROM down
+$children$;
+
+-- A partition or inheritance child of a labelled table has its rules, by column
+-- name: its rows are written as the table's, and its columns may stand in
+-- another order.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
   RETURNS TABLE (name text, rules json) LANGUAGE sql STABLE AS $rules$
   WITH named AS (
@@ -761,7 +774,7 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rules(names text[])
       FROM named d
       JOIN labelled l
         ON d.oid = l.attrelid OR d.oid = l.view_oid
-        OR d.oid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(l.attrelid) t)
+        OR d.oid IN (SELECT pgsodium._proxy_tce_children(l.attrelid))
   )
   SELECT d.name, pg_catalog.json_build_object(
            'kind', 'dependent',
@@ -810,8 +823,8 @@ BEGIN
     UNION
     SELECT DISTINCT p.relname::text
       FROM (SELECT DISTINCT attrelid FROM pgsodium._proxy_tce_rule) m,
-           pg_catalog.pg_partition_tree(m.attrelid) t
-      JOIN pg_catalog.pg_class p ON p.oid = t.relid
+           pgsodium._proxy_tce_children(m.attrelid) AS t(oid)
+      JOIN pg_catalog.pg_class p ON p.oid = t.oid
     UNION
     SELECT DISTINCT c.relname::text
       FROM pgsodium._proxy_tce_dependents() x

@@ -1990,3 +1990,20 @@ def test_a_search_needs_select_on_the_decrypted_column(
     finally:
         conn.execute("revoke all on decrypted_t_w from tce_search_cols")
         conn.execute("drop role tce_search_cols")
+
+
+def test_writes_of_an_inheritance_child_of_a_labelled_table_are_encrypted(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
+) -> None:
+    """A child table's rows are read through the parent's decrypting view: they
+    are encrypted as the parent's (found by a fresh-eyes test: plaintext)."""
+    conn.execute("drop table if exists t_w_child")
+    conn.execute("create table t_w_child () inherits (t_w)")
+    conn.execute("insert into t_w_child (id, secret) values (80, 'ChildPlainOne')")
+    with conn.cursor().copy("copy t_w_child (id, secret) from stdin") as copy:
+        copy.write_row((81, "ChildPlainTwo"))
+    assert conn.execute(
+        "select id, decrypted_secret from decrypted_t_w where id >= 80 order by id"
+    ).fetchall() == [(80, "ChildPlainOne"), (81, "ChildPlainTwo")]
+    assert "ChildPlain" not in server_log(proxy)
+    conn.execute("drop table t_w_child")
