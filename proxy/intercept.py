@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,11 @@ def _statement_text(frame: Frame) -> str:
     return str(getattr(message, "sql", None) or getattr(message, "query", ""))
 
 
+def _first_string(body: bytes) -> bytes:
+    """A message's first NUL-terminated string (a statement's name)."""
+    return body.split(b"\0", 1)[0]
+
+
 def involves_pgsodium(body: bytes) -> bool:
     return _TRIGGER.search(body) is not None
 
@@ -131,11 +137,24 @@ class Interceptor:
         # Cursor name -> the ReadyForQuery from which it is closed (None: WITH HOLD).
         self._closes_at: dict[str, int | None] = {}
         self.tce = Tce(session)
+        # Every prepared statement's Parse and the labels' fingerprint when it was
+        # parsed: one that names a labelled table and was parsed under other
+        # labels (or before its table was labelled) is parsed again before it
+        # runs, so its writes are encrypted under the labels as they are now.
+        self.prepared: dict[bytes, tuple[Frame, str | None]] = {}
+        self._parse_reply: Callable[[], Reply] = lambda: PassThrough(b"1E")
 
     # -- deciding --------------------------------------------------------------------
 
     def wants(self, frame: Frame) -> bool:
         kind = frame.type
+        if self.tce.versioned and kind in (ord("P"), ord("B"), ord("C")):
+            if kind == ord("P"):
+                self.prepared[_first_string(frame.body)] = (frame, self.tce.version)
+            elif kind == ord("C") and frame.body[:1] == b"S":
+                self.prepared.pop(_first_string(frame.body[1:]), None)
+            elif kind == ord("B") and self._may_replan(frame):
+                return True
         if kind in (ord("Q"), ord("P")):
             if _PATH_CHANGE.search(frame.body):
                 self.on_path = None
@@ -561,7 +580,7 @@ class Interceptor:
         if cursor is not None:
             fetch = FetchExecution(self, message.query, *cursor)
             self.strategy = "per_row"  # rows of a cursor over computed rows
-            self._forward(frame, PassThrough(b"1E"))
+            self._forward(frame, self._parse_reply())
             self.statements[message.name] = fetch
             await fetch.describe_statement(message.name)
             return
@@ -570,7 +589,7 @@ class Interceptor:
             query = await self.tce.apply(frame, query)
         except Skipped:
             self.statements.pop(message.name, None)
-            self._forward(frame, PassThrough(b"1E"))
+            self._forward(frame, self._parse_reply())
             return
         except LookupFailed as exc:
             self.session.push_emit(exc.error)
@@ -581,7 +600,7 @@ class Interceptor:
         reencrypt = self.tce.reencrypt
         if query == message.query and not involves_pgsodium(frame.body):
             self.statements.pop(message.name, None)  # it only said "fetch", or TCE's
-            self._forward(frame, PassThrough(b"1E"))
+            self._forward(frame, self._parse_reply())
             return
         await self.learn_search_path(frame)
         try:
@@ -597,9 +616,9 @@ class Interceptor:
             if query != message.query:
                 parse = codec.Parse(message.name, query, tuple(message.param_types))
                 self.session.write_upstream(parse.encode())
-                self.session.push(PassThrough(b"1E"))
+                self.session.push(self._parse_reply())
                 return
-            self._forward(frame, PassThrough(b"1E"))
+            self._forward(frame, self._parse_reply())
             return
         execution = Execution(self, query, plans, extended=True)
         execution.declared = tuple(message.param_types)
@@ -611,7 +630,7 @@ class Interceptor:
             return
         upstream = codec.Parse(message.name, text, tuple(types))
         self.session.write_upstream(upstream.encode())
-        self.session.push(PassThrough(b"1E"))
+        self.session.push(self._parse_reply())
         self.statements[message.name] = execution
         if _VAULT_WRITE.search(query):
             self.fresh[message.name] = (frame, message.query, execution.declared)
@@ -629,8 +648,45 @@ class Interceptor:
             self.session.push(Collect(b"3"))
         await self.raise_upstream(exc)
 
+    def _may_replan(self, frame: Frame) -> bool:
+        """A Bind of a statement parsed untouched, while the labels may have
+        changed since (the list is stale) or did."""
+        name = frame.body.split(b"\0", 2)[1]
+        return name in self.prepared and (self.tce.stale() or self._replan_needed(name))
+
+    def _replan_needed(self, name: bytes) -> bool:
+        parsed, version = self.prepared[name]
+        return version != self.tce.version and self.tce.names_in(parsed.body)
+
+    async def _replan(self, name: bytes) -> None:
+        """Parse the client's statement again, as its own Parse would be now
+        (rewritten for the labels it names), under its own name; the replies stay
+        in the proxy, but for an error."""
+        frame, _ = self.prepared[name]
+        if name:
+            self.session.write_upstream(codec.Close("S", name.decode()).encode())
+            self.session.push(Hidden(b"3"))
+        self._parse_reply = lambda: Hidden(b"1")
+        try:
+            await self._parse(frame)
+        finally:
+            self._parse_reply = lambda: PassThrough(b"1E")
+        self.prepared[name] = (frame, self.tce.version)
+
     async def _bind(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
+        name = message.statement.encode()
+        if self.tce.versioned and name in self.prepared:
+            if self.tce.stale():
+                try:
+                    await self.tce.refresh()
+                except (Skipped, LookupFailed):
+                    pass  # an earlier error: the upstream skips this Bind anyway
+            if self._replan_needed(name):
+                await self._replan(name)
+        if message.statement not in self.statements:
+            self._forward(frame, PassThrough(b"2E"))
+            return
         if message.statement in self.fresh:
             fresh = await self._fresh_statement(message.statement)
             if fresh is None:

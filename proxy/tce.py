@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 NAMES_TTL_SECONDS = 2.0
 _INSTALLED = (
     "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL, "
-    "to_regprocedure('pgsodium._proxy_view_names()') IS NOT NULL"
+    "to_regprocedure('pgsodium._proxy_view_names()') IS NOT NULL, "
+    "to_regprocedure('pgsodium._proxy_tce_version()') IS NOT NULL"
 )
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
 _VAULT = re.compile(rb"vault", re.IGNORECASE)
@@ -72,6 +73,10 @@ class Tce:
         self.pattern: re.Pattern[bytes] | None = None
         self.loaded_at: float | None = None
         self.installed = False  # has the upstream pgsodium._proxy_tce_names()?
+        # A fingerprint of the labels' rules (pgsodium._proxy_tce_version()), when
+        # the schema has it: a statement prepared under another is prepared anew.
+        self.versioned = False
+        self.version: str | None = None
         # Views users build over computed values (proxy/views.py); None until the
         # upstream is known to have pgsodium._proxy_view_names().
         self.views: Views | None = None
@@ -101,6 +106,10 @@ class Tce:
             return False  # no labels on a walsender: its upstream guard still holds
         body = frame.body
         return self.stale() or self._maybe(body)
+
+    def names_in(self, body: bytes) -> bool:
+        """Whether a message's text may involve TCE (as the cheap check says)."""
+        return self._maybe(body)
 
     def _watched(self, name: str) -> bool:
         """Whether a relation name is one the session keeps (a labelled table's,
@@ -133,6 +142,7 @@ class Tce:
             self.installed = found[0][0][0] == "t"
             if found[0][0][1] == "t":
                 self.views = Views(self.session)
+            self.versioned = found[0][0][2] == "t"
             if not self.installed:
                 self.pattern = None
                 self.loaded_at = time.monotonic()
@@ -140,10 +150,14 @@ class Tce:
         queries = [("SELECT pgsodium._proxy_tce_names()", [])]
         if self.views is not None:
             queries.append(("SELECT pgsodium._proxy_view_names()", []))
+        if self.versioned:
+            queries.append(("SELECT pgsodium._proxy_tce_version()", []))
         rows = await self.session.internal(*queries)
         self.pattern = names_pattern(row[0] for row in rows[0])
         if self.views is not None:
             self.views.pattern = names_pattern(row[0] for row in rows[1])
+        if self.versioned:
+            self.version = rows[-1][0][0]
         self.loaded_at = time.monotonic()
 
     async def apply(self, frame: Frame, sql: str) -> str:

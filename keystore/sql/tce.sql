@@ -834,6 +834,21 @@ EXCEPTION WHEN undefined_function OR undefined_table OR undefined_object THEN
 END
 $names$;
 
+-- A fingerprint of every label's rules: a statement prepared under other labels
+-- is prepared again before it runs (proxy/intercept.py).
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_version()
+  RETURNS text LANGUAGE plpgsql STABLE AS $version$
+BEGIN
+  RETURN (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(
+            pg_catalog.concat_ws(':', m.attrelid, m.attnum, m.col_description,
+                                 m.view_name),
+            ',' ORDER BY m.attrelid, m.attnum), ''))
+            FROM pgsodium._proxy_tce_rule m);
+EXCEPTION WHEN undefined_function OR undefined_table OR undefined_object THEN
+  RETURN '';
+END
+$version$;
+
 -- pg_dump sets restrict_nonsystem_relation_kind = 'view' (PostgreSQL 15.8 and
 -- later minors): the views behind these two, which the proxy calls before the
 -- client's statements, must stay readable in such a session.
@@ -844,6 +859,8 @@ BEGIN
     ALTER FUNCTION pgsodium._proxy_tce_names()
       SET restrict_nonsystem_relation_kind = '';
     ALTER FUNCTION pgsodium._proxy_tce_rules(text[])
+      SET restrict_nonsystem_relation_kind = '';
+    ALTER FUNCTION pgsodium._proxy_tce_version()
       SET restrict_nonsystem_relation_kind = '';
   END IF;
 END

@@ -2007,3 +2007,30 @@ def test_writes_of_an_inheritance_child_of_a_labelled_table_are_encrypted(
     ).fetchall() == [(80, "ChildPlainOne"), (81, "ChildPlainTwo")]
     assert "ChildPlain" not in server_log(proxy)
     conn.execute("drop table t_w_child")
+
+
+def test_a_statement_prepared_before_its_table_was_labelled_is_prepared_again(
+    proxy: RunningProxy, db: str, direct: psycopg.Connection[Any]
+) -> None:
+    """psycopg's prepared statement (and asyncpg's cache, the same protocol)
+    parsed before a label, or under another key: its next execution is parsed
+    again by the proxy, so it is encrypted under the labels as they are now."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key, other = new_key(conn), new_key(conn)
+        fresh_table(conn, "t_prep", "id int, b bytea, s text")
+        sql = "insert into t_prep values (%s, %s, %s)"
+        conn.execute(sql, [1, b"before the label", "x"], prepare=True)
+        label = (
+            "security label for pgsodium on column t_prep.b is 'ENCRYPT WITH KEY ID {}'"
+        )
+        conn.execute(label.format(key))
+        plain = b"PreparedPlain-bytes-long-enough-for-the-guard-33"
+        conn.execute(sql, [2, plain, "x"], prepare=True)
+        view = "select decrypted_b from decrypted_t_prep where id = %s"
+        assert conn.execute(view, [2]).fetchone() == (plain,)
+        conn.execute(label.format(other))  # row 2 no longer decrypts, as in pgsodium
+        conn.execute(sql, [3, plain + b"3", "x"], prepare=True)
+        assert conn.execute(view, [3]).fetchone() == (plain + b"3",)
+    stored = direct.execute("select b from t_prep where id > 1").fetchall()
+    assert all(plain not in row[0] for row in stored)
+    assert plain.hex() not in server_log(proxy)
