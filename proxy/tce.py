@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pglast import ast
@@ -63,6 +63,8 @@ _RESOLVE = (
 # A `TABLE name` statement (rewritten as SELECT * FROM name when it may need us).
 _TABLE = re.compile(rb"(?:^|;)\s*table(?![\w$])", re.IGNORECASE)
 _PGSODIUM = re.compile(rb"pgsodium", re.IGNORECASE)
+# SQL-level PREPARE / EXECUTE / DEALLOCATE (PrepareStmt text is kept by name).
+_PREPARED = re.compile(rb"(?:^|;)\s*(?:prepare|execute|deallocate)\s", re.IGNORECASE)
 # A Unicode-escaped identifier (U&"…") may name a labelled table in other letters.
 _ESCAPED_NAME = re.compile(rb'u&"', re.IGNORECASE)
 
@@ -77,6 +79,8 @@ class Tce:
         # the schema has it: a statement prepared under another is prepared anew.
         self.versioned = False
         self.version: str | None = None
+        # SQL PREPARE: the relation names of each prepared statement, by name.
+        self.prepared_names: dict[str, tuple[str, ...]] = {}
         # Views users build over computed values (proxy/views.py); None until the
         # upstream is known to have pgsodium._proxy_view_names().
         self.views: Views | None = None
@@ -130,7 +134,38 @@ class Tce:
             or _LABEL.search(body) is not None
             or _VAULT.search(body) is not None
             or _ESCAPED_NAME.search(body) is not None
+            or _PREPARED.search(body) is not None
         )
+
+    def _sql_prepared(self, statements: Sequence[Any]) -> None:
+        """SQL PREPARE and EXECUTE: the proxy rewrites a statement when it is sent,
+        so a prepared one that names a labelled table (or reads Vault) cannot be
+        rewritten when EXECUTE runs it: refused at PREPARE, and at EXECUTE when its
+        table was labelled since."""
+        for raw in statements:
+            stmt = raw.stmt
+            if isinstance(stmt, ast.PrepareStmt):
+                inner = [ast.RawStmt(stmt=stmt.query)]
+                if tce.read_from(inner, self._watched) or vault.mentions_vault(inner):
+                    raise tce.refuse(
+                        "PREPARE of a statement that names a table with encrypted "
+                        "columns, a decrypting view or Vault (prepare it with the "
+                        "protocol's Parse, as drivers do)"
+                    )
+                self.prepared_names[stmt.name] = tce.relnames(inner)
+            elif isinstance(stmt, ast.ExecuteStmt):
+                names = self.prepared_names.get(stmt.name, ())
+                if any(self._watched(n) for n in names):
+                    raise tce.refuse(
+                        f"EXECUTE {stmt.name}: it was prepared before a table it "
+                        "names got encrypted columns (DEALLOCATE it and prepare it "
+                        "again with the protocol's Parse)"
+                    )
+            elif isinstance(stmt, ast.DeallocateStmt):
+                if stmt.name is None:
+                    self.prepared_names.clear()
+                else:
+                    self.prepared_names.pop(stmt.name, None)
 
     async def refresh(self) -> None:
         if self.session.transaction_status == "E":
@@ -219,6 +254,7 @@ class Tce:
         # table would take its plaintext to the database (and its log). tce.parse
         # raises the error PostgreSQL's parser gives, position included.
         statements = tce.parse(sql)
+        self._sql_prepared(statements)
         relabelled = tce.labelled_then_named(statements)
         if relabelled is not None:
             raise RewriteError(

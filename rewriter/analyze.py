@@ -120,6 +120,17 @@ class _Statement:
 
     def plan(self, stmt: ast.Node) -> Plan:
         self._stmt = stmt
+        if isinstance(stmt, ast.PrepareStmt):
+            # The proxy evaluates a call when its statement is sent: folded into
+            # the prepared text, a volatile call would give every EXECUTE the same
+            # value (a nonce), and EXECUTE's values would go up unevaluated.
+            found = [c for c in _calls(stmt.query) if is_pgsodium_call(c, self.on_path)]
+            if found:
+                raise refuse(
+                    "pgsodium calls in PREPARE (prepare the statement with the "
+                    "protocol's Parse, as drivers do)",
+                    found[0].location,
+                )
         if isinstance(stmt, DEFINITIONS):
             # A definition evaluates nothing now: its pgsodium calls run when it is
             # used (a view read, a default taken, a rule or trigger fired), inside

@@ -435,6 +435,16 @@ def read_from(
     return False
 
 
+def relnames(statements: Sequence[ast.RawStmt]) -> tuple[str, ...]:
+    """The relation names (without schema) the statements name."""
+    found: list[str] = []
+    for raw in statements:
+        visitor = _RangeVars()
+        visitor(raw.stmt)
+        found += [rv.relname for rv in visitor.found]
+    return tuple(found)
+
+
 def unqualified(statements: Sequence[ast.RawStmt]) -> dict[str, str]:
     """Each relation name written without a schema: its text for to_regclass, and
     the name itself."""

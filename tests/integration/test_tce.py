@@ -2034,3 +2034,32 @@ def test_a_statement_prepared_before_its_table_was_labelled_is_prepared_again(
     stored = direct.execute("select b from t_prep where id > 1").fetchall()
     assert all(plain not in row[0] for row in stored)
     assert plain.hex() not in server_log(proxy)
+
+
+def test_sql_prepare_cannot_carry_what_the_proxy_evaluates(
+    proxy: RunningProxy, db: str, direct: psycopg.Connection[Any]
+) -> None:
+    """PREPARE … AS: the proxy rewrites a statement when it is sent, not when
+    EXECUTE runs it: pgsodium calls (a nonce would repeat), Vault calls and
+    labelled tables are refused in it, and EXECUTE of one prepared before its
+    table got encrypted columns is refused."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        fresh_table(conn, "t_sqlprep", "id int, s text")
+        conn.execute(
+            "prepare p_early (int, text) as insert into t_sqlprep values ($1, $2)"
+        )
+        conn.execute(
+            f"security label for pgsodium on column t_sqlprep.s is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        for sql in [
+            "prepare p1 as select pgsodium.crypto_aead_det_noncegen()",
+            "prepare p2 as select vault.create_secret('SqlPrepPlainVault')",
+            "prepare p3 (int, text) as insert into t_sqlprep values ($1, $2)",
+            "execute p_early (1, 'SqlPrepPlainEarly')",
+        ]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                conn.execute(sql)
+        assert conn.execute("select count(*) from t_sqlprep").fetchone() == (0,)
+    log = server_log(proxy)
+    assert "SqlPrepPlainVault" not in log and "SqlPrepPlainEarly" not in log
