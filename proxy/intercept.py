@@ -130,6 +130,7 @@ class Interceptor:
         )
         # Is schema pgsodium on the session's search_path? None: not known (yet).
         self.on_path: bool | None = None
+        self.vault_on_path: bool | None = None  # found with on_path
         # How the Query or Parse being handled is evaluated (for metrics only).
         self.strategy = "passthrough"
         # Cursors declared over computed rows: name -> (execution, statement index).
@@ -157,7 +158,7 @@ class Interceptor:
                 return True
         if kind in (ord("Q"), ord("P")):
             if _PATH_CHANGE.search(frame.body):
-                self.on_path = None
+                self.on_path = self.vault_on_path = None
             if self.cursors and _FETCH.search(frame.body):
                 return True
             if involves_pgsodium(frame.body) or self.tce.wants(frame):
@@ -208,11 +209,16 @@ class Interceptor:
             return
         try:
             rows = await self.session.internal(
-                ("SELECT 'pgsodium' = ANY (current_schemas(true))", [])
+                (
+                    "SELECT 'pgsodium' = ANY (current_schemas(true)), "
+                    "'vault' = ANY (current_schemas(true))",
+                    [],
+                )
             )
         except (LookupFailed, Skipped):
             return  # the statement itself will fail upstream as it would anyway
         self.on_path = rows[0][0][0] == "t"
+        self.vault_on_path = rows[0][0][1] == "t"
 
     def plans(self, sql: str, declared: tuple[int, ...]) -> list[Plan]:
         """The statement's plans; none for text PostgreSQL refuses before parsing."""

@@ -44,7 +44,7 @@ _INSTALLED = (
     "to_regprocedure('pgsodium._proxy_tce_version()') IS NOT NULL"
 )
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
-_VAULT = re.compile(rb"vault", re.IGNORECASE)
+_VAULT = re.compile(rb"vault|create_secret|update_secret|secrets", re.IGNORECASE)
 # A statement that may change what is labelled, or the names of labelled tables and
 # their views: a DDL keyword where a statement starts (after blanks and comments),
 # or update_mask(s). The list is read again before the session's next statement.
@@ -136,6 +136,18 @@ class Tce:
             or _ESCAPED_NAME.search(body) is not None
             or _PREPARED.search(body) is not None
         )
+
+    async def _refuse_unqualified_vault(self, frame: Frame) -> None:
+        """Vault's functions and relations reached through search_path: the proxy
+        would pass the call on as written, secret included (refused unless the
+        schema is not on the path)."""
+        interceptor = self.session.interceptor
+        await interceptor.learn_search_path(frame)
+        if interceptor.vault_on_path is not False:
+            raise tce.refuse(
+                "Vault's functions or views without their schema while vault is on "
+                "the search_path (write vault.create_secret, vault.decrypted_secrets)"
+            )
 
     def _sql_prepared(self, statements: Sequence[Any]) -> None:
         """SQL PREPARE and EXECUTE: the proxy rewrites a statement when it is sent,
@@ -255,6 +267,8 @@ class Tce:
         # raises the error PostgreSQL's parser gives, position included.
         statements = tce.parse(sql)
         self._sql_prepared(statements)
+        if vault.unqualified(statements):
+            await self._refuse_unqualified_vault(frame)
         relabelled = tce.labelled_then_named(statements)
         if relabelled is not None:
             raise RewriteError(

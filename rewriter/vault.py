@@ -39,6 +39,34 @@ _VIEW_COLUMNS = (
 )
 
 
+_NAMES = ("create_secret", "update_secret")
+
+
+class _Unqualified(Visitor):  # type: ignore[misc]
+    """Vault's names written without their schema (found through search_path)."""
+
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:
+        names = [n.sval for n in node.funcname]
+        self.found = self.found or (len(names) == 1 and names[0] in _NAMES)
+
+    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
+        self.found = self.found or (
+            node.schemaname is None and node.relname in ("decrypted_secrets", "secrets")
+        )
+
+
+def unqualified(statements: Any) -> bool:
+    """Whether the statements call Vault's functions or name its relations
+    without `vault.`; the proxy recognises them qualified only."""
+    finder = _Unqualified()
+    for raw in statements:
+        finder(raw.stmt)
+    return finder.found
+
+
 def mentions_vault(statements: Any) -> bool:
     finder = _Finder()
     for raw in statements:

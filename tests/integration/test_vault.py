@@ -390,3 +390,28 @@ def test_a_cursor_over_decrypted_secrets(proxy: RunningProxy, db: str) -> None:
             )
             assert cur.fetchall() == [("for a cursor",)]
         conn.rollback()
+
+
+def test_vault_reached_through_search_path_is_refused_never_sent(
+    proxy: RunningProxy, db: str
+) -> None:
+    """Unqualified, Vault's names would pass on as written, secret included:
+    refused while vault is on the search_path; another schema's own
+    create_secret is left alone."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute("drop schema if exists app_own cascade")
+        conn.execute("create schema app_own")
+        conn.execute(
+            "create function app_own.create_secret(t text) returns text "
+            "language sql as $$ select upper(t) $$"
+        )
+        conn.execute("set search_path = app_own, public")
+        assert conn.execute("select create_secret('fine')").fetchone() == ("FINE",)
+        conn.execute("set search_path = vault, public")
+        for sql in [
+            "select create_secret('UnqualifiedVaultPlain')",
+            "select decrypted_secret from decrypted_secrets",
+        ]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="search_path"):
+                conn.execute(sql)
+    assert "UnqualifiedVaultPlain" not in server_log(proxy)
