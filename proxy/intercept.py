@@ -98,6 +98,11 @@ def _statement_text(frame: Frame) -> str:
     return str(getattr(message, "sql", None) or getattr(message, "query", ""))
 
 
+_PARSE, _BIND, _CLOSE = ord("P"), ord("B"), ord("C")
+_STATEMENT_KINDS = frozenset({_PARSE, _BIND, _CLOSE})
+_TEXT_KINDS = frozenset({ord("Q"), _PARSE})
+
+
 def _first_string(body: bytes) -> bytes:
     """A message's first NUL-terminated string (a statement's name)."""
     return body.split(b"\0", 1)[0]
@@ -149,14 +154,14 @@ class Interceptor:
 
     def wants(self, frame: Frame) -> bool:
         kind = frame.type
-        if self.tce.versioned and kind in (ord("P"), ord("B"), ord("C")):
-            if kind == ord("P"):
+        if kind in _STATEMENT_KINDS and self.tce.versioned:
+            if kind == _PARSE:
                 self.prepared[_first_string(frame.body)] = (frame, self.tce.version)
-            elif kind == ord("C") and frame.body[:1] == b"S":
+            elif kind == _CLOSE and frame.body[:1] == b"S":
                 self.prepared.pop(_first_string(frame.body[1:]), None)
-            elif kind == ord("B") and self._may_replan(frame):
+            elif kind == _BIND and self._may_replan(frame):
                 return True
-        if kind in (ord("Q"), ord("P")):
+        if kind in _TEXT_KINDS:
             if _PATH_CHANGE.search(frame.body):
                 self.on_path = self.vault_on_path = None
             if self.cursors and _FETCH.search(frame.body):

@@ -63,6 +63,8 @@ _RESOLVE = (
 # A `TABLE name` statement (rewritten as SELECT * FROM name when it may need us).
 _TABLE = re.compile(rb"(?:^|;)\s*table(?![\w$])", re.IGNORECASE)
 _PGSODIUM = re.compile(rb"pgsodium", re.IGNORECASE)
+# What one of the patterns below needs in a statement, lowercased.
+_WORDS = (b"label", b"vault", b"secret", b'u&"', b"prepare", b"execute", b"deallocate")
 # SQL-level PREPARE / EXECUTE / DEALLOCATE (PrepareStmt text is kept by name).
 _PREPARED = re.compile(rb"(?:^|;)\s*(?:prepare|execute|deallocate)\s", re.IGNORECASE)
 # A Unicode-escaped identifier (U&"…") may name a labelled table in other letters.
@@ -128,10 +130,16 @@ class Tce:
         )
 
     def _maybe(self, body: bytes) -> bool:
-        """Whether a statement may involve TCE or Vault (the cheap check)."""
+        """Whether a statement may involve TCE or Vault (the cheap check): a name
+        the session keeps, or a word of SECURITY LABEL, Vault, U&"…" or SQL
+        PREPARE / EXECUTE (plain substrings first: most statements have none)."""
+        if self.mentions(body):
+            return True
+        lowered = body.lower()
+        if not any(word in lowered for word in _WORDS):
+            return False
         return (
-            self.mentions(body)
-            or _LABEL.search(body) is not None
+            _LABEL.search(body) is not None
             or _VAULT.search(body) is not None
             or _ESCAPED_NAME.search(body) is not None
             or _PREPARED.search(body) is not None
