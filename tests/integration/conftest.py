@@ -6,7 +6,9 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 import pytest
 
 from keystore.rootkey import RootKey
@@ -86,3 +88,26 @@ def make_database(proxy: RunningProxy, name: str) -> str:
 
 def server_log(proxy: RunningProxy) -> str:
     return (proxy.upstream.datadir / "server.log").read_text(errors="replace")
+
+
+# The cursor classes that make psycopg send the simple (client-side binding) and
+# the extended protocol.
+PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
+
+
+@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
+def conn(
+    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
+) -> Iterator[psycopg.Connection[Any]]:
+    """Through the proxy to the module's `db`, in each protocol."""
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
+    ) as connection:
+        yield connection
+
+
+@pytest.fixture
+def direct(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
+    """Straight to the module's `db`, past the proxy."""
+    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as connection:
+        yield connection

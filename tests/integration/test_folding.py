@@ -44,12 +44,6 @@ def conn(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
         yield connection
 
 
-@pytest.fixture
-def direct(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as connection:
-        yield connection
-
-
 def one(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
     row = conn.execute(sql, params).fetchone()
     assert row is not None

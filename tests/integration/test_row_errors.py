@@ -155,6 +155,10 @@ def test_what_the_proxy_would_get_wrong_is_refused(
                 "convert_to(id::text, 'utf8'), kid), 'utf8')::varchar(1) from t"
             )
         # Where the database applies the modifier itself, the value is right.
-        assert conn.execute(
-            "select 'abc'::varchar(1) || pgsodium.crypto_hash_sha256('x')::text"
-        ).fetchone()[0].startswith("a\\x")
+        assert (
+            conn.execute(
+                "select 'abc'::varchar(1) || pgsodium.crypto_hash_sha256('x')::text"
+            )
+            .fetchone()[0]
+            .startswith("a\\x")
+        )

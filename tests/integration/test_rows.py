@@ -11,8 +11,6 @@ import pytest
 
 from .conftest import RunningProxy, make_database
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
-
 
 @pytest.fixture(scope="module")
 def db(proxy: RunningProxy) -> str:
@@ -45,14 +43,6 @@ def db(proxy: RunningProxy) -> str:
             "insert into accounts values (6, null, %s, 'no secret', 1)", [other]
         )
     return name
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(request: pytest.FixtureRequest, proxy: RunningProxy, db: str):
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
 
 
 def test_decrypt_column_with_key_uuid_column(conn: psycopg.Connection) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -21,7 +20,6 @@ import pytest
 
 from .conftest import RunningProxy, make_database, server_log
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 PLAIN = {1: "alice", 2: "bob", 3: "émilie 🔐"}
 DECRYPT = "pgsodium.crypto_aead_det_decrypt(secret, convert_to(id::text, 'utf8'), kid)"
 
@@ -60,16 +58,6 @@ def db(proxy: RunningProxy) -> str:
             )
         conn.execute("select vault.create_secret('vault-one', 'nested-one')")
     return name
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(
-    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
-) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
 
 
 def _plain(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from .conftest import RunningProxy, make_database, server_log
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 PLAIN = {1: "alice", 2: "bob", 3: "émilie 🔐"}
 DECRYPT = "pgsodium.crypto_aead_det_decrypt(secret, convert_to(id::text, 'utf8'), kid)"
 
@@ -39,14 +38,6 @@ def db(proxy: RunningProxy) -> str:
             "pgsodium.crypto_auth_hmacsha256_keygen())"
         )
     return name
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(request: pytest.FixtureRequest, proxy: RunningProxy, db: str):
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
 
 
 def _plain(rows: list[tuple]) -> list[tuple]:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from .conftest import RunningProxy, make_database, server_log
-
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
+from .conftest import PROTOCOLS, RunningProxy, make_database, server_log
 
 
 def pg_base64(data: bytes) -> str:
@@ -29,22 +26,6 @@ def pg_base64(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def db(proxy: RunningProxy) -> str:
     return make_database(proxy, "tce")
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(
-    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
-) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
-
-
-@pytest.fixture
-def direct(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as connection:
-        yield connection
 
 
 def new_key(conn: psycopg.Connection[Any], key_type: str = "aead-det") -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,6 @@ import pytest
 
 from .conftest import RunningProxy, make_database
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 UNKNOWN_KEY = "00000000-0000-0000-0000-000000000001"
 INSERT = (
     "insert into cust (id, name, secret, nonce, blob, kid) "
@@ -29,22 +27,6 @@ INSERT = (
 @pytest.fixture(scope="module")
 def db(proxy: RunningProxy) -> str:
     return make_database(proxy, "tce_nulls")
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(
-    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
-) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
-
-
-@pytest.fixture
-def direct(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as connection:
-        yield connection
 
 
 def new_key(conn: psycopg.Connection[Any]) -> str:

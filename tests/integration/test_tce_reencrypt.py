@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -21,28 +20,10 @@ from rewriter import tce_reencrypt
 
 from .conftest import RunningProxy, make_database
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
-
 
 @pytest.fixture(scope="module")
 def db(proxy: RunningProxy) -> str:
     return make_database(proxy, "reencrypt")
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(
-    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
-) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
-
-
-@pytest.fixture
-def direct(proxy: RunningProxy, db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as connection:
-        yield connection
 
 
 def new_key(conn: psycopg.Connection[Any]) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -20,22 +19,10 @@ from keystore.primitives.aead import det_decrypt
 
 from .conftest import ROOT_KEY, RunningProxy, make_database, server_log
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
-
 
 @pytest.fixture(scope="module")
 def db(proxy: RunningProxy) -> str:
     return make_database(proxy, "vault")
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(
-    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
-) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
 
 
 def vault_decrypt(conn: psycopg.Connection[Any], secret_id: Any) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -16,7 +15,6 @@ import pytest
 
 from .conftest import RunningProxy, make_database, server_log
 
-PROTOCOLS = [psycopg.ClientCursor, psycopg.Cursor]
 PLAIN = {1: "alice", 2: "bob", 3: "émilie 🔐"}
 DECRYPT = "pgsodium.crypto_aead_det_decrypt(secret, convert_to(id::text, 'utf8'), kid)"
 STUB = "must be called through pgsodium-proxy"
@@ -70,16 +68,6 @@ def db(proxy: RunningProxy) -> str:
         conn.execute("create role view_reader login")
         conn.execute("grant select on my_keys, per_row, inv_keys to view_reader")
     return name
-
-
-@pytest.fixture(params=PROTOCOLS, ids=["simple", "extended"])
-def conn(
-    request: pytest.FixtureRequest, proxy: RunningProxy, db: str
-) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(
-        proxy.dsn(dbname=db), autocommit=True, cursor_factory=request.param
-    ) as connection:
-        yield connection
 
 
 def test_a_view_over_decrypted_key_reads_as_the_view_itself(
