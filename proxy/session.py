@@ -669,7 +669,7 @@ class Session:
                     )
                 return
             reader.feed(data)
-            frames = list(reader)
+            frames = reader.drain()
             for frame in frames:
                 if frame.type == ord("Z"):
                     self.copy_pending = None

@@ -145,7 +145,20 @@ def _compile(
         builtin = node.builtin
 
         function, strict = builtin.function, builtin.strict
-        if len(functions) == 2:  # convert_from(x, 'utf8'), encode(x, 'hex'), ...
+        if len(parts) == 2 and parts[1][1] and not parts[0][1]:
+            # convert_from(x, 'utf8'), encode(x, 'hex'), ...: the second is fixed
+            first, fixed = functions[0], functions[1](())
+            if strict and fixed is None:
+                return (lambda row: None), False
+
+            def apply_fixed(row: Sequence[Any]) -> Any:
+                a = first(row)
+                if strict and a is None:
+                    return None
+                return function(a, fixed)
+
+            return apply_fixed, False
+        if len(functions) == 2:
             first, second = functions
 
             def apply(row: Sequence[Any]) -> Any:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -51,7 +52,7 @@ def _b2(key: bytes, *parts: bytes | memoryview) -> bytes:
 @functools.lru_cache(maxsize=1024)
 def _keyed(key: bytes) -> Any:
     """BLAKE2b-256 keyed with `key`, its key block already absorbed: copied per
-    message, which saves one compression a call. Cached per key, as _subkeys (as
+    message, which saves one compression a call. Cached per key, as _det (as
     secret as the keys the proxy already holds in memory)."""
     return hashlib.blake2b(digest_size=DET_TAG_BYTES, key=key)
 
@@ -61,29 +62,45 @@ def _dbl(d: int) -> int:
     return ((d << 1) & _MASK256) ^ (_DBL_REDUCTION if carry else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Det:
+    """What every message under one det key and nonce shares, computed once: the
+    stream key Ke, BLAKE2b keyed with Ka, and the S2V chain's value before the
+    AD step. The nonce's step follows the AD's, so only its hash is kept."""
+
+    ke: bytes
+    keyed: Any
+    d: int  # D = BLAKE2b(32 zero bytes) under Ka
+    doubled: int  # dbl(D)
+    nonce_hash: int | None
+
+
 @functools.lru_cache(maxsize=1024)
-def _s2v_start(ka: bytes) -> tuple[int, int, Any]:
-    """What S2V under Ka starts from, computed once per key: D = BLAKE2b(32 zero
-    bytes) under Ka, dbl(D) (the next step of every row) and the keyed state."""
+def _det(key: bytes, nonce: bytes | None) -> _Det:
+    """The shared state of (key, nonce). Cached: rows decrypted under one key
+    repeat it (the cache is as secret as the keys the proxy already holds)."""
+    # Ka || Ke = BLAKE2b-512 of the empty message keyed with the det key.
+    both = hashlib.blake2b(b"", digest_size=64, key=key).digest()
+    ka, ke = both[:32], both[32:]
+    keyed = _keyed(ka)
     d = int.from_bytes(_b2(ka, _ZERO_BLOCK), "big")
-    return d, _dbl(d), _keyed(ka)
+    nonce_hash = None if nonce is None else int.from_bytes(_b2(ka, nonce), "big")
+    return _Det(ke, keyed, d, _dbl(d), nonce_hash)
 
 
-def _s2v(ka: bytes, m: bytes, ad: bytes | None, nonce: bytes | None) -> bytes:
+def _s2v(det: _Det, m: bytes, ad: bytes | None) -> bytes:
     """The SIV tag: BLAKE2b-based S2V over (AD, nonce, message), as pgsodium's C."""
-    d, doubled, keyed = _s2v_start(ka)
+    d, doubled = det.d, det.doubled
     if ad:  # a NULL and an empty AD both skip this step
-        h = keyed.copy()
+        h = det.keyed.copy()
         h.update(ad)
         d = doubled ^ int.from_bytes(h.digest(), "big")
         doubled = _dbl(d)
-    if nonce is not None:
-        h = keyed.copy()
-        h.update(nonce)
-        d = doubled ^ int.from_bytes(h.digest(), "big")
+    if det.nonce_hash is not None:
+        d = doubled ^ det.nonce_hash
         doubled = _dbl(d)
 
-    h = keyed.copy()
+    h = det.keyed.copy()
     if len(m) >= DET_TAG_BYTES:
         view = memoryview(m)
         tail = int.from_bytes(view[-DET_TAG_BYTES:], "big")
@@ -91,27 +108,16 @@ def _s2v(ka: bytes, m: bytes, ad: bytes | None, nonce: bytes | None) -> bytes:
         h.update((d ^ tail).to_bytes(DET_TAG_BYTES, "big"))
         return h.digest()  # type: ignore[no-any-return]
     # Short message: pad with 0x80 then zeros, XOR into dbl(D).
-    padded = bytes(m) + b"\x80" + bytes(DET_TAG_BYTES - len(m) - 1)
-    h.update((doubled ^ int.from_bytes(padded, "big")).to_bytes(DET_TAG_BYTES, "big"))
+    padded = int.from_bytes(bytes(m) + b"\x80", "big") << 8 * (
+        DET_TAG_BYTES - 1 - len(m)
+    )
+    h.update((doubled ^ padded).to_bytes(DET_TAG_BYTES, "big"))
     return h.digest()  # type: ignore[no-any-return]
-
-
-@functools.lru_cache(maxsize=1024)
-def _subkeys(key: bytes) -> tuple[bytes, bytes]:
-    """Ka || Ke = BLAKE2b-512 of the empty message keyed with the det key.
-
-    Cached per key: rows decrypted under one key repeat it (the cache is as secret
-    as the keys the proxy already holds in memory).
-    """
-    both = hashlib.blake2b(b"", digest_size=64, key=key).digest()
-    return both[:32], both[32:]
 
 
 def det_encrypt(m: bytes, ad: bytes | None, key: bytes, nonce: bytes | None) -> bytes:
     """crypto_aead_det_xchacha20_encrypt: ciphertext || 32-byte tag."""
-    ka, ke = _subkeys(key)
-    tag = _s2v(ka, m, ad, nonce)
-    return xchacha20_xor(m, tag[:_DET_STREAM_NONCE_BYTES], ke) + tag
+    return _fast_det_seal(_det(key, nonce), m, ad)
 
 
 def det_decrypt(
@@ -120,11 +126,14 @@ def det_decrypt(
     """crypto_aead_det_xchacha20_decrypt: plaintext, or None if the tag is wrong."""
     if len(c) < DET_TAG_BYTES:
         return None
-    ka, ke = _subkeys(key)
-    body, tag = c[:-DET_TAG_BYTES], c[-DET_TAG_BYTES:]
-    m = xchacha20_xor(body, tag[:_DET_STREAM_NONCE_BYTES], ke)
+    return _open(_det(key, nonce), c, ad)
+
+
+def _open(det: _Det, c: bytes, ad: bytes | None) -> bytes | None:
+    tag = c[-DET_TAG_BYTES:]
+    m = xchacha20_xor(c[:-DET_TAG_BYTES], tag[:_DET_STREAM_NONCE_BYTES], det.ke)
     # SECURITY: constant-time tag check; unauthenticated plaintext never escapes.
-    if not hmac.compare_digest(_s2v(ka, m, ad, nonce), tag):
+    if not hmac.compare_digest(_s2v(det, m, ad), tag):
         return None
     return m
 
@@ -359,58 +368,66 @@ IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
 KEY_ARGS = (2, 3, 4)  # key_id, context, nonce of the two _by_id functions
 
 
-def _bound_key(
-    env: Env, constants: dict[int, Any]
-) -> tuple[bytes, bytes | None] | None:
+def _bound_state(env: Env, constants: dict[int, Any]) -> _Det | None:
+    """The det state of a call's constant key id, context and nonce, when every
+    check of the unbound function on them passes."""
     key_id, context, nonce = (constants[i] for i in KEY_ARGS)
     if key_id is None or context is None:
         return None
     if nonce is not None and len(nonce) != DET_NONCE_BYTES:
         return None
     try:
-        return key_by_id(env, key_id, DET_KEY_BYTES, context), nonce
+        return _det(key_by_id(env, key_id, DET_KEY_BYTES, context), nonce)
     except PgsodiumError:  # the unbound path raises it, row by row
         return None
 
 
-Fast = Callable[[bytes, bytes | None, bytes, bytes | None], bytes | None]
+Fast = Callable[[_Det, bytes, bytes | None], bytes | None]
 
 
-def _binder(unbound: Callable[..., bytes], fast: Fast) -> Callable[..., Any]:
-    """A binder for `unbound`: `fast(message, additional, key, nonce)` serves a row
-    whose checks all pass (None: let the unbound function answer it)."""
+def _binder(
+    unbound: Callable[..., bytes], fast: Fast, shortest: int = 0
+) -> Callable[..., Any]:
+    """A binder for `unbound`: `fast(state, message, additional)` serves a row
+    of at least `shortest` bytes whose checks all pass; None from it, or a
+    shorter message, lets the unbound function answer (with its error)."""
 
     def bind(
         env: Env, constants: dict[int, Any]
     ) -> Callable[[bytes | None, bytes | None], bytes] | None:
         if not set(KEY_ARGS) <= constants.keys():
             return None
-        bound = _bound_key(env, constants)
+        state = _bound_state(env, constants)
         key_id, context, nonce = (constants[i] for i in KEY_ARGS)
 
+        def slow(message: bytes | None, additional: bytes | None) -> bytes:
+            return unbound(env, message, additional, key_id, context, nonce)
+
+        if state is None:
+            return slow
+
         def run(message: bytes | None, additional: bytes | None) -> bytes:
-            if bound is not None and message is not None:
-                result = fast(message, additional, *bound)
+            if message is not None and len(message) >= shortest:
+                result = fast(state, message, additional)
                 if result is not None:
                     return result
-            return unbound(env, message, additional, key_id, context, nonce)
+            return slow(message, additional)
 
         return run
 
     return bind
 
 
-def _fast_det_open(
-    message: bytes, additional: bytes | None, key: bytes, nonce: bytes | None
-) -> bytes | None:
-    if len(message) <= DET_TAG_BYTES:
-        return None  # `invalid message`, from the unbound function
-    # None (a wrong tag): the unbound function raises `invalid ciphertext`.
-    return det_decrypt(message, additional, key, nonce)
+def _fast_det_seal(det: _Det, message: bytes, additional: bytes | None) -> bytes:
+    tag = _s2v(det, message, additional)
+    return xchacha20_xor(message, tag[:_DET_STREAM_NONCE_BYTES], det.ke) + tag
 
 
-bind_det_decrypt_by_id = _binder(pgsodium_crypto_aead_det_decrypt_by_id, _fast_det_open)
-bind_det_encrypt_by_id = _binder(pgsodium_crypto_aead_det_encrypt_by_id, det_encrypt)
+# A wrong tag is `invalid ciphertext`, 32 bytes or fewer `invalid message`.
+bind_det_decrypt_by_id = _binder(
+    pgsodium_crypto_aead_det_decrypt_by_id, _open, DET_TAG_BYTES + 1
+)
+bind_det_encrypt_by_id = _binder(pgsodium_crypto_aead_det_encrypt_by_id, _fast_det_seal)
 
 
 BINDERS: dict[str, Callable[..., Any]] = {

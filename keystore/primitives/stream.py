@@ -33,6 +33,7 @@ _MASK32 = 0xFFFF_FFFF
 # OpenSSL's ChaCha20 counter word is 32 bits; never let one call cross its wrap.
 _BLOCKS_PER_WORD = 1 << 32
 _COUNTER_MOD = 1 << 64
+_UINT64 = _COUNTER_MOD - 1  # as_uint64, inline on the per-row path
 
 
 _ZERO_BLOCK = bytes(BLOCK_BYTES)
@@ -90,48 +91,51 @@ def _libsodium() -> tuple[Any, Any] | None:
 _LIBSODIUM = _libsodium()
 
 
-_BUFFERS = threading.local()  # one HChaCha20 subkey buffer per thread
+class _Scratch(threading.local):
+    """One thread's C buffers for the libsodium path, reused by every call (making
+    them costs more than the two libsodium calls themselves; bench/rows.py): the
+    HChaCha20 subkey and the output of a message of up to _SCRATCH_BYTES."""
+
+    def __init__(self) -> None:
+        assert _LIBSODIUM is not None
+        ffi = _LIBSODIUM[0]
+        self.buffers = (
+            ffi.new("unsigned char[32]"),
+            ffi.new(f"unsigned char[{_SCRATCH_BYTES}]"),
+        )
 
 
-def _xchacha20_xor_libsodium(data: bytes, nonce: bytes, key: bytes, ic: int) -> bytes:
-    assert _LIBSODIUM is not None
-    ffi, library = _LIBSODIUM
-    try:
-        subkey = _BUFFERS.subkey
-    except AttributeError:
-        subkey = _BUFFERS.subkey = ffi.new("unsigned char[32]")
+_SCRATCH_BYTES = 4096
+
+
+def _xchacha20_xor_libsodium(
+    data: bytes, nonce: bytes, key: bytes, ic: int = 0
+) -> bytes:
+    subkey, out = _SCRATCH.buffers
+    size = len(data)
+    if size > _SCRATCH_BYTES:  # a large message: a buffer of its own, not kept
+        out = _NEW("unsigned char[]", size)
     # cffi passes bytes as they are; only other buffers (memoryview, bytearray)
     # are copied. Every call on a row's path counts (bench/rows.py).
     if type(nonce) is not bytes:
         nonce = bytes(nonce)
-    library.crypto_core_hchacha20(
-        subkey, nonce[:HCHACHA20_INPUT_BYTES], bytes(key), ffi.NULL
-    )
-    out = bytearray(len(data))
-    library.crypto_stream_chacha20_xor_ic(
-        ffi.from_buffer(out),
+    _HCHACHA20(subkey, nonce[:HCHACHA20_INPUT_BYTES], bytes(key), _NULL)
+    _CHACHA20_XOR_IC(
+        out,
         data if type(data) is bytes else bytes(data),
-        len(data),
+        size,
         nonce[HCHACHA20_INPUT_BYTES:],
-        as_uint64(ic),
+        ic & _UINT64,
         subkey,
     )
-    # SECURITY: the subkey buffer is overwritten by the next call; it holds only a
-    # per-message subkey, as secret as the plaintext returned.
-    return bytes(out)
+    # SECURITY: both buffers are overwritten by the thread's next call; they hold a
+    # per-message subkey and the last output, as secret as the plaintext returned.
+    return _BUFFER(out, size)[:]
 
 
-def xchacha20_xor(data: bytes, nonce: bytes, key: bytes, ic: int = 0) -> bytes:
-    """crypto_stream_xchacha20_xor_ic: data XOR keystream from 64-byte block `ic`.
-
-    `ic` is libsodium's uint64 block counter; it wraps modulo 2**64 like libsodium.
-    """
-    if _LIBSODIUM is not None:
-        return _xchacha20_xor_libsodium(data, nonce, key, ic)
-    return _xchacha20_xor_portable(data, nonce, key, ic)
-
-
-def _xchacha20_xor_portable(data: bytes, nonce: bytes, key: bytes, ic: int) -> bytes:
+def _xchacha20_xor_portable(
+    data: bytes, nonce: bytes, key: bytes, ic: int = 0
+) -> bytes:
     subkey = hchacha20(key, nonce[:HCHACHA20_INPUT_BYTES])
     nonce8 = nonce[HCHACHA20_INPUT_BYTES:NONCE_BYTES]
     view = memoryview(data)
@@ -148,6 +152,22 @@ def _xchacha20_xor_portable(data: bytes, nonce: bytes, key: bytes, ic: int) -> b
         pos += take
         counter = (counter + take // BLOCK_BYTES) % _COUNTER_MOD
     return b"".join(pieces)
+
+
+xchacha20_xor: Callable[..., bytes]
+"""crypto_stream_xchacha20_xor_ic(data, nonce, key, ic=0): data XOR keystream from
+64-byte block `ic`, libsodium's uint64 block counter (it wraps modulo 2**64 like
+libsodium). libsodium's own code when PyNaCl's library exports it (a call less on
+each row's path), else the portable code."""
+
+if _LIBSODIUM is not None:
+    _SCRATCH = _Scratch()
+    _HCHACHA20 = _LIBSODIUM[1].crypto_core_hchacha20
+    _CHACHA20_XOR_IC = _LIBSODIUM[1].crypto_stream_chacha20_xor_ic
+    _NULL, _BUFFER, _NEW = _LIBSODIUM[0].NULL, _LIBSODIUM[0].buffer, _LIBSODIUM[0].new
+    xchacha20_xor = _xchacha20_xor_libsodium
+else:
+    xchacha20_xor = _xchacha20_xor_portable
 
 
 def xchacha20_stream(size: int, nonce: bytes, key: bytes) -> bytes:

@@ -22,6 +22,7 @@ FUZZ = settings(
 )
 FRONTEND_BYTES = [data for _, data in FRONTEND]
 BACKEND_BYTES = [data for _, data in BACKEND]
+BACKEND_STREAM = b"".join(BACKEND_BYTES)
 STARTUP_BYTES = [data for _, data in STARTUP]
 
 
@@ -129,3 +130,37 @@ def test_how_hostile_bytes_are_split_never_changes_the_frames(
 
 def _reframe(data: bytes) -> Frame:
     return Frame(data[0], data[5:], data)
+
+
+def _drained(data: bytes, cuts: list[int], **reader_options: object) -> list[Frame]:
+    """_frames, taking each feed's frames with drain(): up to the first refused one."""
+    reader = FrameReader(**reader_options)  # type: ignore[arg-type]
+    frames: list[Frame] = []
+    start = 0
+    try:
+        for end in sorted({*cuts, len(data)}):
+            reader.feed(data[start:end])
+            start = end
+            frames += reader.drain()
+    except ProtocolViolation:
+        pass
+    return frames
+
+
+@FUZZ
+@given(mutated(BACKEND_BYTES), cuts)
+def test_drained_backend_frames_are_the_frames_read_one_by_one(
+    data: bytes, cut: list[int]
+) -> None:
+    # A refusal in a drain loses the frames of that feed before it (the upstream
+    # side then closes the session); every feed before it is complete.
+    one_by_one, drained = _frames(data, cut), _drained(data, cut)
+    assert drained == one_by_one[: len(drained)]
+    assert all(type(f.body) is bytes and type(f.raw) is bytes for f in drained)
+
+
+@given(st.lists(st.integers(0, len(BACKEND_STREAM)), max_size=40))
+def test_drain_of_any_split_of_a_valid_stream_gives_every_frame(
+    cuts: list[int],
+) -> None:
+    assert _drained(BACKEND_STREAM, cuts) == _frames(BACKEND_STREAM, [])
