@@ -85,9 +85,21 @@ def test_hchacha20_equals_libsodium(key: bytes, nonce: bytes) -> None:
 def test_xor_ic_equals_libsodium_across_counter_wraps(
     data: bytes, nonce: bytes, ic: int
 ) -> None:
-    assert stream.xchacha20_xor(data, nonce, KEY, ic) == sodium_xor_ic(
-        data, nonce, ic, KEY
-    )
+    expected = sodium_xor_ic(data, nonce, ic, KEY)
+    assert stream.xchacha20_xor(data, nonce, KEY, ic) == expected
+    # The code used when PyNaCl's library does not export libsodium's stream.
+    assert stream._xchacha20_xor_portable(data, nonce, KEY, ic) == expected
+
+
+@needs_libsodium
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 70_000])
+def test_xor_of_any_size_equals_libsodium_and_leaves_no_state(size: int) -> None:
+    # Around the reused buffer's size; a long message after a short one and back.
+    data = bytes(range(256)) * (size // 256 + 1)
+    for length in (size, 3, size):
+        assert stream.xchacha20_xor(data[:length], NONCE, KEY) == sodium_xor_ic(
+            data[:length], NONCE, 0, KEY
+        )
 
 
 def test_xor_ic_takes_a_negative_bigint_as_uint64_counter() -> None:
