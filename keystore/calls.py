@@ -105,6 +105,8 @@ class Evaluator:
         """The call with its constant arguments bound once, for values computed per
         row; the result takes the other arguments, in order, as its own. None: no
         binding."""
+        if sig.key_variant == "uuid" and not constants:
+            return self._bind_by_material(sig)
         binder = BINDERS.get(sig.c_symbol or "")
         if binder is None or sig.strict or sig.language != "c":
             return None
@@ -118,6 +120,28 @@ class Evaluator:
             additional = constants[1]
             return lambda message: bound(message, additional)
         return None
+
+    def _bind_by_material(self, sig: Signature) -> Callable[..., Any] | None:
+        """A key-uuid aead-det call whose every argument varies (a key uuid column):
+        rows whose key was bound before (by _by_uuid, under `materials` as they are
+        for that row) go straight to the bound call; every other row is a call."""
+        position = _uuid_position(sig)
+        if position != 2 or len(sig.params) != 3 or sig.key_type is None:
+            return None
+        key_type, strict, known = sig.key_type, sig.strict, self._bound_by_material
+
+        def by_material(message: Any, additional: Any, key_uuid: Any) -> Any:
+            if key_uuid is not None and not (
+                strict and (message is None or additional is None)
+            ):
+                material = self.materials.get((key_uuid, key_type))
+                bound = known.get((id(sig), material))  # type: ignore[arg-type]
+                if bound is not None and bound[0] is sig:
+                    return bound[1](message, additional)
+            # Not self(): a counting subclass counts the bound call once already.
+            return Evaluator.__call__(self, sig, [message, additional, key_uuid])
+
+        return by_material
 
     def _inet(self, sig: Signature, args: list[Any]) -> str:
         """pgsodium's SQL wrappers: bin2ip(f(ip2bin(host(ip)), key))::inet."""
