@@ -295,8 +295,9 @@ class Tce:
                 SQLSTATE.FEATURE_NOT_SUPPORTED,
                 f"pgsodium-proxy cannot evaluate a statement naming {renamed} after "
                 "a statement that may change what names resolve to (SET "
-                "search_path, DDL, ...) in the same Query message: send it as a "
-                "Query of its own",
+                "search_path, set_config, a call of a user's function, DDL, COMMIT "
+                "or ROLLBACK, ...) in the same Query message: send it as a Query of "
+                "its own",
             )
         relations: dict[str, tce.Relation] = {}
         names = tce.relation_names(statements)

@@ -576,15 +576,18 @@ class _Statement:
     def _fold_case(self, stmt: ast.Node, call: ast.FuncCall) -> bool:
         """A call inside a searched CASE that folds as a whole (`CASE WHEN $1 IS
         NULL THEN NULL ELSE encrypt($1, …) END`, as TCE writes values): the CASE
-        is folded, so the call runs only when its branch is taken."""
-        for case in _outermost(_case_exprs(stmt)):
+        is folded, so the call runs only when its branch is taken. The outermost
+        such CASE that folds: one that depends on rows may hold one that does not
+        (`CASE WHEN g > 1 THEN vault.create_secret($1) END`), whose value test
+        would otherwise go upstream with the value."""
+        for case in _case_exprs(stmt):  # outer ones first
             inside = _calls(case)
             if not any(c is call for c in inside):
                 continue
             try:
                 node = self.compiler.compile(case)
             except NotFoldable:
-                return False
+                continue
             calls = [n for n in walk(node) if isinstance(n, Call)]
             self._check_fold(node, calls, case, call.location)
             end = sqltext.case_end(self.tokens, case.location)
@@ -990,16 +993,6 @@ def _case_exprs(node: ast.Node) -> list[ast.CaseExpr]:
     collector = _Collect(ast.CaseExpr)
     collector(node)
     return collector.found
-
-
-def _outermost(cases: list[ast.CaseExpr]) -> list[ast.CaseExpr]:
-    """CASE expressions not inside another of the list, in order."""
-    nested: set[int] = set()
-    for case in cases:
-        for nested_case in _case_exprs(case):
-            if nested_case is not case:
-                nested.add(id(nested_case))
-    return [c for c in cases if id(c) not in nested]
 
 
 def _volatile(node: Node) -> bool:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pglast import ast, parse_sql
-from pglast.enums import ObjectType
+from pglast.enums import ObjectType, TransactionStmtKind
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
@@ -355,14 +355,64 @@ _KEEPS_NAMES = (
 _RESOLVING_SETTINGS = frozenset({"search_path", "role", "session_authorization"})
 
 
+# Functions a statement may call without changing what names resolve to: they run
+# no user code and set nothing (pg_catalog's, written with or without the schema).
+_SAFE_FUNCTIONS = frozenset(
+    {"now", "current_timestamp", "clock_timestamp", "statement_timestamp",
+     "transaction_timestamp", "gen_random_uuid", "nextval", "currval", "setval",
+     "lower", "upper", "length", "octet_length", "concat", "concat_ws", "format",
+     "coalesce", "nullif", "greatest", "least", "substr", "substring", "trim",
+     "replace", "md5", "sha256", "encode", "decode", "convert_to", "convert_from",
+     "to_char", "to_timestamp", "to_date", "to_number", "to_json", "to_jsonb",
+     "jsonb_build_object", "json_build_object", "jsonb_build_array",
+     "json_build_array", "array_agg", "string_agg", "count", "sum", "min", "max",
+     "avg", "generate_series", "unnest", "random", "abs", "round", "floor", "ceil",
+     "date_trunc", "extract", "date_part", "age", "current_setting"}
+)  # fmt: skip
+# Transaction ends: SET LOCAL and set_config(..., true) end with them, and so do
+# temporary tables created ON COMMIT DROP.
+_ENDS = frozenset(
+    {TransactionStmtKind.TRANS_STMT_COMMIT, TransactionStmtKind.TRANS_STMT_ROLLBACK,
+     TransactionStmtKind.TRANS_STMT_ROLLBACK_TO,
+     TransactionStmtKind.TRANS_STMT_PREPARE}
+)  # fmt: skip
+
+
+class _Calls(Visitor):  # type: ignore[misc]
+    """Whether a statement calls a function that may run user code (a user's
+    function may SET search_path or create a temporary table of the same name)."""
+
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:
+        names = [n.sval for n in node.funcname]
+        if names[0] in ("pgsodium", "vault"):
+            return  # evaluated by the proxy, or its own fixed-search_path functions
+        if len(names) == 2 and names[0] != "pg_catalog":
+            self.found = True
+        elif names[-1] not in _SAFE_FUNCTIONS:
+            self.found = True
+
+
 def _may_change_names(raw: ast.RawStmt, sql: str) -> bool:
     stmt = raw.stmt
     if isinstance(stmt, ast.VariableSetStmt):
         return stmt.name is None or stmt.name.lower() in _RESOLVING_SETTINGS
+    if isinstance(stmt, ast.TransactionStmt):
+        return stmt.kind in _ENDS
     if not isinstance(stmt, _KEEPS_NAMES):
         return True  # DDL, DO, CALL, DISCARD, ...: anything may be renamed or made
     end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
-    return "set_config" in sql[raw.stmt_location : end].lower()
+    if "set_config" in sql[raw.stmt_location : end].lower():
+        return True
+    # XXX: a trigger, rule, column default, policy or view that a statement runs
+    # may call a user's function too; only what the statement itself calls is
+    # seen here, so such code that changes search_path makes a later statement of
+    # the same message reach the table its name meant before the message ran.
+    calls = _Calls()
+    calls(stmt)
+    return calls.found
 
 
 def renamed_then_named(

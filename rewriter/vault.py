@@ -2,9 +2,11 @@
 
 Vault 0.3 stores `encode(crypto_aead_det_encrypt(convert_to(secret, 'utf8'),
 convert_to(id::text, 'utf8'), 0, 'pgsodium', nonce), 'base64')`. A call of
-`vault.create_secret(...)` becomes `vault._proxy_create_secret(<id>, <that
-expression>, <nonce>, ...)` with an id and a nonce the proxy draws, so the rest of
-the rewriter folds the ciphertext and the secret never reaches the database;
+`vault.create_secret(...)` becomes `vault._proxy_create_secret(<ids>, <those
+expressions>, <nonces>, ...)`: arrays of ids and nonces the proxy draws, so the rest
+of the rewriter folds each ciphertext and the secret never reaches the database. A
+call PostgreSQL may run for several rows gets _ROWS of them, one call _ONCE; each
+run takes the next unused id, and one run too many fails with 0A000 upstream;
 `vault.update_secret(...)` likewise, with a fresh nonce. A read of
 `vault.decrypted_secrets` becomes a subquery over the view whose
 `decrypted_secret` the per-row machinery computes. Arguments must be literals or
@@ -29,6 +31,12 @@ from .statements import DEFINITIONS
 from .tce import is_null
 
 _NONCE_BYTES = 16
+# The ids (and nonces and ciphertexts) a create_secret call carries: one where it
+# runs at most once, else enough for the rows of a small script; each costs one
+# encryption and about 200 bytes of SQL. The upstream function refuses a run past
+# the last one (0A000) rather than reuse an id (23505) or a nonce.
+_ONCE = 1
+_ROWS = 64
 _CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
 _UPDATE = ("secret_id", "new_secret", "new_name", "new_description", "new_key_id")
 _VIEW_COLUMNS = (
@@ -77,6 +85,7 @@ def mentions_vault(statements: Any) -> bool:
 class _Finder(Visitor):  # type: ignore[misc]
     def __init__(self) -> None:
         self.calls: list[ast.FuncCall] = []
+        self.repeats: list[ast.FuncCall] = []  # calls that may run for many rows
         self.views: list[ast.RangeVar] = []
         self.secrets: list[ast.RangeVar] = []  # vault.secrets itself
         self.target_lists: list[tuple[ast.ResTarget, ...]] = []
@@ -94,6 +103,8 @@ class _Finder(Visitor):  # type: ignore[misc]
             )
         ):
             self.calls.append(node)
+            if _may_repeat(ancestors):
+                self.repeats.append(node)
 
     def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
         if node.schemaname == "vault" and node.relname == "decrypted_secrets":
@@ -111,6 +122,66 @@ class _Finder(Visitor):  # type: ignore[misc]
 
     def visit_RangeFunction(self, ancestors: Any, node: ast.RangeFunction) -> None:
         self.functions += [function for function, _ in node.functions]
+
+
+_PER_ROW = (ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+
+
+def _may_repeat(ancestors: Any) -> bool:
+    """Whether PostgreSQL may evaluate the call at `ancestors` for more than one
+    row: under a query level with FROM (not in that FROM, where a function runs
+    once), beside a set-returning call, in UPDATE/DELETE/MERGE, RETURNING or ON
+    CONFLICT. A WITH query with a volatile call runs once. Only sizes the call's
+    ids: the upstream counts the runs, and refuses one too many."""
+    while ancestors is not None and ancestors.node is not None:
+        node, member = ancestors.node, ancestors.member
+        if isinstance(node, (ast.RangeFunction, ast.CommonTableExpr)):
+            return False
+        if isinstance(node, _PER_ROW):
+            return True
+        if isinstance(node, ast.InsertStmt) and member != "selectStmt":
+            return True
+        if isinstance(node, ast.SelectStmt) and member != "fromClause":
+            if node.fromClause or (
+                member == "targetList" and _calls_besides_vault(node.targetList)
+            ):
+                return True
+        ancestors = ancestors.parent
+    return False
+
+
+# Set-returning functions of pg_catalog that a select list may hold (a call of one
+# makes the other items run once per row it returns).
+_SET_RETURNING = frozenset(
+    {"generate_series", "generate_subscripts", "unnest", "regexp_matches",
+     "regexp_split_to_table", "string_to_table", "json_array_elements",
+     "jsonb_array_elements", "json_array_elements_text", "jsonb_array_elements_text",
+     "json_each", "jsonb_each", "json_each_text", "jsonb_each_text",
+     "json_object_keys", "jsonb_object_keys", "jsonb_path_query",
+     "json_populate_recordset", "jsonb_populate_recordset", "json_to_recordset",
+     "jsonb_to_recordset", "pg_listening_channels", "aclexplode"}
+)  # fmt: skip
+
+
+def _calls_besides_vault(targets: Any) -> bool:
+    """Whether a select list calls a set-returning function, or one that is not
+    pg_catalog's (which may be one)."""
+    finder = _SetReturning()
+    finder(targets)
+    return finder.found
+
+
+class _SetReturning(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:
+        names = [n.sval for n in node.funcname]
+        self.found = self.found or (
+            names[-1] in _SET_RETURNING or names[0] not in ("pg_catalog", "vault")
+            if len(names) > 1
+            else names[-1] in _SET_RETURNING
+        )
 
 
 _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CopyStmt)
@@ -148,7 +219,8 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
         ):
             out.append(_expand(sql, toks, rv))
     for call in finder.calls:
-        start, end, text = _call(sql, toks, call)
+        rows = _ROWS if any(call is r for r in finder.repeats) else _ONCE
+        start, end, text = _call(sql, toks, call, rows)
         if any(call is function for function in finder.functions):
             text = _named_in_from(call, text)
         out.append((start, end, text))
@@ -277,25 +349,43 @@ def _visible(node: Any) -> bool:
     return isinstance(node, (ast.A_Const, ast.ParamRef))
 
 
-def _call(sql: str, toks: list[Token], call: ast.FuncCall) -> tuple[int, int, str]:
+def _nonce() -> str:
+    return f"decode('{secrets.token_bytes(_NONCE_BYTES).hex()}', 'hex')"
+
+
+def _call(
+    sql: str, toks: list[Token], call: ast.FuncCall, rows: int
+) -> tuple[int, int, str]:
     kind = call.funcname[1].sval
     names = _CREATE if kind == "create_secret" else _UPDATE
     (start, end), given, nodes = _arguments(sql, toks, call, names)
-    nonce = f"decode('{secrets.token_bytes(_NONCE_BYTES).hex()}', 'hex')"
     name = f"({given['new_name']})::text" if "new_name" in given else "NULL::text"
     key = f"({given['new_key_id']})::uuid" if "new_key_id" in given else "NULL::uuid"
     if kind == "create_secret":
         if "new_secret" not in given:
             raise _refuse("call vault.create_secret() without new_secret")
-        new_id = str(uuid.uuid4())
         description = (
             f"({given['new_description']})::text"
             if "new_description" in given
             else "''::text"
         )
-        secret = _secret(given["new_secret"], nodes["new_secret"], f"'{new_id}'", nonce)
-        args = f"'{new_id}'::uuid, {secret}, {nonce}, {name}, {description}, {key}"
+        # Each run of the call is a new secret: its own id (the associated data)
+        # and nonce, so its own ciphertext, as Vault draws them for each row.
+        drawn = [(str(uuid.uuid4()), _nonce()) for _ in range(rows)]
+        ids = ", ".join(f"'{new_id}'" for new_id, _ in drawn)
+        nonces = ", ".join(nonce for _, nonce in drawn)
+        ciphertexts = ", ".join(
+            _secret(given["new_secret"], nodes["new_secret"], f"'{i}'", n)
+            for i, n in drawn
+        )
+        args = (
+            f"ARRAY[{ids}]::uuid[], ARRAY[{ciphertexts}]::text[], "
+            f"ARRAY[{nonces}]::bytea[], {name}, {description}, {key}"
+        )
         return start, end, f"vault._proxy_create_secret({args})"
+    # A secret's id is fixed: every run of an update_secret call writes the same
+    # ciphertext (same id, nonce and secret), so one nonce serves them all.
+    nonce = _nonce()
     if "secret_id" not in given:
         raise _refuse("call vault.update_secret() without secret_id")
     secret_id = f"({given['secret_id']})::uuid"

@@ -78,6 +78,39 @@ BEGIN
   END
   $create$;
 
+  -- ... and with the ids, ciphertexts and nonces drawn for
+  -- one call, whose runs (one per row PostgreSQL evaluates it for) each store the
+  -- next one not stored yet (a volatile function sees the rows its earlier runs in
+  -- the same statement inserted). A run past the last is refused, never given an
+  -- id (23505) or a nonce twice.
+  CREATE OR REPLACE FUNCTION vault._proxy_create_secret(
+    new_ids uuid[], new_secrets text[], new_nonces bytea[], new_name text,
+    new_description text, new_key_id uuid)
+    RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+    AS $create_rows$
+  DECLARE
+    i integer;
+  BEGIN
+    SELECT n INTO i
+      FROM pg_catalog.generate_subscripts(new_ids, 1) AS n
+     WHERE NOT EXISTS (SELECT FROM vault.secrets s WHERE s.id = new_ids[n])
+     ORDER BY n LIMIT 1;
+    IF i IS NULL THEN
+      RAISE EXCEPTION USING ERRCODE = '0A000',
+        MESSAGE = pg_catalog.format('pgsodium-proxy cannot evaluate '
+          'vault.create_secret() for more than %s rows of one statement (each row '
+          'needs an id and a nonce the proxy draws before the statement runs)',
+          pg_catalog.cardinality(new_ids)),
+        HINT = 'Create the secrets in smaller statements, or one call per row '
+               'in INSERT ... VALUES.';
+    END IF;
+    INSERT INTO vault.secrets (id, secret, nonce, name, description)
+    VALUES (new_ids[i], new_secrets[i], new_nonces[i], new_name,
+            coalesce(new_description, ''));
+    RETURN new_ids[i];
+  END
+  $create_rows$;
+
   -- ... and of update_secret: a new secret comes with a new nonce.
   CREATE OR REPLACE FUNCTION vault._proxy_update_secret(
     secret_id uuid, new_secret text, new_nonce bytea, new_name text,
@@ -99,6 +132,7 @@ BEGIN
     vault.create_secret(text, text, text, uuid),
     vault.update_secret(uuid, text, text, text, uuid),
     vault._proxy_create_secret(uuid, text, bytea, text, text, uuid),
+    vault._proxy_create_secret(uuid[], text[], bytea[], text, text, uuid),
     vault._proxy_update_secret(uuid, text, bytea, text, text, uuid)
   FROM PUBLIC;
 END

@@ -2044,3 +2044,64 @@ def test_sql_prepare_cannot_carry_what_the_proxy_evaluates(
         assert conn.execute("select count(*) from t_sqlprep").fetchone() == (0,)
     log = server_log(proxy)
     assert "SqlPrepPlainVault" not in log and "SqlPrepPlainEarly" not in log
+
+
+def test_a_call_that_may_change_search_path_before_a_labelled_table_is_refused(
+    proxy: RunningProxy, db: str, direct: psycopg.Connection[Any]
+) -> None:
+    """The proxy resolves a labelled table's name before a Query message runs: a
+    statement of the message that calls set_config or a user's function (which
+    may SET search_path), or ends the transaction (SET LOCAL ends with it), makes
+    a later statement naming the table refused, where PostgreSQL would have
+    reached another table. Statements that call nothing of the kind, as a script
+    of INSERTs, still run in one message."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        for schema in ("s_fn_main", "s_fn_other"):
+            conn.execute(f"drop schema if exists {schema} cascade")
+            conn.execute(f"create schema {schema}")
+            conn.execute(f"create table {schema}.t_fn (id int, secret text)")
+        conn.execute(
+            "security label for pgsodium on column s_fn_main.t_fn.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        conn.execute(
+            "create function s_fn_main.to_other() returns void language sql as "
+            "$$ select set_config('search_path', 's_fn_other, public', false) $$"
+        )
+        conn.execute("set search_path = s_fn_main, public")
+        for script in [
+            "select set_config('search_path', 's_fn_other, public', false); "
+            "insert into t_fn values (1, 'FnPlainOne')",
+            "select to_other(); insert into t_fn values (2, 'FnPlainTwo')",
+            "select s_fn_main.to_other(); insert into t_fn values (3, 'FnPlainThree')",
+            "insert into t_fn values (4, 'x'), (length(to_other()::text), 'y'); "
+            "select * from decrypted_t_fn",
+        ]:
+            with pytest.raises(
+                psycopg.errors.FeatureNotSupported, match="user's function"
+            ):
+                conn.execute(script.encode())  # one simple Query message
+            assert conn.execute("show search_path").fetchone() == ("s_fn_main, public",)
+        conn.execute("begin")
+        conn.execute("set local search_path = s_fn_other, public")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="COMMIT"):
+            conn.execute(b"commit; insert into t_fn values (5, 'FnPlainFive')")
+        conn.execute("rollback")
+        conn.execute(
+            b"insert into t_fn values (6, 'FnScriptSix'); "
+            b"insert into t_fn (id, secret) values (7, 'FnScriptSeven'); "
+            b"select now(), count(*) from t_fn; "
+            b"insert into t_fn values (5 + length('abc'), 'FnScriptEight')"
+        )
+        assert conn.execute(
+            "select id, decrypted_secret from decrypted_t_fn order by id"
+        ).fetchall() == [
+            (6, "FnScriptSix"),
+            (7, "FnScriptSeven"),
+            (8, "FnScriptEight"),
+        ]
+    assert direct.execute("select count(*) from s_fn_other.t_fn").fetchone() == (0,)
+    log = server_log(proxy)
+    for plain in ("FnPlain", "FnScript"):
+        assert plain not in log

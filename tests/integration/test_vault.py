@@ -402,3 +402,115 @@ def test_vault_reached_through_search_path_is_refused_never_sent(
             with pytest.raises(psycopg.errors.FeatureNotSupported, match="search_path"):
                 conn.execute(sql)
     assert "UnqualifiedVaultPlain" not in server_log(proxy)
+
+
+@pytest.mark.parametrize(
+    ("sql", "count"),
+    [
+        ("select vault.create_secret(%s) from generate_series(1, 3)", 3),
+        ("select vault.create_secret(%s) from (values (1), (2)) v(x)", 2),
+        # PostgreSQL's ProjectSet runs the other items once more as the set ends.
+        ("select vault.create_secret(%s), generate_series(1, 2)", 3),
+        ("select vault.create_secret(%s), app_rows.rows()", 3),
+        (
+            "select case when g > 1 then vault.create_secret(%s) end "
+            "from generate_series(1, 3) g",
+            2,
+        ),
+        ("select count(vault.create_secret(%s)) from generate_series(1, 4)", 1),
+        (
+            "with made as (select vault.create_secret(%s) as id "
+            "from generate_series(1, 2)) select id from made",
+            2,
+        ),
+        (
+            "select (select vault.create_secret(%s) where g > 0) "
+            "from generate_series(1, 2) g",
+            2,
+        ),
+    ],
+)
+def test_create_secret_over_several_rows_makes_a_secret_for_each(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], sql: str, count: int
+) -> None:
+    """Vault runs create_secret once per row: each row gets a secret of its own,
+    with its own id and nonce, that reads back decrypted (it failed with 23505:
+    one id for the whole statement)."""
+    marker = f"PerRowVaultPlain{uuid.uuid4().hex[:8]}"
+    before = {r[0] for r in conn.execute("select id from vault.secrets").fetchall()}
+    conn.execute(sql, [marker]).fetchall()
+    rows = [
+        r
+        for r in conn.execute("select id, nonce, secret from vault.secrets")
+        if r[0] not in before
+    ]
+    added = 4 if "count(" in sql else count
+    assert len(rows) == added
+    assert len({r[1] for r in rows}) == len({r[2] for r in rows}) == added
+    for secret_id, _, _ in rows:
+        assert vault_decrypt(conn, secret_id) == marker
+    read = conn.execute(
+        "select id, decrypted_secret from vault.decrypted_secrets"
+    ).fetchall()
+    assert sorted(i for i, plain in read if plain == marker) == sorted(
+        r[0] for r in rows
+    )
+    assert marker not in server_log(proxy)
+
+
+def test_insert_select_of_create_secret_stores_every_row(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("create table if not exists vault_refs (n int, secret_id uuid)")
+    conn.execute("truncate vault_refs")
+    conn.execute(
+        "insert into vault_refs select g, vault.create_secret(%s, null, 'per row') "
+        "from generate_series(1, 5) g",
+        ["InsertSelectVaultPlain"],
+    )
+    assert conn.execute(
+        "select r.n, d.decrypted_secret from vault_refs r "
+        "join vault.decrypted_secrets d on d.id = r.secret_id order by r.n"
+    ).fetchall() == [(n, "InsertSelectVaultPlain") for n in range(1, 6)]
+    conn.execute(
+        "update vault_refs set secret_id = vault.create_secret('UpdateVaultPlain')"
+    )
+    ids = [r[0] for r in conn.execute("select secret_id from vault_refs").fetchall()]
+    assert len(set(ids)) == 5
+    assert [vault_decrypt(conn, i) for i in ids] == ["UpdateVaultPlain"] * 5
+    log = server_log(proxy)
+    assert "InsertSelectVaultPlain" not in log and "UpdateVaultPlain" not in log
+
+
+def test_create_secret_past_the_rows_drawn_is_refused_and_stores_nothing(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    """The ids are drawn before the statement runs; a run past the last one is
+    refused with 0A000 and the statement stores nothing (never an id or a nonce
+    twice)."""
+    before = conn.execute("select count(*) from vault.secrets").fetchone()
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="more than 64 rows"):
+        conn.execute(
+            "select vault.create_secret(%s) from generate_series(1, 65)",
+            ["TooManyVaultPlain"],
+        )
+    # A set-returning function found through search_path looks like any other:
+    # the call carries one id, and its second run is refused.
+    conn.execute("set search_path = app_rows, public")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="more than 1 rows"):
+        conn.execute("select vault.create_secret(%s), rows()", ["TooManyVaultPlain"])
+    conn.execute("reset search_path")
+    assert conn.execute("select count(*) from vault.secrets").fetchone() == before
+    assert "TooManyVaultPlain" not in server_log(proxy)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _app_rows(proxy: RunningProxy, db: str) -> None:
+    """A set-returning function of the user's own, which the proxy cannot tell
+    from a scalar one."""
+    with psycopg.connect(proxy.direct_dsn(dbname=db), autocommit=True) as direct:
+        direct.execute("create schema if not exists app_rows")
+        direct.execute(
+            "create or replace function app_rows.rows() returns setof int "
+            "language sql as 'select generate_series(1, 2)'"
+        )

@@ -22,10 +22,11 @@ def run(sql: str) -> str:
 
 def test_create_secret() -> None:
     assert run("select vault.create_secret('s', 'n', new_description := 'd')") == (
-        "select vault._proxy_create_secret(<id>::uuid, encode("
+        "select vault._proxy_create_secret(ARRAY[<id>]::uuid[], ARRAY[encode("
         "pgsodium.crypto_aead_det_encrypt(convert_to(('s')::text, 'utf8'), "
-        "convert_to(<id>, 'utf8'), 0::bigint, 'pgsodium'::bytea, <nonce>), 'base64'), "
-        "<nonce>, ('n')::text, ('d')::text, NULL::uuid) AS create_secret"
+        "convert_to(<id>, 'utf8'), 0::bigint, 'pgsodium'::bytea, <nonce>), "
+        "'base64')]::text[], ARRAY[<nonce>]::bytea[], ('n')::text, ('d')::text, "
+        "NULL::uuid) AS create_secret"
     )
 
 
@@ -41,15 +42,16 @@ def test_a_null_secret_is_passed_on_as_null_never_encrypted() -> None:
     23502 for create_secret; update_secret keeps the old one). A parameter may
     be NULL: the proxy folds the CASE with its value."""
     assert run("select vault.create_secret(null::text)") == (
-        "select vault._proxy_create_secret(<id>::uuid, NULL::text, <nonce>, "
-        "NULL::text, ''::text, NULL::uuid) AS create_secret"
+        "select vault._proxy_create_secret(ARRAY[<id>]::uuid[], "
+        "ARRAY[NULL::text]::text[], ARRAY[<nonce>]::bytea[], NULL::text, ''::text, "
+        "NULL::uuid) AS create_secret"
     )
     assert run("select vault.create_secret($1)") == (
-        "select vault._proxy_create_secret(<id>::uuid, CASE WHEN ($1) IS NULL "
-        "THEN NULL ELSE encode(pgsodium.crypto_aead_det_encrypt(convert_to(($1)"
-        "::text, 'utf8'), convert_to(<id>, 'utf8'), 0::bigint, 'pgsodium'::bytea, "
-        "<nonce>), 'base64') END, <nonce>, NULL::text, ''::text, NULL::uuid) "
-        "AS create_secret"
+        "select vault._proxy_create_secret(ARRAY[<id>]::uuid[], ARRAY[CASE WHEN "
+        "($1) IS NULL THEN NULL ELSE encode(pgsodium.crypto_aead_det_encrypt("
+        "convert_to(($1)::text, 'utf8'), convert_to(<id>, 'utf8'), 0::bigint, "
+        "'pgsodium'::bytea, <nonce>), 'base64') END]::text[], "
+        "ARRAY[<nonce>]::bytea[], NULL::text, ''::text, NULL::uuid) AS create_secret"
     )
     assert run("select vault.update_secret($1, NULL::text)") == (
         "select vault._proxy_update_secret(($1)::uuid, NULL::text, NULL::bytea, "
@@ -62,8 +64,8 @@ def test_a_null_secret_is_passed_on_as_null_never_encrypted() -> None:
 
 
 _CREATE = (
-    "vault._proxy_create_secret(<id>::uuid, <ciphertext>, <nonce>, NULL::text, "
-    "''::text, NULL::uuid)"
+    "vault._proxy_create_secret(ARRAY[<id>]::uuid[], ARRAY[<ciphertext>]::text[], "
+    "ARRAY[<nonce>]::bytea[], NULL::text, ''::text, NULL::uuid)"
 )
 _UPDATE = (
     "vault._proxy_update_secret(($1)::uuid, NULL::text, NULL::bytea, NULL::text, "
@@ -97,7 +99,6 @@ _UPDATE = (
             "insert into t values (1) returning vault.update_secret($1), 2",
             f"insert into t values (1) returning {_UPDATE} AS update_secret, 2",
         ),
-        ("update t set c = vault.create_secret('s')", f"update t set c = {_CREATE}"),
         (
             "select * from vault.create_secret('s') with ordinality s",
             f"select * from CAST((SELECT {_CREATE} AS create_secret) AS uuid) "
@@ -114,6 +115,41 @@ def test_calls_keep_the_column_names_of_vaults_own_functions(
     sql: str, expected: str
 ) -> None:
     assert _CIPHERTEXT.sub("<ciphertext>", run(sql)) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows"),
+    [
+        ("select vault.create_secret('s')", 1),
+        (
+            "insert into t values (vault.create_secret('s')), "
+            "(vault.create_secret('t'))",
+            1,
+        ),
+        ("select * from t, vault.create_secret('s')", 1),
+        ("with w as (select vault.create_secret('s')) select * from w, t", 1),
+        ("select vault.create_secret('s') from t", 64),
+        ("select vault.create_secret('s'), generate_series(1, 3)", 64),
+        ("select vault.create_secret('s'), app.rows()", 64),
+        ("select (select vault.create_secret('s')) from t", 64),
+        ("update t set c = vault.create_secret('s')", 64),
+        ("insert into t values (1) returning vault.create_secret('s')", 64),
+        ("insert into t select vault.create_secret('s') from names", 64),
+    ],
+)
+def test_a_call_that_may_run_for_many_rows_carries_ids_for_them(
+    sql: str, rows: int
+) -> None:
+    """Each run of create_secret stores a new secret with its own id and nonce:
+    a call that PostgreSQL may evaluate for several rows carries that many, each
+    with its own ciphertext (the upstream refuses a run past the last one)."""
+    out = rewrite(sql, tce.parse(sql), {})
+    ids = re.search(r"ARRAY\[([^]]*)\]::uuid\[\]", out)
+    assert ids is not None
+    drawn = ids.group(1).split(", ")
+    assert len(drawn) == len(set(drawn)) == rows
+    assert len(set(_NONCE.findall(out))) == rows * (2 if "'t'" in sql else 1)
+    assert out.count("crypto_aead_det_encrypt") == rows * (2 if "'t'" in sql else 1)
 
 
 def test_decrypted_secrets_read_becomes_a_subquery() -> None:
