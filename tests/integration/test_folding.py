@@ -294,6 +294,11 @@ def test_resolution_errors_are_the_servers_own(
         "select 'é', pgsodium.crypto_auth('x', -- to the end\n  ",
         "select 1; select 'éé'; selec pgsodium.crypto_auth('x')",
         "select pgsodium.crypto_auth('x', 'abc",
+        "select pgsodium.crypto_generichash(E'\\xff'::bytea)",
+        "select pgsodium.crypto_generichash(E'a\\xff')",
+        "select pgsodium.crypto_generichash(1::float(0)::text::bytea)",
+        "select pgsodium.crypto_generichash(sum(1) over (rows between "
+        "unbounded following and current row)::text::bytea)",
     ],
 )
 def test_syntax_errors_are_the_servers_own(

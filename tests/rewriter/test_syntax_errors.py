@@ -65,3 +65,31 @@ def test_syntax_errors_have_postgresqls_message_and_position(
         message,
         position,
     )
+
+
+@pytest.mark.parametrize(
+    ("sql", "sqlstate", "message"),
+    [
+        (
+            "select pgsodium.crypto_generichash(E'\\xff'::bytea)",
+            "22021",
+            'invalid byte sequence for encoding "UTF8": 0xff',
+        ),
+        (
+            "select pgsodium.crypto_generichash(E'a\\xff')",
+            "22021",
+            'invalid byte sequence for encoding "UTF8": 0xff',
+        ),
+        (
+            "select pgsodium.crypto_generichash('m'::float(0)::text::bytea)",
+            "22023",
+            "precision for type float must be at least 1 bit",
+        ),
+    ],
+)
+def test_raw_parser_errors_that_are_not_syntax_errors_keep_their_sqlstate(
+    sql: str, sqlstate: str, message: str
+) -> None:
+    with pytest.raises(RewriteError) as caught:
+        analyze(sql, on_path=False)
+    assert (caught.value.sqlstate, caught.value.message) == (sqlstate, message)
