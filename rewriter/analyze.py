@@ -27,6 +27,7 @@ from . import (
     sqltext,
     tce,
     types,
+    values_rows,
 )
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError, refuse
@@ -73,6 +74,8 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         raise RewriteError(
             "22021", 'invalid byte sequence for encoding "UTF8"'
         ) from None
+    values_rows.check_lengths(statements, sql)
+    values_rows.check_inserts(statements, sql)
     plans = []
     for raw in statements:
         start = raw.stmt_location

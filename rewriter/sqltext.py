@@ -217,6 +217,24 @@ def splice(sql: str, replacements: list[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
+def position_before(
+    replacements: list[tuple[int, int, str]], position: int | None
+) -> int | None:
+    """A 1-based position in splice(sql, replacements), as a position in `sql`: a
+    position inside a replacement is where the text it replaced starts."""
+    if position is None:
+        return None
+    offset = position - 1
+    shift = 0  # how much longer the spliced text is, so far
+    for start, end, text in sorted(replacements):
+        if offset < start + shift:
+            break
+        if offset < start + shift + len(text):
+            return start + 1
+        shift += len(text) - (end - start)
+    return offset - shift + 1
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

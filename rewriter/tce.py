@@ -462,12 +462,12 @@ def qualify(
     sql: str,
     statements: Sequence[ast.RawStmt],
     resolved: dict[str, tuple[str, str]],
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, dict[str, str], list[tuple[int, int, str]]]:
     """`sql` with each unqualified relation name in `resolved` (name -> schema,
     relation) written schema-qualified, as it resolves now: the statement then
     reaches the relation whose labels it was rewritten for, whatever the
     search_path is when it runs (a prepared statement later). Also each new
-    name's old one."""
+    name's old one, and the replacements made (to place errors in `sql`)."""
     toks = sqltext.tokens(sql)
     replacements: list[tuple[int, int, str]] = []
     renamed: dict[str, str] = {}
@@ -486,8 +486,8 @@ def qualify(
             replacements.append((token.start, token.end, qualified))
             renamed[qualified] = name
     if not replacements:
-        return sql, renamed
-    return sqltext.splice(sql, replacements), renamed
+        return sql, renamed, replacements
+    return sqltext.splice(sql, replacements), renamed, replacements
 
 
 def has_security_label(statements: Sequence[ast.RawStmt]) -> bool:

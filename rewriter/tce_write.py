@@ -15,7 +15,7 @@ from pglast import ast
 from pglast.enums import OnConflictAction
 from pglast.visitors import Visitor
 
-from . import sqltext, vault
+from . import sqltext, values_rows, vault
 from .sqltext import Token
 from .tce import (
     Column,
@@ -62,6 +62,7 @@ def plan_rewrite(
     to be filled."""
     from .tce import has_security_label, security_label
 
+    values_rows.check_lengths(statements, sql)
     toks = sqltext.tokens(sql)
     replacements: list[tuple[int, int, str]] = []
     reencrypt: ReencryptPlan | None = None
@@ -353,8 +354,9 @@ class _Statement:
         ):
             raise refuse("INSERT ... SELECT into an encrypted column", stmt_loc(stmt))
         rows = self._values_rows(stmt.relation.location, len(select.valuesLists))
+        values_rows.check_insert(select.valuesLists, rows, names, stmt.cols, self.toks)
         for nodes, spans in zip(select.valuesLists, rows, strict=True):
-            if len(nodes) != len(spans) or len(nodes) != len(names):
+            if len(nodes) != len(spans):
                 raise refuse("read this VALUES list", stmt_loc(stmt))
             row = {
                 name: (node, self.sql[s:e])
@@ -542,34 +544,10 @@ class _Statement:
         )
         if index is None:
             raise refuse("find the VALUES list", after)
-        rows: list[list[tuple[int, int]]] = []
-        depth = 0
-        item: list[int] = []
-        items: list[tuple[int, int]] = []
-        for tok in self.toks[index + 1 :]:
-            if tok.name in ("ASCII_40", "ASCII_91") or tok.name == "CASE":
-                depth += 1
-                if depth == 1:
-                    continue
-            elif tok.name in ("ASCII_41", "ASCII_93") or tok.name == "END_P":
-                depth -= 1
-                if depth == 0:
-                    items.append((item[0], item[1]))
-                    rows.append(items)
-                    items, item = [], []
-                    if len(rows) == count:
-                        return rows
-                    continue
-            elif tok.name == "ASCII_44" and depth == 1:
-                items.append((item[0], item[1]))
-                item = []
-                continue
-            if depth == 0:
-                continue
-            if not item:
-                item = [tok.start, tok.end]
-            item[1] = tok.end
-        raise refuse("read this VALUES list", after)
+        rows = values_rows.rows_at(self.toks, index)
+        if len(rows) < count:
+            raise refuse("read this VALUES list", after)
+        return rows[:count]
 
     def _after_equals(self, start: int, end: int) -> tuple[int, int]:
         for tok in self.toks:

@@ -70,6 +70,25 @@ def test_value_computed_in_a_subquery_reaches_the_outer_select_list(
     assert rows == _plain(rows) and len(rows) == 3
 
 
+def test_a_values_list_feeds_a_call_over_rows_as_a_with_query_or_subquery(
+    conn: psycopg.Connection,
+) -> None:
+    """A WITH query that is a VALUES list has no select list (it was a planning
+    error, XX000)."""
+    call = "pgsodium.crypto_generichash(v)"
+    want = [
+        conn.execute("select pgsodium.crypto_generichash(%s::bytea)", [m]).fetchone()
+        for m in (b"a", b"b")
+    ]
+    for sql in (
+        f"with x(v) as (values ('a'::bytea), ('b')) select {call} from x",
+        f"select {call} from (values ('a'::bytea), ('b')) as x(v)",
+        f"with x(v) as (values ('a'::bytea), ('b')) select {call} "
+        "from (select v from x) y",
+    ):
+        assert conn.execute(sql).fetchall() == want
+
+
 def test_subquery_value_keeps_its_name_and_type(conn: psycopg.Connection) -> None:
     cursor = conn.execute(
         f"select * from (select id, {DECRYPT} as p from acc) s where id = 1"

@@ -1660,6 +1660,41 @@ def test_a_malformed_statement_naming_a_labelled_table_stays_in_the_proxy(
     assert conn.execute("select 1").fetchone() == (1,)
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "insert into t_w (id, secret) values (2, '{m}'), (3)",
+        "insert into t_w (id, secret) values (2, '{m}'), (3, 'x', 'y')",
+        "insert into t_w (id, secret) values (2, '{m}', 'extra')",
+        "insert into t_w (id, secret, note) values (2, '{m}')",
+        "insert into t_w (id, secret) values ((2, '{m}'))",
+        "insert into t_w values (2, '{m}', 'b', 'n', 'extra')",
+        "insert into t_w values (2, '{m}'), (3, 'x', ( 'b'))",
+    ],
+)
+def test_values_rows_that_do_not_fit_get_postgresqls_42601(
+    proxy: RunningProxy,
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    labelled: str,
+    sql: str,
+) -> None:
+    """Rows of different lengths, or more or fewer than the target columns: the
+    client's mistake, worded and placed as PostgreSQL does, answered by the proxy
+    (the plaintext stays out of the server's log), nothing stored."""
+    marker = f"tce-rows-{id(conn)}-{len(sql)}"
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.SyntaxError) as through:
+        conn.execute(sql.format(m=marker))
+    with pytest.raises(psycopg.errors.SyntaxError) as server:
+        direct.execute(sql.format(m="x" * len(marker)))
+    for field in ("message_primary", "message_hint", "statement_position"):
+        assert getattr(through.value.diag, field) == getattr(server.value.diag, field)
+    assert marker not in server_log(proxy)
+    assert stored_rows(conn) == before
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
 def test_cursors_over_a_decrypting_view(
     conn: psycopg.Connection[Any], labelled: str
 ) -> None:
