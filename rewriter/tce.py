@@ -280,6 +280,32 @@ class _RangeVars(Visitor):  # type: ignore[misc]
         self.found.append(node)
 
 
+class _Sampled(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: set[int] = set()
+
+    def visit_RangeTableSample(self, ancestors: Any, node: Any) -> None:
+        self.found.add(id(node.relation))
+
+
+def refuse_sampled_view(stmt: Any, views: Sequence[ast.RangeVar]) -> None:
+    """PostgreSQL's own error for TABLESAMPLE over a view (a decrypting view is
+    one, with pgsodium too): raised before the proxy puts a subquery in the
+    view's place, which would turn it into a syntax error."""
+    if not views:
+        return
+    sampled = _Sampled()
+    sampled(stmt)
+    for rv in views:
+        if id(rv) in sampled.found:
+            raise RewriteError(
+                "0A000",
+                "TABLESAMPLE clause can only be applied to tables and "
+                "materialized views",
+                rv.location + 1,
+            )
+
+
 def range_var_name(node: ast.RangeVar) -> str:
     parts = [p for p in (node.catalogname, node.schemaname, node.relname) if p]
     return _qualified(parts)

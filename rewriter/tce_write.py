@@ -26,6 +26,7 @@ from .tce import (
     is_null,
     range_var_name,
     refuse,
+    refuse_sampled_view,
     visible,
 )
 from .tce import parse as parse_statements
@@ -178,12 +179,16 @@ class _Statement:
         visitor = _RangeVars()
         visitor(stmt)
         into = getattr(stmt, "intoClause", None)
+        views = []
         for rv in visitor.found:
             if rv is target or (into is not None and rv is into.rel):
                 continue
             relation = self._relation(rv)
             if relation is not None and relation.kind == "view":
-                self._expand(rv, relation)
+                views.append((rv, relation))
+        refuse_sampled_view(stmt, [rv for rv, _ in views])
+        for rv, relation in views:
+            self._expand(rv, relation)
         # Every query level's WHERE over a view in its own FROM, however deep
         # (a WITH query, a subquery in FROM or in an expression).
         for query in _selects(stmt):

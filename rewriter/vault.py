@@ -26,7 +26,7 @@ from . import sqltext
 from .errors import RewriteError
 from .sqltext import Token
 from .statements import DEFINITIONS
-from .tce import is_null
+from .tce import is_null, refuse_sampled_view
 
 _NONCE_BYTES = 16
 _CREATE = ("new_secret", "new_name", "new_description", "new_key_id")
@@ -139,6 +139,7 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
             "its own id and nonce (vault.create_secret draws both, "
             "vault.update_secret a new nonce with each new secret)"
         )
+    refuse_sampled_view(stmt, finder.views)
     for rv in finder.views:
         if rv is target and isinstance(stmt, _WRITES):
             raise _refuse("write vault.decrypted_secrets (use vault.update_secret)")
