@@ -30,7 +30,7 @@ from rewriter.tce_copy import CopyPlan, plan_copy
 from rewriter.tce_reencrypt import ReencryptPlan
 from rewriter.tce_write import plan_rewrite
 
-from .codec import Frame
+from .codec import Frame, decode_frontend
 from .errors import SQLSTATE, redacted_traceback
 from .views import Views
 
@@ -351,7 +351,10 @@ class Tce:
             return sql
         self.copy = _copy_plan(frame, statements, relations)
         try:
-            text, self.reencrypt = plan_rewrite(sql, statements, relations)
+            declared: tuple[int, ...] = ()
+            if frame.type == ord("P"):
+                declared = tuple(decode_frontend(frame).param_types)
+            text, self.reencrypt = plan_rewrite(sql, statements, relations, declared)
             return text
         except RewriteError as exc:
             # Placed in the qualified text: moved back to where the client wrote it.

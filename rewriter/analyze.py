@@ -19,6 +19,7 @@ from pglast.visitors import Visitor
 from . import (
     builtins,
     context,
+    equality,
     inner,
     positive,
     repeat,
@@ -603,6 +604,14 @@ class _Statement:
         (a parameter, or a literal NULL) folds into a CASE that keeps it NULL:
         `c = NULL`, no row, as pgsodium's `decrypt(...) = NULL` gives."""
         call = found.decrypt
+        # The server resolves the `=` first: its 42883 wherever the equality stands.
+        equality.check_operand(
+            "bytea" if found.wrapper is None else "text",
+            found.value,
+            self.declared,
+            found.decrypted_left,
+            found.operator,
+        )
         if found.construct is not None:
             _, name = function_name(call)
             raise positive.refuse(

@@ -56,11 +56,14 @@ def rewrite(
 
 
 def plan_rewrite(
-    sql: str, statements: Sequence[ast.RawStmt], relations: dict[str, Relation]
+    sql: str,
+    statements: Sequence[ast.RawStmt],
+    relations: dict[str, Relation],
+    declared: Sequence[int] = (),
 ) -> tuple[str, ReencryptPlan | None]:
     """The rewritten text, and the re-encryption its UPDATE needs first (if any:
     rewriter.tce_reencrypt); the text is then that UPDATE with its FROM item yet
-    to be filled."""
+    to be filled. `declared`: the parameter type OIDs of its Parse message."""
     from .tce import has_security_label, security_label
 
     values_rows.check_lengths(statements, sql)
@@ -74,7 +77,7 @@ def plan_rewrite(
             end = start + raw.stmt_len if raw.stmt_len else len(sql)
             replacements.append((start, end, security_label(stmt)))
             continue
-        statement = _Statement(sql, toks, relations)
+        statement = _Statement(sql, toks, relations, declared)
         replacements += statement.rewrite(stmt)
         replacements += vault.replacements(sql, toks, stmt)
         if statement.reencrypt is not None:
@@ -159,11 +162,16 @@ def decrypted_expression(column: Column, guard: str | None = None) -> str:
 
 class _Statement:
     def __init__(
-        self, sql: str, toks: list[Token], relations: dict[str, Relation]
+        self,
+        sql: str,
+        toks: list[Token],
+        relations: dict[str, Relation],
+        declared: Sequence[int] = (),
     ) -> None:
         self.sql = sql
         self.toks = toks
         self.relations = relations
+        self.declared = declared  # parameter type OIDs (0 = unspecified)
         self.out: list[tuple[int, int, str]] = []
         self.reencrypt: ReencryptPlan | None = None
         self.updating = False  # an UPDATE's SET list, not an INSERT's VALUES

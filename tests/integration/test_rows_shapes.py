@@ -289,6 +289,40 @@ def test_equality_with_a_decrypted_value_is_a_ciphertext_search(
     assert unique not in server_log(proxy)
 
 
+@pytest.mark.parametrize(
+    ("template", "value"),
+    [
+        ("select id from acc where convert_from({d}, 'utf8') = %s", 2),
+        ("select id from acc where %s = convert_from({d}, 'utf8')", 2),
+        ("select id from acc where convert_from({d}, 'utf8') = 2", None),
+        ("select id from acc where not convert_from({d}, 'utf8') = %s", True),
+        ("select id from acc where {d} = %s", 2),
+        ("select id from acc where {d} = %s::text", "bob"),
+    ],
+)
+def test_a_search_with_a_value_of_another_type_is_postgresqls_42883(
+    conn: psycopg.Connection, direct: psycopg.Connection, template: str, value: object
+) -> None:
+    """No `=` for text = integer (or bytea = text): the server's error, which it
+    gives before reading a row (the proxy refused it as a call over convert_to)."""
+    key = conn.execute("select kid from acc limit 1").fetchone()[0]
+    decrypt = (
+        "pgsodium.crypto_aead_det_decrypt(secret, convert_to('2', 'utf8'), "
+        f"'{key}'::uuid)"
+    )
+    sql = template.format(d=decrypt)
+    params = None if value is None else [value]
+    cursor = type(conn.cursor())
+
+    def error(connection: psycopg.Connection) -> tuple[object, ...]:
+        with pytest.raises(psycopg.errors.UndefinedFunction) as caught:
+            cursor(connection).execute(sql, params)
+        diag = caught.value.diag
+        return diag.message_primary, diag.message_hint, diag.statement_position
+
+    assert error(conn) == error(direct)
+
+
 @pytest.mark.asyncio
 async def test_asyncpg_describes_per_row_columns_before_any_row(
     proxy: RunningProxy, db: str
