@@ -100,6 +100,8 @@ class Execution:
 
         self.interceptor = interceptor
         self.session = interceptor.session
+        # The Query or Parse message it came in, for the log (Interceptor.log_failure).
+        self.statement = interceptor.current_statement
         self.sql = sql
         self.plans = plans
         self.extended = extended
@@ -122,6 +124,15 @@ class Execution:
         # item's arrays once computed, for this execution.
         self.reencrypt: ReencryptPlan | None = None
         self.reencrypted: list[str] = []
+
+    def row_failed(self, exc: Exception) -> ProxyError:
+        """The error of a value computed in the result stream, logged as the
+        errors raised before a statement runs are."""
+        from .intercept import to_proxy_error
+
+        error = to_proxy_error(exc)
+        self.interceptor.log_failure(exc, error, self.statement)
+        return error
 
     # -- evaluation --------------------------------------------------------------------
 
@@ -380,6 +391,7 @@ class Execution:
     def bound(self, bind: Any) -> Execution:
         """A copy of this prepared execution for one Bind."""
         execution = Execution(self.interceptor, self.sql, self.plans, extended=True)
+        execution.statement = self.statement
         execution.marker = self.marker
         execution.declared = self.declared
         execution.n_params = self.n_params
@@ -614,6 +626,7 @@ class FetchExecution(Execution):
 
     def bound(self, bind: Any) -> Execution:
         execution = FetchExecution(self.interceptor, self.sql, self.source, self.index)
+        execution.statement = self.statement
         execution.described = self.described
         execution.bind_message = bind
         return execution
