@@ -758,8 +758,12 @@ class _Statement:
                 continue
             if any(s <= ref.location - self.start < e for s, e in handled):
                 continue
+            where = context.constructs(stmt).get(id(ref)) or context.enclosing(
+                stmt, ref
+            )
             raise refuse(
-                "pgsodium.decrypted_key.decrypted_raw_key here: the proxy decrypts it "
+                "pgsodium.decrypted_key.decrypted_raw_key "
+                f"{'in ' + where if where else 'here'}: the proxy decrypts it "
                 "only in the select list (or a subquery that feeds it), inside the "
                 "expressions it evaluates over rows",
                 ref.location,

@@ -345,3 +345,39 @@ def test_tablesample_over_a_table_passes_with_the_call_over_its_rows(
         " as a tablesample bernoulli (100) repeatable (1)",
     ):
         assert conn.execute(sql.format(sample)).fetchall() == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        (
+            "select decrypted_secret from decrypted_t_v union select 'x'",
+            "in a set operation (UNION, INTERSECT, EXCEPT)",
+        ),
+        (
+            "select decrypted_secret from vault.decrypted_secrets union select 'x'",
+            "in a set operation (UNION, INTERSECT, EXCEPT)",
+        ),
+        (
+            "select decrypted_raw_key from pgsodium.decrypted_key union select null",
+            "decrypted_raw_key in a set operation (UNION, INTERSECT, EXCEPT)",
+        ),
+        ("select upper(decrypted_secret) from decrypted_t_v", "in function upper()"),
+        (
+            "select lower(v.decrypted_secret) from vault.decrypted_secrets v",
+            '"v.decrypted_secret" in function lower()',
+        ),
+        (
+            "select md5(decrypted_raw_key::text) from pgsodium.decrypted_key",
+            "decrypted_raw_key in function md5()",
+        ),
+    ],
+)
+def test_a_refusal_names_the_construct_the_value_stands_in(
+    conn: psycopg.Connection[Any], sql: str, named: str
+) -> None:
+    """Not the CASE of a decrypting view's own definition, nor "this expression"."""
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql)
+    assert named in caught.value.diag.message_primary
+    assert conn.execute("select 1").fetchone() == (1,)
