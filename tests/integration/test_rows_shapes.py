@@ -553,6 +553,52 @@ def test_a_keyless_role_is_told_the_pgsodium_function_it_may_not_run(
         )
 
 
+def test_a_role_granted_only_the_function_is_told_that_function_never_the_proxys(
+    proxy: RunningProxy, db: str
+) -> None:
+    """EXECUTE on pgsodium's uuid overloads granted to a role outside
+    pgsodium_keyiduser: the key rows the proxy reads for it are
+    pgsodium_keyiduser's, so the call is refused with 42501 naming the function
+    the client called (it named pgsodium._proxy_key_ref / _proxy_key_material)."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as admin:
+        key = admin.execute("select kid from acc limit 1").fetchone()[0]
+        exists = admin.execute(
+            "select 1 from pg_roles where rolname = 'granted_only'"
+        ).fetchone()
+        if exists:
+            admin.execute("drop owned by granted_only")
+            admin.execute("drop role granted_only")
+        admin.execute("create role granted_only login")
+        admin.execute("grant select on acc to granted_only")
+        for signature in ("bytea, bytea, uuid", "bytea, bytea, uuid, bytea"):
+            for name in ("crypto_aead_det_decrypt", "crypto_aead_det_encrypt"):
+                admin.execute(
+                    f"grant execute on function pgsodium.{name}({signature}) "
+                    "to granted_only"
+                )
+    dsn = proxy.dsn(user="granted_only", dbname=db)
+    for sql, params, name in (
+        (f"select {DECRYPT} from acc", None, "crypto_aead_det_decrypt"),
+        (
+            f"select id, convert_from({DECRYPT}, 'utf8') from acc",
+            None,
+            "crypto_aead_det_decrypt",
+        ),
+        (
+            "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
+            [key],
+            "crypto_aead_det_encrypt",
+        ),
+    ):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+                conn.execute(sql, params)
+            assert caught.value.diag.message_primary == (
+                f"permission denied for function {name}"
+            )
+            assert conn.execute("select count(*) from acc").fetchone() == (3,)
+
+
 @pytest.mark.parametrize(
     "expression",
     [
