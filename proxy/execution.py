@@ -82,6 +82,10 @@ class CountingEvaluator(Evaluator):
         return counted
 
 
+# The proxy's per-row read of a key row (keystore/sql/proxy_internals.sql).
+_KEY_REF = "pgsodium._proxy_key_ref(uuid)"
+
+
 class Execution:
     def __init__(
         self, interceptor: Interceptor, sql: str, plans: list[Plan], *, extended: bool
@@ -90,6 +94,8 @@ class Execution:
 
         self.interceptor = interceptor
         self.session = interceptor.session
+        # The Query or Parse message it came in, for the log (Interceptor.log_failure).
+        self.statement = interceptor.current_statement
         self.sql = sql
         self.plans = plans
         self.extended = extended
@@ -112,6 +118,15 @@ class Execution:
         # item's arrays once computed, for this execution.
         self.reencrypt: ReencryptPlan | None = None
         self.reencrypted: list[str] = []
+
+    def row_failed(self, exc: Exception) -> ProxyError:
+        """The error of a value computed in the result stream, logged as the
+        errors raised before a statement runs are."""
+        from .intercept import to_proxy_error
+
+        error = to_proxy_error(exc)
+        self.interceptor.log_failure(exc, error, self.statement)
+        return error
 
     # -- evaluation --------------------------------------------------------------------
 
@@ -143,8 +158,11 @@ class Execution:
         checks = sorted({c for plan in self.plans for c in plan.checks})
         candidates = sorted(
             {c for plan in self.plans for row in plan.rows for c in row.candidates}
+            | ({_KEY_REF} if self._key_ref_rows() else set())
         )
-        found = await lookup(self.session, checks, keys, parents, candidates)
+        uuid_calls = [c for c in calls if c.signature.key_variant == "uuid"]
+        caller = uuid_calls[0].signature.name if uuid_calls else self._row_caller()
+        found = await lookup(self.session, checks, keys, parents, candidates, caller)
         self.privileges = found.privileges
         self._check_key_refs()
         self._check_search_path(found.schemas)
@@ -214,24 +232,40 @@ class Execution:
             )
         return text.replace(placeholder, self.reencrypt.source(arrays))
 
+    def _key_ref_rows(self) -> list[Any]:
+        """The calls over rows whose key may be a uuid (read upstream per row)."""
+        return [
+            row
+            for plan in self.plans
+            for row in plan.rows
+            if any(i.key_ref for i in row.inputs)
+        ]
+
+    def _row_caller(self) -> str:
+        rows = self._key_ref_rows()
+        if not rows or not rows[0].candidates:
+            return "crypto_aead_det_encrypt"
+        return str(sorted(rows[0].candidates)[0].split("(")[0].split(".")[-1])
+
     def _check_key_refs(self) -> None:
         """A call over rows whose key may be a uuid reads the key's row upstream
-        (pgsodium._proxy_key_ref, granted as pgsodium's uuid functions are). A role
-        that may execute none of the call's uuid overloads gets pgsodium's own
-        42501 for the call here, before the upstream names the proxy's function."""
-        for plan in self.plans:
-            for row in plan.rows:
-                if not any(i.key_ref for i in row.inputs):
-                    continue
-                uuid_overloads = [c for c in row.candidates if "uuid" in c]
-                if uuid_overloads and not any(
-                    self.privileges.get(c) for c in uuid_overloads
-                ):
-                    name = uuid_overloads[0].split("(")[0].split(".")[-1]
-                    raise ProxyError(
-                        SQLSTATE.INSUFFICIENT_PRIVILEGE,
-                        f"permission denied for function {name}",
-                    )
+        (pgsodium._proxy_key_ref, pgsodium_keyiduser's, as the key rows are). A
+        role that may execute none of the call's uuid overloads, or may not read
+        key rows (one granted EXECUTE on the function outside pgsodium_keyiduser),
+        gets pgsodium's own 42501 for the call here, before the upstream names the
+        proxy's function."""
+        for row in self._key_ref_rows():
+            uuid_overloads = sorted(c for c in row.candidates if "uuid" in c)
+            if not uuid_overloads:
+                continue
+            if not any(self.privileges.get(c) for c in uuid_overloads) or (
+                self.privileges.get(_KEY_REF) is False
+            ):
+                name = uuid_overloads[0].split("(")[0].split(".")[-1]
+                raise ProxyError(
+                    SQLSTATE.INSUFFICIENT_PRIVILEGE,
+                    f"permission denied for function {name}",
+                )
 
     def _check_search_path(self, schemas: list[str]) -> None:
         # A statement earlier in the same message may have changed it; the next
@@ -370,6 +404,7 @@ class Execution:
     def bound(self, bind: Any) -> Execution:
         """A copy of this prepared execution for one Bind."""
         execution = Execution(self.interceptor, self.sql, self.plans, extended=True)
+        execution.statement = self.statement
         execution.marker = self.marker
         execution.declared = self.declared
         execution.n_params = self.n_params
@@ -604,6 +639,7 @@ class FetchExecution(Execution):
 
     def bound(self, bind: Any) -> Execution:
         execution = FetchExecution(self.interceptor, self.sql, self.source, self.index)
+        execution.statement = self.statement
         execution.described = self.described
         execution.bind_message = bind
         return execution

@@ -543,19 +543,26 @@ class Interceptor:
         await self.raise_upstream(exc)
         self._sync()
 
-    async def raise_upstream(self, exc: Exception) -> None:
-        error = to_proxy_error(exc)
-        refused = error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED
-        if refused:
-            self.strategy = "refused"
+    @property
+    def current_statement(self) -> Frame | None:
+        """The Query or Parse message being handled (or the last one handled)."""
+        return self._statement
+
+    def log_failure(
+        self, exc: Exception, error: ProxyError, statement: Frame | None
+    ) -> None:
+        """The log line of a statement the proxy refused or that failed in it,
+        before it ran or while it computed its rows. `statement`: the Query or
+        Parse message it came in."""
         # The client's statement is at fault (WARNING), or the proxy is (ERROR).
         # SECURITY: a message may quote a value the proxy computed (a decrypted
         # plaintext in a cast's error): redacted whatever log.sql_text says. That
         # setting adds the statement's text, as the client wrote it.
         ours = not isinstance(exc, (RewriteError, PgsodiumError))
         text = ""
-        if self.session.server.config.log.sql_text and self._statement is not None:
-            text = "; statement: " + _statement_text(self._statement)
+        if self.session.server.config.log.sql_text and statement is not None:
+            text = "; statement: " + _statement_text(statement)
+        refused = error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED
         self.session.log(
             logging.ERROR if ours else logging.WARNING,
             "statement %s: %s %s%s",
@@ -564,6 +571,12 @@ class Interceptor:
             redacted_message(error.message),
             text,
         )
+
+    async def raise_upstream(self, exc: Exception) -> None:
+        error = to_proxy_error(exc)
+        if error.sqlstate == SQLSTATE.FEATURE_NOT_SUPPORTED:
+            self.strategy = "refused"
+        self.log_failure(exc, error, self._statement)
         try:
             await self.session.internal(
                 (

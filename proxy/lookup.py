@@ -88,7 +88,10 @@ async def lookup(
     keys: list[tuple[str, str]],
     parents: int,
     candidates: list[str] = [],  # noqa: B006 - never mutated
+    caller: str = "crypto_aead_det_encrypt",
 ) -> Found:
+    """`caller`: the pgsodium function the client called that needs the keys, for
+    the 42501 of a role that may not read them."""
     uuids = [k[0] or "00000000-0000-0000-0000-000000000000" for k in keys]
     queries: list[tuple[str, list[str | None]]] = [
         (CHECK_SQL, [_array(checks), _array(candidates)])
@@ -100,7 +103,7 @@ async def lookup(
     try:
         results = await session.internal(*queries)
     except LookupFailed as exc:
-        raise _not_installed(exc) from None
+        raise _denied_as(_not_installed(exc), caller) from None
     header = results[0][0]
     rows = results[1] if len(results) > 1 else []
     fingerprint = header[2]
@@ -152,6 +155,22 @@ def _not_installed(exc: LookupFailed) -> LookupFailed:
     return exc
 
 
+def _denied_as(exc: LookupFailed, caller: str) -> LookupFailed:
+    """The 42501 of a role that may not read key rows (the proxy's functions that
+    read them are pgsodium_keyiduser's, as the key rows are with pgsodium): named
+    after the pgsodium function the client called, never the proxy's own."""
+    error = codec.decode_backend(codec.Frame(exc.error[0], exc.error[5:], exc.error))
+    if error.sqlstate != SQLSTATE.INSUFFICIENT_PRIVILEGE or "_proxy_" not in (
+        error.message
+    ):
+        return exc
+    return LookupFailed(
+        ProxyError(
+            SQLSTATE.INSUFFICIENT_PRIVILEGE, f"permission denied for function {caller}"
+        ).to_error_response()
+    )
+
+
 def sanitize(frame: codec.Frame) -> bytes:
     """An upstream ErrorResponse for the client, without the proxy's internals
     (context lines, positions in the proxy's own query, source file and line)."""
@@ -166,7 +185,8 @@ async def all_key_materials(session: Session) -> dict[tuple[str, str], str]:
     try:
         (rows,) = await session.internal((ALL_KEYS_SQL, []))
     except LookupFailed as exc:
-        raise _not_installed(exc) from None
+        # pgsodium's trigger encrypts each row with crypto_aead_det_encrypt.
+        raise _denied_as(_not_installed(exc), "crypto_aead_det_encrypt") from None
     if len(rows) > MAX_COPY_KEYS:
         raise ProxyError(
             SQLSTATE.FEATURE_NOT_SUPPORTED,

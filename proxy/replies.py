@@ -30,12 +30,6 @@ _ROW_ERRORS = (KeystoreError, RewriteError, ProxyError)
 T, D, C, I, S, Z, E = (ord(c) for c in "TDCIsZE")
 
 
-def _error(exc: Exception) -> ProxyError:
-    from .intercept import to_proxy_error
-
-    return to_proxy_error(exc)
-
-
 class QueryReply(Reply):
     """The reply to a rewritten simple Query: one result per statement."""
 
@@ -64,7 +58,7 @@ class QueryReply(Reply):
             try:
                 self.layout = self.execution.make_layout(self.index, fields)
             except _ROW_ERRORS as exc:
-                self.error = _error(exc)
+                self.error = self.execution.row_failed(exc)
                 out.append(self.error.to_error_response())
                 return False
             out.append(
@@ -74,7 +68,7 @@ class QueryReply(Reply):
             try:
                 out.append(self._row(frame))
             except _ROW_ERRORS as exc:
-                self.error = _error(exc)
+                self.error = self.execution.row_failed(exc)
                 out.append(self.error.to_error_response())
         else:
             if kind in (C, I):
@@ -126,7 +120,7 @@ class DescribeReply(Reply):
             try:
                 layout = self.execution.make_layout(0, fields)
             except _ROW_ERRORS as exc:
-                out.append(_error(exc).to_error_response())
+                out.append(self.execution.row_failed(exc).to_error_response())
                 return True
             out.append(layout.row_description())
             return True
@@ -154,7 +148,7 @@ class ExecuteReply(Reply):
                         layout.transform(frame.body, self.execution.bytea_output)
                     )
                 except _ROW_ERRORS as exc:
-                    self.error = _error(exc)
+                    self.error = self.execution.row_failed(exc)
             elif not (finished and self.error is not None):
                 out.append(frame.raw)
         if finished:

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pglast import ast
@@ -30,7 +30,7 @@ from rewriter.tce_copy import CopyPlan, plan_copy
 from rewriter.tce_reencrypt import ReencryptPlan
 from rewriter.tce_write import plan_rewrite
 
-from .codec import Frame
+from .codec import Frame, decode_frontend
 from .errors import SQLSTATE, redacted_traceback
 from .views import Views
 
@@ -224,7 +224,14 @@ class Tce:
             return sql
         body = frame.body
         if _TABLE.search(body) and (self._maybe(body) or _PGSODIUM.search(body)):
+            client = sql
             sql = sqltext.table_as_select(sql)
+            if sql != client:
+                return await _unplaced(self._apply(frame, sql))
+        return await self._apply(frame, sql)
+
+    async def _apply(self, frame: Frame, sql: str) -> str:
+        body = frame.body
         # SECURITY: the list must be fresh for this statement, whatever it says:
         # a stale one would let a write of a newly labelled table go up as it is.
         if self.stale():
@@ -241,6 +248,8 @@ class Tce:
                     return text
                 except RewriteError as exc:
                     refusal = exc  # the database may read the views as they stand
+                    # Placed in the views' definitions, which the client never sent.
+                    refusal.position = None
             # SECURITY: not with a value in the statement, which a condition on a
             # computed column of the view would take upstream (a search term).
             statements = tce.data_statements(tce.parse(sql))
@@ -300,6 +309,7 @@ class Tce:
                 "its own",
             )
         relations: dict[str, tce.Relation] = {}
+        qualified: list[tuple[int, int, str]] = []  # names written schema-qualified
         names = tce.relation_names(statements)
         if names and (
             looked_up or self.mentions_tce(body) or _ESCAPED_NAME.search(body)
@@ -328,7 +338,7 @@ class Tce:
                 if row[0] is not None and row[1] is not None and row[2] is not None
             }
             if resolved:
-                sql, renames = tce.qualify(sql, statements, resolved)
+                sql, renames, qualified = tce.qualify(sql, statements, resolved)
                 if renames:
                     statements = tce.parse(sql)
                     for new, old in renames.items():
@@ -342,9 +352,14 @@ class Tce:
             return sql
         self.copy = _copy_plan(frame, statements, relations)
         try:
-            text, self.reencrypt = plan_rewrite(sql, statements, relations)
+            declared: tuple[int, ...] = ()
+            if frame.type == ord("P"):
+                declared = tuple(decode_frontend(frame).param_types)
+            text, self.reencrypt = plan_rewrite(sql, statements, relations, declared)
             return text
-        except RewriteError:
+        except RewriteError as exc:
+            # Placed in the qualified text: moved back to where the client wrote it.
+            exc.position = sqltext.position_before(qualified, exc.position)
             raise
         except Exception as exc:
             # A bug in the TCE pass: the statement fails (XX000), the session lives.
@@ -355,6 +370,16 @@ class Tce:
                 SQLSTATE.INTERNAL_ERROR,
                 "pgsodium-proxy internal error while planning this statement",
             ) from None
+
+
+async def _unplaced(rewrite: Awaitable[str]) -> str:
+    """A rewrite of text the client did not send as it is: its errors have no
+    position (the message names the construct)."""
+    try:
+        return await rewrite
+    except RewriteError as exc:
+        exc.position = None
+        raise
 
 
 def _copy_plan(

@@ -19,6 +19,7 @@ from pglast.visitors import Visitor
 from . import (
     builtins,
     context,
+    equality,
     inner,
     positive,
     repeat,
@@ -27,6 +28,7 @@ from . import (
     sqltext,
     tce,
     types,
+    values_rows,
 )
 from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_secret
 from .errors import RewriteError, refuse
@@ -73,6 +75,8 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         raise RewriteError(
             "22021", 'invalid byte sequence for encoding "UTF8"'
         ) from None
+    values_rows.check_lengths(statements, sql)
+    values_rows.check_inserts(statements, sql)
     plans = []
     for raw in statements:
         start = raw.stmt_location
@@ -603,6 +607,14 @@ class _Statement:
         (a parameter, or a literal NULL) folds into a CASE that keeps it NULL:
         `c = NULL`, no row, as pgsodium's `decrypt(...) = NULL` gives."""
         call = found.decrypt
+        # The server resolves the `=` first: its 42883 wherever the equality stands.
+        equality.check_operand(
+            "bytea" if found.wrapper is None else "text",
+            found.value,
+            self.declared,
+            found.decrypted_left,
+            found.operator,
+        )
         if found.construct is not None:
             _, name = function_name(call)
             raise positive.refuse(
@@ -749,8 +761,12 @@ class _Statement:
                 continue
             if any(s <= ref.location - self.start < e for s, e in handled):
                 continue
+            where = context.constructs(stmt).get(id(ref)) or context.enclosing(
+                stmt, ref
+            )
             raise refuse(
-                "pgsodium.decrypted_key.decrypted_raw_key here: the proxy decrypts it "
+                "pgsodium.decrypted_key.decrypted_raw_key "
+                f"{'in ' + where if where else 'here'}: the proxy decrypts it "
                 "only in the select list (or a subquery that feeds it), inside the "
                 "expressions it evaluates over rows",
                 ref.location,

@@ -158,7 +158,9 @@ class Compiler:
             return Const("boolean", bool(value.boolval))
         if isinstance(value, ast.String):
             return Const("unknown", value.sval)
-        raise NotFoldable("a bit-string literal", node.location)
+        if isinstance(value, ast.BitString):
+            return Const("bit", types.bit_literal(value.bsval))
+        raise NotFoldable("a constant of this kind", None)
 
     def _param(self, number: int) -> Param:
         oid = self.declared[number - 1] if number <= len(self.declared) else 0

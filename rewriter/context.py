@@ -10,6 +10,8 @@ from __future__ import annotations
 from pglast import ast
 from pglast.visitors import Ancestor, Visitor
 
+from .builtins import is_builtin_name
+
 # (parent node type, member) -> the construct an expression below it stands in.
 _MEMBERS: dict[tuple[str, str], str] = {
     ("SelectStmt", "whereClause"): "WHERE",
@@ -56,8 +58,11 @@ _AGGREGATES = frozenset(
 
 
 # Constructs through which per-row values can reach the outermost select list
-# (rewriter.levels): named only when nothing above them says more.
-_LEVELS = frozenset({"a subquery in FROM", "a WITH query"})
+# (rewriter.levels), and CASE, which the proxy evaluates there (and which a
+# decrypting view's expansion puts around its decrypt call): named only when
+# nothing above them says more (a UNION over a decrypting view is refused for the
+# UNION, not for the view's CASE).
+_LEVELS = frozenset({"a subquery in FROM", "a WITH query", "CASE"})
 
 
 def construct(ancestors: Ancestor) -> str | None:
@@ -97,6 +102,51 @@ def constructs(stmt: ast.Node) -> dict[int, str | None]:
     visitor = _Constructs()
     visitor(stmt)
     return visitor.found
+
+
+def enclosing(value: ast.Node, target: ast.Node) -> str | None:
+    """The innermost function call or operator of `value` around `target` that
+    the proxy does not evaluate, in words: the expression a refusal names when no
+    clause is to blame."""
+    finder = _Enclosing(target)
+    finder(value)
+    return finder.found
+
+
+class _Enclosing(Visitor):  # type: ignore[misc]
+    def __init__(self, target: ast.Node) -> None:
+        super().__init__()
+        self.target = target
+        self.found: str | None = None
+
+    def visit(self, ancestors, node):  # type: ignore[no-untyped-def]
+        if node is not self.target:
+            return
+        step = ancestors
+        while step is not None and step.node is not None:
+            node = step.node
+            evaluated = isinstance(node, ast.FuncCall) and is_builtin_name(
+                node.funcname[-1].sval
+            )
+            self.found = None if evaluated else expression_name(node)
+            if self.found is not None:
+                return
+            step = step.parent
+
+
+def expression_name(node: ast.Node) -> str | None:
+    """A function call or an operator expression, in words."""
+    if isinstance(node, ast.FuncCall):
+        return f"function {node.funcname[-1].sval}()"
+    if isinstance(node, ast.A_Expr) and node.name:
+        return f"operator {node.name[-1].sval}"
+    return None
+
+
+def construct_word(what: str) -> str | None:
+    """NotFoldable's `what`, if it names a function or an operator, for
+    "in <construct>"."""
+    return what if what.startswith(("function ", "operator ")) else None
 
 
 def describe(what: str) -> str:

@@ -155,8 +155,14 @@ def refuse_expression(
     if not refs:
         return refuse(f"this expression over {_OVER}", getattr(value, "location", None))
     ref = refs[0]
+    construct = (
+        where.get(id(ref))
+        or context.construct_word(exc.what)
+        or context.enclosing(value, ref)
+        or context.describe(exc.what)
+    )
     return refuse(
-        f'"{_shown(ref)}" in {where.get(id(ref)) or "this expression"}: it is '
+        f'"{_shown(ref)}" in {construct or "this expression"}: it is '
         "computed per row by the proxy, which evaluates pgsodium calls, casts and "
         "convert_from/encode/length-like functions around such a value",
         ref.location,

@@ -18,7 +18,7 @@ from pglast import ast
 
 from keystore.catalogue import overloads
 
-from . import builtins, sqltext, types
+from . import builtins, context, sqltext, types
 from .compile import Compiler, NotFoldable, field_of, function_name, is_pgsodium_call
 from .errors import RewriteError
 from .plan import (
@@ -407,8 +407,9 @@ class RowCompiler:
 
             first = next(r for r in _column_refs(node) if self.scope.suspect(r))
             raise NotFoldable(
-                "a value computed per row in a subquery, inside an expression the "
-                "proxy does not evaluate",
+                context.enclosing(node, first)
+                or "a value computed per row in a subquery, inside an expression "
+                "the proxy does not evaluate",
                 first.location,
             )
 

@@ -82,7 +82,12 @@ class Levels:
             return outer
         names: dict[str, _Cte | None] = {}
         for cte in clause.ctes or ():
-            if clause.recursive or not _plain(cte.ctequery):
+            # A VALUES list has no select list, and no rows to compute over.
+            if (
+                clause.recursive
+                or not _plain(cte.ctequery)
+                or not (cte.ctequery.targetList)
+            ):
                 names[cte.ctename] = None
                 continue
             # A non-recursive WITH query sees the ones before it, and the outer ones.

@@ -42,6 +42,8 @@ class Search:
     decrypted_span: tuple[int, int]  # the operand holding the decrypt call
     value_span: tuple[int, int]
     message_span: tuple[int, int]  # the decrypt call's first argument
+    operator: int  # the `=`'s offset
+    decrypted_left: bool  # `<decrypted> = <value>`, not `<value> = <decrypted>`
     # Where the equality stands (rewriter.positive): None as a condition of WHERE,
     # where it may be searched; else the construct, for the refusal.
     construct: str | None = None
@@ -113,7 +115,16 @@ def _search(
         value_span = _operand_before(sql, toks, value, expr.location)
     if value_span is None:
         return None
-    return Search(call, wrapper, value, decrypted_span, value_span, arg_spans[0])
+    return Search(
+        call,
+        wrapper,
+        value,
+        decrypted_span,
+        value_span,
+        arg_spans[0],
+        expr.location,
+        decrypted_left,
+    )
 
 
 def _named(node: ast.Node, name: str, on_path: bool) -> bool:

@@ -47,19 +47,37 @@ class Token:
     name: str
 
 
+# The raw parser's errors that PostgreSQL does not report as 42601 syntax_error
+# (pglast gives the message only). By the message's start: the scanner checks a
+# string's bytes with pg_verifymbstr (22021, `E'\xff'`); the grammar checks
+# float(p)'s precision (22023) and a window frame's bounds (42P20).
+_NOT_SYNTAX = (
+    ("invalid byte sequence for encoding ", "22021"),
+    ("precision for type float must be ", "22023"),
+    ("frame start cannot be ", "42P20"),
+    ("frame end cannot be ", "42P20"),
+    ("frame starting from ", "42P20"),
+)
+
+
 def tokens(sql: str) -> list[Token]:
     try:
         return [Token(t.start, t.end + 1, t.name) for t in scan(sql)]
-    except Exception as exc:  # pglast raises its own ParseError types
-        raise RewriteError("42601", f"syntax error: {exc}") from None
+    except ParseError as exc:
+        raise syntax_error(exc, sql) from None
+    except UnicodeEncodeError:  # text decoded with surrogate escapes
+        raise RewriteError(
+            "22021", 'invalid byte sequence for encoding "UTF8"'
+        ) from None
 
 
 def syntax_error(exc: ParseError, sql: str) -> RewriteError:
-    """pglast's ParseError in PostgreSQL's form: the message without pglast's
-    ", at index N", and the position field. pglast's index already counts
+    """pglast's ParseError in PostgreSQL's form: its SQLSTATE, the message without
+    pglast's ", at index N", and the position field. pglast's index already counts
     characters of `sql` (the client's whole text), 0-based; at the end of input it
     gives none, where PostgreSQL points just past the last character."""
     message = exc.args[0]
+    sqlstate = next((s for p, s in _NOT_SYNTAX if message.startswith(p)), "42601")
     index = exc.args[1] if len(exc.args) > 1 else None
     if index is not None:
         position = index + 1
@@ -67,7 +85,7 @@ def syntax_error(exc: ParseError, sql: str) -> RewriteError:
         position = len(sql) + 1
     else:
         position = None
-    return RewriteError("42601", message, position)
+    return RewriteError(sqlstate, message, position)
 
 
 def index_at(toks: list[Token], offset: int) -> int:
@@ -197,6 +215,24 @@ def splice(sql: str, replacements: list[tuple[int, int, str]]) -> str:
         position = end
     out.append(sql[position:])
     return "".join(out)
+
+
+def position_before(
+    replacements: list[tuple[int, int, str]], position: int | None
+) -> int | None:
+    """A 1-based position in splice(sql, replacements), as a position in `sql`: a
+    position inside a replacement is where the text it replaced starts."""
+    if position is None:
+        return None
+    offset = position - 1
+    shift = 0  # how much longer the spliced text is, so far
+    for start, end, text in sorted(replacements):
+        if offset < start + shift:
+            break
+        if offset < start + shift + len(text):
+            return start + 1
+        shift += len(text) - (end - start)
+    return offset - shift + 1
 
 
 def quote_ident(name: str) -> str:

@@ -280,6 +280,32 @@ class _RangeVars(Visitor):  # type: ignore[misc]
         self.found.append(node)
 
 
+class _Sampled(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.found: set[int] = set()
+
+    def visit_RangeTableSample(self, ancestors: Any, node: Any) -> None:
+        self.found.add(id(node.relation))
+
+
+def refuse_sampled_view(stmt: Any, views: Sequence[ast.RangeVar]) -> None:
+    """PostgreSQL's own error for TABLESAMPLE over a view (a decrypting view is
+    one, with pgsodium too): raised before the proxy puts a subquery in the
+    view's place, which would turn it into a syntax error."""
+    if not views:
+        return
+    sampled = _Sampled()
+    sampled(stmt)
+    for rv in views:
+        if id(rv) in sampled.found:
+            raise RewriteError(
+                "0A000",
+                "TABLESAMPLE clause can only be applied to tables and "
+                "materialized views",
+                rv.location + 1,
+            )
+
+
 def range_var_name(node: ast.RangeVar) -> str:
     parts = [p for p in (node.catalogname, node.schemaname, node.relname) if p]
     return _qualified(parts)
@@ -512,12 +538,12 @@ def qualify(
     sql: str,
     statements: Sequence[ast.RawStmt],
     resolved: dict[str, tuple[str, str]],
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, dict[str, str], list[tuple[int, int, str]]]:
     """`sql` with each unqualified relation name in `resolved` (name -> schema,
     relation) written schema-qualified, as it resolves now: the statement then
     reaches the relation whose labels it was rewritten for, whatever the
     search_path is when it runs (a prepared statement later). Also each new
-    name's old one."""
+    name's old one, and the replacements made (to place errors in `sql`)."""
     toks = sqltext.tokens(sql)
     replacements: list[tuple[int, int, str]] = []
     renamed: dict[str, str] = {}
@@ -536,8 +562,8 @@ def qualify(
             replacements.append((token.start, token.end, qualified))
             renamed[qualified] = name
     if not replacements:
-        return sql, renamed
-    return sqltext.splice(sql, replacements), renamed
+        return sql, renamed, replacements
+    return sqltext.splice(sql, replacements), renamed, replacements
 
 
 def has_security_label(statements: Sequence[ast.RawStmt]) -> bool:

@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import A_Expr_Kind
 from pglast.visitors import Skip, Visitor
 
-from . import positive, sqltext
+from . import equality, positive, sqltext
 from .sqltext import Token
 from .tce import Column, Relation, is_null
 
@@ -41,13 +41,21 @@ def search(st: Any, stmt: ast.SelectStmt) -> None:
     finder(stmt.whereClause)
     for expr in finder.found:
         operator = next(i for i, t in enumerate(st.toks) if t.start >= expr.location)
-        for ref, value, at, beyond in (
-            (expr.lexpr, expr.rexpr, operator + 1, operator + 2),
-            (expr.rexpr, expr.lexpr, operator - 1, operator - 2),
+        for ref, value, at, beyond, left in (
+            (expr.lexpr, expr.rexpr, operator + 1, operator + 2, True),
+            (expr.rexpr, expr.lexpr, operator - 1, operator - 2, False),
         ):
+            decrypted = _decrypted(ref, views)
+            if decrypted is None:
+                continue
+            # PostgreSQL resolves the operator before anything runs: its 42883
+            # comes first, wherever the comparison stands.
+            equality.check_operand(
+                decrypted.type, value, st.declared, left, expr.location
+            )
             if 0 <= beyond < len(st.toks) and st.toks[beyond].name == "SCONST":
                 continue  # not one value next to the operator: left (and refused)
-            column = _searchable(st, ref, value, st.toks[at], views)
+            column = _searchable(decrypted, value, st.toks[at])
             if column is None:
                 continue
             construct = standing.get(id(expr))
@@ -59,11 +67,8 @@ def search(st: Any, stmt: ast.SelectStmt) -> None:
             break
 
 
-def _searchable(
-    st: Any, ref: Any, value: Any, token: Token, views: dict[str, Relation]
-) -> Column | None:
-    """The encrypted column `ref` decrypts, if `ref = value` can be searched;
-    `value` is a constant or parameter next to the operator: `token`."""
+def _decrypted(ref: Any, views: dict[str, Relation]) -> Column | None:
+    """The encrypted column whose decrypted_<c> of a view in FROM `ref` is."""
     if not isinstance(ref, ast.ColumnRef) or not all(
         isinstance(f, ast.String) for f in ref.fields
     ):
@@ -75,6 +80,12 @@ def _searchable(
     column = found[0].column(name[len("decrypted_") :]) if len(found) == 1 else None
     if column is None or not column.encrypted:
         return None
+    return column
+
+
+def _searchable(column: Column, value: Any, token: Token) -> Column | None:
+    """`column`, if `decrypted_c = value` can be searched; `value` is a constant or
+    parameter next to the operator: `token`."""
     if is_null(value):
         return column  # NULL whatever the row's key, associated data and nonce
     if column.key_column or column.associated or column.nonce:

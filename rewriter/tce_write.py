@@ -15,7 +15,7 @@ from pglast import ast
 from pglast.enums import OnConflictAction
 from pglast.visitors import Visitor
 
-from . import sqltext, vault
+from . import sqltext, values_rows, vault
 from .sqltext import Token
 from .tce import (
     Column,
@@ -26,6 +26,7 @@ from .tce import (
     is_null,
     range_var_name,
     refuse,
+    refuse_sampled_view,
     visible,
 )
 from .tce import parse as parse_statements
@@ -55,13 +56,17 @@ def rewrite(
 
 
 def plan_rewrite(
-    sql: str, statements: Sequence[ast.RawStmt], relations: dict[str, Relation]
+    sql: str,
+    statements: Sequence[ast.RawStmt],
+    relations: dict[str, Relation],
+    declared: Sequence[int] = (),
 ) -> tuple[str, ReencryptPlan | None]:
     """The rewritten text, and the re-encryption its UPDATE needs first (if any:
     rewriter.tce_reencrypt); the text is then that UPDATE with its FROM item yet
-    to be filled."""
+    to be filled. `declared`: the parameter type OIDs of its Parse message."""
     from .tce import has_security_label, security_label
 
+    values_rows.check_lengths(statements, sql)
     toks = sqltext.tokens(sql)
     replacements: list[tuple[int, int, str]] = []
     reencrypt: ReencryptPlan | None = None
@@ -72,7 +77,7 @@ def plan_rewrite(
             end = start + raw.stmt_len if raw.stmt_len else len(sql)
             replacements.append((start, end, security_label(stmt)))
             continue
-        statement = _Statement(sql, toks, relations)
+        statement = _Statement(sql, toks, relations, declared)
         replacements += statement.rewrite(stmt)
         replacements += vault.replacements(sql, toks, stmt)
         if statement.reencrypt is not None:
@@ -157,11 +162,16 @@ def decrypted_expression(column: Column, guard: str | None = None) -> str:
 
 class _Statement:
     def __init__(
-        self, sql: str, toks: list[Token], relations: dict[str, Relation]
+        self,
+        sql: str,
+        toks: list[Token],
+        relations: dict[str, Relation],
+        declared: Sequence[int] = (),
     ) -> None:
         self.sql = sql
         self.toks = toks
         self.relations = relations
+        self.declared = declared  # parameter type OIDs (0 = unspecified)
         self.out: list[tuple[int, int, str]] = []
         self.reencrypt: ReencryptPlan | None = None
         self.updating = False  # an UPDATE's SET list, not an INSERT's VALUES
@@ -177,12 +187,16 @@ class _Statement:
         visitor = _RangeVars()
         visitor(stmt)
         into = getattr(stmt, "intoClause", None)
+        views = []
         for rv in visitor.found:
             if rv is target or (into is not None and rv is into.rel):
                 continue
             relation = self._relation(rv)
             if relation is not None and relation.kind == "view":
-                self._expand(rv, relation)
+                views.append((rv, relation))
+        refuse_sampled_view(stmt, [rv for rv, _ in views])
+        for rv, relation in views:
+            self._expand(rv, relation)
         # Every query level's WHERE over a view in its own FROM, however deep
         # (a WITH query, a subquery in FROM or in an expression).
         for query in _selects(stmt):
@@ -353,8 +367,9 @@ class _Statement:
         ):
             raise refuse("INSERT ... SELECT into an encrypted column", stmt_loc(stmt))
         rows = self._values_rows(stmt.relation.location, len(select.valuesLists))
+        values_rows.check_insert(select.valuesLists, rows, names, stmt.cols, self.toks)
         for nodes, spans in zip(select.valuesLists, rows, strict=True):
-            if len(nodes) != len(spans) or len(nodes) != len(names):
+            if len(nodes) != len(spans):
                 raise refuse("read this VALUES list", stmt_loc(stmt))
             row = {
                 name: (node, self.sql[s:e])
@@ -542,34 +557,10 @@ class _Statement:
         )
         if index is None:
             raise refuse("find the VALUES list", after)
-        rows: list[list[tuple[int, int]]] = []
-        depth = 0
-        item: list[int] = []
-        items: list[tuple[int, int]] = []
-        for tok in self.toks[index + 1 :]:
-            if tok.name in ("ASCII_40", "ASCII_91") or tok.name == "CASE":
-                depth += 1
-                if depth == 1:
-                    continue
-            elif tok.name in ("ASCII_41", "ASCII_93") or tok.name == "END_P":
-                depth -= 1
-                if depth == 0:
-                    items.append((item[0], item[1]))
-                    rows.append(items)
-                    items, item = [], []
-                    if len(rows) == count:
-                        return rows
-                    continue
-            elif tok.name == "ASCII_44" and depth == 1:
-                items.append((item[0], item[1]))
-                item = []
-                continue
-            if depth == 0:
-                continue
-            if not item:
-                item = [tok.start, tok.end]
-            item[1] = tok.end
-        raise refuse("read this VALUES list", after)
+        rows = values_rows.rows_at(self.toks, index)
+        if len(rows) < count:
+            raise refuse("read this VALUES list", after)
+        return rows[:count]
 
     def _after_equals(self, start: int, end: int) -> tuple[int, int]:
         for tok in self.toks:

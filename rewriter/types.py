@@ -10,6 +10,7 @@ it refuses with 0A000.
 from __future__ import annotations
 
 import re
+import string
 import struct
 import uuid as _uuid
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ _TYPES = [
     PgType("inet", 869, "I", preferred=True),
     PgType("timestamp with time zone", 1184, "D", preferred=True, size=8),
     PgType("oid", 26, "N", preferred=True, size=4),
+    # B'0101' and X'1F' literals: their value is the string of binary digits.
+    PgType("bit", 1560, "V"),
     PgType("pgsodium.key_type", 0, "E"),
     PgType("pgsodium.key_status", 0, "E"),
 ]
@@ -255,6 +258,23 @@ _INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 
 # -- bytea[] (array_out / array_send of bytea) -----------------------------------------
 # Nested lists, one level per dimension; None is a NULL element.
+
+
+def bit_literal(bsval: str) -> str:
+    """A bit-string literal's value as bit_in reads the scanner's text: 'b' and
+    binary digits, or 'x' and hexadecimal ones (four bits each)."""
+    kind, digits = bsval[0], bsval[1:]
+    if kind == "b":
+        bad = next((c for c in digits if c not in "01"), None)
+        if bad is not None:
+            raise RewriteError("22P02", f'"{bad}" is not a valid binary digit')
+        return digits
+    bits = []
+    for c in digits:
+        if c not in string.hexdigits:
+            raise RewriteError("22P02", f'"{c}" is not a valid hexadecimal digit')
+        bits.append(format(int(c, 16), "04b"))
+    return "".join(bits)
 
 
 def bytea_array_in(text: str) -> list[Any]:
@@ -562,6 +582,8 @@ _CASTS = {
     *(("double precision", b) for b in (*_INT_BITS, "numeric")),
     ("integer", "boolean"),
     ("boolean", "integer"),
+    *((a, b) for a in ("integer", "bigint") for b in ("bit",)),
+    *(("bit", b) for b in ("integer", "bigint")),
 }
 
 
@@ -612,6 +634,8 @@ def _network_show(text: str) -> str:
 
 
 def _cast_number(value: object, source: str, target: str) -> object:
+    if "bit" in (source, target):
+        raise _refuse(f"casts from type {source} to {target}")
     if source in _INT_BITS and target in _INT_BITS:
         return _int_range(int(value), target)  # type: ignore[call-overload]
     if source in ("smallint", "integer") and target == "oid":

@@ -28,7 +28,7 @@ from . import sqltext
 from .errors import RewriteError
 from .sqltext import Token
 from .statements import DEFINITIONS
-from .tce import is_null
+from .tce import is_null, refuse_sampled_view
 
 _NONCE_BYTES = 16
 # The ids (and nonces and ciphertexts) a create_secret call carries: one where it
@@ -210,6 +210,7 @@ def replacements(sql: str, toks: list[Token], stmt: Any) -> list[tuple[int, int,
             "its own id and nonce (vault.create_secret draws both, "
             "vault.update_secret a new nonce with each new secret)"
         )
+    refuse_sampled_view(stmt, finder.views)
     for rv in finder.views:
         if rv is target and isinstance(stmt, _WRITES):
             raise _refuse("write vault.decrypted_secrets (use vault.update_secret)")

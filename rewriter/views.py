@@ -28,7 +28,7 @@ from pglast import ast
 from pglast.visitors import Visitor
 
 from . import sqltext
-from .tce import _RangeVars, range_var_name
+from .tce import _RangeVars, range_var_name, refuse_sampled_view
 
 _ALIAS = "_pgsp_view"
 _READS = (ast.SelectStmt, ast.DeclareCursorStmt)
@@ -50,6 +50,9 @@ def read_names(statements: Sequence[ast.RawStmt]) -> list[str]:
 
 def expand(sql: str, statements: Sequence[ast.RawStmt], views: dict[str, View]) -> str:
     """`sql` with every read of one of `views` replaced by its definition."""
+    for raw in statements:
+        read = [rv for rv in _reads([raw]) if range_var_name(rv) in views]
+        refuse_sampled_view(raw.stmt, read)
     toks = sqltext.tokens(sql)
     replacements = []
     for rv in _reads(statements):

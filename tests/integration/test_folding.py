@@ -276,6 +276,20 @@ def test_secret_results_are_refused_outside_the_select_list(
         ),
         "select pgsodium.crypto_auth('m', key_id => 1, key_id => 2)",
         "insert into t values (pgsodium.crypto_auth('m', 'x'::text), 1)",
+        "insert into t values (pgsodium.crypto_generichash('a'), 1), (null)",
+        "insert into t (c) values (pgsodium.crypto_generichash('a'), 1)",
+        "insert into t (c, d) values (pgsodium.crypto_generichash('a'))",
+        "values (pgsodium.crypto_generichash('a')), (null, 2)",
+        "select pgsodium.crypto_generichash(v) from "
+        "(values ('a'::bytea), ('b', 'c')) as x(v)",
+        "select convert_from(pgsodium.crypto_aead_det_decrypt(v, '', 1), 'utf8') "
+        "from (values ('a'::bytea), ('b', 'c')) as x(v)",
+        "with x(v) as (values ('a'::bytea), ('b', 'c')) "
+        "select pgsodium.crypto_generichash(v) from x",
+        "select (select pgsodium.crypto_generichash(v)) "
+        "from (values ('a'::bytea), ('b', 'c')) as x(v)",
+        "insert into t select pgsodium.crypto_generichash(v), 1 "
+        "from (values ('a'::bytea), ('b', 'c')) as x(v)",
     ],
 )
 def test_resolution_errors_are_the_servers_own(
@@ -294,6 +308,11 @@ def test_resolution_errors_are_the_servers_own(
         "select 'é', pgsodium.crypto_auth('x', -- to the end\n  ",
         "select 1; select 'éé'; selec pgsodium.crypto_auth('x')",
         "select pgsodium.crypto_auth('x', 'abc",
+        "select pgsodium.crypto_generichash(E'\\xff'::bytea)",
+        "select pgsodium.crypto_generichash(E'a\\xff')",
+        "select pgsodium.crypto_generichash(1::float(0)::text::bytea)",
+        "select pgsodium.crypto_generichash(sum(1) over (rows between "
+        "unbounded following and current row)::text::bytea)",
     ],
 )
 def test_syntax_errors_are_the_servers_own(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import replace
+from typing import Any
 
 import psycopg
 import pytest
@@ -178,6 +179,48 @@ def test_sql_text_logs_the_statement_never_a_value_the_proxy_computed(
     assert PLAINTEXT in str(caught.value)  # the client asked for it
     assert PLAINTEXT not in caplog.text
     assert "marker-17" in caplog.text  # the statement's own text
+
+
+@pytest.mark.parametrize("sql_text", [True, False], ids=["sql_text", "no_sql_text"])
+@pytest.mark.parametrize(
+    "cursor", [psycopg.ClientCursor, psycopg.Cursor], ids=["simple", "extended"]
+)
+def test_an_error_computing_a_row_is_logged_as_other_failures(
+    proxy: RunningProxy,
+    db: str,
+    caplog: pytest.LogCaptureFixture,
+    sql_text: bool,
+    cursor: type[psycopg.Cursor[Any]],
+) -> None:
+    """A value computed in the result stream that fails (its plaintext is no
+    integer) gets the same log line as a statement that fails before it runs:
+    with its text under log.sql_text, never the plaintext the message quotes."""
+    caplog.set_level(logging.DEBUG)
+    config = proxy.server.config
+    proxy.server.config = replace(config, log=replace(config.log, sql_text=sql_text))
+    try:
+        with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+            conn.execute("drop table if exists row_logged")
+            conn.execute("create table row_logged (c bytea)")
+            conn.execute(
+                "insert into row_logged values (pgsodium.crypto_aead_det_encrypt("
+                "convert_to(%s, 'utf8'), ''::bytea, 1::bigint))",
+                [PLAINTEXT],
+            )
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation) as caught:
+                cursor(conn).execute(
+                    "select convert_from(pgsodium.crypto_aead_det_decrypt(c, "
+                    "''::bytea, 1::bigint), 'utf8')::int /* marker-23 */ "
+                    "from row_logged"
+                )
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        proxy.server.config = config
+    assert PLAINTEXT in str(caught.value)  # the client asked for it
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (line,) = [x for x in lines if "statement failed: 22P02" in x]
+    assert ("marker-23" in line) is sql_text
+    assert PLAINTEXT not in caplog.text
 
 
 def test_re_encryption_sends_only_ciphertext_upstream(

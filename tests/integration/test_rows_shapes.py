@@ -70,6 +70,25 @@ def test_value_computed_in_a_subquery_reaches_the_outer_select_list(
     assert rows == _plain(rows) and len(rows) == 3
 
 
+def test_a_values_list_feeds_a_call_over_rows_as_a_with_query_or_subquery(
+    conn: psycopg.Connection,
+) -> None:
+    """A WITH query that is a VALUES list has no select list (it was a planning
+    error, XX000)."""
+    call = "pgsodium.crypto_generichash(v)"
+    want = [
+        conn.execute("select pgsodium.crypto_generichash(%s::bytea)", [m]).fetchone()
+        for m in (b"a", b"b")
+    ]
+    for sql in (
+        f"with x(v) as (values ('a'::bytea), ('b')) select {call} from x",
+        f"select {call} from (values ('a'::bytea), ('b')) as x(v)",
+        f"with x(v) as (values ('a'::bytea), ('b')) select {call} "
+        "from (select v from x) y",
+    ):
+        assert conn.execute(sql).fetchall() == want
+
+
 def test_subquery_value_keeps_its_name_and_type(conn: psycopg.Connection) -> None:
     cursor = conn.execute(
         f"select * from (select id, {DECRYPT} as p from acc) s where id = 1"
@@ -268,6 +287,40 @@ def test_equality_with_a_decrypted_value_is_a_ciphertext_search(
         == []
     )
     assert unique not in server_log(proxy)
+
+
+@pytest.mark.parametrize(
+    ("template", "value"),
+    [
+        ("select id from acc where convert_from({d}, 'utf8') = %s", 2),
+        ("select id from acc where %s = convert_from({d}, 'utf8')", 2),
+        ("select id from acc where convert_from({d}, 'utf8') = 2", None),
+        ("select id from acc where not convert_from({d}, 'utf8') = %s", True),
+        ("select id from acc where {d} = %s", 2),
+        ("select id from acc where {d} = %s::text", "bob"),
+    ],
+)
+def test_a_search_with_a_value_of_another_type_is_postgresqls_42883(
+    conn: psycopg.Connection, direct: psycopg.Connection, template: str, value: object
+) -> None:
+    """No `=` for text = integer (or bytea = text): the server's error, which it
+    gives before reading a row (the proxy refused it as a call over convert_to)."""
+    key = conn.execute("select kid from acc limit 1").fetchone()[0]
+    decrypt = (
+        "pgsodium.crypto_aead_det_decrypt(secret, convert_to('2', 'utf8'), "
+        f"'{key}'::uuid)"
+    )
+    sql = template.format(d=decrypt)
+    params = None if value is None else [value]
+    cursor = type(conn.cursor())
+
+    def error(connection: psycopg.Connection) -> tuple[object, ...]:
+        with pytest.raises(psycopg.errors.UndefinedFunction) as caught:
+            cursor(connection).execute(sql, params)
+        diag = caught.value.diag
+        return diag.message_primary, diag.message_hint, diag.statement_position
+
+    assert error(conn) == error(direct)
 
 
 @pytest.mark.asyncio
@@ -498,6 +551,52 @@ def test_a_keyless_role_is_told_the_pgsodium_function_it_may_not_run(
         assert caught.value.diag.message_primary == (
             "permission denied for function crypto_aead_det_decrypt"
         )
+
+
+def test_a_role_granted_only_the_function_is_told_that_function_never_the_proxys(
+    proxy: RunningProxy, db: str
+) -> None:
+    """EXECUTE on pgsodium's uuid overloads granted to a role outside
+    pgsodium_keyiduser: the key rows the proxy reads for it are
+    pgsodium_keyiduser's, so the call is refused with 42501 naming the function
+    the client called (it named pgsodium._proxy_key_ref / _proxy_key_material)."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as admin:
+        key = admin.execute("select kid from acc limit 1").fetchone()[0]
+        exists = admin.execute(
+            "select 1 from pg_roles where rolname = 'granted_only'"
+        ).fetchone()
+        if exists:
+            admin.execute("drop owned by granted_only")
+            admin.execute("drop role granted_only")
+        admin.execute("create role granted_only login")
+        admin.execute("grant select on acc to granted_only")
+        for signature in ("bytea, bytea, uuid", "bytea, bytea, uuid, bytea"):
+            for name in ("crypto_aead_det_decrypt", "crypto_aead_det_encrypt"):
+                admin.execute(
+                    f"grant execute on function pgsodium.{name}({signature}) "
+                    "to granted_only"
+                )
+    dsn = proxy.dsn(user="granted_only", dbname=db)
+    for sql, params, name in (
+        (f"select {DECRYPT} from acc", None, "crypto_aead_det_decrypt"),
+        (
+            f"select id, convert_from({DECRYPT}, 'utf8') from acc",
+            None,
+            "crypto_aead_det_decrypt",
+        ),
+        (
+            "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
+            [key],
+            "crypto_aead_det_encrypt",
+        ),
+    ):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+                conn.execute(sql, params)
+            assert caught.value.diag.message_primary == (
+                f"permission denied for function {name}"
+            )
+            assert conn.execute("select count(*) from acc").fetchone() == (3,)
 
 
 @pytest.mark.parametrize(

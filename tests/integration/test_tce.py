@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import uuid
 from typing import Any
 
 import psycopg
@@ -1371,6 +1372,79 @@ def test_search_through_the_view_never_sends_the_value(
     assert marker not in log
 
 
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("decrypted_email = %s", 5),
+        ("%s = decrypted_email", 5),
+        ("decrypted_email = %s", 5.5),
+        ("decrypted_email = %s", True),
+        ("decrypted_email = %s", uuid.UUID(int=5)),
+        ("decrypted_email = %s::int", "5"),
+        ("decrypted_email = 5", None),
+        ("decrypted_email = 5000000000", None),
+        ("decrypted_email = 5.0", None),
+        ("not decrypted_email = %s or id = 1", 5),
+        ("decrypted_blob = %s", 5),
+        ("decrypted_blob = %s::text", "5"),
+        ("decrypted_note = %s", 5),  # associated data: never searched, still 42883
+    ],
+)
+def test_a_search_with_a_value_of_another_type_is_postgresqls_42883(
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    where: str,
+    value: Any,
+) -> None:
+    """The server resolves `=` before any row is read: text = integer has no
+    operator. (The proxy compared the value's text, and found rows.)"""
+    key = new_key(conn)
+    fresh_table(conn, "t_typed", "id int, email text, blob bytea, note text")
+    for column, label in (("email", ""), ("blob", ""), ("note", " ASSOCIATED (id)")):
+        conn.execute(
+            f"security label for pgsodium on column t_typed.{column} "
+            f"is 'ENCRYPT WITH KEY ID {key}{label}'"
+        )
+    conn.execute("insert into t_typed values (1, '5', '5', '5')")
+    sql = f"select id from decrypted_t_typed where {where}"
+    params = None if value is None else [value]
+    cursor = type(conn.cursor())  # the same binding both ways: same SQL sent
+
+    def error(connection: psycopg.Connection[Any]) -> tuple[Any, ...]:
+        with pytest.raises(psycopg.errors.UndefinedFunction) as caught:
+            cursor(connection).execute(sql, params)
+        diag = caught.value.diag
+        return diag.message_primary, diag.message_hint, diag.statement_position
+
+    assert error(conn) == error(direct)
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_a_search_with_a_string_typed_parameter_still_matches(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Parameters declared text, varchar or name compare as text."""
+    if isinstance(conn.cursor(), psycopg.ClientCursor):
+        pytest.skip("declared parameter types are the extended protocol's")
+    key = new_key(conn)
+    fresh_table(conn, "t_typed_s", "id int, email text")
+    conn.execute(
+        "security label for pgsodium on column t_typed_s.email "
+        f"is 'ENCRYPT WITH KEY ID {key}'"
+    )
+    conn.execute("insert into t_typed_s values (1, 'ab'), (2, 'cd')")
+    sql = b"select id from decrypted_t_typed_s where decrypted_email = $1"
+    for oid in (0, 25, 1043, 19):
+        prepared = conn.pgconn.prepare(b"", sql, [oid])
+        assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK, (
+            oid,
+            prepared.error_message,
+        )
+        result = conn.pgconn.exec_prepared(b"", [b"ab"])
+        assert result.status == psycopg.pq.ExecStatus.TUPLES_OK
+        assert [result.get_value(i, 0) for i in range(result.ntuples)] == [b"1"]
+
+
 @pytest.fixture
 def undecryptable(
     conn: psycopg.Connection[Any], direct: psycopg.Connection[Any]
@@ -1657,6 +1731,41 @@ def test_a_malformed_statement_naming_a_labelled_table_stays_in_the_proxy(
     assert through.value.diag.message_primary == server.value.diag.message_primary
     assert through.value.diag.statement_position == server.value.diag.statement_position
     assert marker not in server_log(proxy)
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "insert into t_w (id, secret) values (2, '{m}'), (3)",
+        "insert into t_w (id, secret) values (2, '{m}'), (3, 'x', 'y')",
+        "insert into t_w (id, secret) values (2, '{m}', 'extra')",
+        "insert into t_w (id, secret, note) values (2, '{m}')",
+        "insert into t_w (id, secret) values ((2, '{m}'))",
+        "insert into t_w values (2, '{m}', 'b', 'n', 'extra')",
+        "insert into t_w values (2, '{m}'), (3, 'x', ( 'b'))",
+    ],
+)
+def test_values_rows_that_do_not_fit_get_postgresqls_42601(
+    proxy: RunningProxy,
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    labelled: str,
+    sql: str,
+) -> None:
+    """Rows of different lengths, or more or fewer than the target columns: the
+    client's mistake, worded and placed as PostgreSQL does, answered by the proxy
+    (the plaintext stays out of the server's log), nothing stored."""
+    marker = f"tce-rows-{id(conn)}-{len(sql)}"
+    before = stored_rows(conn)
+    with pytest.raises(psycopg.errors.SyntaxError) as through:
+        conn.execute(sql.format(m=marker))
+    with pytest.raises(psycopg.errors.SyntaxError) as server:
+        direct.execute(sql.format(m="x" * len(marker)))
+    for field in ("message_primary", "message_hint", "statement_position"):
+        assert getattr(through.value.diag, field) == getattr(server.value.diag, field)
+    assert marker not in server_log(proxy)
+    assert stored_rows(conn) == before
     assert conn.execute("select 1").fetchone() == (1,)
 
 

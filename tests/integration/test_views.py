@@ -304,3 +304,80 @@ def test_a_search_term_over_a_view_of_decrypted_values_never_reaches_the_databas
             )
     assert term not in server_log(proxy)
     assert term.encode().hex() not in server_log(proxy)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select decrypted_secret from decrypted_t_v tablesample system (100)",
+        "select id, d.decrypted_secret from public.decrypted_t_v as d "
+        "tablesample bernoulli (50) repeatable (7)",
+        "select decrypted_secret from vault.decrypted_secrets tablesample system (100)",
+        "select id from pgsodium.decrypted_key tablesample system (100)",
+        "select * from my_keys tablesample system (100)",
+        "select * from over_tce tablesample system (100)",
+        "select 1, p from acc, per_row tablesample system (100)",
+    ],
+)
+def test_tablesample_over_a_view_of_computed_values_is_postgresqls_0a000(
+    conn: psycopg.Connection[Any], direct: psycopg.Connection[Any], sql: str
+) -> None:
+    """A decrypting view is a view with pgsodium too: the server's own error, at
+    the view's name (the proxy's subquery in its place was a syntax error)."""
+
+    def error(connection: psycopg.Connection[Any]) -> tuple[Any, ...]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+            connection.execute(sql)
+        return caught.value.diag.message_primary, caught.value.diag.statement_position
+
+    assert error(conn) == error(direct)
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_tablesample_over_a_table_passes_with_the_call_over_its_rows(
+    conn: psycopg.Connection[Any],
+) -> None:
+    sql = f"select id, convert_from({DECRYPT}, 'utf8') from acc{{}} order by id"
+    expected = conn.execute(sql.format("")).fetchall()
+    assert len(expected) == 3
+    for sample in (
+        " tablesample system (100)",
+        " as a tablesample bernoulli (100) repeatable (1)",
+    ):
+        assert conn.execute(sql.format(sample)).fetchall() == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        (
+            "select decrypted_secret from decrypted_t_v union select 'x'",
+            "in a set operation (UNION, INTERSECT, EXCEPT)",
+        ),
+        (
+            "select decrypted_secret from vault.decrypted_secrets union select 'x'",
+            "in a set operation (UNION, INTERSECT, EXCEPT)",
+        ),
+        (
+            "select decrypted_raw_key from pgsodium.decrypted_key union select null",
+            "decrypted_raw_key in a set operation (UNION, INTERSECT, EXCEPT)",
+        ),
+        ("select upper(decrypted_secret) from decrypted_t_v", "in function upper()"),
+        (
+            "select lower(v.decrypted_secret) from vault.decrypted_secrets v",
+            '"v.decrypted_secret" in function lower()',
+        ),
+        (
+            "select md5(decrypted_raw_key::text) from pgsodium.decrypted_key",
+            "decrypted_raw_key in function md5()",
+        ),
+    ],
+)
+def test_a_refusal_names_the_construct_the_value_stands_in(
+    conn: psycopg.Connection[Any], sql: str, named: str
+) -> None:
+    """Not the CASE of a decrypting view's own definition, nor "this expression"."""
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(sql)
+    assert named in caught.value.diag.message_primary
+    assert conn.execute("select 1").fetchone() == (1,)

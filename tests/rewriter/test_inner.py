@@ -194,17 +194,17 @@ REFUSED = [
      '"s.p"'),
     (f"select * from (select {D} p from acc) s, unnest(array[s.p]) u",
      '"s.p" in a function in FROM'),
-    (f"select to_json(s) from (select {D} p from acc) s", '"s" in this expression'),
+    (f"select to_json(s) from (select {D} p from acc) s", '"s" in function to_json()'),
     (f"select s from (select {D} p from acc) s", '"s"'),
-    (f"select p = 'x' from (select {D} p from acc) s", '"p" in this expression'),
+    (f"select p = 'x' from (select {D} p from acc) s", '"p" in operator ='),
     (f"select upper(convert_from(p, 'utf8')) from (select {D} p from acc) s", '"p"'),
     # The fallbacks that would have had the database compute over the value.
     (f"select pgsodium.crypto_generichash(convert_to(upper(convert_from(p, 'utf8')),"
-     f" 'utf8')) from (select {D} p from acc) s", '"p" in this expression'),
+     f" 'utf8')) from (select {D} p from acc) s", '"p" in function upper()'),
     (f"select case when p is null then 'x' else convert_from(p, 'utf8') end from "
      f"(select {D} p from acc) s", '"p" in CASE'),
     (f"select p || upper(q::text)::bytea from (select {D} p, {D} q from acc) s",
-     '"q" in this expression'),
+     '"q" in function upper()'),
     (f"select (select pgsodium.crypto_generichash(s.p) from other o where o.id = 1)"
      f" from (select {D} p from acc) s", '"s.p" in a subquery'),
     # Joins over the value's column, or renaming it.
