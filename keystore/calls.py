@@ -105,8 +105,8 @@ class Evaluator:
         """The call with its constant arguments bound once, for values computed per
         row; the result takes the other arguments, in order, as its own. None: no
         binding."""
-        if sig.key_variant == "uuid" and not constants:
-            return self._bind_by_material(sig)
+        if sig.key_variant == "uuid":
+            return self._bind_by_material(sig, constants)
         binder = BINDERS.get(sig.c_symbol or "")
         if binder is None or sig.strict or sig.language != "c":
             return None
@@ -121,14 +121,23 @@ class Evaluator:
             return lambda message: bound(message, additional)
         return None
 
-    def _bind_by_material(self, sig: Signature) -> Callable[..., Any] | None:
-        """A key-uuid aead-det call whose every argument varies (a key uuid column):
-        rows whose key was bound before (by _by_uuid, under `materials` as they are
-        for that row) go straight to the bound call; every other row is a call."""
-        position = _uuid_position(sig)
-        if position != 2 or len(sig.params) != 3 or sig.key_type is None:
+    def _bind_by_material(
+        self, sig: Signature, constants: dict[int, Any]
+    ) -> Callable[..., Any] | None:
+        """A key-uuid aead-det call over a key uuid column, its nonce NULL (a
+        decrypting view's): rows whose key was bound before (by _by_uuid, under
+        `materials` as they are for that row) go straight to the bound call; every
+        other row is a call. Varying: the message and key uuid, and the additional
+        data unless it is fixed."""
+        if _uuid_position(sig) != 2 or sig.key_type is None or 2 in constants:
+            return None
+        nonce_fixed_null = 3 in constants and constants[3] is None
+        if not (len(sig.params) == 3 or (len(sig.params) == 4 and nonce_fixed_null)):
+            return None
+        if not set(constants) <= {1, 3} or 0 in constants:
             return None
         key_type, strict, known = sig.key_type, sig.strict, self._bound_by_material
+        rest = [None] * (len(sig.params) - 3)  # the NULL nonce
 
         def by_material(message: Any, additional: Any, key_uuid: Any) -> Any:
             if key_uuid is not None and not (
@@ -139,9 +148,13 @@ class Evaluator:
                 if bound is not None and bound[0] is sig:
                     return bound[1](message, additional)
             # Not self(): a counting subclass counts the bound call once already.
-            return Evaluator.__call__(self, sig, [message, additional, key_uuid])
+            args = [message, additional, key_uuid, *rest]
+            return Evaluator.__call__(self, sig, args)
 
-        return by_material
+        if 1 not in constants:
+            return by_material
+        fixed = constants[1]
+        return lambda message, key_uuid: by_material(message, fixed, key_uuid)
 
     def _inet(self, sig: Signature, args: list[Any]) -> str:
         """pgsodium's SQL wrappers: bin2ip(f(ip2bin(host(ip)), key))::inet."""
@@ -178,7 +191,9 @@ class Evaluator:
         material = self.materials.get((str(key_uuid), sig.key_type))
         if material is None:
             raise no_rows()
-        last = position == len(args) - 1
+        # The key uuid last, or before a NULL nonce: the rows of one key reuse
+        # the call bound below.
+        last = position == 2 and all(a is None for a in args[3:])
         if last:
             known = self._bound_by_material.get((id(sig), material))
             if known is not None and known[0] is sig:

@@ -57,3 +57,78 @@ def test_bound_call_equals_the_unbound_one(  # type: ignore[no-untyped-def]
 
 def test_no_binding_without_constant_key_arguments() -> None:
     assert aead.bind_det_decrypt_by_id(ENV, {3: CONTEXT, 4: None}) is None
+
+
+# -- key uuid columns: Evaluator.bind over the key uuid ------------------------------
+
+KEY_A, KEY_B, UNKNOWN = (
+    "11111111-1111-1111-1111-111111111111",
+    "22222222-2222-2222-2222-222222222222",
+    "33333333-3333-3333-3333-333333333333",
+)
+
+
+def _uuid_decrypt(params: int):  # type: ignore[no-untyped-def]
+    from keystore.catalogue import FUNCTIONS
+
+    return next(
+        s
+        for s in FUNCTIONS
+        if s.name == "crypto_aead_det_decrypt"
+        and s.key_variant == "uuid"
+        and len(s.params) == params
+    )
+
+
+def _evaluator():  # type: ignore[no-untyped-def]
+    from keystore.calls import Evaluator
+
+    materials = {
+        (KEY_A, "aead-det"): "d,aead-det,1,7067736f6469756d",  # key id 1, 'pgsodium'
+        (KEY_B, "aead-det"): "d,aead-det,2,7067736f6469756d",
+    }
+    return Evaluator(ENV, materials, lambda default: None)
+
+
+UNDER_B = aead.pgsodium_crypto_aead_det_encrypt_by_id(
+    ENV, b"bob", b"ad", 2, CONTEXT, None
+)
+ROWS = [
+    (CIPHERTEXT, b"ad", KEY_A),
+    (UNDER_B, b"ad", KEY_B),
+    (CIPHERTEXT, b"ad", KEY_A),  # a key seen before: the bound call
+    (UNDER_B, b"ad", KEY_A),  # the wrong key: invalid ciphertext
+    (CIPHERTEXT, b"other", KEY_A),
+    (None, b"ad", KEY_A),
+    (CIPHERTEXT, None, KEY_A),
+    (b"x" * 32, b"ad", KEY_A),
+    (CIPHERTEXT, b"ad", UNKNOWN),  # no key row: P0002
+    (CIPHERTEXT, b"ad", None),
+]
+
+
+@pytest.mark.parametrize("params", [3, 4])
+@pytest.mark.parametrize("fixed_ad", [False, True])
+def test_a_key_uuid_column_bound_gives_every_rows_unbound_outcome(
+    params: int, fixed_ad: bool
+) -> None:
+    sig = _uuid_decrypt(params)
+    bound_evaluator, plain = _evaluator(), _evaluator()
+    constants = {3: None} if params == 4 else {}
+    if fixed_ad:
+        constants[1] = b"ad"
+    bound = bound_evaluator.bind(sig, constants)
+    assert bound is not None
+    for _ in range(2):  # the second pass finds every key bound
+        for message, additional, key in ROWS:
+            if fixed_ad:
+                additional = b"ad"
+            args = [message, additional, key, *([None] * (params - 3))]
+            got = _outcome(bound, *([message, key] if fixed_ad else args[:3]))
+            assert got == _outcome(plain, sig, args)
+
+
+def test_a_key_uuid_call_with_a_varying_nonce_is_not_bound() -> None:
+    assert _evaluator().bind(_uuid_decrypt(4), {}) is None
+    assert _evaluator().bind(_uuid_decrypt(4), {3: bytes(16)}) is None
+    assert _evaluator().bind(_uuid_decrypt(3), {2: KEY_A}) is None
