@@ -23,6 +23,7 @@ from . import (
     positive,
     repeat,
     scalar,
+    scalar_levels,
     search,
     sqltext,
     tce,
@@ -107,6 +108,7 @@ class _Statement:
         self._has_star = False  # the select list has a `*`
         self._stmt: ast.Node | None = None
         self._repeated_ids: set[int] | None = None  # rewriter.repeat
+        self._levels: Levels | None = None  # the outermost SELECT's
 
     @property
     def tokens(self) -> list[sqltext.Token]:
@@ -152,7 +154,7 @@ class _Statement:
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
                 return self.result
-            levels = Levels(self)
+            levels = self._levels = Levels(self)
             self._visible = levels.top(stmt)
             self._select_list(stmt, stmt.targetList)
             levels.check_refs(
@@ -318,13 +320,28 @@ class _Statement:
             self.compiler, self.sql, self.tokens, self.on_path, link, view
         )
         if built is None:
-            return False
+            return self._scalar_over_levels(target, span, link)
         tree, inputs, candidates = built
         inner = sub.targetList[0]
         name = target.name or inner.name or figure_colname(inner.val)
         self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
         self._scalar_spans.append(span)
         self._mark_handled(link)
+        return True
+
+    def _scalar_over_levels(
+        self, target: ast.ResTarget, span: tuple[int, int], link: ast.SubLink
+    ) -> bool:
+        """A scalar subquery whose FROM items compute values per row below it."""
+        if self._levels is None:
+            return False
+        row = scalar_levels.scalar_over_levels(
+            self, self._levels, link, span, target.name
+        )
+        if row is None:
+            return False
+        self.result.rows.append(row)
+        self._scalar_spans.append(span)
         return True
 
     # -- values of FROM items computed per row below (rewriter.levels) -------------

@@ -66,10 +66,17 @@ class Levels:
         self.st = st
         self.items: list[InnerItem] = []
         self.ctes: list[_Cte] = []
+        self.scope: _Scope = ()  # the WITH queries the outermost query sees
 
     def top(self, stmt: ast.SelectStmt) -> list[Visible]:
         """The per-row values the outermost query's FROM items give it."""
-        return self._from(stmt, self._scope(stmt, ()))
+        self.scope = self._scope(stmt, ())
+        return self._from(stmt, self.scope)
+
+    def below(self, query: ast.SelectStmt) -> list[Visible]:
+        """The per-row values that the FROM items of `query`, a subquery in an
+        expression of the outermost query, give it (rewriter.scalar_levels)."""
+        return self._from(query, self._scope(query, self.scope))
 
     # -- scopes and FROM items -----------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import sqltext
-from .late import inner_aliases, inner_columns, input_columns
+from .late import inner_aliases, inner_columns, input_columns, scalar_columns
 from .plan import Plan, RawKeyCreate, node_type
 from .plan import placeholder as place
 
@@ -108,7 +108,7 @@ def render(
                 text = text.replace(place("inner", index), columns)
         replacements.append((start, end, text))
     for index, row in enumerate(plan.rows):
-        if row.span[0] >= 0:
+        if row.span[0] >= 0 and row.body is None:
             replacements.append((*row.span, input_columns(marker, index, row.inputs)))
     for index, (span, _) in enumerate(plan.inner):
         if span[0] >= 0:
@@ -122,4 +122,21 @@ def render(
         replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
     for index, create in enumerate(plan.creates):
         replacements.append((*create.span, _create_call(create, create_values(index))))
+    for index, row in enumerate(plan.rows):
+        if row.body is not None:
+            body, replacements = _rendered(plan.text, row.body, replacements)
+            columns = scalar_columns(marker, index, row.inputs, body)
+            replacements.append((*row.span, columns))
     return sqltext.splice(plan.text, replacements)
+
+
+def _rendered(
+    text: str, span: tuple[int, int], replacements: list[tuple[int, int, str]]
+) -> tuple[str, list[tuple[int, int, str]]]:
+    """The text of `span` with the replacements inside it made, and the others."""
+    start, end = span
+    inside = [
+        (s - start, e - start, t) for s, e, t in replacements if start <= s and e <= end
+    ]
+    rest = [(s, e, t) for s, e, t in replacements if not (start <= s and e <= end)]
+    return sqltext.splice(text[start:end], inside), rest

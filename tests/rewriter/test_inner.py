@@ -222,7 +222,7 @@ REFUSED = [
     (f"with d as (select id, {D} p from acc) select id from d where exists "
      "(select 1 from d d2 where d2.p is null)", 'WITH query "d"'),
     (f"with d as (select id, {D} p from acc) select (select p from d limit 1)",
-     "in a WITH query"),
+     "LIMIT in a scalar subquery"),
     (f"with d as (select id, {D} p from acc) select * from d a, d b", "passed up"),
     (f"with d as (select id, {D} p from acc) select * from (select * from d) a, "
      "(select p from d) b", 'named more than once and read through *'),
