@@ -238,6 +238,15 @@ async def test_asyncpg_describes_values_levels_down_before_any_row(
                 ("id", "uuid"),
                 ("decrypted_raw_key", "bytea"),
             ]
+            stmt = await conn.prepare(
+                "select $1::int as n, (select decrypted_secret from decrypted_t_n v "
+                "where v.id = $1) as s"
+            )
+            assert [(a.name, a.type.name) for a in stmt.get_attributes()] == [
+                ("n", "int4"),
+                ("s", "text"),
+            ]
+            assert list(await stmt.fetchrow(3)) == [3, PLAIN[3]]
         finally:
             await conn.close()
 
@@ -294,6 +303,21 @@ def test_scalar_subquery_over_a_view_names_and_types_its_column(
             ("decrypted_blob", 17),
         ]
         assert cursor.fetchall() == [(i, p.encode()) for i, p in PLAIN.items()]
+
+
+def test_scalar_subquery_over_a_view_takes_bind_parameters(
+    conn: psycopg.Connection[Any],
+) -> None:
+    sql = (
+        "select %s::int as asked, (select decrypted_secret from decrypted_t_n "
+        "where id = %s)"
+    )
+    for i, text in PLAIN.items():
+        assert conn.execute(sql, [i, i]).fetchall() == [(i, text)]
+    assert conn.execute(
+        "select (select decrypted_secret from vault.decrypted_secrets where name = %s)",
+        ["nested-one"],
+    ).fetchall() == [("vault-one",)]
 
 
 def test_scalar_subquery_over_a_view_keeps_postgresqls_cardinality_rule(
