@@ -25,6 +25,7 @@ from . import (
     scalar,
     scalar_levels,
     search,
+    setops,
     sqltext,
     tce,
     types,
@@ -164,6 +165,8 @@ class _Statement:
                 stmt, self._deferred_names(), self._positions, self._has_star
             )
             levels.finish(stmt)
+        elif setops.is_set_operation(stmt):
+            self._set_operation(stmt)
         elif isinstance(stmt, _WRITES) and stmt.returningClause is not None:
             self._select_list(stmt, stmt.returningClause.exprs)
         self._unhandled_decrypted_raw_key(stmt)
@@ -329,6 +332,19 @@ class _Statement:
         self._mark_handled(link)
         return True
 
+    def _set_operation(self, stmt: ast.SelectStmt) -> None:
+        """The outermost query is a set operation (rewriter.setops): each column
+        computed per row is a RowOutput with no text of its own, its inputs
+        computed in the branches' select lists."""
+        levels = self._levels = Levels(self)
+        exported = setops.union_level(levels, stmt, ())
+        for _, item, name in exported.items:
+            inputs = tuple(inner.through(item, None))
+            self.result.rows.append(
+                RowOutput((-1, -1), name, item.tree, inputs, item.candidates)
+            )
+        levels.finish(stmt)
+
     def _scalar_over_levels(
         self, target: ast.ResTarget, span: tuple[int, int], link: ast.SubLink
     ) -> bool:
@@ -424,6 +440,14 @@ class _Statement:
                 raise refuse(
                     f"{where} {node.val.ival}: that result column is computed per row "
                     "by the proxy",
+                    getattr(node, "location", None),
+                )
+            if positions and node.val.ival > min(positions):
+                # Upstream, a value computed per row is as many columns as it has
+                # inputs: the ordinal would name another column.
+                raise refuse(
+                    f"{where} {node.val.ival}: a result column after one computed "
+                    "per row by the proxy is numbered otherwise upstream (name it)",
                     getattr(node, "location", None),
                 )
         elif isinstance(node, ast.ColumnRef) and len(node.fields) == 1:

@@ -66,6 +66,7 @@ class LateField:
 class LateCase:
     whens: tuple[tuple[Open, Open], ...]
     default: Open
+    what: str = "CASE"  # the construct it stands for, in an error (UNION ALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,7 +591,7 @@ def _case(tree: LateCase, input_types: Sequence[str]) -> Node:
         shown = " and ".join(sorted(known)) or "unknown"
         raise RewriteError(
             "0A000",
-            f"pgsodium-proxy cannot evaluate CASE with {shown} results here: "
+            f"pgsodium-proxy cannot evaluate {tree.what} with {shown} results here: "
             "give every branch the same type",
         )
     (kind,) = known

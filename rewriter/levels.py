@@ -20,7 +20,7 @@ from typing import Any
 from pglast import ast
 from pglast.visitors import Skip, Visitor
 
-from . import context, scalar, sqltext
+from . import context, scalar, setops, sqltext
 from .compile import NotFoldable
 from .errors import RewriteError, refuse
 from .inner import (
@@ -89,7 +89,10 @@ class Levels:
             return outer
         names: dict[str, _Cte | None] = {}
         for cte in clause.ctes or ():
-            if clause.recursive or not _plain(cte.ctequery):
+            query = cte.ctequery
+            if clause.recursive or not (
+                _plain(query) or setops.is_set_operation(query)
+            ):
                 names[cte.ctename] = None
                 continue
             # A non-recursive WITH query sees the ones before it, and the outer ones.
@@ -114,9 +117,12 @@ class Levels:
         toks = self.st.tokens
         cte = None
         if isinstance(leaf, ast.RangeSubselect):
-            if not _plain(leaf.subquery) or not leaf.subquery.targetList:
+            if setops.is_set_operation(leaf.subquery):
+                exported = setops.union_level(self, leaf.subquery, scope)
+            elif not _plain(leaf.subquery) or not leaf.subquery.targetList:
                 return []
-            exported = self._level(leaf.subquery, scope)
+            else:
+                exported = self._level(leaf.subquery, scope)
             qualifier = leaf.alias.aliasname if leaf.alias is not None else None
             if leaf.alias is not None and leaf.alias.colnames and exported.items:
                 spans = self._subquery_alias_list(leaf)
@@ -127,7 +133,7 @@ class Levels:
                 return []
             cte.references += 1
             if cte.exported is None:
-                cte.exported = self._level(cte.node.ctequery, cte.scope)
+                cte.exported = self.query(cte.node.ctequery, cte.scope)
                 names = cte.node.aliascolnames
                 if names and cte.exported.items:  # WITH d(a, b) AS (…)
                     at = sqltext.index_at(toks, cte.node.location)
@@ -197,6 +203,12 @@ class Levels:
         return _Exported(items, every)
 
     # -- one level -----------------------------------------------------------------
+
+    def query(self, query: ast.SelectStmt, outer: _Scope) -> _Exported:
+        """A WITH query's level: a SELECT, or a set operation of them."""
+        if setops.is_set_operation(query):
+            return setops.union_level(self, query, outer)
+        return self._level(query, outer)
 
     def _level(self, query: ast.SelectStmt, outer: _Scope) -> _Exported:
         scope = self._scope(query, outer)
@@ -268,7 +280,7 @@ class Levels:
             state = self.ctes[index]
             index += 1
             if state.exported is None and counts[state.node.ctename] == 0:
-                state.exported = self._level(state.node.ctequery, state.scope)
+                state.exported = self.query(state.node.ctequery, state.scope)
         for state in self.ctes:
             name = state.node.ctename
             if state.exported is None or not state.exported.items:

@@ -89,11 +89,12 @@ def render(
         if deferred.span[0] >= 0:
             text = deferred_inputs(marker, index, deferred.qualifier)
             replacements.append((*deferred.span, text))
+    columns = inner_columns(marker, plan.rows, len(plan.inner))
+    if plan.inner_groups:
+        columns = _grouped(plan, marker, columns)
     inner = [
         ", ".join(parts) or f"NULL AS {sqltext.quote_ident(name)}"
-        for parts, (_, name) in zip(
-            inner_columns(marker, plan.rows, len(plan.inner)), plan.inner, strict=True
-        )
+        for parts, (_, name) in zip(columns, plan.inner, strict=True)
     ]
     for start, end, text in plan.texts:
         if "\0" in text:
@@ -115,6 +116,8 @@ def render(
             replacements.append((*span, inner[index]))
     if plan.inner_names:
         names = inner_aliases(marker, plan.rows, len(plan.inner))
+        for union, group in plan.inner_groups:
+            names[union] = [n for member in group for n in names[member]]
         for span, index, written in plan.inner_names:
             listed = ", ".join(sqltext.quote_ident(n) for n in names[index])
             replacements.append((*span, listed or written))
@@ -128,6 +131,25 @@ def render(
             columns = scalar_columns(marker, index, row.inputs, body)
             replacements.append((*row.span, columns))
     return sqltext.splice(plan.text, replacements)
+
+
+def _grouped(plan: Plan, marker: str, columns: list[list[str]]) -> list[list[str]]:
+    """Each UNION ALL branch item's columns: those of every item of its group,
+    its own as computed, the other branches' as NULL (rewriter.setops)."""
+    names = inner_aliases(marker, plan.rows, len(plan.inner))
+    out = list(columns)
+    for _, group in plan.inner_groups:
+        for member in group:
+            out[member] = [
+                part
+                for other in group
+                for part in (
+                    columns[other]
+                    if other == member
+                    else [f"NULL AS {sqltext.quote_ident(n)}" for n in names[other]]
+                )
+            ]
+    return out
 
 
 def _rendered(

@@ -1,0 +1,187 @@
+"""UNION ALL over values computed per row, as the outermost query, a subquery in
+FROM or a WITH query: `SELECT decrypt(a…) FROM a UNION ALL SELECT decrypt(b…) FROM b`.
+
+A column with such a value in either branch becomes, in each branch's select list,
+the columns of both branches' items (rewriter.levels), each item's own inputs and a
+`true` that tags its rows; the other branch's are NULL. PostgreSQL types each
+column from the branch that gives it (a NULL takes the other side's type), and the
+proxy computes each row's value from the branch its tag names, as a CASE would.
+
+Kept: only UNION ALL of two queries. With a third, PostgreSQL would resolve two
+NULLs of one column as text first, and the proxy cannot name the type instead
+before the database reports it. UNION, INTERSECT and EXCEPT compare rows in the
+database, which would compare inputs instead of values: refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pglast import ast
+
+from . import sqltext
+from .compile import NotFoldable
+from .errors import RewriteError, refuse
+from .inner import InnerItem, rebase
+from .late import Input, LateCase, RowInput
+from .plan import Const
+
+_OVER = "values computed per row"
+_OPERATIONS = {
+    "SETOP_UNION": "UNION",
+    "SETOP_INTERSECT": "INTERSECT",
+    "SETOP_EXCEPT": "EXCEPT",
+}
+
+
+def is_set_operation(node: ast.Node) -> bool:
+    return (
+        isinstance(node, ast.SelectStmt)
+        and node.op.name != "SETOP_NONE"
+        and node.intoClause is None
+    )
+
+
+def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
+    """What a set operation gives the query above (levels._Exported): for each
+    column computed per row in a branch, an InnerItem whose members are the
+    branches' items. A set operation over no such value gives nothing."""
+    from .levels import _Exported
+
+    scope = levels._scope(query, scope)
+    leaves, refused = _leaves(query)
+    exported = [levels._level(leaf, scope) for leaf in leaves]
+    if not any(e.items for e in exported):
+        return _Exported([], exported[0].names)
+    if refused is not None:
+        raise refuse(
+            f"{refused} over {_OVER}: it compares rows in the database, which has "
+            "their inputs only (UNION ALL works)",
+            None,
+        )
+    if len(leaves) != 2:
+        raise refuse(
+            f"UNION ALL of more than two queries over {_OVER}: combine two at a "
+            "time in subqueries in FROM",
+            None,
+        )
+    if any(e.names is None for e in exported):
+        raise refuse(
+            f"* in a branch of UNION ALL over {_OVER}: name the columns",
+            None,
+        )
+    names = [e.names for e in exported]
+    if len(names[0]) != len(names[1]):
+        raise RewriteError(
+            "42601", "each UNION query must have the same number of columns"
+        )
+
+    items = []
+    for position in sorted({p for e in exported for p, _, _ in e.items}):
+        members = [
+            _member(levels, leaf, found, position)
+            for leaf, found in zip(leaves, exported, strict=True)
+        ]
+        items.append(
+            (
+                position,
+                _union_item(levels, members, names[0][position]),
+                names[0][position],
+            )
+        )
+    computed = {name for _, _, name in items}
+    positions = {position + 1 for position, _, _ in items}
+    levels.st._check_result_clauses(query, computed, positions, False)
+    return _Exported(items, names[0])
+
+
+def _leaves(query: ast.SelectStmt) -> tuple[list[ast.SelectStmt], str | None]:
+    """The branches, left to right, and the first operation that is not UNION
+    ALL, if any."""
+    if query.op.name == "SETOP_NONE":
+        # SELECT … INTO in the first branch writes the rows to a new table, where
+        # the proxy's values would never reach them.
+        return [query], "SELECT … INTO" if query.intoClause is not None else None
+    left, first = _leaves(query.larg)
+    right, second = _leaves(query.rarg)
+    refused = first or second
+    if query.op.name != "SETOP_UNION" or not query.all:
+        refused = refused or _OPERATIONS.get(query.op.name, "a set operation")
+    return left + right, refused
+
+
+def _member(
+    levels: Any, leaf: ast.SelectStmt, exported: Any, position: int
+) -> InnerItem:
+    """One branch's item of a computed column, its tag last: the branch's own
+    item, or the branch's select-list item made one."""
+    found = [item for p, item, _ in exported.items if p == position]
+    if found:
+        item = found[0]
+    else:
+        item = _plain_item(levels, leaf, position)
+    item.inputs.append(Input("true", False))
+    return item
+
+
+def _plain_item(levels: Any, leaf: ast.SelectStmt, position: int) -> InnerItem:
+    """A branch's item that reads no value computed per row: folded by the proxy
+    (a literal, a bind parameter, a pgsodium call of those) or computed by the
+    database (an expression that calls nothing of pgsodium) as a row input."""
+    st = levels.st
+    target = leaf.targetList[position]
+    start, end = sqltext.list_items(st.tokens, leaf.targetList[0].location)[position]
+    name = target.name or _figure(target.val)
+    try:
+        tree: Any = st.compiler.compile(target.val)
+        inputs: list[Input] = []
+        st._mark_handled(target.val)
+    except NotFoldable:
+        if st._mentions_pgsodium_call(target.val):
+            raise refuse(
+                f"this expression in a branch of UNION ALL over {_OVER}",
+                getattr(target.val, "location", None),
+            ) from None
+        text = _value_text(st.sql, st.tokens, (start, end), target)
+        tree, inputs = RowInput(0), [Input(text, False)]
+    return levels.new_item(st.span(start, end), name, tree, inputs, frozenset())
+
+
+def _union_item(levels: Any, members: list[InnerItem], name: str) -> InnerItem:
+    """The column as the query above reads it: the value of the branch whose tag
+    is set."""
+    whens = []
+    offset = 0
+    for member in members:
+        count = len(member.inputs)
+        whens.append((RowInput(offset + count - 1), rebase(member.tree, offset)))
+        offset += count
+    tree = LateCase(tuple(whens), Const("unknown", None), "UNION ALL")
+    candidates = frozenset().union(*(m.candidates for m in members))
+    item = levels.new_item((-1, -1), name, tree, [], candidates)
+    item.members = tuple(members)
+    levels.st.result.inner_groups.append((item.index, [m.index for m in members]))
+    return item
+
+
+def _value_text(
+    sql: str, toks: list[sqltext.Token], span: tuple[int, int], target: ast.ResTarget
+) -> str:
+    """A select-list item's expression, without its alias."""
+    inside = [t for t in toks if span[0] <= t.start and t.end <= span[1]]
+    if target.name is not None and inside:
+        inside.pop()  # the alias
+        if inside and inside[-1].name == "AS":
+            inside.pop()
+    if not inside:
+        raise RewriteError("XX000", "select-list item without its expression")
+    return sql[inside[0].start : inside[-1].end]
+
+
+def _figure(node: ast.Node) -> str:
+    from .analyze import figure_colname
+
+    return figure_colname(node)
+
+
+__all__ = ["is_set_operation", "union_level"]
