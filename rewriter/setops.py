@@ -65,7 +65,7 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
             "time in subqueries in FROM",
             None,
         )
-    if any(e.names is None for e in exported):
+    if any(_has_star(leaf) for leaf in leaves):
         raise refuse(
             f"* in a branch of UNION ALL over {_OVER}: name the columns",
             None,
@@ -93,6 +93,14 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
     positions = {position + 1 for position, _, _ in items}
     levels.st._check_result_clauses(query, computed, positions, False)
     return _Exported(items, names[0])
+
+
+def _has_star(leaf: ast.SelectStmt) -> bool:
+    """A `*` passes columns up as they come, so no NULL can stand beside them."""
+    return any(
+        isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star)
+        for t in leaf.targetList or ()
+    )
 
 
 def _leaves(query: ast.SelectStmt) -> tuple[list[ast.SelectStmt], str | None]:

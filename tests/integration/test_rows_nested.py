@@ -381,7 +381,7 @@ REFUSED = [
     (f"select * from (select id, {DECRYPT} p from acc) s natural join other",
      "NATURAL"),
     (f"select * from (select * from (select {DECRYPT} p from acc) a union all "
-     f"select * from (select {DECRYPT} p from acc) b) u", "set operation"),
+     f"select * from (select {DECRYPT} p from acc) b) u", "* in a branch"),
     ("with d as (select * from decrypted_t_n) select * from d where "
      "decrypted_secret like 'a%'", "WHERE"),
     ("select * from (select * from decrypted_t_n) s order by decrypted_secret",

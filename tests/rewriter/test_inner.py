@@ -227,8 +227,10 @@ REFUSED = [
     (f"with d as (select id, {D} p from acc) select * from (select * from d) a, "
      "(select p from d) b", 'named more than once and read through *'),
     (f"with recursive d as (select {D} p from acc) select * from d", "WITH query"),
-    (f"select * from (select {D} p from acc union all select {D} from acc) u",
-     "set operation"),
+    (f"select * from (select {D} p from acc union select {D} from acc) u",
+     "UNION over"),
+    (f"select * from (select * from (select {D} p from acc) a union all "
+     f"select {D} from acc) u", "* in a branch of UNION ALL"),
     (f"select *, p from (select * from (select {D} p from acc) a) b", "passed up"),
     (f"select * from (select *, p q from (select {D} p from acc) a) b", "passed up"),
 ]  # fmt: skip
