@@ -20,11 +20,11 @@ from typing import Any
 from pglast import ast
 
 from . import sqltext
-from .compile import NotFoldable
+from .compile import NotFoldable, is_pgsodium_call
 from .errors import RewriteError, refuse
 from .inner import InnerItem, rebase
 from .late import Input, LateCase, RowInput
-from .plan import Const
+from .plan import Call, Const, walk
 
 _OVER = "values computed per row"
 _OPERATIONS = {
@@ -143,9 +143,23 @@ def _plain_item(levels: Any, leaf: ast.SelectStmt, position: int) -> InnerItem:
     try:
         tree: Any = st.compiler.compile(target.val)
         inputs: list[Input] = []
+        if any(
+            isinstance(n, Call) and n.signature.key_variant == "uuid"
+            for n in walk(tree)
+        ):
+            # Computed as each row passes, a call reads only the key rows that
+            # come up with the row: a key uuid written in the statement has none.
+            raise refuse(
+                f"a pgsodium call with a key uuid in a branch of UNION ALL over {_OVER} "
+                "(select it in a statement of its own)",
+                getattr(target.val, "location", None),
+            )
         st._mark_handled(target.val)
     except NotFoldable:
-        if st._mentions_pgsodium_call(target.val):
+        # SECURITY: the database computes this text as it stands; a pgsodium call
+        # in it (a raw key of create_key, a decrypting view's expansion) must not
+        # go up so.
+        if any(is_pgsodium_call(c, st.on_path) for c in _calls(target.val)):
             raise refuse(
                 f"this expression in a branch of UNION ALL over {_OVER}",
                 getattr(target.val, "location", None),
@@ -184,6 +198,12 @@ def _value_text(
     if not inside:
         raise RewriteError("XX000", "select-list item without its expression")
     return sql[inside[0].start : inside[-1].end]
+
+
+def _calls(node: ast.Node) -> list[ast.FuncCall]:
+    from .analyze import _calls as collect
+
+    return collect(node)
 
 
 def _figure(node: ast.Node) -> str:

@@ -151,6 +151,45 @@ def test_vault_and_a_decrypting_view_in_one_union(
     assert rows == [("vault", "vault-one"), ("tce", "bob")]
 
 
+def test_union_all_branch_of_a_bind_parameter_or_a_folded_call(
+    conn: psycopg.Connection[Any],
+) -> None:
+    folded = conn.execute(
+        "select pgsodium.crypto_aead_det_encrypt(convert_to('nine', 'utf8'), "
+        "''::bytea, 7::bigint)"
+    ).fetchone()[0]
+    rows = conn.execute(
+        f"select id, {DECRYPT} as p from acc where id = 1 union all select %s, "
+        "pgsodium.crypto_aead_det_decrypt(%s::bytea, ''::bytea, 7::bigint) "
+        "order by id",
+        [9, folded],
+    ).fetchall()
+    assert rows == [(1, b"alice"), (9, b"nine")]
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="key uuid"):
+        conn.execute(
+            f"select {DECRYPT} as p from acc union all select "
+            "pgsodium.crypto_aead_det_decrypt(%s::bytea, ''::bytea, %s::uuid)",
+            [folded, str(uuid.uuid4())],
+        )
+    rows = conn.execute(
+        f"select id, {DECRYPT} as p from acc where id = 2 union all select 0, "
+        "%s::bytea order by id",
+        [b"bound"],
+    ).fetchall()
+    assert rows == [(0, b"bound"), (2, b"bob")]
+
+
+def test_union_all_through_a_server_side_cursor(proxy: RunningProxy, db: str) -> None:
+    sql = SHAPES[0]
+    with psycopg.connect(proxy.dsn(dbname=db)) as conn:
+        with conn.cursor(name="union_cursor") as cursor:
+            cursor.itersize = 2
+            cursor.execute(sql)
+            rows = list(cursor)
+        expected = conn.execute(_over_plaintext(sql)).fetchall()
+    assert sorted(rows, key=repr) == sorted(expected, key=repr) and len(rows) == 6
+
+
 @pytest.mark.asyncio
 async def test_asyncpg_describes_a_union_all_before_any_row(
     proxy: RunningProxy, db: str
