@@ -27,6 +27,7 @@ from .late import Input, LateCase, RowInput
 from .plan import Call, Const, walk
 
 _OVER = "values computed per row"
+_INTO = "SELECT … INTO"
 _OPERATIONS = {
     "SETOP_UNION": "UNION",
     "SETOP_INTERSECT": "INTERSECT",
@@ -53,6 +54,10 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
     exported = [levels._level(leaf, scope) for leaf in leaves]
     if not any(e.items for e in exported):
         return _Exported([], exported[0].names)
+    if refused == _INTO:
+        raise refuse(
+            f"{_INTO} over {_OVER}: the new table would get their inputs", None
+        )
     if refused is not None:
         raise refuse(
             f"{refused} over {_OVER}: it compares rows in the database, which has "
@@ -61,8 +66,9 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
         )
     if len(leaves) != 2:
         raise refuse(
-            f"UNION ALL of more than two queries over {_OVER}: combine two at a "
-            "time in subqueries in FROM",
+            f"UNION ALL of more than two queries over {_OVER}: select the columns "
+            "of a UNION ALL of two by name from a subquery in FROM, and UNION ALL "
+            "that with the next",
             None,
         )
     if any(_has_star(leaf) for leaf in leaves):
@@ -109,7 +115,7 @@ def _leaves(query: ast.SelectStmt) -> tuple[list[ast.SelectStmt], str | None]:
     if query.op.name == "SETOP_NONE":
         # SELECT … INTO in the first branch writes the rows to a new table, where
         # the proxy's values would never reach them.
-        return [query], "SELECT … INTO" if query.intoClause is not None else None
+        return [query], _INTO if query.intoClause is not None else None
     left, first = _leaves(query.larg)
     right, second = _leaves(query.rarg)
     refused = first or second
@@ -150,8 +156,8 @@ def _plain_item(levels: Any, leaf: ast.SelectStmt, position: int) -> InnerItem:
             # Computed as each row passes, a call reads only the key rows that
             # come up with the row: a key uuid written in the statement has none.
             raise refuse(
-                f"a pgsodium call with a key uuid in a branch of UNION ALL over {_OVER} "
-                "(select it in a statement of its own)",
+                "a pgsodium call with a key uuid in a branch of UNION ALL over "
+                f"{_OVER} (select it in a statement of its own)",
                 getattr(target.val, "location", None),
             )
         st._mark_handled(target.val)

@@ -104,6 +104,9 @@ SHAPES = [
     f"select o.tag, u.p from other o join (select id, convert_from({DECRYPT}, "
     f"'utf8') as p from acc union all select id, convert_from({DECRYPT2}, 'utf8') "
     "from acc2) u on u.id = o.id order by 1",
+    f"select u.id, u.p from (select id, {DECRYPT} as p from acc union all select "
+    f"id, {DECRYPT2} from acc2) u union all select id, {DECRYPT} from acc where "
+    "id = 3 order by 1",
 ]
 
 
