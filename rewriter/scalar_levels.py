@@ -93,14 +93,20 @@ def _shape(sub: ast.Node) -> bool:
 
 
 def _check_same_row(sub: ast.SelectStmt, on_path: bool) -> None:
-    """What picks the subquery's row: its FROM and WHERE (its select list only
+    found = row_picker(sub, on_path)
+    if found is not None:
+        raise _refuse_picking(*found)
+
+
+def row_picker(sub: ast.SelectStmt, on_path: bool) -> tuple[str, int | None] | None:
+    """The first construct that may make two evaluations of the subquery pick
+    different rows, in what picks them: its FROM and WHERE (its select list only
     computes values of that row, each input once, in its own copy)."""
     checker = _SameRow(on_path)
     for part in (sub.fromClause, sub.whereClause):
         if part is not None:
             checker(part)
-    if checker.found is not None:
-        raise _refuse_picking(*checker.found)
+    return checker.found
 
 
 def _refuse_picking(what: str, location: int | None) -> RewriteError:
@@ -176,4 +182,4 @@ def scalar_name(node: ast.Node) -> str:
     return figure_colname(node)
 
 
-__all__ = ["scalar_over_levels"]
+__all__ = ["row_picker", "scalar_over_levels"]

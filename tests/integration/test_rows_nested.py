@@ -275,6 +275,8 @@ SCALARS = [
     ("select o.id, (select convert_from(p, 'utf8') from (select id, "
      f"{DECRYPT} p from acc) a where a.id = o.id) from other o order by o.id",
      [(i, p) for i, p in PLAIN.items()]),
+    (f"select (select convert_from({DECRYPT}, 'utf8') from acc where "
+     "length(secret) > 0 and id = 2)", [("bob",)]),
     ("with d as (select id, decrypted_secret from decrypted_t_n) select o.tag, "
      "(select d.decrypted_secret from d where d.id = o.id) from other o where "
      "o.id = 1", [("one", "alice")]),
@@ -405,6 +407,8 @@ REFUSED = [
      "(50)) a where id = 1)", "TABLESAMPLE"),
     ("select (select decrypted_secret from decrypted_t_n where id in (select id "
      "from t_n offset 1))", "OFFSET"),
+    (f"select (select {DECRYPT} from acc where id in (select id from acc limit "
+     "1))", "crypto_aead_det_decrypt()"),
     # … or where the database would need the value.
     ("select (select id from decrypted_t_n where decrypted_secret like 'a%')",
      "WHERE"),
