@@ -5,9 +5,9 @@ The subquery can only return its value's inputs, and a scalar subquery returns o
 column; so each input becomes a scalar subquery of its own over the same FROM and
 WHERE, plus one that says whether there is a row (none: the value is NULL, as
 PostgreSQL gives, without calling anything). All of them see the statement's one
-snapshot, so they read the same row; to keep that true the subquery may hold no ORDER BY,
-LIMIT, DISTINCT, GROUP BY or set operation, and its FROM and WHERE nothing that
-could pick different rows each time (rewriter.scalar_levels.row_picker). A mixed-up row could
+snapshot, so they read the same row; to keep that true the subquery may hold
+no ORDER BY, LIMIT, DISTINCT, GROUP BY or set operation, and its FROM and WHERE
+nothing that could pick different rows each time (scalar_levels.row_picker). A mixed-up row could
 not forge a value anyway: aead-det fails to authenticate inputs of different rows.
 
 `decrypted_raw_key` is expanded to pgsodium's own definition of the column, so it
