@@ -7,8 +7,8 @@ WHERE, plus one that says whether there is a row (none: the value is NULL, as
 PostgreSQL gives, without calling anything). All of them see the statement's one
 snapshot, so they read the same row; to keep that true the subquery may hold
 no ORDER BY, LIMIT, DISTINCT, GROUP BY or set operation, and its FROM and WHERE
-nothing that could pick different rows each time (scalar_levels.row_picker). A mixed-up row could
-not forge a value anyway: aead-det fails to authenticate inputs of different rows.
+nothing that could pick different rows each time (scalar_levels.row_picker):
+inputs of two rows would give a value of neither (an HMAC has no tag to fail).
 
 `decrypted_raw_key` is expanded to pgsodium's own definition of the column, so it
 takes every wrapper and shape the per-row machinery takes.
