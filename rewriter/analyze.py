@@ -79,7 +79,15 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
     for raw in statements:
         start = raw.stmt_location
         end = start + raw.stmt_len if raw.stmt_len else len(sql)
-        plan = _Statement(sql, start, end, on_path, declared).plan(raw.stmt)
+        text, stmt = sql, raw.stmt
+        stars = setops.expand_stars(sql, stmt, on_path)
+        if stars:
+            # A branch's `*` written out (rewriter.setops): this statement is
+            # planned over its new text.
+            moved = [(s - start, e - start, t) for s, e, t in stars]
+            text = sqltext.splice(sql[start:end], moved)
+            stmt, start, end = parse_sql(text)[0].stmt, 0, len(text)
+        plan = _Statement(text, start, end, on_path, declared).plan(stmt)
         plan.statement = type(raw.stmt).__name__
         plans.append(plan)
     return plans

@@ -219,3 +219,108 @@ def _figure(node: ast.Node) -> str:
 
 
 __all__ = ["is_set_operation", "union_level"]
+
+
+# -- `*` in a branch, written out ----------------------------------------------------
+
+
+def expand_stars(sql: str, stmt: ast.Node, on_path: bool) -> list[tuple[int, int, str]]:
+    """Each `*` (or `q.*`) of a set operation's branch that computes values per
+    row, written out as the columns it stands for (`q.a, q.b`), where every FROM
+    item it expands is a subquery whose columns are all named (a decrypting
+    view's expansion, vault.decrypted_secrets'): the same columns, names and
+    types, and room beside each for the other branch's NULL columns. Any other
+    `*` stays, and is refused if the branch's values need the room."""
+    from pglast.visitors import Visitor
+
+    class _SetOperations(Visitor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[ast.SelectStmt] = []
+
+        def visit(self, ancestors: Any, node: Any) -> None:
+            if isinstance(node, ast.SelectStmt) and node.op.name != "SETOP_NONE":
+                self.found.append(node)
+
+    finder = _SetOperations()
+    finder(stmt)
+    out: list[tuple[int, int, str]] = []
+    toks: list[sqltext.Token] | None = None
+    for operation in finder.found:
+        if not any(is_pgsodium_call(c, on_path) for c in _calls(operation)):
+            continue
+        for leaf in (operation.larg, operation.rarg):
+            if leaf.op.name == "SETOP_NONE" and _has_star(leaf):
+                toks = toks or sqltext.tokens(sql)
+                out += _written_out(sql, toks, leaf)
+    return out
+
+
+def _written_out(
+    sql: str, toks: list[sqltext.Token], leaf: ast.SelectStmt
+) -> list[tuple[int, int, str]]:
+    items = _from_columns(leaf.fromClause or ())
+    if items is None:
+        return []
+    spans = sqltext.list_items(toks, leaf.targetList[0].location)
+    if len(spans) != len(leaf.targetList):
+        return []
+    out = []
+    q = sqltext.quote_ident
+    for target, (start, end) in zip(leaf.targetList, spans, strict=True):
+        value = target.val
+        if not (
+            isinstance(value, ast.ColumnRef)
+            and isinstance(value.fields[-1], ast.A_Star)
+        ):
+            continue
+        qualifier = value.fields[0].sval if len(value.fields) == 2 else None
+        chosen = [(a, n) for a, n in items if qualifier in (None, a)]
+        if not chosen or len(value.fields) > 2:
+            return []
+        text = ", ".join(f"{q(a)}.{q(n)}" for a, names in chosen for n in names)
+        out.append((start, end, text))
+    return out
+
+
+def _from_columns(items: Any) -> list[tuple[str, list[str]]] | None:
+    """The FROM items' aliases and column names, in `*`'s order; None when one
+    is not a subquery with an alias and named columns, or a join merges them."""
+    out: list[tuple[str, list[str]]] = []
+    for item in items:
+        if isinstance(item, ast.JoinExpr):
+            if item.isNatural or item.usingClause or item.alias is not None:
+                return None
+            inner = _from_columns([item.larg, item.rarg])
+            if inner is None:
+                return None
+            out += inner
+        elif isinstance(item, ast.RangeSubselect) and item.alias is not None:
+            names = _names(item.subquery)
+            listed = [n.sval for n in item.alias.colnames or ()]
+            if names is None or len(listed) > len(names):
+                return None
+            names = listed + names[len(listed) :]
+            if "?column?" in names or len(set(names)) != len(names):
+                return None
+            out.append((item.alias.aliasname, names))
+        else:
+            return None
+    return out
+
+
+def _names(query: ast.Node) -> list[str] | None:
+    """A SELECT's output column names ("?column?" where PostgreSQL's name is not
+    known here), or None behind a `*`."""
+    while isinstance(query, ast.SelectStmt) and query.op.name != "SETOP_NONE":
+        query = query.larg
+    if not isinstance(query, ast.SelectStmt) or not query.targetList:
+        return None
+    names = []
+    for target in query.targetList:
+        if isinstance(target.val, ast.ColumnRef) and isinstance(
+            target.val.fields[-1], ast.A_Star
+        ):
+            return None
+        names.append(target.name or _figure(target.val))
+    return names

@@ -382,8 +382,8 @@ REFUSED = [
      "alias list"),
     (f"select * from (select id, {DECRYPT} p from acc) s natural join other",
      "NATURAL"),
-    (f"select * from (select * from (select {DECRYPT} p from acc) a union all "
-     f"select * from (select {DECRYPT} p from acc) b) u", "* in a branch"),
+    (f"select * from (select * from acc union all select id, {DECRYPT}, kid from "
+     "acc) u", "* in a branch"),
     ("with d as (select * from decrypted_t_n) select * from d where "
      "decrypted_secret like 'a%'", "WHERE"),
     ("select * from (select * from decrypted_t_n) s order by decrypted_secret",

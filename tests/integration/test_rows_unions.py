@@ -142,6 +142,32 @@ def test_union_all_reports_the_types_postgresql_would(
         ], sql
 
 
+STARS = [
+    # `*` over a decrypting view (or any subquery whose columns are all named) is
+    # written out, so the other branch's NULL columns can stand beside its own.
+    "select * from decrypted_t_n where id < 3 union all select * from "
+    "decrypted_t_n where id = 3",
+    "select v.* from decrypted_t_n v union all select id, secret, upper(secret) "
+    "from t_n where false",
+    f"select * from (select * from (select id, {DECRYPT} p from acc) a union all "
+    f"select * from (select id, {DECRYPT} p from acc) b) u",
+]
+
+
+@pytest.mark.parametrize("sql", STARS)
+def test_union_all_of_a_star_over_a_decrypting_view(
+    conn: psycopg.Connection[Any], sql: str
+) -> None:
+    rows = sorted(conn.execute(sql).fetchall())
+    if "acc" in sql:
+        assert rows == sorted(2 * [(i, p.encode()) for i, p in PLAIN.items()])
+        return
+    stored = dict(conn.execute("select id, secret from t_n").fetchall())
+    assert rows == [(i, stored[i], p) for i, p in PLAIN.items()]
+    names = [d.name for d in conn.execute(sql).description]
+    assert names == ["id", "secret", "decrypted_secret"]
+
+
 def test_vault_and_a_decrypting_view_in_one_union(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -243,8 +269,8 @@ REFUSED = [
      "order by 2", "ORDER BY"),
     (f"select * from (select {DECRYPT} p from acc union all select {DECRYPT2} from "
      "acc2) u where p is null", "WHERE"),
-    (f"select {DECRYPT} p from acc union all select * from (select secret from "
-     "acc2) s", "*"),
+    (f"select id, {DECRYPT} p, kid from acc union all select * from acc2",
+     "* in a branch"),
     ("select decrypted_secret from decrypted_t_n union select tag from other",
      "UNION"),
     (f"select {DECRYPT} p into newtable from acc union all select {DECRYPT2} from "

@@ -229,8 +229,8 @@ REFUSED = [
     (f"with recursive d as (select {D} p from acc) select * from d", "WITH query"),
     (f"select * from (select {D} p from acc union select {D} from acc) u",
      "UNION over"),
-    (f"select * from (select * from (select {D} p from acc) a union all "
-     f"select {D} from acc) u", "* in a branch of UNION ALL"),
+    (f"select * from (select * from acc union all select {D}, 1, kid from acc) u",
+     "* in a branch of UNION ALL"),
     (f"select *, p from (select * from (select {D} p from acc) a) b", "passed up"),
     (f"select * from (select *, p q from (select {D} p from acc) a) b", "passed up"),
 ]  # fmt: skip
