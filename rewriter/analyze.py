@@ -80,7 +80,8 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         start = raw.stmt_location
         end = start + raw.stmt_len if raw.stmt_len else len(sql)
         text, stmt = sql, raw.stmt
-        stars = setops.expand_stars(sql, stmt, on_path)
+        reads = isinstance(stmt, (ast.SelectStmt, ast.DeclareCursorStmt))
+        stars = setops.expand_stars(sql, stmt, on_path) if reads else []
         if stars:
             # A branch's `*` written out (rewriter.setops): this statement is
             # planned over its new text.
