@@ -42,18 +42,18 @@ def scalar_over_levels(
     visibles = levels.below(sub)
     if not visibles:
         return None
-    for clause, what in _CLAUSES:
-        if getattr(sub, clause, None):
-            raise _refuse_picking(what, None)
-    _check_same_row(sub, st.on_path)
-
     target = sub.targetList[0]
     uses: dict[int, set[tuple[int, bool]]] = {}
     resolver = Resolver(visibles, lambda v: record_use(uses, v, 0, False))
     computed = resolver.reads(target.val)
     levels.check_refs(sub, Resolver(visibles), {id(target)} if computed else set())
     if not computed:
-        return None  # its values stay below; the database computes the rest
+        return None  # it reads none of them: the database computes it all
+    for clause, what in _CLAUSES:
+        if getattr(sub, clause, None):
+            raise _refuse_picking(what, None)
+    _check_same_row(sub, st.on_path)
+
     builder = RowCompiler(st.compiler, st.sql, st.tokens, st.on_path)
     builder.scope = resolver
     try:

@@ -275,6 +275,9 @@ SCALARS = [
     ("select o.id, (select convert_from(p, 'utf8') from (select id, "
      f"{DECRYPT} p from acc) a where a.id = o.id) from other o order by o.id",
      [(i, p) for i, p in PLAIN.items()]),
+    # Other columns of the view: the database's, whatever the subquery's clauses.
+    ("select (select id from decrypted_t_n order by id desc limit 1), (select "
+     "count(*) from decrypted_t_n where id > 1)", [(3, 2)]),
     (f"select (select convert_from({DECRYPT}, 'utf8') from acc where "
      "length(secret) > 0 and id = 2)", [("bob",)]),
     ("with d as (select id, decrypted_secret from decrypted_t_n) select o.tag, "
