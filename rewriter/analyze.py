@@ -24,7 +24,9 @@ from . import (
     positive,
     repeat,
     scalar,
+    scalar_levels,
     search,
+    setops,
     sqltext,
     tce,
     types,
@@ -81,7 +83,16 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
     for raw in statements:
         start = raw.stmt_location
         end = start + raw.stmt_len if raw.stmt_len else len(sql)
-        plan = _Statement(sql, start, end, on_path, declared).plan(raw.stmt)
+        text, stmt = sql, raw.stmt
+        reads = isinstance(stmt, (ast.SelectStmt, ast.DeclareCursorStmt))
+        stars = setops.expand_stars(sql, stmt, on_path) if reads else []
+        if stars:
+            # A branch's `*` written out (rewriter.setops): this statement is
+            # planned over its new text.
+            moved = [(s - start, e - start, t) for s, e, t in stars]
+            text = sqltext.splice(sql[start:end], moved)
+            stmt, start, end = parse_sql(text)[0].stmt, 0, len(text)
+        plan = _Statement(text, start, end, on_path, declared).plan(stmt)
         plan.statement = type(raw.stmt).__name__
         plans.append(plan)
     return plans
@@ -111,6 +122,7 @@ class _Statement:
         self._has_star = False  # the select list has a `*`
         self._stmt: ast.Node | None = None
         self._repeated_ids: set[int] | None = None  # rewriter.repeat
+        self._levels: Levels | None = None  # the outermost SELECT's
 
     @property
     def tokens(self) -> list[sqltext.Token]:
@@ -156,7 +168,7 @@ class _Statement:
                 self.result.checks |= self.compiler.checks
                 self.result.param_types = dict(self.compiler.param_types)
                 return self.result
-            levels = Levels(self)
+            levels = self._levels = Levels(self)
             self._visible = levels.top(stmt)
             self._select_list(stmt, stmt.targetList)
             levels.check_refs(
@@ -166,6 +178,8 @@ class _Statement:
                 stmt, self._deferred_names(), self._positions, self._has_star
             )
             levels.finish(stmt)
+        elif setops.is_set_operation(stmt):
+            self._set_operation(stmt)
         elif isinstance(stmt, _WRITES) and stmt.returningClause is not None:
             self._select_list(stmt, stmt.returningClause.exprs)
         self._unhandled_decrypted_raw_key(stmt)
@@ -322,13 +336,41 @@ class _Statement:
             self.compiler, self.sql, self.tokens, self.on_path, link, view
         )
         if built is None:
-            return False
+            return self._scalar_over_levels(target, span, link)
         tree, inputs, candidates = built
         inner = sub.targetList[0]
         name = target.name or inner.name or figure_colname(inner.val)
         self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
         self._scalar_spans.append(span)
         self._mark_handled(link)
+        return True
+
+    def _set_operation(self, stmt: ast.SelectStmt) -> None:
+        """The outermost query is a set operation (rewriter.setops): each column
+        computed per row is a RowOutput with no text of its own, its inputs
+        computed in the branches' select lists."""
+        levels = self._levels = Levels(self)
+        exported = setops.union_level(levels, stmt, ())
+        for _, item, name in exported.items:
+            inputs = tuple(inner.through(item, None))
+            self.result.rows.append(
+                RowOutput((-1, -1), name, item.tree, inputs, item.candidates)
+            )
+        levels.finish(stmt)
+
+    def _scalar_over_levels(
+        self, target: ast.ResTarget, span: tuple[int, int], link: ast.SubLink
+    ) -> bool:
+        """A scalar subquery whose FROM items compute values per row below it."""
+        if self._levels is None:
+            return False
+        row = scalar_levels.scalar_over_levels(
+            self, self._levels, link, span, target.name
+        )
+        if row is None:
+            return False
+        self.result.rows.append(row)
+        self._scalar_spans.append(span)
         return True
 
     # -- values of FROM items computed per row below (rewriter.levels) -------------
@@ -411,6 +453,14 @@ class _Statement:
                 raise refuse(
                     f"{where} {node.val.ival}: that result column is computed per row "
                     "by the proxy",
+                    getattr(node, "location", None),
+                )
+            if positions and node.val.ival > min(positions):
+                # Upstream, a value computed per row is as many columns as it has
+                # inputs: the ordinal would name another column.
+                raise refuse(
+                    f"{where} {node.val.ival}: a result column after one computed "
+                    "per row by the proxy is numbered otherwise upstream (name it)",
                     getattr(node, "location", None),
                 )
         elif isinstance(node, ast.ColumnRef) and len(node.fields) == 1:

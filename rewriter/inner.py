@@ -43,6 +43,9 @@ class InnerItem:
     tree: Open
     inputs: list[Input] = field(default_factory=list)  # paths below this item
     candidates: frozenset[str] = frozenset()
+    # A UNION ALL's column (rewriter.setops): no text of its own; its inputs are
+    # those of each branch's item, which come up through that item.
+    members: tuple[InnerItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,16 @@ class Visible:
 
     def inputs(self) -> list[Input]:
         """The item's inputs as the reading query's select list sees them."""
-        step = (self.item.index, self.qualifier)
-        return [replace(i, path=(step, *i.path)) for i in self.item.inputs]
+        return through(self.item, self.qualifier)
+
+
+def through(item: InnerItem, qualifier: str | None) -> list[Input]:
+    """`item`'s inputs as a query naming its FROM item `qualifier` sees them; a
+    UNION ALL's column passes each branch item's inputs up through that item."""
+    if item.members:
+        return [i for m in item.members for i in through(m, qualifier)]
+    step = (item.index, qualifier)
+    return [replace(i, path=(step, *i.path)) for i in item.inputs]
 
 
 class Resolver:
@@ -210,6 +221,7 @@ def rebase(tree: Open, offset: int) -> Open:
         return LateCase(
             tuple((rebase(c, offset), rebase(r, offset)) for c, r in tree.whens),
             rebase(tree.default, offset),
+            tree.what,
         )
     return tree
 

@@ -66,6 +66,7 @@ class LateField:
 class LateCase:
     whens: tuple[tuple[Open, Open], ...]
     default: Open
+    what: str = "CASE"  # the construct it stands for, in an error (UNION ALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,9 @@ class RowOutput:
     tree: Open
     inputs: tuple[Input, ...]
     candidates: frozenset[str]  # regprocedures it may resolve to
+    # A scalar subquery's FROM … WHERE (rewriter.scalar_levels): each input is
+    # read by a scalar subquery of its own over that text, rendered.
+    body: tuple[int, int] | None = None
 
 
 def _uuid_positions(name: str) -> tuple[set[int], set[str]]:
@@ -588,7 +592,7 @@ def _case(tree: LateCase, input_types: Sequence[str]) -> Node:
         shown = " and ".join(sorted(known)) or "unknown"
         raise RewriteError(
             "0A000",
-            f"pgsodium-proxy cannot evaluate CASE with {shown} results here: "
+            f"pgsodium-proxy cannot evaluate {tree.what} with {shown} results here: "
             "give every branch the same type",
         )
     (kind,) = known
@@ -651,6 +655,29 @@ def input_columns(marker: str, index: int, inputs: Sequence[Input]) -> str:
             parts += _passed(item, alias, item.path[0][1])
         else:
             parts += _computed(item, alias)
+    return ", ".join(parts)
+
+
+def scalar_columns(marker: str, index: int, inputs: Sequence[Input], body: str) -> str:
+    """input_columns of a RowOutput with a body: each column a scalar subquery."""
+    parts: list[str] = []
+    for number, item in enumerate(inputs):
+        alias = f"{marker}r{index}_{number}"
+        if item.path:
+            prefix = item.path[0][1]
+            q = "" if prefix is None else sqltext.quote_ident(prefix) + "."
+            values = [q + sqltext.quote_ident(alias)]
+            if item.key_ref:
+                values.append(q + sqltext.quote_ident(alias + "k"))
+        else:
+            values = [f"({item.text})"]
+            if item.key_ref:
+                values.append(f"pgsodium._proxy_key_ref(({item.text}))")
+        names = [alias, alias + "k"][: len(values)]
+        parts += [
+            f"(SELECT {value} {body}) AS {sqltext.quote_ident(name)}"
+            for value, name in zip(values, names, strict=True)
+        ]
     return ", ".join(parts)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from pglast import ast
 from pglast.visitors import Skip, Visitor
 
-from . import context, scalar, sqltext
+from . import context, scalar, setops, sqltext
 from .compile import NotFoldable
 from .errors import RewriteError, refuse
 from .inner import (
@@ -66,10 +66,17 @@ class Levels:
         self.st = st
         self.items: list[InnerItem] = []
         self.ctes: list[_Cte] = []
+        self.scope: _Scope = ()  # the WITH queries the outermost query sees
 
     def top(self, stmt: ast.SelectStmt) -> list[Visible]:
         """The per-row values the outermost query's FROM items give it."""
-        return self._from(stmt, self._scope(stmt, ()))
+        self.scope = self._scope(stmt, ())
+        return self._from(stmt, self.scope)
+
+    def below(self, query: ast.SelectStmt) -> list[Visible]:
+        """The per-row values that the FROM items of `query`, a subquery in an
+        expression of the outermost query, give it (rewriter.scalar_levels)."""
+        return self._from(query, self._scope(query, self.scope))
 
     # -- scopes and FROM items -----------------------------------------------------
 
@@ -82,11 +89,13 @@ class Levels:
             return outer
         names: dict[str, _Cte | None] = {}
         for cte in clause.ctes or ():
+            query = cte.ctequery
             # A VALUES list has no select list, and no rows to compute over.
+            values = _plain(query) and not query.targetList
             if (
                 clause.recursive
-                or not _plain(cte.ctequery)
-                or not (cte.ctequery.targetList)
+                or values
+                or not (_plain(query) or setops.is_set_operation(query))
             ):
                 names[cte.ctename] = None
                 continue
@@ -112,9 +121,12 @@ class Levels:
         toks = self.st.tokens
         cte = None
         if isinstance(leaf, ast.RangeSubselect):
-            if not _plain(leaf.subquery) or not leaf.subquery.targetList:
+            if setops.is_set_operation(leaf.subquery):
+                exported = setops.union_level(self, leaf.subquery, scope)
+            elif not _plain(leaf.subquery) or not leaf.subquery.targetList:
                 return []
-            exported = self._level(leaf.subquery, scope)
+            else:
+                exported = self._level(leaf.subquery, scope)
             qualifier = leaf.alias.aliasname if leaf.alias is not None else None
             if leaf.alias is not None and leaf.alias.colnames and exported.items:
                 spans = self._subquery_alias_list(leaf)
@@ -125,7 +137,7 @@ class Levels:
                 return []
             cte.references += 1
             if cte.exported is None:
-                cte.exported = self._level(cte.node.ctequery, cte.scope)
+                cte.exported = self.query(cte.node.ctequery, cte.scope)
                 names = cte.node.aliascolnames
                 if names and cte.exported.items:  # WITH d(a, b) AS (…)
                     at = sqltext.index_at(toks, cte.node.location)
@@ -195,6 +207,12 @@ class Levels:
         return _Exported(items, every)
 
     # -- one level -----------------------------------------------------------------
+
+    def query(self, query: ast.SelectStmt, outer: _Scope) -> _Exported:
+        """A WITH query's level: a SELECT, or a set operation of them."""
+        if setops.is_set_operation(query):
+            return setops.union_level(self, query, outer)
+        return self._level(query, outer)
 
     def _level(self, query: ast.SelectStmt, outer: _Scope) -> _Exported:
         scope = self._scope(query, outer)
@@ -266,7 +284,7 @@ class Levels:
             state = self.ctes[index]
             index += 1
             if state.exported is None and counts[state.node.ctename] == 0:
-                state.exported = self._level(state.node.ctequery, state.scope)
+                state.exported = self.query(state.node.ctequery, state.scope)
         for state in self.ctes:
             name = state.node.ctename
             if state.exported is None or not state.exported.items:

@@ -203,6 +203,10 @@ class Plan:
     # names of the item's columns, so that the list keeps them, or as written
     # when the item has none.
     inner_names: list[tuple[tuple[int, int], int, str]] = field(default_factory=list)
+    # A UNION ALL column and its items, one per branch (indexes in `inner`,
+    # rewriter.setops): each branch's select list gives the columns of all of
+    # them, in this order, NULL but for its own.
+    inner_groups: list[tuple[int, list[int]]] = field(default_factory=list)
     # Extra replacements of fixed text (e.g. `*` expanded around a deferred column).
     texts: list[tuple[int, int, str]] = field(default_factory=list)
     # regprocedure texts the current role needs EXECUTE on.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import sqltext
-from .late import inner_aliases, inner_columns, input_columns
+from .late import inner_aliases, inner_columns, input_columns, scalar_columns
 from .plan import Plan, RawKeyCreate, node_type
 from .plan import placeholder as place
 
@@ -89,11 +89,12 @@ def render(
         if deferred.span[0] >= 0:
             text = deferred_inputs(marker, index, deferred.qualifier)
             replacements.append((*deferred.span, text))
+    columns = inner_columns(marker, plan.rows, len(plan.inner))
+    if plan.inner_groups:
+        columns = _grouped(plan, marker, columns)
     inner = [
         ", ".join(parts) or f"NULL AS {sqltext.quote_ident(name)}"
-        for parts, (_, name) in zip(
-            inner_columns(marker, plan.rows, len(plan.inner)), plan.inner, strict=True
-        )
+        for parts, (_, name) in zip(columns, plan.inner, strict=True)
     ]
     for start, end, text in plan.texts:
         if "\0" in text:
@@ -108,13 +109,15 @@ def render(
                 text = text.replace(place("inner", index), columns)
         replacements.append((start, end, text))
     for index, row in enumerate(plan.rows):
-        if row.span[0] >= 0:
+        if row.span[0] >= 0 and row.body is None:
             replacements.append((*row.span, input_columns(marker, index, row.inputs)))
     for index, (span, _) in enumerate(plan.inner):
         if span[0] >= 0:
             replacements.append((*span, inner[index]))
     if plan.inner_names:
         names = inner_aliases(marker, plan.rows, len(plan.inner))
+        for union, group in plan.inner_groups:
+            names[union] = [n for member in group for n in names[member]]
         for span, index, written in plan.inner_names:
             listed = ", ".join(sqltext.quote_ident(n) for n in names[index])
             replacements.append((*span, listed or written))
@@ -122,4 +125,40 @@ def render(
         replacements.append((*fold.span, fold_value(index, node_type(fold.node))))
     for index, create in enumerate(plan.creates):
         replacements.append((*create.span, _create_call(create, create_values(index))))
+    for index, row in enumerate(plan.rows):
+        if row.body is not None:
+            body, replacements = _rendered(plan.text, row.body, replacements)
+            columns = scalar_columns(marker, index, row.inputs, body)
+            replacements.append((*row.span, columns))
     return sqltext.splice(plan.text, replacements)
+
+
+def _grouped(plan: Plan, marker: str, columns: list[list[str]]) -> list[list[str]]:
+    """Each UNION ALL branch item's columns: those of every item of its group,
+    its own as computed, the other branches' as NULL (rewriter.setops)."""
+    names = inner_aliases(marker, plan.rows, len(plan.inner))
+    out = list(columns)
+    for _, group in plan.inner_groups:
+        for member in group:
+            out[member] = [
+                part
+                for other in group
+                for part in (
+                    columns[other]
+                    if other == member
+                    else [f"NULL AS {sqltext.quote_ident(n)}" for n in names[other]]
+                )
+            ]
+    return out
+
+
+def _rendered(
+    text: str, span: tuple[int, int], replacements: list[tuple[int, int, str]]
+) -> tuple[str, list[tuple[int, int, str]]]:
+    """The text of `span` with the replacements inside it made, and the others."""
+    start, end = span
+    inside = [
+        (s - start, e - start, t) for s, e, t in replacements if start <= s and e <= end
+    ]
+    rest = [(s, e, t) for s, e, t in replacements if not (start <= s and e <= end)]
+    return sqltext.splice(text[start:end], inside), rest

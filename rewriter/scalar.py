@@ -5,10 +5,10 @@ The subquery can only return its value's inputs, and a scalar subquery returns o
 column; so each input becomes a scalar subquery of its own over the same FROM and
 WHERE, plus one that says whether there is a row (none: the value is NULL, as
 PostgreSQL gives, without calling anything). All of them see the statement's one
-snapshot, so they read the same row; to keep that true the subquery may hold no
-function call outside its select list and no ORDER BY, LIMIT, DISTINCT, GROUP BY
-or set operation (which could pick different rows each time). A mixed-up row could
-not forge a value anyway: aead-det fails to authenticate inputs of different rows.
+snapshot, so they read the same row; to keep that true the subquery may hold
+no ORDER BY, LIMIT, DISTINCT, GROUP BY or set operation, and its FROM and WHERE
+nothing that could pick different rows each time (scalar_levels.row_picker):
+inputs of two rows would give a value of neither (an HMAC has no tag to fail).
 
 `decrypted_raw_key` is expanded to pgsodium's own definition of the column, so it
 takes every wrapper and shape the per-row machinery takes.
@@ -114,8 +114,15 @@ def _simple(sub: ast.Node, on_path: bool) -> bool:
         return False
     if any(getattr(sub, clause, None) for clause in _CLAUSES):
         return False
-    outside = [sub.fromClause, sub.whereClause]
-    return not any(_calls(part) for part in outside if part is not None)
+    # SECURITY: FROM and WHERE are copied into each input's subquery as written,
+    # so they may hold nothing the proxy would rewrite (a pgsodium call); and
+    # nothing that may pick another row for another copy (rewriter.scalar_levels).
+    from .scalar_levels import row_picker
+
+    outside = [part for part in (sub.fromClause, sub.whereClause) if part is not None]
+    if any(is_pgsodium_call(c, on_path) for part in outside for c in _calls(part)):
+        return False
+    return row_picker(sub, on_path) is None
 
 
 def expanded(

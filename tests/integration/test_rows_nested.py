@@ -238,10 +238,125 @@ async def test_asyncpg_describes_values_levels_down_before_any_row(
                 ("id", "uuid"),
                 ("decrypted_raw_key", "bytea"),
             ]
+            stmt = await conn.prepare(
+                "select $1::int as n, (select decrypted_secret from decrypted_t_n v "
+                "where v.id = $1) as s"
+            )
+            assert [(a.name, a.type.name) for a in stmt.get_attributes()] == [
+                ("n", "int4"),
+                ("s", "text"),
+            ]
+            assert list(await stmt.fetchrow(3)) == [3, PLAIN[3]]
         finally:
             await conn.close()
 
     await asyncio.wait_for(run(), 30)
+
+
+# -- scalar subqueries over decrypting views and levels below ------------------------
+
+
+SCALARS = [
+    ("select (select decrypted_secret from decrypted_t_n where id = 1)",
+     [("alice",)]),
+    ("select (select decrypted_secret from decrypted_t_n where id = -1) as s",
+     [(None,)]),
+    ("select o.id, (select v.decrypted_secret from decrypted_t_n v where v.id = "
+     "o.id) as s from other o order by o.id", [(i, p) for i, p in PLAIN.items()]),
+    ("select o.id, (select upper(o.tag) || ':' || decrypted_secret from "
+     "decrypted_t_n v where v.id = o.id) from other o where o.id = 2",
+     [(2, "TWO:bob")]),
+    ("select (select convert_from(decrypted_blob, 'utf8') from decrypted_t_n where "
+     "id = 3) as b, 7 as n", [(PLAIN[3], 7)]),
+    ("select (select decrypted_secret from vault.decrypted_secrets where name = "
+     "'nested-one')", [("vault-one",)]),
+    ("select (select decrypted_secret from decrypted_t_n where decrypted_blob = "
+     "'bob')", [("bob",)]),
+    ("select o.id, (select convert_from(p, 'utf8') from (select id, "
+     f"{DECRYPT} p from acc) a where a.id = o.id) from other o order by o.id",
+     [(i, p) for i, p in PLAIN.items()]),
+    # Other columns of the view: the database's, whatever the subquery's clauses.
+    ("select (select id from decrypted_t_n order by id desc limit 1), (select "
+     "count(*) from decrypted_t_n where id > 1)", [(3, 2)]),
+    (f"select (select convert_from({DECRYPT}, 'utf8') from acc where "
+     "length(secret) > 0 and id = 2)", [("bob",)]),
+    ("with d as (select id, decrypted_secret from decrypted_t_n) select o.tag, "
+     "(select d.decrypted_secret from d where d.id = o.id) from other o where "
+     "o.id = 1", [("one", "alice")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "expected"), SCALARS)
+def test_scalar_subquery_over_a_decrypting_view_or_levels_below(
+    conn: psycopg.Connection[Any], sql: str, expected: list[tuple[Any, ...]]
+) -> None:
+    assert conn.execute(sql).fetchall() == expected
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_scalar_subquery_over_a_view_names_and_types_its_column(
+    proxy: RunningProxy, db: str, binary: bool
+) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        cursor = conn.execute(
+            "select o.id, (select decrypted_blob from decrypted_t_n v where v.id = "
+            "o.id) from other o order by o.id",
+            binary=binary,
+        )
+        assert [(d.name, d.type_code) for d in cursor.description] == [
+            ("id", 23),
+            ("decrypted_blob", 17),
+        ]
+        assert cursor.fetchall() == [(i, p.encode()) for i, p in PLAIN.items()]
+
+
+def test_scalar_subquery_over_a_view_takes_bind_parameters(
+    conn: psycopg.Connection[Any],
+) -> None:
+    sql = (
+        "select %s::int as asked, (select decrypted_secret from decrypted_t_n "
+        "where id = %s)"
+    )
+    for i, text in PLAIN.items():
+        assert conn.execute(sql, [i, i]).fetchall() == [(i, text)]
+    assert conn.execute(
+        "select (select decrypted_secret from vault.decrypted_secrets where name = %s)",
+        ["nested-one"],
+    ).fetchall() == [("vault-one",)]
+
+
+def test_scalar_subquery_over_a_view_keeps_postgresqls_cardinality_rule(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    with pytest.raises(psycopg.errors.CardinalityViolation):
+        conn.execute("select (select decrypted_secret from decrypted_t_n)")
+    with pytest.raises(psycopg.errors.CardinalityViolation):
+        conn.execute(
+            f"select (select p from (select id, {DECRYPT} p from acc) a where id > 1)"
+        )
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_scalar_subquery_over_a_view_equals_the_query_over_the_plaintext(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The same correlated scalar subquery over the view and over a plaintext
+    copy of the table give the same rows."""
+    conn.execute("drop table if exists t_plain")
+    conn.execute("create table t_plain (id int, decrypted_secret text)")
+    for i, text in PLAIN.items():
+        conn.execute("insert into t_plain values (%s, %s)", [i, text])
+    conn.execute("insert into other values (4, 'four')")
+    try:
+        template = (
+            "select o.id, o.tag, (select '<' || x.decrypted_secret || '>' || "
+            "o.tag from {} x where x.id = o.id) from other o order by 1"
+        )
+        got = conn.execute(template.format("decrypted_t_n")).fetchall()
+        assert got == conn.execute(template.format("t_plain")).fetchall()
+        assert got[-1] == (4, "four", None)
+    finally:
+        conn.execute("delete from other where id = 4")
 
 
 # -- refused, and nothing reaches the database ----------------------------------------
@@ -270,8 +385,8 @@ REFUSED = [
      "alias list"),
     (f"select * from (select id, {DECRYPT} p from acc) s natural join other",
      "NATURAL"),
-    (f"select * from (select * from (select {DECRYPT} p from acc) a union all "
-     f"select * from (select {DECRYPT} p from acc) b) u", "set operation"),
+    (f"select * from (select * from acc union all select id, {DECRYPT}, kid from "
+     "acc) u", "* in a branch"),
     ("with d as (select * from decrypted_t_n) select * from d where "
      "decrypted_secret like 'a%'", "WHERE"),
     ("select * from (select * from decrypted_t_n) s order by decrypted_secret",
@@ -280,11 +395,30 @@ REFUSED = [
      "where decrypted_raw_key is null", "WHERE"),
     ("select * from (select * from vault.decrypted_secrets) v group by "
      "decrypted_secret", "GROUP BY"),
-    # Not yet: a decrypting view in a scalar or IN subquery.
-    ("select (select decrypted_secret from decrypted_t_n where id = 1)",
-     "crypto_aead_det_decrypt()"),
+    # A decrypting view in an IN subquery: the database would compare.
     ("select id from t_n where id in (select id from decrypted_t_n)",
      "crypto_aead_det_decrypt()"),
+    ("select id from t_n where id in (select decrypted_secret from decrypted_t_n)",
+     "crypto_aead_det_decrypt()"),
+    # A scalar subquery over a view whose inputs might come from different rows.
+    ("select (select decrypted_secret from decrypted_t_n limit 1)", "LIMIT"),
+    ("select (select decrypted_secret from (select * from decrypted_t_n limit 1) "
+     "v)", "LIMIT"),
+    ("select (select decrypted_secret from decrypted_t_n where random() < 0.5)",
+     "random()"),
+    (f"select (select p from (select id, {DECRYPT} p from acc tablesample system "
+     "(50)) a where id = 1)", "TABLESAMPLE"),
+    ("select (select decrypted_secret from decrypted_t_n where id in (select id "
+     "from t_n offset 1))", "OFFSET"),
+    (f"select (select {DECRYPT} from acc where id in (select id from acc limit "
+     "1))", "crypto_aead_det_decrypt()"),
+    # … or where the database would need the value.
+    ("select (select id from decrypted_t_n where decrypted_secret like 'a%')",
+     "WHERE"),
+    ("select coalesce((select decrypted_secret from decrypted_t_n where id = 1), "
+     "'none')", "crypto_aead_det_decrypt()"),
+    ("select (select decrypted_secret from decrypted_t_n where id = 1) order by 1",
+     "ORDER BY"),
 ]  # fmt: skip
 
 

@@ -134,6 +134,8 @@ REFUSED = [
     (f"select id from (select id, {DECRYPT} p from acc order by p) s", "ORDER BY"),
     (f"select id, {DECRYPT} as p from acc order by p", "ORDER BY"),
     (f"select id, {DECRYPT} as p from acc order by 2", "ORDER BY 2"),
+    # Upstream the value is several columns: ordinal 2 would name its second input.
+    (f"select {DECRYPT} as p, id from acc order by 2", "ORDER BY 2"),
     (f"select id, {DECRYPT} as p from acc group by 1, 2", "GROUP BY 2"),
     (f"select distinct {DECRYPT} from acc", "DISTINCT"),
     (f"select id from acc where {DECRYPT} is null", "in WHERE"),

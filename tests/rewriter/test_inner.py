@@ -222,13 +222,15 @@ REFUSED = [
     (f"with d as (select id, {D} p from acc) select id from d where exists "
      "(select 1 from d d2 where d2.p is null)", 'WITH query "d"'),
     (f"with d as (select id, {D} p from acc) select (select p from d limit 1)",
-     "in a WITH query"),
+     "LIMIT in a scalar subquery"),
     (f"with d as (select id, {D} p from acc) select * from d a, d b", "passed up"),
     (f"with d as (select id, {D} p from acc) select * from (select * from d) a, "
      "(select p from d) b", 'named more than once and read through *'),
     (f"with recursive d as (select {D} p from acc) select * from d", "WITH query"),
-    (f"select * from (select {D} p from acc union all select {D} from acc) u",
-     "set operation"),
+    (f"select * from (select {D} p from acc union select {D} from acc) u",
+     "UNION over"),
+    (f"select * from (select * from acc union all select {D}, 1, kid from acc) u",
+     "* in a branch of UNION ALL"),
     (f"select *, p from (select * from (select {D} p from acc) a) b", "passed up"),
     (f"select * from (select *, p q from (select {D} p from acc) a) b", "passed up"),
 ]  # fmt: skip
