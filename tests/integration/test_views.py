@@ -352,15 +352,20 @@ def test_tablesample_over_a_table_passes_with_the_call_over_its_rows(
     [
         (
             "select decrypted_secret from decrypted_t_v union select 'x'",
-            "in a set operation (UNION, INTERSECT, EXCEPT)",
+            "cannot evaluate UNION over values computed per row",
         ),
         (
             "select decrypted_secret from vault.decrypted_secrets union select 'x'",
-            "in a set operation (UNION, INTERSECT, EXCEPT)",
+            "cannot evaluate UNION over values computed per row",
         ),
         (
             "select decrypted_raw_key from pgsodium.decrypted_key union select null",
-            "decrypted_raw_key in a set operation (UNION, INTERSECT, EXCEPT)",
+            "cannot evaluate UNION over values computed per row",
+        ),
+        (
+            "select decrypted_raw_key from pgsodium.decrypted_key intersect "
+            "select null",
+            "cannot evaluate INTERSECT over values computed per row",
         ),
         ("select upper(decrypted_secret) from decrypted_t_v", "in function upper()"),
         (
