@@ -310,6 +310,7 @@ class Tce:
             )
         relations: dict[str, tce.Relation] = {}
         qualified: list[tuple[int, int, str]] = []  # names written schema-qualified
+        guards: dict[str, str] = {}
         names = tce.relation_names(statements)
         if names and (
             looked_up or self.mentions_tce(body) or _ESCAPED_NAME.search(body)
@@ -340,10 +341,27 @@ class Tce:
             if resolved:
                 sql, renames, qualified = tce.qualify(sql, statements, resolved)
                 if renames:
+                    # Resolved before the message ran; a statement of it may yet
+                    # change search_path in ways no text shows (an operator, a
+                    # cast, a trigger): its values are guarded upstream.
+                    if len(statements) > 1:
+                        guards = {new: old for new, old in renames.items()}
                     statements = tce.parse(sql)
                     for new, old in renames.items():
                         if old in relations:
                             relations[new] = relations[old]
+                    unguarded = tce.unguarded_write(
+                        statements, renames, set(relations)
+                    )
+                    if unguarded is not None:
+                        raise RewriteError(
+                            SQLSTATE.FEATURE_NOT_SUPPORTED,
+                            f"pgsodium-proxy cannot write {unguarded} among other "
+                            "statements of a Query message: a labelled table of that "
+                            "name exists in another schema, which a statement before "
+                            "it could make the name reach; send it as a Query of its "
+                            "own",
+                        )
         if not (
             relations
             or tce.has_security_label(statements)
@@ -355,7 +373,9 @@ class Tce:
             declared: tuple[int, ...] = ()
             if frame.type == ord("P"):
                 declared = tuple(decode_frontend(frame).param_types)
-            text, self.reencrypt = plan_rewrite(sql, statements, relations, declared)
+            text, self.reencrypt = plan_rewrite(
+                sql, statements, relations, declared, guards
+            )
             return text
         except RewriteError as exc:
             # Placed in the qualified text: moved back to where the client wrote it.

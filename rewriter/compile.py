@@ -42,8 +42,12 @@ def function_name(call: ast.FuncCall) -> tuple[str | None, str]:
 
 
 # pgsodium's TCE functions that keystore/sql/tce.sql declares upstream: they call
-# nothing the proxy evaluates, so they run natively there.
-UPSTREAM_TCE_FUNCTIONS = frozenset({"update_mask", "update_masks"})
+# nothing the proxy evaluates, so they run natively there. _proxy_tce_written is
+# the guard the proxy writes around values it encrypted (rewriter/tce_write.py);
+# harmless called directly.
+UPSTREAM_TCE_FUNCTIONS = frozenset(
+    {"update_mask", "update_masks", "_proxy_tce_written"}
+)
 
 
 def is_pgsodium_call(call: ast.FuncCall, on_path: bool) -> bool:
@@ -177,6 +181,8 @@ class Compiler:
 
     def _call(self, node: ast.FuncCall) -> Node:
         schema, name = function_name(node)
+        if name in UPSTREAM_TCE_FUNCTIONS and schema in (None, "pgsodium"):
+            raise NotFoldable(f"function {name}()", node.location)
         if name.startswith(INTERNAL_PREFIX) and schema in (None, "pgsodium"):
             raise RewriteError(
                 "42501",

@@ -432,10 +432,12 @@ def _may_change_names(raw: ast.RawStmt, sql: str) -> bool:
     end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
     if "set_config" in sql[raw.stmt_location : end].lower():
         return True
-    # XXX: a trigger, rule, column default, policy or view that a statement runs
-    # may call a user's function too; only what the statement itself calls is
-    # seen here, so such code that changes search_path makes a later statement of
-    # the same message reach the table its name meant before the message ran.
+    # A trigger, rule, default, policy, view, operator or cast that a statement
+    # runs may call a user's function too; only what the statement itself calls
+    # is seen here. What is not seen is caught upstream: the values encrypted for
+    # a later statement check that its name still means the labelled table
+    # (tce_write's guards), and a later write to an unlabelled table of a watched
+    # name is refused (unguarded_write).
     calls = _Calls()
     calls(stmt)
     return calls.found
@@ -534,6 +536,42 @@ def unqualified(statements: Sequence[ast.RawStmt]) -> dict[str, str]:
     return found
 
 
+def unguarded_write(
+    statements: Sequence[ast.RawStmt], renames: dict[str, str], labelled: set[str]
+) -> str | None:
+    """In a message of several statements, the name as written of a table a
+    statement writes that qualify() wrote out but that has no labels: were a
+    statement before it to change search_path, PostgreSQL would write another
+    table of that name (a labelled one, the reason it was resolved) with values
+    the proxy sent as they are. A labelled one's values are guarded upstream."""
+    if len(statements) < 2:
+        return None
+    for raw in statements:
+        target = getattr(raw.stmt, "relation", None)
+        if not isinstance(
+            raw.stmt, (ast.InsertStmt, ast.UpdateStmt, ast.MergeStmt, ast.CopyStmt)
+        ) or not isinstance(target, ast.RangeVar):
+            continue
+        name = range_var_name(target)
+        if name in renames and name not in labelled:
+            return renames[name]
+    return None
+
+
+# The statements whose relation names qualify() writes out: those that read or
+# write rows, whose labels the rewrite applies.
+_QUALIFIED_STATEMENTS = (
+    ast.SelectStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.MergeStmt,
+    ast.CopyStmt,
+    ast.DeclareCursorStmt,
+    ast.ExplainStmt,
+)
+
+
 def qualify(
     sql: str,
     statements: Sequence[ast.RawStmt],
@@ -548,6 +586,10 @@ def qualify(
     replacements: list[tuple[int, int, str]] = []
     renamed: dict[str, str] = {}
     for raw in statements:
+        if not isinstance(raw.stmt, _QUALIFIED_STATEMENTS):
+            # DDL names what it creates or changes as PostgreSQL resolves it:
+            # `create temp table t` is not public.t, whatever t is labelled.
+            continue
         visitor = _RangeVars()
         visitor(raw.stmt)
         for rv in visitor.found:

@@ -29,6 +29,7 @@ from .tce import (
     refuse_sampled_view,
     visible,
 )
+from .tce import _literal as sql_literal
 from .tce import parse as parse_statements
 from .tce_reencrypt import ReencryptPlan
 from .tce_reencrypt import plan as plan_reencrypt
@@ -60,10 +61,15 @@ def plan_rewrite(
     statements: Sequence[ast.RawStmt],
     relations: dict[str, Relation],
     declared: Sequence[int] = (),
+    guards: dict[str, str] | None = None,
 ) -> tuple[str, ReencryptPlan | None]:
     """The rewritten text, and the re-encryption its UPDATE needs first (if any:
     rewriter.tce_reencrypt); the text is then that UPDATE with its FROM item yet
-    to be filled. `declared`: the parameter type OIDs of its Parse message."""
+    to be filled. `declared`: the parameter type OIDs of its Parse message.
+    `guards`: for a relation named as resolved before the message ran (its
+    qualified name), the name as the client wrote it; each value encrypted for
+    it then fails upstream if that name resolves to another table when its
+    statement runs (pgsodium._proxy_tce_written)."""
     from .tce import has_security_label, security_label
 
     values_rows.check_lengths(statements, sql)
@@ -77,7 +83,7 @@ def plan_rewrite(
             end = start + raw.stmt_len if raw.stmt_len else len(sql)
             replacements.append((start, end, security_label(stmt)))
             continue
-        statement = _Statement(sql, toks, relations, declared)
+        statement = _Statement(sql, toks, relations, declared, guards or {})
         replacements += statement.rewrite(stmt)
         replacements += vault.replacements(sql, toks, stmt)
         if statement.reencrypt is not None:
@@ -91,6 +97,12 @@ def plan_rewrite(
     if not replacements:
         return sql, None
     return sqltext.splice(sql, replacements), reencrypt
+
+
+def _regclass(name: str) -> str:
+    """`name` (a relation name in SQL syntax) as a regclass constant, resolved when
+    its statement is analysed."""
+    return f"{sql_literal(name)}::pg_catalog.regclass"
 
 
 def _literal(node: Any) -> bool:
@@ -167,11 +179,15 @@ class _Statement:
         toks: list[Token],
         relations: dict[str, Relation],
         declared: Sequence[int] = (),
+        guards: dict[str, str] | None = None,
     ) -> None:
         self.sql = sql
         self.toks = toks
         self.relations = relations
         self.declared = declared  # parameter type OIDs (0 = unspecified)
+        self.guards = guards or {}
+        # The target's (name as written, qualified name) when guarded.
+        self.guard: tuple[str, str] | None = None
         self.out: list[tuple[int, int, str]] = []
         self.reencrypt: ReencryptPlan | None = None
         self.updating = False  # an UPDATE's SET list, not an INSERT's VALUES
@@ -182,6 +198,9 @@ class _Statement:
             return self.out  # DDL, GRANT, ...: names the relations, reads nothing
         target = getattr(stmt, "relation", None)
         target_rel = self._relation(target) if target is not None else None
+        if target is not None and range_var_name(target) in self.guards:
+            qualified = range_var_name(target)
+            self.guard = (self.guards[qualified], qualified)
         if target_rel is not None:
             self._write(stmt, target_rel)
         visitor = _RangeVars()
@@ -495,13 +514,21 @@ class _Statement:
             ad_parts.append(str(associated_text(given, type_name)))
         ad = " || ".join(ad_parts) or "''"
         if column.type == "text":
-            return (
+            text = (
                 f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({value})::text, "
                 f"'utf8'), convert_to(({ad})::text, 'utf8'), {key}, {nonce}), 'base64')"
             )
+        else:
+            text = (
+                f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
+                f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
+            )
+        if self.guard is None:
+            return text
+        written, qualified = self.guard
         return (
-            f"pgsodium.crypto_aead_det_encrypt(({value})::bytea, "
-            f"convert_to(({ad})::text, 'utf8'), {key}, {nonce})"
+            f"pgsodium._proxy_tce_written(({text})::{column.type}, "
+            f"{_regclass(written)}, {_regclass(qualified)})"
         )
 
     def _dependency(self, row: dict[str, tuple[Any, str]], dep: str, name: str) -> str:

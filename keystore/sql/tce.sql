@@ -849,6 +849,35 @@ EXCEPTION WHEN undefined_function OR undefined_table OR undefined_object THEN
 END
 $version$;
 
+-- A value the proxy encrypted for `resolved`, the labelled table a name of a
+-- multi-statement Query message named before the message ran; `written` is that
+-- name as the client wrote it, resolved by PostgreSQL when the statement holding
+-- it is analysed, after the statements before it ran. Another table then (one of
+-- them changed search_path, through an operator, a cast, a trigger, ...): the
+-- statement fails, and nothing is written where the labels were not applied.
+CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_written(
+  value anyelement, written regclass, resolved regclass)
+  RETURNS anyelement LANGUAGE plpgsql IMMUTABLE AS $written$
+BEGIN
+  IF written IS DISTINCT FROM resolved THEN
+    RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+      MESSAGE = pg_catalog.format(
+        'pgsodium-proxy cannot write %s: the name resolves to another table than '
+        'the one whose labels were applied, %s, since a statement before it in '
+        'the same Query message changed search_path; send it as a Query of its own',
+        (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+           FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = written),
+        (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+           FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = resolved));
+  END IF;
+  RETURN value;
+END
+$written$;
+
 -- pg_dump sets restrict_nonsystem_relation_kind = 'view' (PostgreSQL 15.8 and
 -- later minors): the views behind these two, which the proxy calls before the
 -- client's statements, must stay readable in such a session.

@@ -2214,3 +2214,90 @@ def test_a_call_that_may_change_search_path_before_a_labelled_table_is_refused(
     log = server_log(proxy)
     for plain in ("FnPlain", "FnScript"):
         assert plain not in log
+
+
+def test_a_name_resolved_elsewhere_by_the_time_its_statement_runs_writes_nothing(
+    proxy: RunningProxy, db: str, direct: psycopg.Connection[Any]
+) -> None:
+    """search_path changed where no text of the message shows it (an operator's
+    function, a domain's check, a cast, pg_settings): each value the proxy
+    encrypted checks upstream that the name still means the table whose labels
+    were applied, so the write fails whichever way the name moved."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        for schema in ("s_op_main", "s_op_other"):
+            conn.execute(f"drop schema if exists {schema} cascade")
+            conn.execute(f"create schema {schema}")
+            conn.execute(f"create table {schema}.t_op (id int, secret text)")
+        conn.execute(
+            "security label for pgsodium on column s_op_other.t_op.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        conn.execute(
+            "create function s_op_main.op_path(int, int) returns bool language sql "
+            "as $$ select set_config('search_path', 's_op_other, s_op_main, public', "
+            "false) is not null $$"
+        )
+        conn.execute(
+            "create operator s_op_main.=== (function = s_op_main.op_path, "
+            "leftarg = int, rightarg = int)"
+        )
+        conn.execute(
+            "create function s_op_main.op_back(int, int) returns bool language sql "
+            "as $$ select set_config('search_path', 's_op_main, s_op_other, public', "
+            "false) is not null $$"
+        )
+        conn.execute(
+            "create operator s_op_main.==== (function = s_op_main.op_back, "
+            "leftarg = int, rightarg = int)"
+        )
+        cases = [
+            # Labelled other.t_op resolved first; the operator moves it to main.
+            ("s_op_other, s_op_main, public", "select 1 ==== 2; "
+             "insert into t_op values (1, 'OpSecretOne')"),
+            # Unlabelled main.t_op first... labelled other.t_op is where it lands.
+            ("s_op_main, s_op_other, public", "select 1 === 2; "
+             "update t_op set secret = 'OpSecretTwo'"),
+        ]  # fmt: skip
+        for path, script in cases:
+            conn.execute(f"set search_path = {path}")
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+                conn.execute(script.encode())  # one simple Query message
+            assert "cannot write" in (caught.value.diag.message_primary or "")
+        conn.execute("set search_path = s_op_other, s_op_main, public")
+        conn.execute(
+            b"select 1; insert into t_op values (3, 'OpScriptThree'); "
+            b"insert into t_op values (4, 'OpScriptFour')"
+        )
+        assert conn.execute(
+            "select id, decrypted_secret from s_op_other.decrypted_t_op order by id"
+        ).fetchall() == [(3, "OpScriptThree"), (4, "OpScriptFour")]
+    assert direct.execute("select count(*) from s_op_main.t_op").fetchone() == (0,)
+    assert "OpSecret" not in server_log(proxy)
+    assert "OpScript" not in server_log(proxy)
+
+
+def test_ddl_naming_a_labelled_table_is_resolved_by_postgresql(
+    proxy: RunningProxy, db: str, direct: psycopg.Connection[Any]
+) -> None:
+    """Only statements that read or write rows have their names written out as
+    they resolved: `create temp table t` is a new table, not the labelled one."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        key = new_key(conn)
+        fresh_table(conn, "t_ddlname", "id int, secret text")
+        conn.execute(
+            "security label for pgsodium on column t_ddlname.secret "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        conn.execute("create temp table t_ddlname (id int, secret text)")
+        conn.execute("insert into pg_temp.t_ddlname values (1, 'plain')")
+        assert conn.execute("select secret from pg_temp.t_ddlname").fetchall() == [
+            ("plain",)
+        ]
+        conn.execute("drop schema if exists s_ddlname cascade")
+        conn.execute("create schema s_ddlname")
+        conn.execute("set search_path = s_ddlname, public")
+        conn.execute("create table if not exists t_ddlname (id int)")
+        assert direct.execute(
+            "select count(*) from pg_tables where schemaname = 's_ddlname'"
+        ).fetchone() == (1,)
