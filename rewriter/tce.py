@@ -543,7 +543,8 @@ def unguarded_write(
     statement writes that qualify() wrote out but that has no labels: were a
     statement before it to change search_path, PostgreSQL would write another
     table of that name (a labelled one, the reason it was resolved) with values
-    the proxy sent as they are. A labelled one's values are guarded upstream."""
+    the proxy sent as they are. A labelled one's values are guarded upstream,
+    except COPY's."""
     if len(statements) < 2:
         return None
     for raw in statements:
@@ -553,7 +554,9 @@ def unguarded_write(
         ) or not isinstance(target, ast.RangeVar):
             continue
         name = range_var_name(target)
-        if name in renames and name not in labelled:
+        # COPY's rows come after the message: no value of them carries a guard.
+        copy = isinstance(raw.stmt, ast.CopyStmt)
+        if name in renames and (copy or name not in labelled):
             return renames[name]
     return None
 

@@ -2265,6 +2265,8 @@ def test_a_name_resolved_elsewhere_by_the_time_its_statement_runs_writes_nothing
                 conn.execute(script.encode())  # one simple Query message
             assert "cannot write" in (caught.value.diag.message_primary or "")
         conn.execute("set search_path = s_op_other, s_op_main, public")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="cannot write"):
+            conn.execute(b"select 1; copy t_op from stdin")
         conn.execute(
             b"select 1; insert into t_op values (3, 'OpScriptThree'); "
             b"insert into t_op values (4, 'OpScriptFour')"
