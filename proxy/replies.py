@@ -81,6 +81,22 @@ class QueryReply(Reply):
         assert self.layout is not None
         return self.layout.transform(frame.body, self.execution.bytea_output)
 
+    def feed_rows(self, frames: list[Frame], start: int, out: list[bytes]) -> int:
+        layout = self.layout
+        if self.error is not None or layout is None or layout.identity:
+            return super().feed_rows(frames, start, out)
+        transform, bytea_output = layout.transform, self.execution.bytea_output
+        end, count = start, len(frames)
+        while end < count and frames[end].type == D:
+            try:
+                out.append(transform(frames[end].body, bytea_output))
+            except _ROW_ERRORS as exc:  # as feed() answers it
+                self.error = self.execution.row_failed(exc)
+                out.append(self.error.to_error_response())
+                return super().feed_rows(frames, end + 1, out)
+            end += 1
+        return end
+
     def _ready(self, frame: Frame, out: list[bytes]) -> bool:
         status = chr(frame.body[0])
         self.status = status
@@ -154,6 +170,21 @@ class ExecuteReply(Reply):
         if finished:
             self._finish()
         return finished
+
+    def feed_rows(self, frames: list[Frame], start: int, out: list[bytes]) -> int:
+        layout = self.execution.layout
+        if self.error is not None or layout is None or layout.identity:
+            return super().feed_rows(frames, start, out)
+        transform, bytea_output = layout.transform, self.execution.bytea_output
+        end, count = start, len(frames)
+        while end < count and frames[end].type == D:
+            try:
+                out.append(transform(frames[end].body, bytea_output))
+            except _ROW_ERRORS as exc:  # as feed() answers it
+                self.error = self.execution.row_failed(exc)
+                return super().feed_rows(frames, end + 1, out)
+            end += 1
+        return end
 
     def skip(self) -> None:
         super().skip()

@@ -21,6 +21,7 @@ SESSION_TYPES = frozenset(b"AS")  # always the client's, whoever's request is an
 
 ERROR = ord("E")
 READY = ord("Z")
+DATA_ROW = ord("D")
 
 
 class Reply:
@@ -40,6 +41,15 @@ class Reply:
         """Handle one message; append bytes for the client to `out`; True when done."""
         out.append(frame.raw)
         return frame.type in self.terminals
+
+    def feed_rows(self, frames: list[Frame], start: int, out: list[bytes]) -> int:
+        """feed() each DataRow of the run that starts at frames[start]; the index
+        after the run. A DataRow ends no Reply, so the run is this one's."""
+        end, count = start, len(frames)
+        while end < count and frames[end].type == DATA_ROW:
+            self.feed(frames[end], out)
+            end += 1
+        return end
 
     def skip(self) -> None:
         """The upstream discarded the request: it will get no reply."""
@@ -175,8 +185,19 @@ class Router:
     def feed(self, frames: list[Frame]) -> None:
         """Dispatch a batch of backend messages; writes the client's bytes once."""
         out: list[bytes] = []
-        for frame in frames:
+        queue = self._queue
+        index, count = 0, len(frames)
+        while index < count:
+            frame = frames[index]
+            if frame.type == DATA_ROW:
+                while queue and isinstance(queue[0], Emit):
+                    out.append(queue.popleft().data)  # type: ignore[attr-defined]
+                if queue:
+                    # Result rows, the bulk of most replies: a run at a time.
+                    index = queue[0].feed_rows(frames, index, out)
+                    continue
             self._dispatch(frame, out)
+            index += 1
         self._release_into(out)
 
     def _release_into(self, out: list[bytes]) -> None:
