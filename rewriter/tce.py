@@ -479,6 +479,7 @@ _DATA = (
     ast.CopyStmt,
     ast.DeclareCursorStmt,
     ast.ExplainStmt,
+    ast.CreateTableAsStmt,
 )
 
 
