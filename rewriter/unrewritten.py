@@ -55,9 +55,9 @@ def check(
         # SECURITY: a value compared with a decrypted column (a search term) would
         # go up as written; the proxy rewrites such searches in SELECT only.
         raise _refuse(
-            f"evaluate {what} of a statement with literals or parameters over "
-            f"{_name(views[0])}: a value compared with a decrypted one would reach "
-            "the database as written",
+            f"read {_name(views[0])} in {what} with literals or parameters: a "
+            "value compared with a decrypted one would reach the database as "
+            "written (the proxy rewrites such comparisons in SELECT)",
             views[0].location,
         )
 
