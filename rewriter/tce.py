@@ -481,6 +481,7 @@ _DATA = (
     ast.CopyStmt,
     ast.DeclareCursorStmt,
     ast.ExplainStmt,
+    ast.CreateTableAsStmt,
 )
 
 

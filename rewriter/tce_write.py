@@ -15,8 +15,9 @@ from pglast import ast
 from pglast.enums import OnConflictAction
 from pglast.visitors import Visitor
 
-from . import sqltext, values_rows, vault
+from . import sqltext, unrewritten, values_rows, vault
 from .sqltext import Token
+from .statements import DEFINITIONS
 from .tce import (
     Column,
     Relation,
@@ -195,7 +196,13 @@ class _Statement:
     def rewrite(self, stmt: Any) -> list[tuple[int, int, str]]:
         self._refuse_nested_writes(stmt)
         if not isinstance(stmt, _DATA_STATEMENTS):
-            return self.out  # DDL, GRANT, ...: names the relations, reads nothing
+            # DDL, GRANT, ...: names the relations, reads nothing now. A view's
+            # definition is read through the proxy later (proxy/views.py); other
+            # queries left as written (EXPLAIN, CREATE TABLE AS, ...) are refused
+            # where they would take a search term upstream.
+            if not isinstance(stmt, DEFINITIONS):
+                unrewritten.check(stmt, self._decrypting_views(stmt))
+            return self.out
         target = getattr(stmt, "relation", None)
         target_rel = self._relation(target) if target is not None else None
         if target is not None and range_var_name(target) in self.guards:
@@ -224,6 +231,15 @@ class _Statement:
         if self.reencrypt is not None:
             self._check_reencrypt_where(self.reencrypt)
         return self.out
+
+    def _decrypting_views(self, stmt: Any) -> list[ast.RangeVar]:
+        visitor = _RangeVars()
+        visitor(stmt)
+        return [
+            rv
+            for rv in visitor.found
+            if (relation := self._relation(rv)) is not None and relation.kind == "view"
+        ]
 
     def _check_reencrypt_where(self, plan: ReencryptPlan) -> None:
         """The pre-read sends the client's WHERE as the client wrote it: one that
