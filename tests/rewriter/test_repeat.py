@@ -41,6 +41,14 @@ def repeated(sql: str) -> list[str]:
         ("select * from t where a = (select pgsodium.f())", ["f"]),
         ("select pgsodium.f() over () ", []),
         ("select count(*) over (order by pgsodium.f()) from t", ["count", "f"]),
+        # CREATE TABLE AS runs its query once; REFRESH runs a matview's again.
+        ("create table n as select pgsodium.f()", []),
+        ("create materialized view m as select pgsodium.f()", ["f"]),
+        (
+            "create materialized view m as with c as (select pgsodium.f() x) "
+            "select * from c",
+            ["f"],
+        ),
     ],
 )
 def test_repeated_calls(sql: str, names: list[str]) -> None:
