@@ -223,6 +223,10 @@ class Tce:
         if self.session.replication:
             return sql
         body = frame.body
+        if self.stale():
+            # The names first: `TABLE t` as a session's first statement is known
+            # as naming a labelled relation only once they are read.
+            await self.refresh()
         if _TABLE.search(body) and (self._maybe(body) or _PGSODIUM.search(body)):
             client = sql
             sql = sqltext.table_as_select(sql)

@@ -2058,6 +2058,33 @@ def test_table_only_and_star_over_the_decrypting_views(
     conn.execute("select * from only vault.decrypted_secrets")
 
 
+def test_table_as_a_sessions_first_statement_reads_labelled_relations(
+    proxy: RunningProxy,
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    labelled: str,
+    db: str,
+) -> None:
+    """`TABLE t` as the first statement of a session (before the proxy has read
+    the labelled names) returns PostgreSQL's rows, the decrypting view's
+    decrypted."""
+    stored = direct.execute("table t_w").fetchall()
+    decrypted = conn.execute("select * from decrypted_t_w").fetchall()
+    for sql, expected in [
+        ("table t_w", stored),
+        ("table t_w;", stored),
+        ("table pg_class limit 0; select * from t_w", stored),
+        ("table decrypted_t_w", decrypted),
+    ]:
+        with psycopg.connect(
+            proxy.dsn(dbname=db), autocommit=True, cursor_factory=type(conn.cursor())
+        ) as c:
+            cur = c.execute(sql)
+            while cur.nextset():
+                pass  # the last statement's rows
+            assert cur.fetchall() == expected, sql
+
+
 def test_a_search_needs_select_on_the_decrypted_column(
     proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str, db: str
 ) -> None:
