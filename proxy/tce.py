@@ -60,8 +60,9 @@ _RESOLVE = (
     "JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.n) "
     "JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
 )
-# A `TABLE name` statement (rewritten as SELECT * FROM name when it may need us).
-_TABLE = re.compile(rb"(?:^|;)\s*table(?![\w$])", re.IGNORECASE)
+# A `TABLE name` query, wherever it stands (rewritten as SELECT * FROM name when
+# it may need us).
+_TABLE = re.compile(rb"(?<![\w$])table(?![\w$])", re.IGNORECASE)
 _PGSODIUM = re.compile(rb"pgsodium", re.IGNORECASE)
 # What one of the patterns below needs in a statement, lowercased.
 _WORDS = (b"label", b"vault", b"secret", b'u&"', b"prepare", b"execute", b"deallocate")

@@ -2066,8 +2066,8 @@ def test_table_as_a_sessions_first_statement_reads_labelled_relations(
     db: str,
 ) -> None:
     """`TABLE t` as the first statement of a session (before the proxy has read
-    the labelled names) returns PostgreSQL's rows, the decrypting view's
-    decrypted."""
+    the labelled names), or anywhere a query stands, returns PostgreSQL's rows,
+    the decrypting view's decrypted."""
     stored = direct.execute("table t_w").fetchall()
     decrypted = conn.execute("select * from decrypted_t_w").fetchall()
     for sql, expected in [
@@ -2075,6 +2075,12 @@ def test_table_as_a_sessions_first_statement_reads_labelled_relations(
         ("table t_w;", stored),
         ("table pg_class limit 0; select * from t_w", stored),
         ("table decrypted_t_w", decrypted),
+        ("/* first */ table t_w", stored),
+        ("select * from (table t_w) x", stored),
+        ("table t_w except values (0, '', ''::bytea, '')", stored),
+        ("values (0, '', ''::bytea, '') except table t_w", [(0, "", b"", "")]),
+        ("with x as (table decrypted_t_w) select * from x", decrypted),
+        ("select * from (table decrypted_t_w) x", decrypted),
     ]:
         with psycopg.connect(
             proxy.dsn(dbname=db), autocommit=True, cursor_factory=type(conn.cursor())
