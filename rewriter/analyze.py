@@ -50,6 +50,7 @@ from .plan import (
     walk,
 )
 from .statements import DEFINITIONS
+from .tce_search import SEARCH_DECRYPT, SEARCH_MARK
 
 DECRYPTED_KEY_COLUMNS = scalar.DECRYPTED_KEY_COLUMNS
 _WRAPPERS = frozenset({"length", "octet_length"})
@@ -94,8 +95,22 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
             stmt, start, end = parse_sql(text)[0].stmt, 0, len(text)
         plan = _Statement(text, start, end, on_path, declared).plan(stmt)
         plan.statement = type(raw.stmt).__name__
+        _check_marks_folded(plan)
         plans.append(plan)
     return plans
+
+
+def _check_marks_folded(plan: Plan) -> None:
+    """SECURITY: a search's mark (rewriter.tce_search) goes upstream only with the
+    call it marks folded away: anywhere else a client could read it back (from
+    current_query()) and mark calls of its own."""
+    at = plan.text.find(SEARCH_MARK)
+    while at != -1:
+        if not any(s <= at < e for (s, e), _ in ((f.span, f) for f in plan.folds)):
+            raise RewriteError(
+                "XX000", "pgsodium-proxy internal error while planning this statement"
+            )
+        at = plan.text.find(SEARCH_MARK, at + 1)
 
 
 class _Statement:
@@ -591,7 +606,10 @@ class _Statement:
             if self._fold_case(stmt, call):
                 continue
             try:
-                node = self.compiler.compile(call)
+                if self._marked(call):
+                    node = self._standing_for_decrypt(call, view=True)
+                else:
+                    node = self.compiler.compile(call)
             except NotFoldable as exc:
                 if id(call) in self._searches:
                     self._search(self._searches[id(call)], stmt, exc)
@@ -638,8 +656,15 @@ class _Statement:
             inside = _calls(case)
             if not any(c is call for c in inside):
                 continue
+            ours = [c for c in inside if is_pgsodium_call(c, self.on_path)]
             try:
-                node = self.compiler.compile(case)
+                if all(self._marked(c) for c in ours):
+                    # A decrypting view's search of a parameter (its own CASE).
+                    node = self._standing_for_decrypt(case, view=True)
+                else:
+                    node = self.compiler.compile(case)
+                    if any(self._marked(c) for c in ours):
+                        self.compiler.checks.add(SEARCH_DECRYPT)
             except NotFoldable:
                 continue
             calls = [n for n in walk(node) if isinstance(n, Call)]
@@ -713,7 +738,8 @@ class _Statement:
                     location=call.location,
                 )
             )
-            node = self.compiler.compile(encrypt)
+            self.compiler.compile(plaintext)  # the value's own calls' privileges
+            node = self._standing_for_decrypt(encrypt)
         except NotFoldable as inner_exc:
             _, name = function_name(call)
             raise self._refuse_over_rows(stmt, call, name, inner_exc) from None
@@ -721,6 +747,31 @@ class _Statement:
         self.result.texts.append((*self.span(*found.decrypted_span), f"({message})"))
         self.result.folds.append(Fold(self.span(*found.value_span), node))
         self._mark_handled(call)
+
+    def _standing_for_decrypt(self, encrypt: ast.Node, view: bool = False) -> Node:
+        """The encryption a search computes in place of the decrypt pgsodium
+        would evaluate on each row. SECURITY: the role needs EXECUTE on that
+        decrypt (the caller's, or a decrypting view's: SEARCH_DECRYPT), and
+        nothing on the encrypt, which pgsodium never calls here (its privilege is
+        the checks' only addition: the value's own calls were compiled first)."""
+        needed = set(self.compiler.checks)
+        if view:
+            needed.add(SEARCH_DECRYPT)
+        node = self.compiler.compile(encrypt)
+        self.compiler.checks.intersection_update(needed)
+        self.compiler.checks |= needed
+        return node
+
+    def _marked(self, call: ast.FuncCall) -> bool:
+        """Whether rewriter.tce_search wrote this call for a decrypting view's
+        search: its mark just inside the call's parentheses."""
+        if SEARCH_MARK not in self.sql or not is_pgsodium_call(call, self.on_path):
+            return False
+        start, _, args = sqltext.call_span(self.tokens, call.location)
+        if not args:
+            return False
+        first = self.sql[start : args[0][1]].partition("(")[2]
+        return first.lstrip().startswith(SEARCH_MARK)
 
     def _refuse_over_rows(
         self, stmt: ast.Node, call: ast.FuncCall, name: str, exc: NotFoldable

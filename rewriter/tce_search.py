@@ -10,6 +10,7 @@ replacements are appended to `st.out`.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from pglast import ast
@@ -19,6 +20,16 @@ from pglast.visitors import Skip, Visitor
 from . import equality, positive, sqltext
 from .sqltext import Token
 from .tce import Column, Relation, is_null
+
+# The decrypt a decrypting view's column calls (pgsodium's create_mask_view): what
+# pgsodium evaluates for `decrypted_c = v`, so what the role needs EXECUTE on.
+SEARCH_DECRYPT = "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid,bytea)"
+# SECURITY: marks the encryption this pass writes for a search, as a comment just
+# inside its parentheses, so that rewriter.analyze asks for SEARCH_DECRYPT's
+# privilege in place of the encrypt's. A client cannot write it: it is new in each
+# process, and never goes upstream (analyze folds the call it marks, and refuses a
+# statement where it would stay).
+SEARCH_MARK = f"/*search-{secrets.token_hex(16)}*/"
 
 
 def search(st: Any, stmt: ast.SelectStmt) -> None:
@@ -111,13 +122,14 @@ def _rewrite(st: Any, ref: Any, value: Any, token: Token, column: Column) -> Non
     key = f"'{column.key_id}'::uuid"
     if column.type == "text":
         cipher = (
-            f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({text})::text, "
+            f"encode(pgsodium.crypto_aead_det_encrypt({SEARCH_MARK}"
+            f"convert_to(({text})::text, "
             f"'utf8'), {ad}, {key}, NULL::bytea), 'base64')"
         )
     else:
         cipher = (
-            f"pgsodium.crypto_aead_det_encrypt(({text})::bytea, {ad}, {key}, "
-            "NULL::bytea)"
+            f"pgsodium.crypto_aead_det_encrypt({SEARCH_MARK}({text})::bytea, "
+            f"{ad}, {key}, NULL::bytea)"
         )
     if token.name == "PARAM":
         # A bind parameter may be NULL: `c = NULL`, no row, as `decrypted_c =
