@@ -10,26 +10,20 @@ replacements are appended to `st.out`.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from pglast import ast
 from pglast.enums import A_Expr_Kind
 from pglast.visitors import Skip, Visitor
 
-from . import equality, positive, sqltext
+from . import equality, marks, positive, sqltext
 from .sqltext import Token
 from .tce import Column, Relation, is_null
 
-# The decrypt a decrypting view's column calls (pgsodium's create_mask_view): what
-# pgsodium evaluates for `decrypted_c = v`, so what the role needs EXECUTE on.
-SEARCH_DECRYPT = "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid,bytea)"
-# SECURITY: marks the encryption this pass writes for a search, as a comment just
-# inside its parentheses, so that rewriter.analyze asks for SEARCH_DECRYPT's
-# privilege in place of the encrypt's. A client cannot write it: it is new in each
-# process, and never goes upstream (analyze folds the call it marks, and refuses a
-# statement where it would stay).
-SEARCH_MARK = f"/*search-{secrets.token_hex(16)}*/"
+# SECURITY: the encryption this pass writes for a search is marked as standing
+# for the view's decrypt (rewriter.marks): its EXECUTE is what the role needs.
+SEARCH_MARK = marks.SEARCH
+SEARCH_DECRYPT = marks.STANDS_FOR[marks.SEARCH]
 
 
 def search(st: Any, stmt: ast.SelectStmt) -> None:
