@@ -162,6 +162,10 @@ class Execution:
         )
         uuid_calls = [c for c in calls if c.signature.key_variant == "uuid"]
         caller = uuid_calls[0].signature.name if uuid_calls else self._row_caller()
+        if uuid_calls and uuid_calls[0].signature.regprocedure not in checks:
+            # A search's encryption, standing for the decrypt pgsodium would call
+            # (rewriter.analyze): the client called that.
+            caller = "crypto_aead_det_decrypt"
         found = await lookup(self.session, checks, keys, parents, candidates, caller)
         self.privileges = found.privileges
         self._check_key_refs()

@@ -60,8 +60,9 @@ _RESOLVE = (
     "JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.n) "
     "JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
 )
-# A `TABLE name` statement (rewritten as SELECT * FROM name when it may need us).
-_TABLE = re.compile(rb"(?:^|;)\s*table(?![\w$])", re.IGNORECASE)
+# A `TABLE name` query, wherever it stands (rewritten as SELECT * FROM name when
+# it may need us).
+_TABLE = re.compile(rb"(?<![\w$])table(?![\w$])", re.IGNORECASE)
 _PGSODIUM = re.compile(rb"pgsodium", re.IGNORECASE)
 # What one of the patterns below needs in a statement, lowercased.
 _WORDS = (b"label", b"vault", b"secret", b'u&"', b"prepare", b"execute", b"deallocate")
@@ -223,6 +224,10 @@ class Tce:
         if self.session.replication:
             return sql
         body = frame.body
+        if self.stale():
+            # The names first: `TABLE t` as a session's first statement is known
+            # as naming a labelled relation only once they are read.
+            await self.refresh()
         if _TABLE.search(body) and (self._maybe(body) or _PGSODIUM.search(body)):
             client = sql
             sql = sqltext.table_as_select(sql)

@@ -36,6 +36,7 @@ from .compile import Compiler, NotFoldable, function_name, is_pgsodium_call, is_
 from .errors import RewriteError, refuse
 from .late import Input, RowCompiler, RowOutput
 from .levels import Levels
+from .marks import STANDS_FOR
 from .plan import (
     Call,
     DecryptedRawKey,
@@ -94,8 +95,25 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
             stmt, start, end = parse_sql(text)[0].stmt, 0, len(text)
         plan = _Statement(text, start, end, on_path, declared).plan(stmt)
         plan.statement = type(raw.stmt).__name__
+        _check_marks_folded(plan)
         plans.append(plan)
     return plans
+
+
+def _check_marks_folded(plan: Plan) -> None:
+    """SECURITY: a mark (rewriter.marks) goes upstream only with the call it marks
+    folded away: anywhere else a client could read it back (from current_query())
+    and mark calls of its own."""
+    spans = [f.span for f in plan.folds]
+    for mark in STANDS_FOR:
+        at = plan.text.find(mark)
+        while at != -1:
+            if not any(s <= at < e for s, e in spans):
+                raise RewriteError(
+                    "XX000",
+                    "pgsodium-proxy internal error while planning this statement",
+                )
+            at = plan.text.find(mark, at + 1)
 
 
 class _Statement:
@@ -591,7 +609,11 @@ class _Statement:
             if self._fold_case(stmt, call):
                 continue
             try:
-                node = self.compiler.compile(call)
+                stands_for = self._stands_for(call)
+                if stands_for is not None:
+                    node = self._standing_for(call, stands_for)
+                else:
+                    node = self.compiler.compile(call)
             except NotFoldable as exc:
                 if id(call) in self._searches:
                     self._search(self._searches[id(call)], stmt, exc)
@@ -638,8 +660,15 @@ class _Statement:
             inside = _calls(case)
             if not any(c is call for c in inside):
                 continue
+            ours = [c for c in inside if is_pgsodium_call(c, self.on_path)]
+            marked = {self._stands_for(c) for c in ours}
             try:
-                node = self.compiler.compile(case)
+                if len(marked) == 1 and None not in marked:
+                    # A marked encryption of a parameter (its rewrite's own CASE).
+                    node = self._standing_for(case, *marked)
+                else:
+                    node = self.compiler.compile(case)
+                    self.compiler.checks |= {m for m in marked if m is not None}
             except NotFoldable:
                 continue
             calls = [n for n in walk(node) if isinstance(n, Call)]
@@ -713,7 +742,8 @@ class _Statement:
                     location=call.location,
                 )
             )
-            node = self.compiler.compile(encrypt)
+            self.compiler.compile(plaintext)  # the value's own calls' privileges
+            node = self._standing_for(encrypt)
         except NotFoldable as inner_exc:
             _, name = function_name(call)
             raise self._refuse_over_rows(stmt, call, name, inner_exc) from None
@@ -721,6 +751,34 @@ class _Statement:
         self.result.texts.append((*self.span(*found.decrypted_span), f"({message})"))
         self.result.folds.append(Fold(self.span(*found.value_span), node))
         self._mark_handled(call)
+
+    def _standing_for(self, encrypt: ast.Node, needs: str | None = None) -> Node:
+        """An encryption the proxy computes in place of what pgsodium or Vault
+        would evaluate: a search's decrypt on each row (whose privilege the caller
+        checks, or `needs` for a decrypting view's), Vault's function (`needs`).
+        SECURITY: the role needs EXECUTE on that, and nothing on the encrypt,
+        which pgsodium never calls (or Vault calls as its definer): its privilege
+        is the checks' only addition, the value's own calls compiled first."""
+        needed = set(self.compiler.checks)
+        if needs is not None:
+            needed.add(needs)
+        node = self.compiler.compile(encrypt)
+        self.compiler.checks.intersection_update(needed)
+        self.compiler.checks |= needed
+        return node
+
+    def _stands_for(self, call: ast.FuncCall) -> str | None:
+        """What a call marked by the proxy's own rewrite stands for (its mark
+        just inside its parentheses, rewriter.marks); None for any other call."""
+        if not any(m in self.sql for m in STANDS_FOR):
+            return None
+        if not is_pgsodium_call(call, self.on_path):
+            return None
+        start, _, args = sqltext.call_span(self.tokens, call.location)
+        if not args:
+            return None
+        first = self.sql[start : args[0][1]].partition("(")[2].lstrip()
+        return next((f for m, f in STANDS_FOR.items() if first.startswith(m)), None)
 
     def _refuse_over_rows(
         self, stmt: ast.Node, call: ast.FuncCall, name: str, exc: NotFoldable

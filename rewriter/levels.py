@@ -331,6 +331,10 @@ class _Level:
     def select_list(self) -> _Exported:
         items: list[tuple[int | None, InnerItem, str]] = []
         names: list[str] = []
+        if self.query.valuesLists:
+            # A VALUES list (a set operation's branch): columns column1, column2…
+            width = len(self.query.valuesLists[0])
+            return _Exported([], [f"column{n}" for n in range(1, width + 1)])
         for position, target in enumerate(self.query.targetList, start=1):
             value = target.val
             if _is_star(value):

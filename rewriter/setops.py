@@ -76,6 +76,11 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
             f"* in a branch of UNION ALL over {_OVER}: name the columns",
             None,
         )
+    if any(leaf.valuesLists for leaf in leaves):
+        raise refuse(
+            f"VALUES in a branch of UNION ALL over {_OVER}: write it as a SELECT",
+            None,
+        )
     names = [e.names for e in exported]
     if len(names[0]) != len(names[1]):
         raise RewriteError(

@@ -8,8 +8,11 @@ Spans are [start, end) character offsets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from pglast.parser import ParseError, scan
+from pglast import ast
+from pglast.parser import ParseError, parse_sql, scan
+from pglast.visitors import Visitor
 
 from .errors import RewriteError
 
@@ -339,13 +342,46 @@ def enclosing_close(toks: list[Token], first: int, last: int) -> list[int]:
 
 
 def table_as_select(sql: str) -> str:
-    """Each `TABLE name` statement written as the `SELECT * FROM name` it means, so
-    that a relation the proxy expands (a decrypting view) sits in a FROM clause."""
+    """Each `TABLE name` query written as the `SELECT * FROM name` it means, so
+    that a relation the proxy expands (a decrypting view) sits in a FROM clause:
+    wherever the query stands (a statement, a subquery, a CTE, a set operation's
+    branch). Text that does not parse is left as it is (its error comes later)."""
+    try:
+        statements = parse_sql(sql)
+    except ParseError:
+        return sql
+    finder = _TableQueries()
+    for raw in statements:
+        finder(raw)
+    if not finder.relations:
+        return sql
     toks = tokens(sql)
     replacements: list[tuple[int, int, str]] = []
-    starts = True
-    for tok in toks:
-        if starts and tok.name == "TABLE":
-            replacements.append((tok.start, tok.end, "SELECT * FROM"))
-        starts = tok.name == "ASCII_59"  # `;`
-    return splice(sql, replacements) if replacements else sql
+    for location in sorted(set(finder.relations)):
+        keyword = [t for t in toks if t.start < location and t.name == "TABLE"]
+        if keyword:
+            replacements.append((keyword[-1].start, keyword[-1].end, "SELECT * FROM"))
+    return splice(sql, replacements)
+
+
+class _TableQueries(Visitor):  # type: ignore[misc]
+    """The relations' locations of `TABLE name` queries: PostgreSQL's parser
+    makes them a SelectStmt whose `*` and select-list item have no location."""
+
+    def __init__(self) -> None:
+        self.relations: list[int] = []
+
+    def visit_SelectStmt(self, ancestors: Any, node: ast.SelectStmt) -> None:
+        targets = node.targetList or ()
+        items = node.fromClause or ()
+        if not (len(targets) == 1 and len(items) == 1):
+            return
+        (target,), (item,) = targets, items
+        if (
+            target.location is None
+            and isinstance(target.val, ast.ColumnRef)
+            and target.val.location is None
+            and isinstance(item, ast.RangeVar)
+            and item.location is not None
+        ):
+            self.relations.append(item.location)

@@ -16,9 +16,14 @@ from pglast import ast
 from pglast.enums import A_Expr_Kind
 from pglast.visitors import Skip, Visitor
 
-from . import equality, positive, sqltext
+from . import equality, marks, positive, sqltext
 from .sqltext import Token
 from .tce import Column, Relation, is_null
+
+# SECURITY: the encryption this pass writes for a search is marked as standing
+# for the view's decrypt (rewriter.marks): its EXECUTE is what the role needs.
+SEARCH_MARK = marks.SEARCH
+SEARCH_DECRYPT = marks.STANDS_FOR[marks.SEARCH]
 
 
 def search(st: Any, stmt: ast.SelectStmt) -> None:
@@ -111,13 +116,14 @@ def _rewrite(st: Any, ref: Any, value: Any, token: Token, column: Column) -> Non
     key = f"'{column.key_id}'::uuid"
     if column.type == "text":
         cipher = (
-            f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({text})::text, "
+            f"encode(pgsodium.crypto_aead_det_encrypt({SEARCH_MARK}"
+            f"convert_to(({text})::text, "
             f"'utf8'), {ad}, {key}, NULL::bytea), 'base64')"
         )
     else:
         cipher = (
-            f"pgsodium.crypto_aead_det_encrypt(({text})::bytea, {ad}, {key}, "
-            "NULL::bytea)"
+            f"pgsodium.crypto_aead_det_encrypt({SEARCH_MARK}({text})::bytea, "
+            f"{ad}, {key}, NULL::bytea)"
         )
     if token.name == "PARAM":
         # A bind parameter may be NULL: `c = NULL`, no row, as `decrypted_c =

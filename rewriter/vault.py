@@ -24,7 +24,7 @@ from typing import Any
 from pglast import ast
 from pglast.visitors import Visitor
 
-from . import sqltext, unrewritten
+from . import marks, sqltext, unrewritten
 from .errors import RewriteError
 from .sqltext import Token
 from .statements import DEFINITIONS
@@ -385,7 +385,13 @@ def _call(
         ids = ", ".join(f"'{new_id}'" for new_id, _ in drawn)
         nonces = ", ".join(nonce for _, nonce in drawn)
         ciphertexts = ", ".join(
-            _secret(given["new_secret"], nodes["new_secret"], f"'{i}'", n)
+            _secret(
+                given["new_secret"],
+                nodes["new_secret"],
+                f"'{i}'",
+                n,
+                marks.VAULT_CREATE,
+            )
             for i, n in drawn
         )
         args = (
@@ -408,7 +414,11 @@ def _call(
         # A NULL bind value keeps the old secret and nonce, as a literal NULL does
         # (vault._proxy_update_secret, like Vault's update_secret).
         secret = _secret(
-            given["new_secret"], nodes["new_secret"], f"{secret_id}::text", nonce
+            given["new_secret"],
+            nodes["new_secret"],
+            f"{secret_id}::text",
+            nonce,
+            marks.VAULT_UPDATE,
         )
     else:
         secret, nonce = "NULL::text", "NULL::bytea"
@@ -416,13 +426,13 @@ def _call(
     return start, end, f"vault._proxy_update_secret({args})"
 
 
-def _secret(value: str, node: Any, id_text: str, nonce: str) -> str:
+def _secret(value: str, node: Any, id_text: str, nonce: str, mark: str) -> str:
     """The ciphertext of a new secret; NULL for a NULL one, which Vault stores as
     it is: vault.secrets.secret is NOT NULL, so create_secret fails with 23502 as
     Vault's own does, and update_secret keeps the old secret."""
     if is_null(node):
         return "NULL::text"
-    text = _encrypt(value, id_text, nonce)
+    text = _encrypt(value, id_text, nonce, mark)
     if _is_literal(node):
         return text
     # The proxy folds the CASE with the value bound: encrypt never sees a NULL.
@@ -435,9 +445,10 @@ def _is_literal(node: Any) -> bool:
     return isinstance(node, ast.A_Const)
 
 
-def _encrypt(value: str, id_text: str, nonce: str) -> str:
+def _encrypt(value: str, id_text: str, nonce: str, mark: str) -> str:
+    # SECURITY: marked as standing for Vault's own function (rewriter.marks).
     return (
-        f"encode(pgsodium.crypto_aead_det_encrypt(convert_to(({value})::text, "
+        f"encode(pgsodium.crypto_aead_det_encrypt({mark}convert_to(({value})::text, "
         f"'utf8'), convert_to({id_text}, 'utf8'), 0::bigint, 'pgsodium'::bytea, "
         f"{nonce}), 'base64')"
     )

@@ -2058,6 +2058,39 @@ def test_table_only_and_star_over_the_decrypting_views(
     conn.execute("select * from only vault.decrypted_secrets")
 
 
+def test_table_as_a_sessions_first_statement_reads_labelled_relations(
+    proxy: RunningProxy,
+    conn: psycopg.Connection[Any],
+    direct: psycopg.Connection[Any],
+    labelled: str,
+    db: str,
+) -> None:
+    """`TABLE t` as the first statement of a session (before the proxy has read
+    the labelled names), or anywhere a query stands, returns PostgreSQL's rows,
+    the decrypting view's decrypted."""
+    stored = direct.execute("table t_w").fetchall()
+    decrypted = conn.execute("select * from decrypted_t_w").fetchall()
+    for sql, expected in [
+        ("table t_w", stored),
+        ("table t_w;", stored),
+        ("table pg_class limit 0; select * from t_w", stored),
+        ("table decrypted_t_w", decrypted),
+        ("/* first */ table t_w", stored),
+        ("select * from (table t_w) x", stored),
+        ("table t_w except values (0, '', ''::bytea, '')", stored),
+        ("values (0, '', ''::bytea, '') except table t_w", [(0, "", b"", "")]),
+        ("with x as (table decrypted_t_w) select * from x", decrypted),
+        ("select * from (table decrypted_t_w) x", decrypted),
+    ]:
+        with psycopg.connect(
+            proxy.dsn(dbname=db), autocommit=True, cursor_factory=type(conn.cursor())
+        ) as c:
+            cur = c.execute(sql)
+            while cur.nextset():
+                pass  # the last statement's rows
+            assert cur.fetchall() == expected, sql
+
+
 def test_a_search_needs_select_on_the_decrypted_column(
     proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str, db: str
 ) -> None:
@@ -2080,6 +2113,74 @@ def test_a_search_needs_select_on_the_decrypted_column(
     finally:
         conn.execute("revoke all on decrypted_t_w from tce_search_cols")
         conn.execute("drop role tce_search_cols")
+
+
+DECRYPTS = (
+    "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid,bytea)",
+    "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid)",
+)
+ENCRYPTS = (
+    "pgsodium.crypto_aead_det_encrypt(bytea,bytea,uuid,bytea)",
+    "pgsodium.crypto_aead_det_encrypt(bytea,bytea,uuid)",
+)
+
+
+def test_a_search_needs_execute_on_the_decrypt_it_stands_for_not_the_encrypt(
+    proxy: RunningProxy, conn: psycopg.Connection[Any]
+) -> None:
+    """pgsodium evaluates `WHERE decrypted_c = v` (and the same decrypt written
+    over the table) by decrypting each row: the current role needs EXECUTE on
+    crypto_aead_det_decrypt, never on crypto_aead_det_encrypt, which the proxy
+    computes in its stead. Without it: 42501 naming the decrypt, and v never
+    reaches the database."""
+    db = make_database(proxy, "tce_search_execute")
+    cursor = type(conn.cursor())
+    value = f"guess-{id(conn)}-{cursor.__name__}"
+    admin = psycopg.connect(proxy.dsn(dbname=db), autocommit=True)
+    admin.execute("drop role if exists tce_guesser")
+    admin.execute("create role tce_guesser login in role pgsodium_keyiduser")
+    try:
+        key = new_key(admin)
+        admin.execute("create table t_ds (id int, s text)")
+        admin.execute(
+            f"security label for pgsodium on column t_ds.s is 'ENCRYPT WITH KEY ID {key}'"
+        )
+        admin.execute("insert into t_ds values (1, %s)", [value])
+        admin.execute("grant select on t_ds, decrypted_t_ds to tce_guesser")
+        searches = [
+            ("select id from decrypted_t_ds where decrypted_s = %s", [value]),
+            (f"select id from decrypted_t_ds where decrypted_s = '{value}'", None),
+            (
+                "select id from t_ds where convert_from(pgsodium.crypto_aead_det_"
+                "decrypt(decode(s, 'base64'), ''::bytea, %s::uuid), 'utf8') = %s",
+                [key, value],
+            ),
+        ]
+        everyone = "pgsodium_keyiduser, pgsodium_keymaker"
+        with psycopg.connect(
+            proxy.dsn(user="tce_guesser", dbname=db),
+            autocommit=True,
+            cursor_factory=cursor,
+        ) as guesser:
+            for revoked, granted in ((DECRYPTS, ENCRYPTS), (ENCRYPTS, DECRYPTS)):
+                for fn in granted:
+                    admin.execute(f"grant execute on function {fn} to {everyone}")
+                for fn in revoked:
+                    admin.execute(f"revoke execute on function {fn} from {everyone}")
+                for sql, params in searches:
+                    if revoked is DECRYPTS:
+                        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+                            guesser.execute(sql, params)
+                        assert e.value.diag.message_primary == (
+                            "permission denied for function crypto_aead_det_decrypt"
+                        ), sql
+                    else:
+                        assert guesser.execute(sql, params).fetchall() == [(1,)], sql
+        assert value not in server_log(proxy)
+    finally:
+        admin.close()
+        proxy.upstream.psql(f"DROP DATABASE IF EXISTS {db}")
+        proxy.upstream.psql("DROP ROLE IF EXISTS tce_guesser")
 
 
 def test_writes_of_an_inheritance_child_of_a_labelled_table_are_encrypted(

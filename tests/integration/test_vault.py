@@ -559,3 +559,40 @@ def _app_rows(proxy: RunningProxy, db: str) -> None:
             "create or replace function app_rows.rows() returns setof int "
             "language sql as 'select generate_series(1, 2)'"
         )
+
+
+def test_a_role_without_execute_on_vaults_function_gets_vaults_42501(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], db: str
+) -> None:
+    """Vault's functions run as their definer: a caller needs EXECUTE on them and
+    nothing of pgsodium, and a 42501 names Vault's function, never the proxy's
+    or pgsodium's."""
+    roles = {"vault_keyid": " in role pgsodium_keyiduser", "vault_nobody": ""}
+    try:
+        for role, membership in roles.items():
+            conn.execute(f"drop role if exists {role}")
+            conn.execute(f"create role {role} login{membership}")
+            conn.execute(f"grant usage on schema vault to {role}")
+            with psycopg.connect(
+                proxy.dsn(user=role, dbname=db),
+                autocommit=True,
+                cursor_factory=type(conn.cursor()),
+            ) as c:
+                for sql, params, name in [
+                    ("select vault.create_secret('zz')", None, "create_secret"),
+                    ("select vault.create_secret(%s)", ["zz"], "create_secret"),
+                    (
+                        "select vault.update_secret(%s::uuid, 'zz')",
+                        [str(uuid.uuid4())],
+                        "update_secret",
+                    ),
+                ]:
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+                        c.execute(sql, params)
+                    assert e.value.diag.message_primary == (
+                        f"permission denied for function {name}"
+                    ), (role, sql)
+    finally:
+        for role in roles:
+            conn.execute(f"revoke all on schema vault from {role}")
+            conn.execute(f"drop role if exists {role}")

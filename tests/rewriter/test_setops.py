@@ -117,6 +117,8 @@ REFUSED = [
      "LIMIT"),
     (f"select (select s.p from (select {D} p from a union all select {D} from b) "
      "s)", "set operation"),
+    (f"select {D} from a union all values ('x'::bytea)", "VALUES in a branch"),
+    (f"values ('x'::bytea) union all select {D} from a", "VALUES in a branch"),
 ]  # fmt: skip
 
 
@@ -132,3 +134,16 @@ def test_branches_with_different_numbers_of_columns_get_42601() -> None:
     with pytest.raises(RewriteError) as caught:
         analyze(f"select {D}, 1 from a union all select {D} from b", on_path=False)
     assert caught.value.sqlstate == "42601"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "values (1) union all select id from a",
+        "select 1 from a except values (2)",
+        "values (1, 'a') intersect select id, tag from b",
+    ],
+)
+def test_a_values_branch_over_no_computed_value_goes_up_as_it_is(sql: str) -> None:
+    """A VALUES list as a set operation's branch names its columns column1…"""
+    assert upstream(sql) == sql

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rewriter import tce
+from rewriter.analyze import analyze
 from rewriter.errors import RewriteError
+from rewriter.tce_search import SEARCH_DECRYPT, SEARCH_MARK
 from rewriter.tce_write import plan_rewrite, rewrite
 
 KEY = "9c2d4b0e-0c4c-4a0e-9d8e-2f4a4b7b6a11"
@@ -301,13 +303,58 @@ def test_search_through_a_view_compares_ciphertexts() -> None:
     out = rewrite(sql, tce.parse(sql), {'"decrypted_s"': SEARCHABLE})
     assert out.endswith(
         ' d where "d"."email" = CASE WHEN ($1) IS NULL THEN NULL ELSE '
-        "encode(pgsodium.crypto_aead_det_encrypt(convert_to(($1)"
+        f"encode(pgsodium.crypto_aead_det_encrypt({SEARCH_MARK}convert_to(($1)"
         "::text, 'utf8'), convert_to(('')::text, 'utf8'), "
         f"'{KEY}'::uuid, NULL::bytea), 'base64') END and id > 0"
     )
     # With associated data the ciphertext depends on the row: left (and refused).
     sql = "select id from decrypted_t where decrypted_secret = 'x'"
     assert "decrypted_secret = 'x'" in run(sql)
+
+
+@pytest.mark.parametrize("value", ["'x'", "$1"])
+def test_a_search_through_a_view_needs_the_views_decrypt_not_the_encrypt(
+    value: str,
+) -> None:
+    """pgsodium evaluates the view's decrypt for `decrypted_c = v`: that is the
+    EXECUTE privilege the plan asks for, and the mark of the encryption the proxy
+    computes in its stead is folded away with it."""
+    sql = f"select id from decrypted_s where decrypted_email = {value}"
+    out = rewrite(sql, tce.parse(sql), {'"decrypted_s"': SEARCHABLE})
+    (plan,) = analyze(out, on_path=False)
+    assert plan.checks == {SEARCH_DECRYPT}
+    (fold,) = plan.folds
+    start, end = fold.span
+    assert SEARCH_MARK in plan.text[start:end]
+
+
+def test_a_search_of_a_table_needs_its_decrypt_and_a_write_the_encrypt() -> None:
+    decrypt = f"pgsodium.crypto_aead_det_decrypt(c, ''::bytea, '{KEY}'::uuid)"
+    encrypt = f"pgsodium.crypto_aead_det_encrypt('a', ''::bytea, '{KEY}'::uuid)"
+    (plan,) = analyze(f"select 1 from t where {decrypt} = 'x'", on_path=False)
+    assert plan.checks == {"pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid)"}
+    (plan,) = analyze(
+        f"select 1 from t where {decrypt} = 'x' and d = {encrypt}", on_path=False
+    )
+    assert plan.checks == {
+        "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid)",
+        "pgsodium.crypto_aead_det_encrypt(bytea,bytea,uuid)",
+    }
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select {mark}1 from t",
+        "select 1 from t where c = {mark}pgsodium.crypto_aead_det_encrypt('a', '', "
+        f"'{KEY}'::uuid)",
+    ],
+)
+def test_a_clients_text_cannot_carry_the_search_mark_upstream(sql: str) -> None:
+    """Only the proxy's own folded encryption may hold the mark: a client never
+    learns it, and text that would send it upstream is refused."""
+    with pytest.raises(RewriteError):
+        analyze(sql.format(mark=SEARCH_MARK), on_path=False)
 
 
 def test_search_leaves_strings_in_parts_and_casts_alone() -> None:
