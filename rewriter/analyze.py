@@ -337,10 +337,13 @@ class _Statement:
         )
         if built is None:
             return self._scalar_over_levels(target, span, link)
-        tree, inputs, candidates = built
+        tree, inputs, candidates, (start, end) = built
         inner = sub.targetList[0]
         name = target.name or inner.name or figure_colname(inner.val)
-        self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
+        body = self.span(start, end)
+        self.result.rows.append(
+            RowOutput(span, name, tree, tuple(inputs), candidates, body)
+        )
         self._scalar_spans.append(span)
         self._mark_handled(link)
         return True

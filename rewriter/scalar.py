@@ -70,10 +70,11 @@ def scalar_subquery(
     on_path: bool,
     link: ast.SubLink,
     view: str | None,
-) -> tuple[Open, list[Input], frozenset[str]] | None:
-    """The open tree and inputs of a scalar subquery over rows, or None when it is
-    not one the proxy computes (then the usual refusal applies). `view` is the
-    qualifier of pgsodium.decrypted_key in the subquery's FROM, if it is there."""
+) -> tuple[Open, list[Input], frozenset[str], tuple[int, int]] | None:
+    """The open tree and inputs of a scalar subquery over rows and the span of
+    its FROM … WHERE in `sql` (RowOutput.body), or None when it is not one the
+    proxy computes (then the usual refusal applies). `view` is the qualifier of
+    pgsodium.decrypted_key in the subquery's FROM, if it is there."""
     sub = link.subselect
     if not _simple(sub, on_path):
         return None
@@ -82,7 +83,6 @@ def scalar_subquery(
     close = _closing_paren(toks, link.location)
     if close is None:
         return None
-    rest = sql[end:close]  # FROM ... WHERE ... of the subquery
 
     node = target.val
     if view is not None and reads_decrypted_raw_key(node, view):
@@ -96,11 +96,10 @@ def scalar_subquery(
     except NotFoldable:
         return None
 
-    inputs = [Input(f"(SELECT {i.text} {rest})", i.key_ref) for i in builder.inputs]
-    inputs.append(Input(f"(SELECT true {rest})", False))
+    inputs = [*builder.inputs, Input("true", False)]  # the last: there is a row
     found = RowInput(len(inputs) - 1)
     value = LateCase(((found, tree),), Const("unknown", None))
-    return value, inputs, frozenset(builder.candidates)
+    return value, inputs, frozenset(builder.candidates), (end, close)
 
 
 def _simple(sub: ast.Node, on_path: bool) -> bool:

@@ -85,15 +85,20 @@ def test_union_all_branches_give_each_others_columns_as_null(
     assert upstream(sql) == expected
 
 
-def test_scalar_subquery_over_a_level_reads_each_input_over_the_same_rows() -> None:
+def test_scalar_subquery_over_a_level_reads_all_inputs_from_one_evaluation() -> None:
+    """The inputs come from one record of one evaluation; each input's own
+    column only types it (LIMIT 0: never run)."""
     sql = (
         f"select (select s.p from (select id, {D} p from a) s where s.id = o.id) from o"
     )
     body = f" from (select id, {own(0, tagged=1)} from a) s where s.id = o.id"
-    parts = [
-        f'(SELECT "s"."{M}r0_{n}" {body}) AS "{M}r0_{n}"' for n in "0 1 1k 2".split()
-    ]
-    parts.append(f'(SELECT (true) {body}) AS "{M}r0_3"')
+    parts = [f'(SELECT "s"."{M}r0_0" {body} LIMIT 0) AS "{M}r0_0"']
+    parts.append(f'(SELECT "s"."{M}r0_1" {body} LIMIT 0) AS "{M}r0_1"')
+    parts.append(f'NULL::text AS "{M}r0_1k"')
+    parts.append(f'(SELECT "s"."{M}r0_2" {body} LIMIT 0) AS "{M}r0_2"')
+    parts.append(f'(SELECT (true) {body} LIMIT 0) AS "{M}r0_3"')
+    fields = ", ".join(f'"s"."{M}r0_{n}"' for n in "0 1 1k 2".split())
+    parts.append(f'(SELECT ROW({fields}, (true)) {body}) AS "{M}r0_p"')
     assert upstream(sql) == f"select {', '.join(parts)} from o"
 
 
