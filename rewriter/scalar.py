@@ -2,13 +2,12 @@
 `SELECT (SELECT decrypted_raw_key FROM pgsodium.decrypted_key WHERE id = $1)`.
 
 The subquery can only return its value's inputs, and a scalar subquery returns one
-column; so each input becomes a scalar subquery of its own over the same FROM and
-WHERE, plus one that says whether there is a row (none: the value is NULL, as
-PostgreSQL gives, without calling anything). All of them see the statement's one
-snapshot, so they read the same row; to keep that true the subquery may hold
-no ORDER BY, LIMIT, DISTINCT, GROUP BY or set operation, and its FROM and WHERE
-nothing that could pick different rows each time (scalar_levels.row_picker):
-inputs of two rows would give a value of neither (an HMAC has no tag to fail).
+column; so one evaluation of its FROM and WHERE returns them all as one record,
+with one that says whether there is a row (none: the value is NULL, as PostgreSQL
+gives, without calling anything), decoded by the proxy (late.scalar_columns).
+Inputs of two rows would give a value of neither (an HMAC has no tag to fail).
+The subquery has none of its own ORDER BY, LIMIT, DISTINCT, GROUP BY or set
+operation.
 
 `decrypted_raw_key` is expanded to pgsodium's own definition of the column, so it
 takes every wrapper and shape the per-row machinery takes.
@@ -113,15 +112,12 @@ def _simple(sub: ast.Node, on_path: bool) -> bool:
         return False
     if any(getattr(sub, clause, None) for clause in _CLAUSES):
         return False
-    # SECURITY: FROM and WHERE are copied into each input's subquery as written,
-    # so they may hold nothing the proxy would rewrite (a pgsodium call); and
-    # nothing that may pick another row for another copy (rewriter.scalar_levels).
-    from .scalar_levels import row_picker
-
+    # SECURITY: FROM and WHERE go upstream as written, so they may hold nothing
+    # the proxy would rewrite (a pgsodium call).
     outside = [part for part in (sub.fromClause, sub.whereClause) if part is not None]
-    if any(is_pgsodium_call(c, on_path) for part in outside for c in _calls(part)):
-        return False
-    return row_picker(sub, on_path) is None
+    return not any(
+        is_pgsodium_call(c, on_path) for part in outside for c in _calls(part)
+    )
 
 
 def expanded(
