@@ -579,6 +579,35 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
     return tree
 
 
+def static_type(tree: Open) -> str | None:
+    """The type an open tree has whatever its row inputs' types, when the proxy
+    can tell before any row (every overload returns one type), else None."""
+    kind = _static(tree)
+    return None if kind == "unknown" else kind
+
+
+def _static(tree: Open) -> str | None:
+    if isinstance(tree, RowInput | LateField | LateAggregate):
+        return None
+    if isinstance(tree, LateCall):
+        returns = {sig.returns for sig in overloads(tree.name)}
+        return returns.pop() if len(returns) == 1 else None
+    if isinstance(tree, LateApply):
+        if tree.name.startswith("::"):
+            return tree.name[2:]
+        args = [static_type(a) for a in tree.args]
+        if tree.name == "coalesce" or any(a is None for a in args):
+            return None
+        found = builtins.find_builtin(tree.name, [a for a in args if a is not None])
+        return None if found is None else found.returns
+    if isinstance(tree, LateCase):
+        # As _case: the branches' one type, unknown NULLs taking it.
+        results = {_static(r) for _, r in tree.whens} | {_static(tree.default)}
+        known = results - {"unknown"}
+        return known.pop() if len(known) == 1 and None not in known else None
+    return node_type(tree)
+
+
 def _case(tree: LateCase, input_types: Sequence[str]) -> Node:
     """CASE: every branch resolves to one type (unknown NULLs take it)."""
     whens = [
