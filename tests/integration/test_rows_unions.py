@@ -409,3 +409,26 @@ def test_generated_unions_equal_the_same_query_over_the_plaintext(
             assert got == expected, sql
             compared += 1
         assert compared >= 40
+
+
+SCALAR_IN_A_BRANCH = [
+    "select (select decrypted_secret from vault.decrypted_secrets where name = "
+    "'union-one') union all select 'x'",
+    "select 'x' union all select (select decrypted_secret from decrypted_t_n where "
+    "id = 1)",
+    f"select (select convert_from({DECRYPT}, 'utf8') from acc where id = 1) union "
+    "all select 'x'",
+]
+
+
+@pytest.mark.parametrize("sql", SCALAR_IN_A_BRANCH)
+def test_scalar_subquery_in_a_branch_is_refused_by_name(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], sql: str
+) -> None:
+    marker = f"refused-{uuid.uuid4().hex}"
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(f"{sql} /* {marker} */")
+    message = caught.value.diag.message_primary or ""
+    assert "scalar subquery in a branch of UNION ALL" in message, message
+    assert marker not in server_log(proxy)
+    assert conn.execute("select 1").fetchone() == (1,)
