@@ -16,7 +16,7 @@ from typing import Any
 from rewriter import types
 from rewriter.plan import Plan, node_type
 
-from . import codec
+from . import codec, records
 from .codec import Field
 from .errors import SQLSTATE, ProxyError
 
@@ -61,6 +61,11 @@ class PerRow:
     # Chosen once per result: each input's decoder, the result's encoder.
     decoders: tuple[Callable[[bytes], Any], ...] = ()
     encoder: Callable[[Any], bytes | None] | None = None
+    # A scalar subquery's (RowOutput.body): the upstream column of the one
+    # record that holds every input and key material, in column order, and its
+    # format; the inputs' own columns only type them (late.scalar_columns).
+    packed: int | None = None
+    packed_format: int = TEXT
 
 
 Column = Copy | Filled | Deferred | PerRow
@@ -142,6 +147,43 @@ def _input(type_name: str, raw: bytes, fmt: int) -> Any:
 
 def _per_row_cell(column: PerRow) -> Cell:
     """The value of a select-list item over rows, from its inputs' raw values."""
+    if column.packed is not None:
+        return _unpacked(column, column.packed)
+    return _plain_cell(column)
+
+
+def _unpacked(column: PerRow, packed: int) -> Cell:
+    """A scalar subquery's cell: the inputs from the fields of its one record
+    (NULL when the subquery found no row: then every input is NULL)."""
+    slots: list[int] = []
+    for index, key in zip(column.inputs, column.keys, strict=True):
+        slots += [index] if key is None else [index, key]
+    cell = _plain_cell(column)
+    binary = column.packed_format == BINARY
+
+    def unpacked(values: list[bytes | None]) -> bytes | None:
+        raw = values[packed]
+        values = list(values)
+        fields: list[bytes | None]
+        if raw is None:
+            fields = [None] * len(slots)
+        elif binary:
+            fields = records.record_fields_binary(raw)
+        else:
+            fields = [
+                None if f is None else f.encode("utf-8")
+                for f in records.record_fields(raw.decode("utf-8"))
+            ]
+        if len(fields) != len(slots):
+            raise ProxyError(SQLSTATE.INTERNAL_ERROR, "row inputs out of order")
+        for index, field in zip(slots, fields, strict=True):
+            values[index] = field
+        return cell(values)
+
+    return unpacked
+
+
+def _plain_cell(column: PerRow) -> Cell:
     pairs = tuple(zip(column.inputs, column.decoders, strict=True))
     keys = column.keys
     compute, encoder = column.compute, column.encoder
@@ -373,9 +415,17 @@ def _row_group(
             index += 1
         else:
             keys.append(None)
+    packed = None
+    if spec.body is not None:
+        # SECURITY: the values come from the record alone, never from the typing
+        # columns (NULL), so every input is of the one row the subquery found.
+        if index >= len(fields) or fields[index].name != f"{prefix}p":
+            raise ProxyError(SQLSTATE.INTERNAL_ERROR, "row inputs out of order")
+        packed = index
+        index += 1
     result_type, compute = rows[group](type_names)
     first = fields[inputs[0]]
-    formats = tuple(fields[i].format for i in inputs)
+    formats = tuple(fields[i if packed is None else packed].format for i in inputs)
     column = PerRow(
         tuple(inputs),
         tuple(keys),
@@ -386,6 +436,8 @@ def _row_group(
         first.format,
         tuple(_decoder(t, f) for t, f in zip(type_names, formats, strict=True)),
         _encoder(result_type, first.format, bytea_output),
+        packed,
+        TEXT if packed is None else fields[packed].format,
     )
     return column, _typed(first, spec.name, result_type), index
 

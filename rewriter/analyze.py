@@ -355,10 +355,13 @@ class _Statement:
         )
         if built is None:
             return self._scalar_over_levels(target, span, link)
-        tree, inputs, candidates = built
+        tree, inputs, candidates, (start, end) = built
         inner = sub.targetList[0]
         name = target.name or inner.name or figure_colname(inner.val)
-        self.result.rows.append(RowOutput(span, name, tree, tuple(inputs), candidates))
+        body = self.span(start, end)
+        self.result.rows.append(
+            RowOutput(span, name, tree, tuple(inputs), candidates, body)
+        )
         self._scalar_spans.append(span)
         self._mark_handled(link)
         return True
@@ -785,6 +788,14 @@ class _Statement:
     ) -> RewriteError:
         where = context.constructs(stmt).get(id(call))
         what = context.describe(exc.what)
+        if _in_a_branchs_scalar_subquery(stmt, call):
+            return refuse(
+                f"pgsodium.{name}() over {what} in a scalar subquery in a branch of "
+                "UNION ALL (or another set operation): the proxy computes a scalar "
+                "subquery over rows only as a select-list item of a query that is "
+                "not a set operation",
+                call.location,
+            )
         if where is None:
             return refuse(
                 f"pgsodium.{name}() over {what} here: its arguments must be "
@@ -1031,6 +1042,26 @@ def _has_clauses(stmt: ast.SelectStmt) -> bool:
             "lockingClause",
             "withClause",
         )
+    )
+
+
+def _in_a_branchs_scalar_subquery(stmt: ast.Node, call: ast.FuncCall) -> bool:
+    """Whether `call` is in a select-list scalar subquery of a branch of the
+    outermost query, a set operation."""
+    if not isinstance(stmt, ast.SelectStmt) or stmt.op.name == "SETOP_NONE":
+        return False
+    branches, leaves = [stmt], []
+    while branches:
+        query = branches.pop()
+        if query.op.name == "SETOP_NONE":
+            leaves.append(query)
+        else:
+            branches += [query.larg, query.rarg]
+    return any(
+        isinstance(target.val, ast.SubLink)
+        and any(c is call for c in _calls(target.val))
+        for leaf in leaves
+        for target in leaf.targetList or ()
     )
 
 

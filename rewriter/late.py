@@ -114,8 +114,8 @@ class RowOutput:
     tree: Open
     inputs: tuple[Input, ...]
     candidates: frozenset[str]  # regprocedures it may resolve to
-    # A scalar subquery's FROM … WHERE (rewriter.scalar_levels): each input is
-    # read by a scalar subquery of its own over that text, rendered.
+    # A scalar subquery's FROM … WHERE (rewriter.scalar, scalar_levels): one
+    # evaluation of it, rendered, returns all the inputs (scalar_columns).
     body: tuple[int, int] | None = None
 
 
@@ -579,6 +579,35 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
     return tree
 
 
+def static_type(tree: Open) -> str | None:
+    """The type an open tree has whatever its row inputs' types, when the proxy
+    can tell before any row (every overload returns one type), else None."""
+    kind = _static(tree)
+    return None if kind == "unknown" else kind
+
+
+def _static(tree: Open) -> str | None:
+    if isinstance(tree, RowInput | LateField | LateAggregate):
+        return None
+    if isinstance(tree, LateCall):
+        returns = {sig.returns for sig in overloads(tree.name)}
+        return returns.pop() if len(returns) == 1 else None
+    if isinstance(tree, LateApply):
+        if tree.name.startswith("::"):
+            return tree.name[2:]
+        args = [static_type(a) for a in tree.args]
+        if tree.name == "coalesce" or any(a is None for a in args):
+            return None
+        found = builtins.find_builtin(tree.name, [a for a in args if a is not None])
+        return None if found is None else found.returns
+    if isinstance(tree, LateCase):
+        # As _case: the branches' one type, unknown NULLs taking it.
+        results = {_static(r) for _, r in tree.whens} | {_static(tree.default)}
+        known = results - {"unknown"}
+        return known.pop() if len(known) == 1 and None not in known else None
+    return node_type(tree)
+
+
 def _case(tree: LateCase, input_types: Sequence[str]) -> Node:
     """CASE: every branch resolves to one type (unknown NULLs take it)."""
     whens = [
@@ -659,25 +688,34 @@ def input_columns(marker: str, index: int, inputs: Sequence[Input]) -> str:
 
 
 def scalar_columns(marker: str, index: int, inputs: Sequence[Input], body: str) -> str:
-    """input_columns of a RowOutput with a body: each column a scalar subquery."""
+    """input_columns of a RowOutput with a body (a scalar subquery over `body`).
+
+    One evaluation of the subquery returns every input (and key material) as one
+    record, column `{marker}r{index}_p`, which the proxy decodes: inputs of two
+    rows could give a value of neither, and two evaluations may pick different
+    rows (a volatile function or a LIMIT in a view, a user's operator). Each
+    input's own column only gives its type: the same subquery under LIMIT 0,
+    whose FROM and WHERE PostgreSQL never runs (ExecLimit), always NULL.
+    """
     parts: list[str] = []
+    packed: list[str] = []
     for number, item in enumerate(inputs):
         alias = f"{marker}r{index}_{number}"
         if item.path:
             prefix = item.path[0][1]
             q = "" if prefix is None else sqltext.quote_ident(prefix) + "."
-            values = [q + sqltext.quote_ident(alias)]
-            if item.key_ref:
-                values.append(q + sqltext.quote_ident(alias + "k"))
+            value = q + sqltext.quote_ident(alias)
+            key = q + sqltext.quote_ident(alias + "k")
         else:
-            values = [f"({item.text})"]
-            if item.key_ref:
-                values.append(f"pgsodium._proxy_key_ref(({item.text}))")
-        names = [alias, alias + "k"][: len(values)]
-        parts += [
-            f"(SELECT {value} {body}) AS {sqltext.quote_ident(name)}"
-            for value, name in zip(values, names, strict=True)
-        ]
+            value = f"({item.text})"
+            key = f"pgsodium._proxy_key_ref(({item.text}))"
+        parts.append(f"(SELECT {value} {body} LIMIT 0) AS {sqltext.quote_ident(alias)}")
+        packed.append(value)
+        if item.key_ref:
+            parts.append(f"NULL::text AS {sqltext.quote_ident(alias + 'k')}")
+            packed.append(key)
+    name = sqltext.quote_ident(f"{marker}r{index}_p")
+    parts.append(f"(SELECT ROW({', '.join(packed)}) {body}) AS {name}")
     return ", ".join(parts)
 
 

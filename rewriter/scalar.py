@@ -2,13 +2,12 @@
 `SELECT (SELECT decrypted_raw_key FROM pgsodium.decrypted_key WHERE id = $1)`.
 
 The subquery can only return its value's inputs, and a scalar subquery returns one
-column; so each input becomes a scalar subquery of its own over the same FROM and
-WHERE, plus one that says whether there is a row (none: the value is NULL, as
-PostgreSQL gives, without calling anything). All of them see the statement's one
-snapshot, so they read the same row; to keep that true the subquery may hold
-no ORDER BY, LIMIT, DISTINCT, GROUP BY or set operation, and its FROM and WHERE
-nothing that could pick different rows each time (scalar_levels.row_picker):
-inputs of two rows would give a value of neither (an HMAC has no tag to fail).
+column; so one evaluation of its FROM and WHERE returns them all as one record,
+with one that says whether there is a row (none: the value is NULL, as PostgreSQL
+gives, without calling anything), decoded by the proxy (late.scalar_columns).
+Inputs of two rows would give a value of neither (an HMAC has no tag to fail).
+The subquery has none of its own ORDER BY, LIMIT, DISTINCT, GROUP BY or set
+operation.
 
 `decrypted_raw_key` is expanded to pgsodium's own definition of the column, so it
 takes every wrapper and shape the per-row machinery takes.
@@ -70,10 +69,11 @@ def scalar_subquery(
     on_path: bool,
     link: ast.SubLink,
     view: str | None,
-) -> tuple[Open, list[Input], frozenset[str]] | None:
-    """The open tree and inputs of a scalar subquery over rows, or None when it is
-    not one the proxy computes (then the usual refusal applies). `view` is the
-    qualifier of pgsodium.decrypted_key in the subquery's FROM, if it is there."""
+) -> tuple[Open, list[Input], frozenset[str], tuple[int, int]] | None:
+    """The open tree and inputs of a scalar subquery over rows and the span of
+    its FROM … WHERE in `sql` (RowOutput.body), or None when it is not one the
+    proxy computes (then the usual refusal applies). `view` is the qualifier of
+    pgsodium.decrypted_key in the subquery's FROM, if it is there."""
     sub = link.subselect
     if not _simple(sub, on_path):
         return None
@@ -82,7 +82,6 @@ def scalar_subquery(
     close = _closing_paren(toks, link.location)
     if close is None:
         return None
-    rest = sql[end:close]  # FROM ... WHERE ... of the subquery
 
     node = target.val
     if view is not None and reads_decrypted_raw_key(node, view):
@@ -96,11 +95,10 @@ def scalar_subquery(
     except NotFoldable:
         return None
 
-    inputs = [Input(f"(SELECT {i.text} {rest})", i.key_ref) for i in builder.inputs]
-    inputs.append(Input(f"(SELECT true {rest})", False))
+    inputs = [*builder.inputs, Input("true", False)]  # the last: there is a row
     found = RowInput(len(inputs) - 1)
     value = LateCase(((found, tree),), Const("unknown", None))
-    return value, inputs, frozenset(builder.candidates)
+    return value, inputs, frozenset(builder.candidates), (end, close)
 
 
 def _simple(sub: ast.Node, on_path: bool) -> bool:
@@ -114,15 +112,12 @@ def _simple(sub: ast.Node, on_path: bool) -> bool:
         return False
     if any(getattr(sub, clause, None) for clause in _CLAUSES):
         return False
-    # SECURITY: FROM and WHERE are copied into each input's subquery as written,
-    # so they may hold nothing the proxy would rewrite (a pgsodium call); and
-    # nothing that may pick another row for another copy (rewriter.scalar_levels).
-    from .scalar_levels import row_picker
-
+    # SECURITY: FROM and WHERE go upstream as written, so they may hold nothing
+    # the proxy would rewrite (a pgsodium call).
     outside = [part for part in (sub.fromClause, sub.whereClause) if part is not None]
-    if any(is_pgsodium_call(c, on_path) for part in outside for c in _calls(part)):
-        return False
-    return row_picker(sub, on_path) is None
+    return not any(
+        is_pgsodium_call(c, on_path) for part in outside for c in _calls(part)
+    )
 
 
 def expanded(

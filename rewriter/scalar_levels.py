@@ -2,13 +2,10 @@
 `SELECT (SELECT decrypted_secret FROM decrypted_t WHERE id = 1)`, over a decrypting
 view, vault.decrypted_secrets or a subquery in FROM that computes values per row.
 
-As in rewriter.scalar, each input becomes a scalar subquery of its own over the
-subquery's FROM and WHERE (rendered once, the levels' columns in place, and
-repeated: RowOutput.body), plus one that says whether there is a row. The rule
-kept: every copy must find the same row, so nothing in the subquery, at any
-depth, may pick rows differently from one evaluation to the next: in its FROM
-and WHERE no LIMIT, OFFSET, DISTINCT, TABLESAMPLE, row locking, set operation,
-or function other than those the proxy evaluates itself (none volatile).
+As in rewriter.scalar, the inputs (and one that says whether there is a row)
+come from one evaluation of the subquery's FROM and WHERE, rendered with the
+levels' columns in place (RowOutput.body, late.scalar_columns): all of one row,
+picked as PostgreSQL picks it, whatever those clauses hold.
 """
 
 from __future__ import annotations
@@ -16,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from pglast import ast
-from pglast.visitors import Visitor
 
 from keystore.catalogue import overloads
 
-from . import builtins, scalar, sqltext
+from . import scalar, sqltext
 from .compile import NotFoldable, function_name, is_pgsodium_call
 from .errors import RewriteError, refuse
 from .inner import Resolver, record_use, refuse_expression
@@ -51,8 +47,8 @@ def scalar_over_levels(
         return None  # it reads none of them: the database computes it all
     for clause, what in _CLAUSES:
         if getattr(sub, clause, None):
-            raise _refuse_picking(what, None)
-    _check_same_row(sub, st.on_path)
+            raise _refuse_clause(what)
+    _check_folds(sub, st.on_path)
 
     builder = RowCompiler(st.compiler, st.sql, st.tokens, st.on_path)
     builder.scope = resolver
@@ -92,65 +88,40 @@ def _shape(sub: ast.Node) -> bool:
     )
 
 
-def _check_same_row(sub: ast.SelectStmt, on_path: bool) -> None:
-    found = row_picker(sub, on_path)
+def _check_folds(sub: ast.SelectStmt, on_path: bool) -> None:
+    found = volatile_fold(sub, on_path)
     if found is not None:
-        raise _refuse_picking(*found)
+        raise refuse(
+            f"the function pgsodium.{found[0]}() in the FROM or WHERE of {_WHAT}: "
+            "the proxy would compute it once for the statement, where PostgreSQL "
+            "computes it for each row",
+            found[1],
+        )
 
 
-def row_picker(sub: ast.SelectStmt, on_path: bool) -> tuple[str, int | None] | None:
-    """The first construct that may make two evaluations of the subquery pick
-    different rows, in what picks them: its FROM and WHERE (its select list only
-    computes values of that row, each input once, in its own copy)."""
-    checker = _SameRow(on_path)
+def volatile_fold(sub: ast.SelectStmt, on_path: bool) -> tuple[str, int] | None:
+    """The first volatile pgsodium function in the subquery's FROM and WHERE, at
+    any depth. The database reads them in one evaluation (late.scalar_columns),
+    so whatever else they hold (a LIMIT, random(), a view, a user's operator)
+    picks rows as PostgreSQL picks them; but a pgsodium call there is folded by
+    the proxy, once, where the server would call a volatile one for each row."""
     for part in (sub.fromClause, sub.whereClause):
-        if part is not None:
-            checker(part)
-    return checker.found
-
-
-def _refuse_picking(what: str, location: int | None) -> RewriteError:
-    return refuse(
-        f"{what} in {_WHAT}: the proxy reads each input of such a subquery with a "
-        "subquery of its own, which must find the same row every time",
-        location,
-    )
-
-
-class _SameRow(Visitor):  # type: ignore[misc]
-    """The first construct that could make two evaluations pick different rows."""
-
-    def __init__(self, on_path: bool) -> None:
-        super().__init__()
-        self.on_path = on_path
-        self.found: tuple[str, int | None] | None = None
-
-    def visit(self, ancestors: Any, node: Any) -> None:
-        if self.found is not None:
-            return
-        if isinstance(node, ast.SelectStmt):
-            for clause, what in _ROW_PICKING:
-                if getattr(node, clause, None):
-                    self.found = (what, None)
-                    return
-            if node.op.name != "SETOP_NONE":
-                self.found = ("a set operation", None)
-        elif isinstance(node, ast.RangeTableSample):
-            self.found = ("TABLESAMPLE", None)
-        elif isinstance(node, ast.FuncCall) and not self._steady(node):
-            self.found = (f"the function {function_name(node)[1]}()", node.location)
-
-    def _steady(self, call: ast.FuncCall) -> bool:
-        """A function whose value depends on its arguments alone, as the proxy
-        knows it: one it evaluates (convert_from, …) or a pgsodium function
-        that is not volatile (the proxy computes it, never the database)."""
-        if call.over is not None or call.agg_star or call.agg_distinct:
-            return False
-        schema, name = function_name(call)
-        if is_pgsodium_call(call, self.on_path):
+        for call in _calls(part) if part is not None else ():
+            if not is_pgsodium_call(call, on_path):
+                continue
+            name = function_name(call)[1]
             found = overloads(name)
-            return bool(found) and all(sig.volatility != "v" for sig in found)
-        return schema in (None, "pg_catalog") and builtins.is_builtin_name(name)
+            if not found or any(sig.volatility == "v" for sig in found):
+                return name, call.location
+    return None
+
+
+def _refuse_clause(what: str) -> RewriteError:
+    return refuse(
+        f"{what} in {_WHAT}: the proxy reads all its inputs from one evaluation "
+        "of its FROM and WHERE, with none of its own clauses",
+        None,
+    )
 
 
 # The subquery's own clauses, none of which it may have.
@@ -167,14 +138,6 @@ _CLAUSES = (
     ("intoClause", "INTO"),
 )
 
-# Clauses of the queries below it that pick rows.
-_ROW_PICKING = (
-    ("limitCount", "LIMIT"),
-    ("limitOffset", "OFFSET"),
-    ("distinctClause", "DISTINCT"),
-    ("lockingClause", "FOR UPDATE/SHARE"),
-)
-
 
 def scalar_name(node: ast.Node) -> str:
     from .analyze import figure_colname
@@ -182,4 +145,10 @@ def scalar_name(node: ast.Node) -> str:
     return figure_colname(node)
 
 
-__all__ = ["row_picker", "scalar_over_levels"]
+def _calls(node: ast.Node) -> list[ast.FuncCall]:
+    from .analyze import _calls as collect
+
+    return collect(node)
+
+
+__all__ = ["scalar_over_levels", "volatile_fold"]

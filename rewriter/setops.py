@@ -23,8 +23,8 @@ from . import sqltext
 from .compile import NotFoldable, is_pgsodium_call
 from .errors import RewriteError, refuse
 from .inner import InnerItem, rebase
-from .late import Input, LateCase, RowInput
-from .plan import Call, Const, walk
+from .late import Input, LateCase, RowInput, static_type
+from .plan import Call, Const, Param, walk
 
 _OVER = "values computed per row"
 _INTO = "SELECT … INTO"
@@ -93,6 +93,7 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
             _member(levels, leaf, found, position)
             for leaf, found in zip(leaves, exported, strict=True)
         ]
+        _type_parameters(levels, members)
         items.append(
             (
                 position,
@@ -104,6 +105,21 @@ def union_level(levels: Any, query: ast.SelectStmt, scope: Any) -> Any:
     positions = {position + 1 for position, _, _ in items}
     levels.st._check_result_clauses(query, computed, positions, False)
     return _Exported(items, names[0])
+
+
+def _type_parameters(levels: Any, members: list[InnerItem]) -> None:
+    """A branch's value that is a bare untyped bind parameter takes the other
+    branch's type, as PostgreSQL types it (select_common_type over the union's
+    column): Describe reports that type and Bind reads the value as one."""
+    for member, other in ((members[0], members[1]), (members[1], members[0])):
+        tree = member.tree
+        if not isinstance(tree, Param) or tree.type != "unknown":
+            continue
+        kind = static_type(other.tree)
+        if kind is None:
+            continue
+        levels.st.compiler.param_types[tree.number] = kind
+        member.tree = Param(tree.number, kind)
 
 
 def _has_star(leaf: ast.SelectStmt) -> bool:

@@ -251,6 +251,53 @@ async def test_asyncpg_describes_a_union_all_before_any_row(
     await asyncio.wait_for(run(), 30)
 
 
+UNTYPED = [
+    (f"select id, {DECRYPT} p from acc where id = 1 union all select 9, {{}}",
+     "select id, secret p from accp where id = 1 union all select 9, {}"),
+    (f"select 9, {{}} union all select id, convert_from({DECRYPT}, 'utf8') from acc "
+     "where id = 2",
+     "select 9, {} union all select id, convert_from(secret, 'utf8') from accp "
+     "where id = 2"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "plain"), UNTYPED)
+def test_untyped_parameter_in_a_branch_takes_the_other_branchs_type(
+    conn: psycopg.Connection[Any], sql: str, plain: str
+) -> None:
+    """An untyped parameter (psycopg sends a str so) is read as PostgreSQL reads
+    it: bytea input beside a bytea column."""
+    value = "\\x6869"
+    got = conn.execute(sql.format("%s"), [value]).fetchall()
+    assert got == conn.execute(plain.format("%s"), [value]).fetchall()
+
+
+@pytest.mark.asyncio
+async def test_asyncpg_describes_an_untyped_parameter_in_a_branch_as_postgresql(
+    proxy: RunningProxy, db: str
+) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host=proxy.host, port=proxy.port, user="postgres", database=db
+        )
+        try:
+            for (sql, plain), value in zip(UNTYPED, [b"\x00\xff", "hi"], strict=True):
+                stmt = await conn.prepare(sql.format("$1"))
+                over_plain = await conn.prepare(plain.format("$1"))
+                assert [t.name for t in stmt.get_parameters()] == [
+                    t.name for t in over_plain.get_parameters()
+                ]
+                assert [tuple(r) for r in await stmt.fetch(value)] == [
+                    tuple(r) for r in await over_plain.fetch(value)
+                ]
+        finally:
+            await conn.close()
+
+    await asyncio.wait_for(run(), 30)
+
+
 REFUSED = [
     (f"select {DECRYPT} from acc union select {DECRYPT2} from acc2", "UNION"),
     (f"select id, {DECRYPT} from acc intersect select id, {DECRYPT2} from acc2",
@@ -362,3 +409,26 @@ def test_generated_unions_equal_the_same_query_over_the_plaintext(
             assert got == expected, sql
             compared += 1
         assert compared >= 40
+
+
+SCALAR_IN_A_BRANCH = [
+    "select (select decrypted_secret from vault.decrypted_secrets where name = "
+    "'union-one') union all select 'x'",
+    "select 'x' union all select (select decrypted_secret from decrypted_t_n where "
+    "id = 1)",
+    f"select (select convert_from({DECRYPT}, 'utf8') from acc where id = 1) union "
+    "all select 'x'",
+]
+
+
+@pytest.mark.parametrize("sql", SCALAR_IN_A_BRANCH)
+def test_scalar_subquery_in_a_branch_is_refused_by_name(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], sql: str
+) -> None:
+    marker = f"refused-{uuid.uuid4().hex}"
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        conn.execute(f"{sql} /* {marker} */")
+    message = caught.value.diag.message_primary or ""
+    assert "scalar subquery in a branch of UNION ALL" in message, message
+    assert marker not in server_log(proxy)
+    assert conn.execute("select 1").fetchone() == (1,)
