@@ -434,7 +434,9 @@ def _fields(
     fields = [("S", severity), ("V", severity), ("C", sqlstate), ("M", message)]
     optional = (("D", detail), ("H", hint), ("P", position))
     fields += [(code, str(value)) for code, value in optional if value is not None]
-    return tuple(fields)
+    # A field is a C string: a NUL in a text the proxy quotes ends it there, as
+    # the server's own formatting would (the message is still sent).
+    return tuple((code, value.split("\0", 1)[0]) for code, value in fields)
 
 
 def error_response(

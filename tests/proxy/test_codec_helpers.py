@@ -233,3 +233,11 @@ def test_query_text_is_the_sql_without_its_terminator() -> None:
 def test_query_text_refuses_a_missing_or_early_terminator(body: bytes) -> None:
     with pytest.raises(MalformedMessage):
         codec.query_text(body)
+
+
+def test_an_error_text_holding_a_nul_ends_there_and_is_still_sent() -> None:
+    data = codec.error_response("ERROR", "22000", "bad value a\0b", hint="h\0i")
+    frame = codec.Frame(data[0], data[5:], data)
+    error = codec.decode_backend(frame)
+    assert (error.sqlstate, error.message) == ("22000", "bad value a")
+    assert b"a\0b" not in data and b"h\0i" not in data and b"Hh\0" in data
