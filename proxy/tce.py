@@ -355,9 +355,7 @@ class Tce:
                     for new, old in renames.items():
                         if old in relations:
                             relations[new] = relations[old]
-                    unguarded = tce.unguarded_write(
-                        statements, renames, set(relations)
-                    )
+                    unguarded = tce.unguarded_write(statements, renames, set(relations))
                     if unguarded is not None:
                         raise RewriteError(
                             SQLSTATE.FEATURE_NOT_SUPPORTED,

@@ -2143,7 +2143,8 @@ def test_a_search_needs_execute_on_the_decrypt_it_stands_for_not_the_encrypt(
         key = new_key(admin)
         admin.execute("create table t_ds (id int, s text)")
         admin.execute(
-            f"security label for pgsodium on column t_ds.s is 'ENCRYPT WITH KEY ID {key}'"
+            "security label for pgsodium on column t_ds.s "
+            f"is 'ENCRYPT WITH KEY ID {key}'"
         )
         admin.execute("insert into t_ds values (1, %s)", [value])
         admin.execute("grant select on t_ds, decrypted_t_ds to tce_guesser")
