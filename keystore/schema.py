@@ -25,7 +25,7 @@ from .catalogue import (
 )
 from .errors import KeystoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: vault._proxy_create_secret(uuid[], …), _proxy_tce_written
 
 # The root key is this database's credential: a proxy presenting another one is
 # refused with 28000 (invalid_authorization_specification), never recorded.
