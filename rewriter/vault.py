@@ -395,7 +395,7 @@ def _call(
             for i, n in drawn
         )
         args = (
-            f"ARRAY[{ids}]::uuid[], ARRAY[{ciphertexts}]::text[], "
+            f"CURRENT_USER, ARRAY[{ids}]::uuid[], ARRAY[{ciphertexts}]::text[], "
             f"ARRAY[{nonces}]::bytea[], {name}, {description}, {key}"
         )
         return start, end, f"vault._proxy_create_secret({args})"
@@ -422,7 +422,7 @@ def _call(
         )
     else:
         secret, nonce = "NULL::text", "NULL::bytea"
-    args = f"{secret_id}, {secret}, {nonce}, {name}, {description}, {key}"
+    args = f"CURRENT_USER, {secret_id}, {secret}, {nonce}, {name}, {description}, {key}"
     return start, end, f"vault._proxy_update_secret({args})"
 
 

@@ -83,14 +83,28 @@ BEGIN
   -- next one not stored yet (a volatile function sees the rows its earlier runs in
   -- the same statement inserted). A run past the last is refused, never given an
   -- id (23505) or a nonce twice.
+  --
+  -- `caller` is the role that called create_secret (CURRENT_USER, evaluated in the
+  -- client's statement): it must have EXECUTE on vault.create_secret, and the
+  -- session's user must be a member of it, so a direct call claiming a role can
+  -- do no more than SET ROLE to it would. Granted to PUBLIC for that reason.
+  DROP FUNCTION IF EXISTS vault._proxy_create_secret(
+    uuid[], text[], bytea[], text, text, uuid);
   CREATE OR REPLACE FUNCTION vault._proxy_create_secret(
-    new_ids uuid[], new_secrets text[], new_nonces bytea[], new_name text,
-    new_description text, new_key_id uuid)
+    caller name, new_ids uuid[], new_secrets text[], new_nonces bytea[],
+    new_name text, new_description text, new_key_id uuid)
     RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
     AS $create_rows$
   DECLARE
     i integer;
   BEGIN
+    IF NOT (pg_catalog.pg_has_role(session_user, caller, 'MEMBER')
+            AND pg_catalog.has_function_privilege(
+                  caller, 'vault.create_secret(text, text, text, uuid)', 'EXECUTE'))
+    THEN
+      RAISE EXCEPTION USING ERRCODE = '42501',
+        MESSAGE = 'permission denied for function create_secret';
+    END IF;
     SELECT n INTO i
       FROM pg_catalog.generate_subscripts(new_ids, 1) AS n
      WHERE NOT EXISTS (SELECT FROM vault.secrets s WHERE s.id = new_ids[n])
@@ -111,13 +125,22 @@ BEGIN
   END
   $create_rows$;
 
-  -- ... and of update_secret: a new secret comes with a new nonce.
+  -- ... and of update_secret: a new secret comes with a new nonce. `caller` as
+  -- for create_secret, with EXECUTE on vault.update_secret.
   CREATE OR REPLACE FUNCTION vault._proxy_update_secret(
-    secret_id uuid, new_secret text, new_nonce bytea, new_name text,
+    caller name, secret_id uuid, new_secret text, new_nonce bytea, new_name text,
     new_description text, new_key_id uuid)
     RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
     AS $update$
   BEGIN
+    IF NOT (pg_catalog.pg_has_role(session_user, caller, 'MEMBER')
+            AND pg_catalog.has_function_privilege(
+                  caller, 'vault.update_secret(uuid, text, text, text, uuid)',
+                  'EXECUTE'))
+    THEN
+      RAISE EXCEPTION USING ERRCODE = '42501',
+        MESSAGE = 'permission denied for function update_secret';
+    END IF;
     UPDATE vault.secrets s
        SET secret = coalesce(new_secret, s.secret),
            nonce = CASE WHEN new_secret IS NULL THEN s.nonce ELSE new_nonce END,
@@ -131,9 +154,19 @@ BEGIN
   REVOKE ALL ON FUNCTION
     vault.create_secret(text, text, text, uuid),
     vault.update_secret(uuid, text, text, text, uuid),
-    vault._proxy_create_secret(uuid, text, bytea, text, text, uuid),
-    vault._proxy_create_secret(uuid[], text[], bytea[], text, text, uuid),
-    vault._proxy_update_secret(uuid, text, bytea, text, text, uuid)
+    vault._proxy_create_secret(uuid, text, bytea, text, text, uuid)
   FROM PUBLIC;
+  -- The proxy's entry points check their caller themselves (above); those of
+  -- schema version 1, which do not, stay the owner's only.
+  IF pg_catalog.to_regprocedure(
+       'vault._proxy_update_secret(uuid, text, bytea, text, text, uuid)') IS NOT NULL
+  THEN
+    REVOKE ALL ON FUNCTION
+      vault._proxy_update_secret(uuid, text, bytea, text, text, uuid) FROM PUBLIC;
+  END IF;
+  GRANT EXECUTE ON FUNCTION
+    vault._proxy_create_secret(name, uuid[], text[], bytea[], text, text, uuid),
+    vault._proxy_update_secret(name, uuid, text, bytea, text, text, uuid)
+  TO PUBLIC;
 END
 $vault$;

@@ -596,3 +596,62 @@ def test_a_role_without_execute_on_vaults_function_gets_vaults_42501(
         for role in roles:
             conn.execute(f"revoke all on schema vault from {role}")
             conn.execute(f"drop role if exists {role}")
+
+
+def test_a_role_granted_vaults_functions_creates_and_updates_secrets(
+    proxy: RunningProxy, conn: psycopg.Connection[Any], db: str, direct: Any
+) -> None:
+    """EXECUTE on vault.create_secret and update_secret is all a role needs, as
+    with Vault: the proxy's entry points upstream check that grant for the role
+    that called them (and that the session may act as it), so a direct call of
+    one can do no more than SET ROLE to a granted role would."""
+    role = "vault_granted"
+    try:
+        conn.execute(f"drop role if exists {role}")
+        conn.execute(f"create role {role} login")
+        conn.execute(f"grant usage on schema vault to {role}")
+        conn.execute(
+            f"grant execute on function vault.create_secret(text, text, text, uuid), "
+            f"vault.update_secret(uuid, text, text, text, uuid) to {role}"
+        )
+        with psycopg.connect(
+            proxy.dsn(user=role, dbname=db),
+            autocommit=True,
+            cursor_factory=type(conn.cursor()),
+        ) as c:
+            (secret_id,) = c.execute(
+                "select vault.create_secret(%s, 'granted')", ["GrantedOne"]
+            ).fetchone()
+            c.execute("select vault.update_secret(%s, %s)", [secret_id, "GrantedTwo"])
+        assert conn.execute(
+            "select decrypted_secret from vault.decrypted_secrets where id = %s",
+            [secret_id],
+        ).fetchone() == ("GrantedTwo",)
+        # Straight to the database, past the proxy: claiming another role, or
+        # calling as a role without the grant, is refused.
+        with psycopg.connect(
+            proxy.direct_dsn(user=role, dbname=db), autocommit=True
+        ) as d:
+            for caller in ("'postgres'", "CURRENT_USER"):
+                if caller == "CURRENT_USER":
+                    conn.execute(
+                        "revoke execute on function "
+                        f"vault.create_secret(text, text, text, uuid) from {role}"
+                    )
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    d.execute(
+                        f"select vault._proxy_create_secret({caller}, "
+                        "array[gen_random_uuid()], array['x'], "
+                        "array['\\x00'::bytea], 'forged', '', NULL)"
+                    )
+        assert direct.execute(
+            "select count(*) from vault.secrets where name = 'forged'"
+        ).fetchone() == (0,)
+    finally:
+        conn.execute("delete from vault.secrets where name = 'granted'")
+        conn.execute(f"revoke all on schema vault from {role}")
+        conn.execute(
+            "revoke all on function vault.create_secret(text, text, text, uuid), "
+            f"vault.update_secret(uuid, text, text, text, uuid) from {role}"
+        )
+        conn.execute(f"drop role if exists {role}")
