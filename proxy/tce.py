@@ -343,6 +343,16 @@ class Tce:
                 for row in rows[1]
                 if row[0] is not None and row[1] is not None and row[2] is not None
             }
+            unresolved = tce.unresolved_data_name(statements, set(bare), resolved)
+            if unresolved is not None:
+                raise RewriteError(
+                    SQLSTATE.FEATURE_NOT_SUPPORTED,
+                    f"pgsodium-proxy cannot evaluate a statement naming {unresolved} "
+                    "among other statements of a Query message: the name reaches no "
+                    "relation now, yet a labelled table or decrypting view has it in "
+                    "another schema, which a statement before it could make the name "
+                    "reach; send it as a Query of its own",
+                )
             if resolved:
                 sql, renames, qualified = tce.qualify(sql, statements, resolved)
                 if renames:

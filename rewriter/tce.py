@@ -537,6 +537,33 @@ def unqualified(statements: Sequence[ast.RawStmt]) -> dict[str, str]:
     return found
 
 
+def unresolved_data_name(
+    statements: Sequence[ast.RawStmt],
+    watched: set[str],
+    resolved: dict[str, tuple[str, str]],
+) -> str | None:
+    """In a message of several statements, a name that a statement reading or
+    writing rows writes without a schema, that a labelled table or decrypting
+    view has somewhere (`watched`), and that resolves to nothing now: nothing of
+    the statement is rewritten, yet a statement before it may change search_path
+    so that it reaches that table or view, with plaintext or a search term as
+    written."""
+    if len(statements) < 2:
+        return None
+    for raw in statements:
+        if not isinstance(raw.stmt, _QUALIFIED_STATEMENTS):
+            continue
+        visitor = _RangeVars()
+        visitor(raw.stmt)
+        for rv in visitor.found:
+            if rv.schemaname is not None or rv.catalogname is not None:
+                continue
+            name = range_var_name(rv)
+            if name in watched and name not in resolved:
+                return name
+    return None
+
+
 def unguarded_write(
     statements: Sequence[ast.RawStmt], renames: dict[str, str], labelled: set[str]
 ) -> str | None:

@@ -2366,6 +2366,18 @@ def test_a_name_resolved_elsewhere_by_the_time_its_statement_runs_writes_nothing
             with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
                 conn.execute(script.encode())  # one simple Query message
             assert "cannot write" in (caught.value.diag.message_primary or "")
+        # The name reaches nothing before the message runs; an operator's function
+        # then makes it reach the labelled table: nothing of it goes up as written.
+        conn.execute("set search_path = public")
+        for script in [
+            b"select 1 operator(s_op_main.===) 2; "
+            b"insert into t_op values (5, 'OpSecretFive')",
+            b"select 1 operator(s_op_main.===) 2; "
+            b"select id from decrypted_t_op where decrypted_secret = 'OpSecretSix'",
+        ]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="reaches no"):
+                conn.execute(script)
+            assert conn.execute("show search_path").fetchone() == ("public",)
         conn.execute("set search_path = s_op_other, s_op_main, public")
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="cannot write"):
             conn.execute(b"select 1; copy t_op from stdin")
