@@ -25,7 +25,8 @@ def run(sql: str) -> str:
 
 def test_create_secret() -> None:
     assert run("select vault.create_secret('s', 'n', new_description := 'd')") == (
-        "select vault._proxy_create_secret(CURRENT_USER, ARRAY[<id>]::uuid[], ARRAY[encode("
+        "select vault._proxy_create_secret(CURRENT_USER, "
+        "ARRAY[<id>]::uuid[], ARRAY[encode("
         "pgsodium.crypto_aead_det_encrypt(convert_to(('s')::text, 'utf8'), "
         "convert_to(<id>, 'utf8'), 0::bigint, 'pgsodium'::bytea, <nonce>), "
         "'base64')]::text[], ARRAY[<nonce>]::bytea[], ('n')::text, ('d')::text, "
@@ -35,7 +36,8 @@ def test_create_secret() -> None:
 
 def test_update_secret_without_a_new_secret_keeps_the_old_one() -> None:
     assert run("select vault.update_secret($1, new_name => $2)") == (
-        "select vault._proxy_update_secret(CURRENT_USER, ($1)::uuid, NULL::text, NULL::bytea, "
+        "select vault._proxy_update_secret(CURRENT_USER, "
+        "($1)::uuid, NULL::text, NULL::bytea, "
         "($2)::text, NULL::text, NULL::uuid) AS update_secret"
     )
 
@@ -45,33 +47,39 @@ def test_a_null_secret_is_passed_on_as_null_never_encrypted() -> None:
     23502 for create_secret; update_secret keeps the old one). A parameter may
     be NULL: the proxy folds the CASE with its value."""
     assert run("select vault.create_secret(null::text)") == (
-        "select vault._proxy_create_secret(CURRENT_USER, ARRAY[<id>]::uuid[], "
+        "select vault._proxy_create_secret(CURRENT_USER, "
+        "ARRAY[<id>]::uuid[], "
         "ARRAY[NULL::text]::text[], ARRAY[<nonce>]::bytea[], NULL::text, ''::text, "
         "NULL::uuid) AS create_secret"
     )
     assert run("select vault.create_secret($1)") == (
-        "select vault._proxy_create_secret(CURRENT_USER, ARRAY[<id>]::uuid[], ARRAY[CASE WHEN "
+        "select vault._proxy_create_secret(CURRENT_USER, "
+        "ARRAY[<id>]::uuid[], ARRAY[CASE WHEN "
         "($1) IS NULL THEN NULL ELSE encode(pgsodium.crypto_aead_det_encrypt("
         "convert_to(($1)::text, 'utf8'), convert_to(<id>, 'utf8'), 0::bigint, "
         "'pgsodium'::bytea, <nonce>), 'base64') END]::text[], "
         "ARRAY[<nonce>]::bytea[], NULL::text, ''::text, NULL::uuid) AS create_secret"
     )
     assert run("select vault.update_secret($1, NULL::text)") == (
-        "select vault._proxy_update_secret(CURRENT_USER, ($1)::uuid, NULL::text, NULL::bytea, "
+        "select vault._proxy_update_secret(CURRENT_USER, "
+        "($1)::uuid, NULL::text, NULL::bytea, "
         "NULL::text, NULL::text, NULL::uuid) AS update_secret"
     )
     assert run("select vault.update_secret($1, $2)").startswith(
-        "select vault._proxy_update_secret(CURRENT_USER, ($1)::uuid, CASE WHEN ($2) IS NULL THEN "
+        "select vault._proxy_update_secret(CURRENT_USER, "
+        "($1)::uuid, CASE WHEN ($2) IS NULL THEN "
         "NULL ELSE encode(pgsodium.crypto_aead_det_encrypt(convert_to(($2)::text"
     )
 
 
 _CREATE = (
-    "vault._proxy_create_secret(CURRENT_USER, ARRAY[<id>]::uuid[], ARRAY[<ciphertext>]::text[], "
+    "vault._proxy_create_secret(CURRENT_USER, "
+    "ARRAY[<id>]::uuid[], ARRAY[<ciphertext>]::text[], "
     "ARRAY[<nonce>]::bytea[], NULL::text, ''::text, NULL::uuid)"
 )
 _UPDATE = (
-    "vault._proxy_update_secret(CURRENT_USER, ($1)::uuid, NULL::text, NULL::bytea, NULL::text, "
+    "vault._proxy_update_secret(CURRENT_USER, "
+    "($1)::uuid, NULL::text, NULL::bytea, NULL::text, "
     "NULL::text, NULL::uuid)"
 )
 
