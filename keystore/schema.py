@@ -37,8 +37,9 @@ ADVISORY_LOCK_KEY = int.from_bytes(b"pgsodium", "big")
 STUB_SQLSTATE = "0A000"
 STUB_HINT = (
     "Connect through the pgsodium-proxy port: the proxy evaluates this function in "
-    "the statements it is sent, not inside the server (a column default, a view, a "
-    "function or trigger body, dynamic SQL)."
+    "the statements it is sent, not inside the server (a column default, a function "
+    "or trigger body, dynamic SQL, a view that runs with its owner's privileges: "
+    "make it security_invoker)."
 )
 
 # Catalogue kinds declared from the catalogue; the "tce" functions are declared by

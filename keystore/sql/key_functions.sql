@@ -58,7 +58,8 @@ BEGIN
                 'pgsodium-proxy',
       HINT = 'Connect through the pgsodium-proxy port: the proxy evaluates this '
              'function in the statements it is sent, not inside the server (a '
-             'column default, a view, a function or trigger body, dynamic SQL).';
+             'column default, a function or trigger body, dynamic SQL, a view that '
+             'runs with its owner''s privileges: make it security_invoker).';
   END IF;
 
   INSERT INTO pgsodium.key (key_id, key_context, key_type, raw_key_nonce,

@@ -203,8 +203,10 @@ def test_another_owners_view_is_read_by_the_database_with_its_privileges(
         with psycopg.connect(
             proxy.dsn(user="view_reader", dbname=db), autocommit=True
         ) as conn:
-            with pytest.raises(psycopg.errors.FeatureNotSupported, match=STUB):
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match=STUB) as err:
                 conn.execute("select decrypted_raw_key from my_keys").fetchall()
+            # The hint tells the reader what would let the proxy read the view.
+            assert "security_invoker" in (err.value.diag.message_hint or "")
     finally:
         with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as admin:
             admin.execute("revoke pgsodium_keyiduser from view_reader")

@@ -24,8 +24,9 @@ EXPECTED = Path(__file__).parents[1] / "data" / "pgsodium-3.1.11-functions.tsv"
 OUTSIDER = "ks_schema_outsider"
 STUB_HINT = (
     "Connect through the pgsodium-proxy port: the proxy evaluates this function in "
-    "the statements it is sent, not inside the server (a column default, a view, a "
-    "function or trigger body, dynamic SQL)."
+    "the statements it is sent, not inside the server (a column default, a function "
+    "or trigger body, dynamic SQL, a view that runs with its owner's privileges: "
+    "make it security_invoker)."
 )
 ALL_TABLE = {
     "SELECT",
