@@ -51,22 +51,27 @@ def _error(frame: codec.Frame | None) -> tuple[str, str, str]:
 
 
 async def _session_works(proxy: RunningProxy, within: float = 60.0) -> None:
-    """A new session runs a statement, retried while the upstream comes back."""
+    """A new session runs a statement, retried while the upstream comes back.
+
+    The statement is retried with the connection: after a backend is killed, a
+    session can connect before the postmaster notices and then be ended by its
+    crash recovery.
+    """
     deadline = time.monotonic() + within
     while True:
         try:
             conn = await asyncpg.connect(
                 host=proxy.host, port=proxy.port, user="postgres", ssl=False
             )
-            break
+            try:
+                assert await conn.fetchval("select 1") == 1
+            finally:
+                await conn.close(timeout=5)
+            return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
-    try:
-        assert await conn.fetchval("select 1") == 1
-    finally:
-        await conn.close()
 
 
 @bounded(90)

@@ -598,7 +598,7 @@ COPY_VALUES = ["tab\there", "line\nbreak", "back\\slash", "émilie 🔐", "x" * 
 def test_copy_from_stdin_encrypts_each_row_as_it_streams(
     proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
 ) -> None:
-    marker = f"copy-plain-{id(conn)}"
+    marker = f"copy-plain-{uuid.uuid4().hex}"
     values = [*COPY_VALUES, marker]
     with conn.cursor().copy("copy t_w (id, secret, blob, note) from stdin") as copy:
         for i, value in enumerate(values, start=10):
@@ -666,7 +666,7 @@ def test_psql_copy_csv_reads_quoted_values_as_postgresql_does(
     """CSV: a quoted value with commas, quotes and a newline; NULL (unquoted
     empty) and a quoted note; a long value whose stored base64 has line breaks.
     Stored bytes equal INSERT's, and plaintext never reaches the database log."""
-    marker = f"csv-plain-{id(conn)}"
+    marker = f"csv-plain-{uuid.uuid4().hex}"
     long = marker + "y" * 100
     data = tmp_path / "rows.csv"
     data.write_bytes(
@@ -1108,7 +1108,7 @@ def test_more_shapes_of_reads_and_writes(
 def test_plaintext_of_writes_never_reaches_the_database(
     proxy: RunningProxy, conn: psycopg.Connection[Any], labelled: str
 ) -> None:
-    marker = f"tce-plain-{id(conn)}-{type(conn.cursor()).__name__}"
+    marker = f"tce-plain-{uuid.uuid4().hex}-{type(conn.cursor()).__name__}"
     conn.execute(
         "insert into t_w (id, secret, blob) values (6, %s, %s)",
         [marker, marker.encode()],
@@ -1130,7 +1130,7 @@ def test_null_bind_parameters_store_null(
     """An ORM sends None as a NULL bind parameter: NULL is stored, as a NULL
     literal is (pgsodium's trigger leaves NULL alone); a value beside it in the
     same statement is still encrypted and never reaches the database."""
-    marker = f"tce-null-{id(conn)}"
+    marker = f"tce-null-{uuid.uuid4().hex}"
     simple = isinstance(conn.cursor(), psycopg.ClientCursor)
     for binary in (False,) if simple else (False, True):
         cur = conn.cursor(binary=binary)
@@ -1346,7 +1346,7 @@ def test_search_through_the_view_never_sends_the_value(
             f"security label for pgsodium on column t_search.{column} "
             f"is 'ENCRYPT WITH KEY ID {key}'"
         )
-    marker = f"search-{id(conn)}@example.org"
+    marker = f"search-{uuid.uuid4().hex}@example.org"
     conn.execute(
         "insert into t_search values (1, %s, %s), (2, 'other@example.org', 'b')",
         [marker, marker.encode()],
@@ -1723,7 +1723,7 @@ def test_a_malformed_statement_naming_a_labelled_table_stays_in_the_proxy(
 ) -> None:
     """Its plaintext would reach the database's log with the syntax error: the
     proxy answers the error itself, as PostgreSQL's parser words and places it."""
-    marker = f"tce-malformed-{id(conn)}-{len(sql)}"
+    marker = f"tce-malformed-{uuid.uuid4().hex}-{len(sql)}"
     with pytest.raises(psycopg.errors.SyntaxError) as through:
         conn.execute(sql.format(m=marker))
     with pytest.raises(psycopg.errors.SyntaxError) as server:
@@ -1756,7 +1756,7 @@ def test_values_rows_that_do_not_fit_get_postgresqls_42601(
     """Rows of different lengths, or more or fewer than the target columns: the
     client's mistake, worded and placed as PostgreSQL does, answered by the proxy
     (the plaintext stays out of the server's log), nothing stored."""
-    marker = f"tce-rows-{id(conn)}-{len(sql)}"
+    marker = f"tce-rows-{uuid.uuid4().hex}-{len(sql)}"
     before = stored_rows(conn)
     with pytest.raises(psycopg.errors.SyntaxError) as through:
         conn.execute(sql.format(m=marker))
@@ -2135,7 +2135,7 @@ def test_a_search_needs_execute_on_the_decrypt_it_stands_for_not_the_encrypt(
     reaches the database."""
     db = make_database(proxy, "tce_search_execute")
     cursor = type(conn.cursor())
-    value = f"guess-{id(conn)}-{cursor.__name__}"
+    value = f"guess-{uuid.uuid4().hex}-{cursor.__name__}"
     admin = psycopg.connect(proxy.dsn(dbname=db), autocommit=True)
     admin.execute("drop role if exists tce_guesser")
     admin.execute("create role tce_guesser login in role pgsodium_keyiduser")

@@ -40,10 +40,11 @@ def vault_decrypt(conn: psycopg.Connection[Any], secret_id: Any) -> str:
 
 
 def test_create_read_update(proxy: RunningProxy, conn: psycopg.Connection[Any]) -> None:
-    marker = f"vault-plain-{id(conn)}"
+    tag = uuid.uuid4().hex  # unique per run: Vault's names are unique
+    marker = f"vault-plain-{tag}"
     row = conn.execute(
         "select vault.create_secret(%s, %s, 'a description')",
-        [marker, f"name-{id(conn)}"],
+        [marker, f"name-{tag}"],
     ).fetchone()
     assert row is not None
     secret_id = row[0]
@@ -57,7 +58,7 @@ def test_create_read_update(proxy: RunningProxy, conn: psycopg.Connection[Any]) 
     assert conn.execute(
         "select name, decrypted_secret from vault.decrypted_secrets where id = %s",
         [secret_id],
-    ).fetchone() == (f"name-{id(conn)}", marker)
+    ).fetchone() == (f"name-{tag}", marker)
 
     conn.execute(
         "select vault.update_secret(%s, %s, new_description => 'changed')",
@@ -69,7 +70,7 @@ def test_create_read_update(proxy: RunningProxy, conn: psycopg.Connection[Any]) 
         [secret_id],
     ).fetchone() == (marker + "-2", "changed")
     assert vault_decrypt(conn, secret_id) == marker + "-2"
-    renamed = f"renamed-{id(conn)}"
+    renamed = f"renamed-{tag}"
     conn.execute("select vault.update_secret(%s, new_name => %s)", [secret_id, renamed])
     assert conn.execute(
         "select name, decrypted_secret from vault.decrypted_secrets where id = %s",
