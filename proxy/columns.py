@@ -249,6 +249,8 @@ def encode_value(
 ) -> bytes | None:
     if value is None:
         return None
+    if isinstance(value, types.Unparsed):
+        raise types.refuse_unparsed(type_name)
     if fmt == BINARY:
         if isinstance(value, tuple):
             return _record_send(value)

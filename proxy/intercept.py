@@ -585,7 +585,8 @@ class Interceptor:
                     # message quotes (a literal of the statement) stays here.
                     "SELECT pgsodium._proxy_raise($1, $2)",
                     [error.sqlstate, redacted_message(error.message)],
-                )
+                ),
+                join=True,  # the error must leave the upstream as the client sees it
             )
         except (LookupFailed, Skipped):
             pass
@@ -699,6 +700,10 @@ class Interceptor:
 
     async def _bind(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
+        if not message.portal:
+            # A Bind replaces the unnamed portal, whatever becomes of it: an
+            # Execute after it must never find a previous statement's Execution.
+            self.portals.pop("", None)
         name = message.statement.encode()
         if self.tce.versioned and name in self.prepared:
             if self.tce.stale():
@@ -709,6 +714,9 @@ class Interceptor:
             if self._replan_needed(name):
                 await self._replan(name)
         if message.statement not in self.statements:
+            # SECURITY: untouched, as _track forwards it: the portal it names is no
+            # longer a rewritten one's (its rows would be transformed as those).
+            self.forget(frame)
             self._forward(frame, PassThrough(b"2E"))
             return
         if message.statement in self.fresh:
@@ -721,6 +729,7 @@ class Interceptor:
         try:
             upstream = await execution.bind()
         except Skipped:
+            self.forget(frame)
             self._forward(frame, PassThrough(b"2E"))
             return
         except LookupFailed as exc:

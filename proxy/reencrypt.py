@@ -50,7 +50,8 @@ async def reencrypt(
     """Lock and read the rows (`pre_read`: plan.select and its bind values),
     re-encrypt their values: the FROM item's arrays (table oids, ctids, then each
     column's new values) as array literals."""
-    rows = (await session.internal(pre_read))[0]
+    # Joined: the rows' locks must hold until the client's UPDATE has run.
+    rows = (await session.internal(pre_read, join=True))[0]
     if len(rows) > max_rows():
         raise ProxyError(
             SQLSTATE.PROGRAM_LIMIT_EXCEEDED,

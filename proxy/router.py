@@ -99,6 +99,23 @@ class Collect(Reply):
         self._finish()
 
 
+class CollectToReady(Collect):
+    """A proxy-internal request that ends with a Sync of its own: keeps every
+    message up to and including its ReadyForQuery, an error among them."""
+
+    sync_like = True
+
+    def __init__(self) -> None:
+        super().__init__(b"Z")
+
+    def feed(self, frame: Frame, out: list[bytes]) -> bool:
+        self.frames.append(frame)
+        if frame.type == READY:
+            self._finish()
+            return True
+        return False
+
+
 class Swallow(Reply):
     """The reply to a Query the proxy sends on its own (ROLLBACK, an abort): every
     message up to and including its ReadyForQuery stays in the proxy, except, with
@@ -160,12 +177,19 @@ class Router:
         self.syncs_pushed = 0
         # True after an extended-protocol error until the next Sync is queued.
         self._skipping = False
+        # True once an extended-protocol message (the client's or the proxy's)
+        # went upstream after the last sync-like one: the implicit transaction it
+        # started may be open, with the client's unnamed portal or the proxy's
+        # row locks in it.
+        self.unsynced = False
 
     @property
     def idle(self) -> bool:
         return not self._queue
 
     def push(self, reply: Reply) -> None:
+        if not isinstance(reply, Emit):
+            self.unsynced = not reply.sync_like
         if self._skipping and not reply.sync_like and not isinstance(reply, Emit):
             reply.skip()
             return

@@ -21,10 +21,18 @@ from rewriter.tce_copy import CopyRows
 
 from . import codec, metrics, tls
 from .codec import Frame, FrameReader, ProtocolViolation
-from .errors import SQLSTATE, ProxyError, redacted_traceback
+from .errors import SQLSTATE, ProxyError, redacted_message, redacted_traceback
 from .intercept import Interceptor
 from .lookup import Bound, LookupFailed, Skipped, sanitize
-from .router import Collect, Emit, PassThrough, Reply, Router, SyncReply
+from .router import (
+    Collect,
+    CollectToReady,
+    Emit,
+    PassThrough,
+    Reply,
+    Router,
+    SyncReply,
+)
 
 if TYPE_CHECKING:
     from .server import Server
@@ -586,14 +594,21 @@ class Session:
     # -- the proxy's own requests ------------------------------------------------
 
     async def internal(
-        self, *queries: tuple[str, list[str | None]] | Bound
+        self, *queries: tuple[str, list[str | None]] | Bound, join: bool = False
     ) -> list[list[list[str | None]]]:
         """Run the proxy's own queries on the client's connection, in one round trip;
         the rows of each, as text.
 
-        Uses a named statement and portal of the proxy's own and ends with Flush:
-        the client's unnamed statement, portals and transaction are untouched. If one
-        query fails, the upstream skips the rest (until the client's next Sync).
+        Uses a named statement and portal of the proxy's own: the client's unnamed
+        statement and portals are untouched. Between two of the client's
+        transactions (idle, nothing of the client's pending upstream) they end with
+        a Sync of their own and run in a transaction of their own, so the client's
+        next statement starts afresh: VACUUM, CREATE DATABASE and BEGIN ISOLATION
+        LEVEL refuse to run in a transaction that already ran a query (25001).
+        Otherwise, or with `join` (a lock or an error that must hold in the
+        client's next statement), they end with Flush and run in the client's
+        transaction; if one fails, the upstream skips the rest (until the client's
+        next Sync).
         Raises Skipped if the upstream discarded them, LookupFailed on an error.
         """
         messages: list[codec.Message] = []
@@ -617,10 +632,20 @@ class Session:
                 codec.Close("P", INTERNAL_NAME),
                 codec.Close("S", INTERNAL_NAME),
             ]
-        reply = Collect(b"123C", count=6 * len(queries))
-        self.write_upstream(
-            b"".join(m.encode() for m in messages) + codec.Flush().encode()
+        alone = (
+            not join
+            and self.transaction_status == "I"
+            and self.router.idle
+            and not self.router.unsynced
         )
+        reply: Collect
+        if alone:
+            reply = CollectToReady()
+            end = codec.Sync().encode()
+        else:
+            reply = Collect(b"123C", count=6 * len(queries))
+            end = codec.Flush().encode()
+        self.write_upstream(b"".join(m.encode() for m in messages) + end)
         self.router.push(reply)
         self.flush_upstream()
         frames = await reply.done
@@ -629,6 +654,8 @@ class Session:
         results: list[list[list[str | None]]] = [[]]
         for frame in frames:
             if frame.type == ord("E"):
+                if alone:
+                    await self._fail_as_joined(frame)
                 raise LookupFailed(sanitize(frame))
             if frame.type == ord("D"):
                 results[-1].append(
@@ -640,6 +667,22 @@ class Session:
             elif frame.type == ord("C"):
                 results.append([])
         return results[: len(queries)]
+
+    async def _fail_as_joined(self, frame: Frame) -> None:
+        """A query run in its own transaction failed: raise its error again in the
+        client's, as if it had run there, so that the upstream skips the client's
+        messages up to its next Sync, as the proxy's callers expect."""
+        error = codec.decode_backend(frame)
+        try:
+            await self.internal(
+                (
+                    "SELECT pgsodium._proxy_raise($1, $2)",
+                    [error.sqlstate, redacted_message(error.message)],
+                ),
+                join=True,
+            )
+        except (LookupFailed, Skipped):
+            pass  # the error it is for (or the function is missing: an error too)
 
     async def internal_describe(self, name: str, kind: str = "S") -> list[Frame]:
         """The upstream's own Describe of a prepared statement (or a portal), kept

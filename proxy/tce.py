@@ -70,6 +70,18 @@ _WORDS = (b"label", b"vault", b"secret", b'u&"', b"prepare", b"execute", b"deall
 _PREPARED = re.compile(rb"(?:^|;)\s*(?:prepare|execute|deallocate)\s", re.IGNORECASE)
 # A Unicode-escaped identifier (U&"…") may name a labelled table in other letters.
 _ESCAPED_NAME = re.compile(rb'u&"', re.IGNORECASE)
+# A message that is one transaction-control statement and nothing else: no name,
+# no value, nothing to rewrite. The label list is not refreshed for it: inside a
+# transaction block that query would take the snapshot first, and PostgreSQL
+# then refuses SET TRANSACTION ISOLATION LEVEL (25001, "must be called before any
+# query"). A comment, a semicolon before the end or a dollar quote makes it
+# anything else (refreshed as usual).
+_TRANSACTION_ONLY = re.compile(
+    rb"\s*(?:begin|start\s+transaction|set\s+(?:local\s+|session\s+)?transaction"
+    rb"|set\s+session\s+characteristics|commit|end|rollback|abort|savepoint"
+    rb"|release|prepare\s+transaction)\b(?:[^;'\"$/\\-]|'[^'\\]*')*;?\s*\x00",
+    re.IGNORECASE,
+)
 
 
 class Tce:
@@ -112,6 +124,8 @@ class Tce:
         if self.session.replication:
             return False  # no labels on a walsender: its upstream guard still holds
         body = frame.body
+        if _TRANSACTION_ONLY.match(_statement_text(frame)):
+            return False
         return self.stale() or self._maybe(body)
 
     def names_in(self, body: bytes) -> bool:
@@ -457,3 +471,11 @@ def text_array(values: list[str]) -> str:
 def _text_array(values: list[str]) -> str:
     quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
     return "{" + ",".join(quoted) + "}"
+
+
+def _statement_text(frame: Frame) -> bytes:
+    """A Query's or Parse's statement text, with its terminating NUL."""
+    body = frame.body
+    if frame.type == ord("P"):
+        return body[body.find(b"\x00") + 1 :]
+    return body

@@ -544,13 +544,34 @@ def text_in(type_name: str, text: str) -> object:
         return name_in(text)
     if type_name in ("text", "character varying", "unknown"):
         return text
-    if type_name.startswith("pgsodium.") or type_name in (
-        "timestamp with time zone",
-        "inet",
-    ):
+    if type_name.startswith("pgsodium."):
         # Kept as text: the server parses these when the value goes upstream.
         return text
+    if type_name in _SERVER_PARSED:
+        return Unparsed(text)
     raise _refuse(f"type {type_name}")
+
+
+# Types whose input the proxy leaves to the server: their values are kept as the
+# text written, which only the server turns into its own output (inet's canonical
+# form; timestamptz under the session's TimeZone and DateStyle).
+_SERVER_PARSED = ("timestamp with time zone", "inet")
+
+
+class Unparsed(str):
+    """The text of a value of a type in _SERVER_PARSED that no server has parsed
+    yet. Fine as an argument that goes upstream or to the ipcrypt wrappers (which
+    parse it); never sent to the client as the value itself."""
+
+
+def refuse_unparsed(type_name: str) -> RewriteError:
+    return RewriteError(
+        "0A000",
+        f"pgsodium-proxy cannot return a value cast to {type_name} from text it "
+        f"computed: PostgreSQL's {type_name} input and output decide its text, and "
+        "the value never reaches the server (return the text and cast it in the "
+        "client, or cast it in a query over the result)",
+    )
 
 
 def text_out(type_name: str, value: object, bytea_output: str = "hex") -> str:
@@ -613,6 +634,8 @@ def cast(value: object, source: str, target: str, bytea_output: str = "hex") -> 
 
 
 def _cast_to_string(value: object, source: str, target: str, bytea_output: str) -> str:
+    if isinstance(value, Unparsed):
+        raise refuse_unparsed(source)
     if source == "inet" and target != "name":
         return _network_show(str(value))  # pg_cast: text(inet), the mask always shown
     if source == "inet":
@@ -629,7 +652,12 @@ def _network_show(text: str) -> str:
     """network_show: the address and its prefix length, even a full-length one."""
     import ipaddress
 
-    parsed = ipaddress.ip_interface(text)
+    try:
+        parsed = ipaddress.ip_interface(text)
+    except ValueError:
+        raise RewriteError(
+            "22P02", f'invalid input syntax for type inet: "{text}"'
+        ) from None
     return f"{parsed.ip}/{parsed.network.prefixlen}"
 
 

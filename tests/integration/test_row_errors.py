@@ -162,3 +162,39 @@ def test_what_the_proxy_would_get_wrong_is_refused(
             .fetchone()[0]
             .startswith("a\\x")
         )
+
+
+DECRYPTED = (
+    "convert_from(pgsodium.crypto_aead_det_decrypt(secret, "
+    "convert_to(id::text, 'utf8'), kid), 'utf8')"
+)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        f"({DECRYPTED} || '.0.0.1')::inet",
+        f"(({DECRYPTED} || '.0.0.1')::inet)::text",
+        f"('2023-01-02 03:04:05+02' || {DECRYPTED})::timestamptz",
+        # Folded: a value computed from constants, sent to the client as it is.
+        "convert_from(pgsodium.crypto_aead_det_decrypt(pgsodium.crypto_aead_det_"
+        "encrypt(convert_to('ß', 'utf8'), ''::bytea, 1::bigint), ''::bytea, "
+        "1::bigint), 'utf8')::inet",
+    ],
+)
+@pytest.mark.parametrize(
+    "cursor", [psycopg.ClientCursor, psycopg.Cursor], ids=["simple", "extended"]
+)
+def test_a_computed_value_cast_to_a_type_the_server_parses_is_refused(
+    proxy: RunningProxy, db: str, cursor: type[psycopg.Cursor], expression: str
+) -> None:
+    """inet and timestamptz get their text from PostgreSQL's input and output
+    functions (a canonical address; the session's TimeZone and DateStyle). The
+    proxy never returns the text it was cast from as such a value ('v.0.0.1' is no
+    address; PostgreSQL would give 22P02, and a timestamptz in UTC)."""
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=cursor
+    ) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="cast to"):
+            conn.execute(f"select id, {expression} from t where id = 1").fetchall()
+        assert conn.execute("select 1").fetchone() == (1,)
