@@ -28,6 +28,17 @@ async def _connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
 async def install_schema(dsn: str, root_key: RootKey) -> str:
     """Install or upgrade pgsodium's schema in one transaction; idempotent."""
     connection = await _connect(dsn)
+    notes: list[str] = []
+
+    def listen(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        # The schema's own notices (what this role could not set up), not the
+        # server's "already exists, skipping" of a second run.
+        text = str(getattr(message, "message", ""))
+        if text.startswith(_OWN_NOTICE):
+            hint = getattr(message, "hint", None)
+            notes.append(text[len(_OWN_NOTICE) :] + (f" ({hint})" if hint else ""))
+
+    connection.add_log_listener(listen)
     try:
         async with connection.transaction():
             await connection.execute(schema.render(root_key.fingerprint()))
@@ -36,10 +47,14 @@ async def install_schema(dsn: str, root_key: RootKey) -> str:
         raise AdminError(f"init failed: {exc.sqlstate} {exc}") from None
     finally:
         await connection.close()
-    return (
+    report = (
         f"pgsodium schema version {schema.SCHEMA_VERSION} installed in database "
         f"{database!r}; root key fingerprint {root_key.fingerprint()}"
     )
+    return "\n".join([report, *(f"note: {note}" for note in notes)])
+
+
+_OWN_NOTICE = "pgsodium-proxy: "
 
 
 async def verify_fingerprint(upstream: UpstreamConfig, root_key: RootKey) -> None:

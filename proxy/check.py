@@ -137,6 +137,16 @@ async def _check_admin(
             )
         except asyncpg.UndefinedTableError:
             meta = None
+        triggers = await connection.fetchval(
+            "SELECT count(*) FROM pg_catalog.pg_event_trigger "
+            "WHERE evtname LIKE 'pgsodium\\_proxy\\_%'"
+        )
+        owner = await connection.fetchval(
+            "SELECT pg_catalog.pg_get_userbyid(proowner) FROM pg_catalog.pg_proc "
+            "WHERE oid = pg_catalog.to_regprocedure('pgsodium.create_key("
+            "pgsodium.key_type, text, bytea, bytea, uuid, bytea, "
+            "timestamp with time zone, text)')"
+        )
     finally:
         await connection.close()
     if meta is None:
@@ -147,6 +157,18 @@ async def _check_admin(
         "ok" if not version_note else "note",
         f"pgsodium schema version {meta[0]}{version_note}",
     )
+    if not triggers:
+        report.line(
+            "note",
+            "no event triggers (init ran as a role that is not a superuser): ALTER "
+            "TABLE does not regenerate decrypting views; a superuser's init adds them",
+        )
+    if owner is not None and owner != "pgsodium_keymaker":
+        report.line(
+            "note",
+            f"pgsodium.create_key() is owned by {owner!r}, not pgsodium_keymaker "
+            "as in pgsodium; a superuser's init gives it to pgsodium_keymaker",
+        )
     if fingerprint is None:
         report.line("FAIL", f"recorded root key fingerprint {meta[1]} not compared")
     elif meta[1] == fingerprint:

@@ -395,6 +395,13 @@ class Tce:
             or vault.mentions_vault(statements)
         ):
             return sql
+        if not self.installed and tce.has_security_label(statements):
+            raise RewriteError(
+                "3F000",
+                "the pgsodium schema of pgsodium-proxy is not installed in this "
+                "database",
+                hint="Run `pgsodium-proxy init` for this database.",
+            )
         self.copy = _copy_plan(frame, statements, relations)
         try:
             declared: tuple[int, ...] = ()

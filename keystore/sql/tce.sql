@@ -1118,5 +1118,15 @@ BEGIN
       WHEN TAG IN ('ALTER TABLE')
       EXECUTE FUNCTION pgsodium._proxy_tce_ddl();
   END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+                  WHERE evtname IN ('pgsodium_proxy_label_drop',
+                                    'pgsodium_proxy_trg_mask_update')) THEN
+    RAISE NOTICE USING
+      MESSAGE = pg_catalog.format('pgsodium-proxy: role %s is not a superuser, so '
+        'no event triggers were installed: ALTER TABLE does not regenerate a '
+        'labelled table''s decrypting view, and dropping a labelled column or '
+        'table keeps its labels', current_user),
+      HINT = 'Run init as a superuser to install them.';
+  END IF;
 END
 $event$;

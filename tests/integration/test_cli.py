@@ -119,6 +119,47 @@ def test_serve_refuses_a_root_key_other_than_the_recorded_one(
     assert wrong.read_text().strip() not in done.stderr
 
 
+def test_init_and_check_say_what_a_role_that_is_not_a_superuser_left_out(
+    tmp_path: Path, pg_cluster: Cluster, cli_db: str
+) -> None:
+    """A database owner without superuser gets the schema, and is told (by init and
+    by check) which parts of pgsodium's setup only a superuser's init makes."""
+    pg_cluster.psql("DROP DATABASE IF EXISTS cli_weakdb")
+    pg_cluster.psql("DROP ROLE IF EXISTS cli_weak")
+    pg_cluster.psql("CREATE ROLE cli_weak LOGIN")
+    pg_cluster.psql("CREATE DATABASE cli_weakdb OWNER cli_weak")
+    key = tmp_path / "root.key"
+    generate_key_file(key)
+    config = _config(tmp_path, pg_cluster, "cli_weakdb", key, free_port())
+    config.write_text(config.read_text().replace("postgres@", "cli_weak@"))
+    try:
+        # The pgsodium roles exist (other databases' inits made them).
+        done = _run("init", "--config", str(config))
+        assert done.returncode == 0, done.stderr
+        assert "installed in database 'cli_weakdb'" in done.stdout
+        assert "note: role cli_weak is not a superuser" in done.stdout
+        assert "note: role cli_weak cannot make pgsodium_keymaker" in done.stdout
+        checked = _run("check", "--config", str(config))
+        assert "note no event triggers" in checked.stdout, checked.stdout
+        assert "create_key() is owned by 'cli_weak'" in checked.stdout
+    finally:
+        pg_cluster.psql("DROP DATABASE IF EXISTS cli_weakdb")
+        pg_cluster.psql("DROP ROLE IF EXISTS cli_weak")
+    # A superuser's init has nothing to say.
+    pg_cluster.psql("DROP DATABASE IF EXISTS cli_superdb")
+    pg_cluster.psql("CREATE DATABASE cli_superdb")
+    try:
+        done = _run(
+            "init",
+            "--config",
+            str(_config(tmp_path, pg_cluster, "cli_superdb", key, 1)),
+        )
+        assert done.returncode == 0, done.stderr
+        assert "note:" not in done.stdout
+    finally:
+        pg_cluster.psql("DROP DATABASE IF EXISTS cli_superdb")
+
+
 def test_init_refuses_to_record_a_second_root_key(
     tmp_path: Path, pg_cluster: Cluster, cli_db: str
 ) -> None:

@@ -727,3 +727,14 @@ def test_a_database_without_the_proxys_schema_says_so(proxy: RunningProxy) -> No
         assert "pgsodium-proxy init" in (caught.value.diag.message_hint or "")
         assert "_proxy" not in str(caught.value)
         assert conn.execute("select 1").fetchone() == (1,)
+        conn.execute("create table labelled_later (c text)")
+        # A label names the proxy's schema too: said the same way, not as the
+        # server's error about the proxy's internal function.
+        with pytest.raises(psycopg.errors.InvalidSchemaName) as caught:
+            conn.execute(
+                "security label for pgsodium on column labelled_later.c is "
+                "'ENCRYPT WITH KEY ID 3a9d3e6c-0b5f-4c1a-9a3e-1d2b3c4d5e6f'"
+            )
+        assert "pgsodium-proxy init" in (caught.value.diag.message_hint or "")
+        assert "_proxy" not in str(caught.value)
+        assert conn.execute("select 1").fetchone() == (1,)
