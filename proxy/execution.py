@@ -28,7 +28,7 @@ from rewriter.tce_reencrypt import ReencryptPlan
 from . import codec
 from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
-from .lookup import Bound, LookupFailed, Skipped, lookup
+from .lookup import KEY_ROWS_HINT, Bound, LookupFailed, Skipped, lookup
 from .metrics import CRYPTO
 from .reencrypt import reencrypt
 from .router import Reply
@@ -269,6 +269,7 @@ class Execution:
                 raise ProxyError(
                     SQLSTATE.INSUFFICIENT_PRIVILEGE,
                     f"permission denied for function {name}",
+                    hint=KEY_ROWS_HINT,
                 )
 
     def _check_search_path(self, schemas: list[str]) -> None:

@@ -155,6 +155,12 @@ def _not_installed(exc: LookupFailed) -> LookupFailed:
     return exc
 
 
+KEY_ROWS_HINT = (
+    "pgsodium's key functions and key rows are pgsodium_keyiduser's: grant that "
+    "role to this one (GRANT pgsodium_keyiduser TO ...), as pgsodium requires."
+)
+
+
 def _denied_as(exc: LookupFailed, caller: str) -> LookupFailed:
     """The 42501 of a role that may not read key rows (the proxy's functions that
     read them are pgsodium_keyiduser's, as the key rows are with pgsodium): named
@@ -166,7 +172,9 @@ def _denied_as(exc: LookupFailed, caller: str) -> LookupFailed:
         return exc
     return LookupFailed(
         ProxyError(
-            SQLSTATE.INSUFFICIENT_PRIVILEGE, f"permission denied for function {caller}"
+            SQLSTATE.INSUFFICIENT_PRIVILEGE,
+            f"permission denied for function {caller}",
+            hint=KEY_ROWS_HINT,
         ).to_error_response()
     )
 

@@ -237,6 +237,7 @@ def test_role_without_keyiduser_gets_42501_and_nothing_is_computed(
         assert caught.value.diag.message_primary == (
             "permission denied for function crypto_aead_det_encrypt"
         )
+        assert "pgsodium_keyiduser" in (caught.value.diag.message_hint or "")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             other.execute("select pgsodium.derive_key(1)")
     conn.execute("grant pgsodium_keyiduser to plain_user")

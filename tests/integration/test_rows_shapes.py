@@ -555,6 +555,8 @@ def test_a_keyless_role_is_told_the_pgsodium_function_it_may_not_run(
         assert caught.value.diag.message_primary == (
             "permission denied for function crypto_aead_det_decrypt"
         )
+        # It never named the proxy's key rows; the hint says what it lacks.
+        assert "pgsodium_keyiduser" in (caught.value.diag.message_hint or "")
 
 
 def test_a_role_granted_only_the_function_is_told_that_function_never_the_proxys(
