@@ -23,12 +23,29 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_check_execute(fns regprocedure[])
 AS $fn$
 DECLARE
   fn regprocedure;
+  holder name;
+  message text;
 BEGIN
   FOREACH fn IN ARRAY coalesce(fns, '{}'::regprocedure[]) LOOP
     IF fn IS NOT NULL AND NOT pg_catalog.has_function_privilege(fn, 'EXECUTE') THEN
-      RAISE EXCEPTION USING ERRCODE = '42501',
-        MESSAGE = pg_catalog.format('permission denied for function %s',
-          (SELECT p.proname FROM pg_catalog.pg_proc p WHERE p.oid = fn));
+      -- The least of pgsodium's roles that may call it, for the hint (pgsodium's
+      -- roles nest: keymaker holds keyholder, which holds keyiduser).
+      SELECT r.rolname INTO holder
+        FROM pg_catalog.pg_roles r
+        JOIN unnest(ARRAY['pgsodium_keyiduser', 'pgsodium_keyholder',
+                          'pgsodium_keymaker']) WITH ORDINALITY AS w(name, n)
+          ON r.rolname = w.name
+       WHERE pg_catalog.has_function_privilege(r.oid, fn, 'EXECUTE')
+       ORDER BY w.n LIMIT 1;
+      message := pg_catalog.format('permission denied for function %s',
+        (SELECT p.proname FROM pg_catalog.pg_proc p WHERE p.oid = fn));
+      IF holder IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = message;
+      END IF;
+      RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = message,
+        HINT = pg_catalog.format('pgsodium grants EXECUTE on this function to %s: '
+          'grant that role to this one (GRANT %s TO ...), as pgsodium requires.',
+          holder, holder);
     END IF;
   END LOOP;
 END
