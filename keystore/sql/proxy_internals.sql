@@ -121,17 +121,17 @@ $fn$;
 -- SECURITY: as _proxy_key_material, for pgsodium_keyiduser only.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_key_ref(key_uuid uuid)
   RETURNS text
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $fn$
-DECLARE
-  found_type pgsodium.key_type;
-BEGIN
-  SELECT k.key_type INTO found_type FROM pgsodium.key k WHERE k.id = key_uuid;
-  IF NOT FOUND THEN
-    RETURN NULL;
-  END IF;
-  RETURN pgsodium._proxy_key_material(key_uuid, found_type);
-END
+  -- Called once a row: a derived key's entry is written here, as
+  -- _proxy_key_material writes it, in one query (plpgsql calling
+  -- _proxy_key_material took 7 us a row upstream, this 3 us: bench/rows.py).
+  SELECT CASE WHEN k.raw_key IS NULL
+              THEN pg_catalog.format('d,%s,%s,%s', k.key_type, k.key_id,
+                     pg_catalog.encode(k.key_context, 'hex'))
+              ELSE pgsodium._proxy_key_material(k.id, k.key_type) END
+    FROM pgsodium.key k
+   WHERE k.id = key_uuid
 $fn$;
 
 -- Every aead-det key's material, for a COPY into a column labelled ENCRYPT WITH

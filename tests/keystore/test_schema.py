@@ -886,6 +886,22 @@ def test_key_material_of_raw_keys_and_their_chain(
     assert one(conn, MATERIAL, [empty_ad, "aead-det"]).split(";")[0].split(",")[5] == ""
 
 
+def test_key_ref_is_the_material_of_the_rows_own_type(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """_proxy_key_ref, read once a row, writes a derived key's entry itself:
+    exactly what _proxy_key_material gives for the row's key_type."""
+    derived = create_key(conn, "'hmacsha512', key_context := 'ctx-5678'")
+    raw = insert_raw_key(conn, create_key(conn)[0])
+    ref = "SELECT pgsodium._proxy_key_ref(%s::uuid)"
+
+    for key_uuid, key_type in ((derived[0], "hmacsha512"), (raw, "aead-det")):
+        assert one(conn, ref, [key_uuid]) == one(conn, MATERIAL, [key_uuid, key_type])
+    assert one(conn, ref, [uuid.uuid4()]) is None
+    assert one(conn, ref, [None]) is None
+    assert one(conn, "SELECT pgsodium._proxy_key_ref(42::bigint)") is None
+
+
 def test_key_material_ignores_status_and_expiry(conn: psycopg.Connection[Any]) -> None:
     key = create_key(conn, "name := 'ks-material-old'")
     conn.execute(
