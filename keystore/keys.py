@@ -33,7 +33,10 @@ class RawKey:
     parent: str | None
 
     def __repr__(self) -> str:
-        return f"RawKey(id={self.id!r}, key_type={self.key_type!r}, parent={self.parent!r})"
+        return (
+            f"RawKey(id={self.id!r}, key_type={self.key_type!r}, "
+            f"parent={self.parent!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -836,9 +836,9 @@ class Interceptor:
         self.session.pending_abort = None
         assert error is not None
         reply = Swallow()
-        text = "SELECT pgsodium._proxy_raise($$%s$$, $$%s$$)" % (
-            error.sqlstate,
-            "aborted by pgsodium-proxy",
+        text = (
+            f"SELECT pgsodium._proxy_raise($${error.sqlstate}$$, "
+            "$$aborted by pgsodium-proxy$$)"
         )
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(reply)

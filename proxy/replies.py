@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ROW_ERRORS = (KeystoreError, RewriteError, ProxyError)
 
-T, D, C, I, S, Z, E = (ord(c) for c in "TDCIsZE")
+T, D, C, I, S, Z, E = (ord(c) for c in "TDCIsZE")  # noqa: E741 (message types)
 
 
 class QueryReply(Reply):

@@ -68,7 +68,8 @@ class SyncReply(Reply):
 
 
 class Collect(Reply):
-    """A proxy-internal request: keeps its messages from the client, resolves a future."""
+    """A proxy-internal request: keeps its messages from the client, resolves a
+    future."""
 
     def __init__(self, terminals: bytes, count: int = 1) -> None:
         super().__init__(terminals)

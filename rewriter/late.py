@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from pglast import ast
 
@@ -79,7 +79,7 @@ class LateAggregate:
     location: int
 
 
-Open = Union[Node, RowInput, LateCall, LateApply, LateField, LateCase, LateAggregate]
+Open = Node | RowInput | LateCall | LateApply | LateField | LateCase | LateAggregate
 
 # pgsodium's aggregates: the state function (plan.Aggregate.step) by argument count.
 _AGGREGATE_STEPS = {

@@ -8,7 +8,7 @@ Expression nodes (Const, Param, Call, Apply, Cast) describe values the proxy fol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from keystore.catalogue import Signature
 
@@ -98,7 +98,9 @@ class Aggregate:
     args: tuple[Node | None, ...]
 
 
-Node = Union[Const, Param, Call, Apply, Cast, FieldOf, Source, Column, Case, Aggregate]
+Node = (
+    Const | Param | Call | Apply | Cast | FieldOf | Source | Column | Case | Aggregate
+)
 
 
 def node_type(node: Node) -> str:

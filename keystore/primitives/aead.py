@@ -46,7 +46,7 @@ def _b2(key: bytes, *parts: bytes | memoryview) -> bytes:
     h = _keyed(key).copy()
     for part in parts:
         h.update(part)
-    return h.digest()
+    return h.digest()  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -130,7 +130,7 @@ def _xchacha20_xor_libsodium(
     )
     # SECURITY: both buffers are overwritten by the thread's next call; they hold a
     # per-message subkey and the last output, as secret as the plaintext returned.
-    return _BUFFER(out, size)[:]
+    return _BUFFER(out, size)[:]  # type: ignore[no-any-return]
 
 
 def _xchacha20_xor_portable(

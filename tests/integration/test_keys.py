@@ -172,7 +172,8 @@ def test_key_created_in_a_transaction_is_usable_in_it_and_gone_after_rollback(
         ).fetchone()[0]
         assert len(ciphertext) == 33
         raw = conn.execute(
-            "select id from pgsodium.create_key('hmacsha256', 'txn raw', raw_key := %s)",
+            "select id from pgsodium.create_key('hmacsha256', 'txn raw', raw_key := "
+            "%s)",
             [EXTERNAL_KEY],
         ).fetchone()[0]
         assert (
@@ -247,7 +248,8 @@ def test_role_without_keyiduser_gets_42501_and_nothing_is_computed(
         assert (
             len(
                 other.execute(
-                    "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, %s)",
+                    "select pgsodium.crypto_aead_det_encrypt('x'::bytea, ''::bytea, "
+                    "%s)",
                     [key],
                 ).fetchone()[0]
             )
@@ -285,13 +287,15 @@ async def test_asyncpg_prepared_statements_and_binary_values(
         try:
             key = await conn.fetchval("select id from pgsodium.create_key()")
             statement = await conn.prepare(
-                "select pgsodium.crypto_aead_det_encrypt($1::bytea, $2::bytea, $3::uuid)"
+                "select pgsodium.crypto_aead_det_encrypt($1::bytea, $2::bytea, "
+                "$3::uuid)"
             )
             first = await statement.fetchval(b"alice", b"", key)
             second = await statement.fetchval(b"alice", b"", key)
             assert first == second and len(first) == 37
             plain = await conn.fetchval(
-                "select pgsodium.crypto_aead_det_decrypt($1::bytea, ''::bytea, $2::uuid)",
+                "select pgsodium.crypto_aead_det_decrypt($1::bytea, ''::bytea, "
+                "$2::uuid)",
                 first,
                 key,
             )

@@ -48,7 +48,8 @@ def test_secrets_never_appear_in_logs_or_errors(
         conn.execute("select pgsodium.derive_key(3)")
         for bad in (
             (
-                "select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', %s::bytea)",
+                "select pgsodium.crypto_aead_det_encrypt(convert_to(%s, 'utf8'), '', "
+                "%s::bytea)",
                 [PLAINTEXT, RAW_KEY[:5]],
             ),
             (
@@ -56,7 +57,8 @@ def test_secrets_never_appear_in_logs_or_errors(
                 [PLAINTEXT, RAW_KEY + b"x"],
             ),
             (
-                "insert into nowhere values (pgsodium.crypto_aead_det_decrypt(%s::bytea, '', 1))",
+                "insert into nowhere values "
+                "(pgsodium.crypto_aead_det_decrypt(%s::bytea, '', 1))",
                 [RAW_KEY],
             ),
         ):

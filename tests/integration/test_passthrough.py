@@ -281,7 +281,8 @@ def _corpus(function_oid: int) -> dict[str, Script]:
             [
                 q("COPY pt_types TO STDOUT"),
                 q(
-                    "COPY (SELECT * FROM pt_types ORDER BY id) TO STDOUT (FORMAT binary)"
+                    "COPY (SELECT * FROM pt_types ORDER BY id) TO STDOUT (FORMAT "
+                    "binary)"
                 ),
                 q("COPY (SELECT 1, NULL, 'a,b') TO STDOUT (FORMAT csv, HEADER)"),
             ]

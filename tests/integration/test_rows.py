@@ -62,7 +62,8 @@ def test_decrypt_column_with_key_uuid_column(conn: psycopg.Connection) -> None:
         d.name
         for d in conn.execute(
             "select convert_from(pgsodium.crypto_aead_det_decrypt(secret, "
-            "convert_to(id::text, 'utf8'), key_id), 'utf8') as plain from accounts limit 0"
+            "convert_to(id::text, 'utf8'), key_id), 'utf8') as plain from accounts "
+            "limit 0"
         ).description
     ] == ["plain"]
 
@@ -117,12 +118,14 @@ def test_wrong_key_type_per_row_is_p0002(conn: psycopg.Connection) -> None:
 
 def test_row_results_equal_folded_results(conn: psycopg.Connection) -> None:
     rows = conn.execute(
-        "select note, kid, pgsodium.crypto_auth_hmacsha256(convert_to(note, 'utf8'), kid) "
+        "select note, kid, pgsodium.crypto_auth_hmacsha256(convert_to(note, 'utf8'), "
+        "kid) "
         "from accounts order by id"
     ).fetchall()
     for note, kid, mac in rows:
         folded = conn.execute(
-            "select pgsodium.crypto_auth_hmacsha256(convert_to(%s, 'utf8'), %s::bigint)",
+            "select pgsodium.crypto_auth_hmacsha256(convert_to(%s, 'utf8'), "
+            "%s::bigint)",
             [note, kid],
         ).fetchone()[0]
         assert mac == folded
@@ -143,7 +146,8 @@ def test_binary_results(proxy: RunningProxy, db: str) -> None:
             binary=True,
         ).fetchall()
         expected = conn.execute(
-            "select id, sha256(secret) from accounts where secret is not null order by id"
+            "select id, sha256(secret) from accounts where secret is not null order "
+            "by id"
         ).fetchall()
         assert rows == expected
 

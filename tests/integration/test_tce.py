@@ -189,7 +189,8 @@ def test_copy_into_a_key_column_label_uses_each_rows_key(
     ).stdout  # fmt: skip
     conn.execute("delete from t_copykey")
     restored = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", proxy.url(dbname=conn.info.dbname)],
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         proxy.url(dbname=conn.info.dbname)],
         input=dumped, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert restored.returncode == 0, restored.stderr
@@ -676,7 +677,8 @@ def test_psql_copy_csv_reads_quoted_values_as_postgresql_does(
     )
     done = subprocess.run(
         ["psql", "-X", "-v", "ON_ERROR_STOP=1", proxy.url(dbname=conn.info.dbname),
-         "-c", f"\\copy t_w (id, secret, note) from '{data}' with (format csv, header)"],
+         "-c",
+         f"\\copy t_w (id, secret, note) from '{data}' with (format csv, header)"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -716,7 +718,8 @@ def test_a_data_dump_restored_through_the_proxy_is_not_encrypted_twice(
     assert "COPY public.t_w" in dumped
     conn.execute("delete from t_w")
     restored = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", proxy.url(dbname=conn.info.dbname)],
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         proxy.url(dbname=conn.info.dbname)],
         input=dumped, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert restored.returncode == 0, restored.stderr
@@ -1587,7 +1590,8 @@ def test_a_dump_restores_labels_and_data_directly_and_through_the_proxy(
             f"is 'ENCRYPT WITH KEY ID {key} ASSOCIATED (id)'"
         )
         conn.execute(
-            f"security label for pgsodium on column t_dump.blob is 'ENCRYPT WITH KEY ID {key}'"
+            "security label for pgsodium on column t_dump.blob is 'ENCRYPT WITH KEY "
+            f"ID {key}'"
         )
         conn.execute(
             "insert into t_dump values (1, 'one', 'b1'), (2, %s, %s), (3, null, null)",
@@ -1813,7 +1817,8 @@ def test_words_of_ddl_in_a_statement_never_skip_its_labels(
         conn, "t_words", "id int primary key, email text, created_at text default 'x'"
     )
     conn.execute(
-        f"security label for pgsodium on column t_words.email is 'ENCRYPT WITH KEY ID {key}'"
+        "security label for pgsodium on column t_words.email is 'ENCRYPT WITH KEY ID "
+        f"{key}'"
     )
     statements = [
         ("insert into t_words (id, email, created_at) values (%s, %s, 'now')", 1),
@@ -1855,7 +1860,8 @@ def test_a_table_labelled_and_used_in_one_query_message_is_refused(
         conn.execute("drop table if exists t_onemsg cascade")
         script = (
             "create table t_onemsg (id int, s text); "
-            f"security label for pgsodium on column t_onemsg.s is 'ENCRYPT WITH KEY ID {key}'; "
+            "security label for pgsodium on column t_onemsg.s is 'ENCRYPT WITH KEY "
+            f"ID {key}'; "
             "insert into t_onemsg values (1, 'OneMessagePlaintext')"
         )
         with pytest.raises(
@@ -1978,7 +1984,8 @@ def test_names_resolve_once_for_the_labels_they_were_rewritten_for(
         conn.execute("create table s_plain.t_sp (id int, secret text)")
         conn.execute("set search_path = s_plain, public")
         for script in [
-            "set search_path = s_one, public; insert into t_sp values (1, 'SpPlainOne')",
+            "set search_path = s_one, public; insert into t_sp values (1, "
+            "'SpPlainOne')",
             "alter table s_plain.t_sp rename to t_gone; "
             "insert into t_sp values (1, 'SpPlainTwo')",
         ]:
@@ -2012,7 +2019,8 @@ def test_column_privileges_of_computed_columns_hold_through_the_proxy(
     conn.execute("create role tce_cols login")
     conn.execute("grant pgsodium_keyiduser to tce_cols")
     conn.execute(
-        "grant select (id, secret, blob, decrypted_blob, note) on decrypted_t_w to tce_cols"
+        "grant select (id, secret, blob, decrypted_blob, note) on decrypted_t_w to "
+        "tce_cols"
     )
     columns = ", ".join(c for c in (
         "id", "status", "created", "expires", "key_type", "key_id", "key_context",
@@ -2028,7 +2036,8 @@ def test_column_privileges_of_computed_columns_hold_through_the_proxy(
                 # decrypting view, the decrypted ones included.
                 "select decrypted_blob from decrypted_t_w where id = 1",
                 "select decrypted_secret from decrypted_t_w",
-                "with d as (select * from decrypted_t_w) select decrypted_secret from d",
+                "with d as (select * from decrypted_t_w) select decrypted_secret from "
+                "d",
                 "select decrypted_raw_key from pgsodium.decrypted_key",
             ]:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -2242,7 +2251,8 @@ def test_sql_prepare_cannot_carry_what_the_proxy_evaluates(
             "prepare p_early (int, text) as insert into t_sqlprep values ($1, $2)"
         )
         conn.execute(
-            f"security label for pgsodium on column t_sqlprep.s is 'ENCRYPT WITH KEY ID {key}'"
+            "security label for pgsodium on column t_sqlprep.s is 'ENCRYPT WITH KEY "
+            f"ID {key}'"
         )
         for sql in [
             "prepare p1 as select pgsodium.crypto_aead_det_noncegen()",

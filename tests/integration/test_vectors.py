@@ -160,7 +160,8 @@ def test_vector_through_proxy(
     "index", [i for i, v in enumerate(VECTORS) if "raw_key :=" in v["sql"]]
 )
 def test_raw_key_storage_rule_reproduces_recorded_row(index: int) -> None:
-    """create_key with a raw key stores det(parent, raw, id || associated_data, nonce)."""
+    """create_key with a raw key stores det(parent, raw, id || associated_data,
+    nonce)."""
     row = VECTORS[index]["result"]["pgsodium.key row"]
     parents = {r["id"]: r for r in _key_rows()}
     parent = parents[row["parent_key"]]
