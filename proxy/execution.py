@@ -109,6 +109,8 @@ class Execution:
         self.n_params = 0
         self.kept: set[int] = set()
         self.described: Any = None  # future of the statement's Describe frames
+        # The text of the Parse the proxy sent upstream for it (Owned checks it).
+        self.upstream_sql = ""
         self.bind_message: Any = None
         self.layout: Layout | None = None
         self._chains: dict[str, KeyChain] = {}
@@ -415,6 +417,7 @@ class Execution:
         execution.n_params = self.n_params
         execution.kept = self.kept
         execution.described = self.described
+        execution.upstream_sql = self.upstream_sql
         execution.bind_message = bind
         execution.privileges = self.privileges
         execution.reencrypt = self.reencrypt
@@ -646,6 +649,7 @@ class FetchExecution(Execution):
         execution = FetchExecution(self.interceptor, self.sql, self.source, self.index)
         execution.statement = self.statement
         execution.described = self.described
+        execution.upstream_sql = self.upstream_sql
         execution.bind_message = bind
         return execution
 

@@ -41,6 +41,7 @@ from .execution import (
     default_arg,
 )
 from .lookup import all_key_materials, lookup
+from .owned import Owned
 from .reencrypt import TCE_DECRYPT, TCE_ENCRYPT
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
@@ -101,6 +102,7 @@ def _statement_text(frame: Frame) -> str:
 _PARSE, _BIND, _CLOSE = ord("P"), ord("B"), ord("C")
 _STATEMENT_KINDS = frozenset({_PARSE, _BIND, _CLOSE})
 _TEXT_KINDS = frozenset({ord("Q"), _PARSE})
+_RUNS_STATEMENTS = frozenset({ord("Q"), ord("E"), ord("F")})
 
 
 def _first_string(body: bytes) -> bytes:
@@ -130,6 +132,8 @@ class Interceptor:
         # as Vault draws them) and parses that upstream under _FRESH.
         self.fresh: dict[str, tuple[Frame, str, tuple[int, ...]]] = {}
         self.portals: dict[str, Execution] = {}
+        # Which portals and cursors are still the proxy's own (proxy/owned.py).
+        self.owned = Owned(session)
         self._plans: OrderedDict[tuple[str, bool, tuple[int, ...]], list[Plan]] = (
             OrderedDict()
         )
@@ -154,6 +158,8 @@ class Interceptor:
 
     def wants(self, frame: Frame) -> bool:
         kind = frame.type
+        if kind in _RUNS_STATEMENTS:
+            self.owned.ran()
         if kind in _STATEMENT_KINDS and self.tce.versioned:
             if kind == _PARSE:
                 self.prepared[_first_string(frame.body)] = (frame, self.tce.version)
@@ -196,13 +202,19 @@ class Interceptor:
                 self.fresh.pop(message.name, None)
             elif kind == ord("B"):
                 self.portals.pop(message.portal, None)
+                self.owned.closed(message.portal)
             elif message.kind == "S":
                 self.statements.pop(message.name, None)
                 self.fresh.pop(message.name, None)
             else:
-                self.portals.pop(message.name, None)
-                self.cursors.pop(message.name, None)
-                self._closes_at.pop(message.name, None)
+                self._drop(message.name)
+
+    def _drop(self, name: str) -> None:
+        """Portal or cursor `name` is no longer one the proxy computes rows of."""
+        self.portals.pop(name, None)
+        self.cursors.pop(name, None)
+        self._closes_at.pop(name, None)
+        self.owned.closed(name)
 
     async def learn_search_path(self, frame: Frame) -> None:
         """Ask the upstream once whether unqualified names may be pgsodium's.
@@ -333,6 +345,19 @@ class Interceptor:
             await self.fail_simple(exc)
             return
         if cursor is not None:
+            try:
+                lost = await self.owned.not_own(_cursor_name(cursor))
+            except Skipped:
+                lost = []  # the upstream skips the FETCH too
+            except LookupFailed as exc:
+                self.session.push_emit(exc.error)
+                self._sync()
+                return
+            if lost:
+                # Not the proxy's cursor any more: its rows are what they are.
+                self._drop(_cursor_name(cursor))
+                self._forward(frame, SyncReply())
+                return
             fetch = FetchExecution(self, sql, *cursor)
             self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, fetch.query_reply())
@@ -406,6 +431,9 @@ class Interceptor:
         except ProxyError as exc:
             await self.fail_simple(exc)
             return
+        for plan in plans:
+            if plan.cursor is not None:
+                self.owned.opened(plan.cursor, text, alone=len(plans) == 1)
         if _needs_guard(plans, self.session.transaction_status):
             await self._guarded_query(execution, text)
             return
@@ -531,8 +559,7 @@ class Interceptor:
         so are the cursors without WITH HOLD declared up to that point."""
         for name, ends in list(self._closes_at.items()):
             if ends is not None and ends <= ready:
-                self.cursors.pop(name, None)
-                del self._closes_at[name]
+                self._drop(name)
 
     def _sync(self) -> None:
         self.session.write_upstream(codec.Sync().encode())
@@ -604,6 +631,7 @@ class Interceptor:
             return
         if cursor is not None:
             fetch = FetchExecution(self, message.query, *cursor)
+            fetch.upstream_sql = message.query
             self.strategy = "per_row"  # rows of a cursor over computed rows
             self._forward(frame, self._parse_reply())
             self.statements[message.name] = fetch
@@ -653,6 +681,7 @@ class Interceptor:
         except ProxyError as exc:
             await self._refuse_parse(message.name, exc)
             return
+        execution.upstream_sql = text
         upstream = codec.Parse(message.name, text, tuple(types))
         self.session.write_upstream(upstream.encode())
         self.session.push(self._parse_reply())
@@ -704,6 +733,7 @@ class Interceptor:
             # A Bind replaces the unnamed portal, whatever becomes of it: an
             # Execute after it must never find a previous statement's Execution.
             self.portals.pop("", None)
+            self.owned.closed("")
         name = message.statement.encode()
         if self.tce.versioned and name in self.prepared:
             if self.tce.stale():
@@ -746,6 +776,10 @@ class Interceptor:
         self.session.write_upstream(upstream.encode())
         self.session.push(PassThrough(b"2E"))
         self.portals[message.portal] = execution
+        self.owned.opened(message.portal, execution.upstream_sql)
+        cursor = execution.plans[0].cursor
+        if cursor is not None and not isinstance(execution, FetchExecution):
+            self.owned.opened(cursor, execution.upstream_sql)
 
     async def _fresh_statement(self, name: str) -> Execution | None:
         """The client's prepared Vault call rewritten anew for one execution, and
@@ -773,6 +807,7 @@ class Interceptor:
         fresh.declared = declared
         fresh.described = self.statements[name].described
         text, types = fresh.render_extended()
+        fresh.upstream_sql = text
         self.session.write_upstream(
             codec.Close("S", _FRESH).encode()
             + codec.Parse(_FRESH, text, tuple(types)).encode()
@@ -811,9 +846,10 @@ class Interceptor:
 
     async def _execute(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
-        if message.portal in self.portals:
-            execution: Execution | None = self.portals[message.portal]
-        else:
+        execution: Execution | None = self.portals.get(message.portal)
+        if not await self._reads_own(frame, message.portal, execution):
+            return
+        if execution is None:
             execution = await self._cursor_portal(message.portal)
         if execution is None:
             return
@@ -829,6 +865,37 @@ class Interceptor:
         await reply.done
         if reply.error is not None:
             await self.raise_upstream(reply.error)
+
+    async def _reads_own(
+        self, frame: Frame, portal: str, execution: Execution | None
+    ) -> bool:
+        """Before an Execute whose rows the proxy reads as its own (a portal over
+        computed rows, a cursor, a FETCH from one): whether the portal, and the
+        cursor a FETCH reads, are still the ones the proxy opened (proxy/owned.py).
+        Those that are not are forgotten, and the Execute goes up untouched."""
+        if execution is not None and not any(
+            p.deferred or p.rows for p in execution.plans
+        ):
+            return True  # its values were computed at Bind: no rows are read
+        names = [portal]
+        if isinstance(execution, FetchExecution):
+            names.append(_cursor_name((execution.source, execution.index)))
+        try:
+            lost = await self.owned.not_own(*names)
+        except Skipped:
+            lost = []  # the upstream skips this Execute too
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            return False
+        if lost:
+            for name in lost:
+                self._drop(name)
+            self._forward(frame, PassThrough(b"CIsE"))
+            return False
+        declared = None if execution is None else execution.plans[0].cursor
+        if declared is not None and not isinstance(execution, FetchExecution):
+            self.owned.read(declared)  # this Execute runs the DECLARE
+        return True
 
     async def abort_upstream(self) -> None:
         """The client was told a transaction block failed: make the upstream agree."""
@@ -863,6 +930,13 @@ def _needs_guard(plans: list[Plan], transaction_status: str) -> bool:
     if any(p.statement in _UNGUARDED for p in plans):
         return False
     return len(plans) > 1 or plans[0].statement != "SelectStmt"
+
+
+def _cursor_name(cursor: tuple[Execution, int]) -> str:
+    execution, index = cursor
+    name = execution.plans[index].cursor
+    assert name is not None
+    return name
 
 
 def _role_change_before_call(plans: list[Plan]) -> bool:

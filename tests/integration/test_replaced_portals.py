@@ -1,0 +1,153 @@
+"""A portal or cursor over computed rows that code inside the server replaced
+(a DO block closing it and opening another under its name) is no longer read as
+the proxy's own: its rows pass through as PostgreSQL sends them, and the proxy
+decrypts nothing from inputs or key references the replacement chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from .conftest import RunningProxy, make_database
+
+PER_ROW = (
+    "select id, convert_from(pgsodium.crypto_aead_det_decrypt(secret, ''::bytea, "
+    "kid), 'utf8') as p from rp_accounts"
+)
+# Closes portal or cursor %(name)s and opens another under its name.
+REPLACE = """do $$ declare r refcursor := %(name)s; begin
+  close r; open r for %(query)s; end $$"""
+
+
+@pytest.fixture(scope="module")
+def db(proxy: RunningProxy) -> str:
+    name = make_database(proxy, "replaced")
+    with psycopg.connect(proxy.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute("create table rp_accounts (id int, secret bytea, kid uuid)")
+        for number, plain in ((1, "alice-plain"), (2, "bob-plain")):
+            key = conn.execute("select id from pgsodium.create_key()").fetchone()
+            assert key is not None
+            conn.execute(
+                "insert into rp_accounts values (%s, pgsodium.crypto_aead_det_encrypt("
+                "convert_to(%s, 'utf8'), ''::bytea, %s::uuid), %s)",
+                [number, plain, key[0], key[0]],
+            )
+    return name
+
+
+def _literal(conn: Any, value: Any) -> str:
+    return psycopg.sql.Literal(value).as_string(conn)
+
+
+def _forged(conn: psycopg.Connection[Any], statement: str) -> str:
+    """A query with the proxy's input columns, named as in `statement`, that puts
+    row 2's ciphertext beside row 1's key uuid and row 2's key reference: read as
+    the proxy's own, it would decrypt bob's value under a key it did not name."""
+    names = re.findall(r'"(_\w+?r0_\w+)"', statement)
+    assert names, statement
+    one, two = conn.execute(
+        "select kid from rp_accounts where id = 1 union all "
+        "select kid from rp_accounts where id = 2"
+    ).fetchall()
+    secret = conn.execute("select secret from rp_accounts where id = 2").fetchone()
+    assert secret is not None
+    columns = ["2 as id"]
+    for name in dict.fromkeys(names):
+        if name.endswith("k"):
+            value = f"pgsodium._proxy_key_ref({_literal(conn, two[0])}::uuid)"
+        elif name.endswith("_0"):
+            value = f"{_literal(conn, bytes(secret[0]))}::bytea"
+        else:
+            value = f"{_literal(conn, one[0])}::uuid"
+        columns.append(f'{value} as "{name}"')
+    return "select " + ", ".join(columns)
+
+
+def test_a_replaced_cursor_passes_through_and_decrypts_nothing(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db)) as conn:
+        conn.execute(f"declare cc cursor for {PER_ROW} where id = 1")
+        statement = conn.execute(
+            "select statement from pg_cursors where name = 'cc'"
+        ).fetchone()
+        assert statement is not None
+        query = _forged(conn, statement[0])
+        conn.execute(REPLACE % {"name": "'cc'", "query": query})
+
+        rows = conn.execute("fetch all from cc").fetchall()
+
+        assert rows and rows[0][0] == 2
+        assert "bob-plain" not in repr(rows)
+        assert len(rows[0]) > 2  # the replacement's own columns, as it sent them
+        # The cursor is no longer the proxy's: its next FETCH passes through too.
+        assert conn.execute("fetch all from cc").fetchall() == []
+
+
+def test_a_cursor_read_after_other_statements_still_decrypts(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(proxy.dsn(dbname=db)) as conn:
+        conn.execute(f"declare cc cursor for {PER_ROW} order by id")
+        assert conn.execute("fetch 1 from cc").fetchall() == [(1, "alice-plain")]
+        conn.execute("select 1")
+        conn.execute("do $$ begin perform 1; end $$")
+        assert conn.execute("fetch 1 from cc").fetchall() == [(2, "bob-plain")]
+        with conn.cursor(name="named") as named:
+            named.execute(f"{PER_ROW} order by id")
+            assert named.fetchmany(1) == [(1, "alice-plain")]
+            conn.execute("select 2")
+            assert named.fetchmany(1) == [(2, "bob-plain")]
+
+
+async def _portal_name(conn: asyncpg.Connection) -> str:
+    name = await conn.fetchval(
+        "select name from pg_cursors where statement like '%_proxy_key_ref%'"
+    )
+    assert name
+    return str(name)
+
+
+async def test_a_replaced_protocol_portal_passes_through(
+    proxy: RunningProxy, db: str
+) -> None:
+    conn = await asyncpg.connect(proxy.url(dbname=db))
+    try:
+        async with conn.transaction():
+            cursor = await conn.cursor(f"{PER_ROW} order by id")
+            assert tuple(await cursor.fetchrow()) == (1, "alice-plain")
+            name = await _portal_name(conn)
+            # The portal the DO block opens sends text, whatever the Bind asked:
+            # asyncpg reads its first column as the int4 it bound, as it would
+            # reading PostgreSQL directly.
+            replacement = "select 'abcd'::text, 'as sent'::text"
+            await conn.execute(REPLACE % {"name": f"'{name}'", "query": replacement})
+
+            rows = await cursor.fetch(1)
+
+            assert [tuple(r) for r in rows] == [
+                (int.from_bytes(b"abcd", "big"), "as sent")
+            ]
+    finally:
+        await asyncio.wait_for(conn.close(), 10)
+
+
+async def test_a_protocol_portal_read_after_other_statements_still_decrypts(
+    proxy: RunningProxy, db: str
+) -> None:
+    conn = await asyncpg.connect(proxy.url(dbname=db))
+    try:
+        async with conn.transaction():
+            cursor = await conn.cursor(f"{PER_ROW} order by id")
+            assert tuple(await cursor.fetchrow()) == (1, "alice-plain")
+            await conn.execute("do $$ begin perform 1; end $$")
+            assert await conn.fetchval("select 3") == 3
+            assert [tuple(r) for r in await cursor.fetch(1)] == [(2, "bob-plain")]
+    finally:
+        await asyncio.wait_for(conn.close(), 10)
