@@ -85,6 +85,12 @@ _CURSORS = 1024
 
 
 _ENCODINGS = ("client_encoding", "server_encoding")
+# Statements that may change client_encoding before a later one in the same
+# message runs: the proxy would read and write that one's text in the old one.
+_ENCODING_CHANGE = re.compile(
+    rb"client_encoding|\bset\s+names\b|\breset\s+all\b|\bdiscard\s+all\b",
+    re.IGNORECASE,
+)
 _SCS = "standard_conforming_strings"
 # Statements that may change the current role, whose EXECUTE privileges a later
 # pgsodium call in the same Query message would need.
@@ -291,10 +297,32 @@ class Interceptor:
         parameters = self.session.parameters
         if all(parameters.get(p) == "UTF8" for p in _ENCODINGS):
             return []
+        self._check_encoding()
         raise RewriteError(
             SQLSTATE.FEATURE_NOT_SUPPORTED,
             "pgsodium-proxy evaluates pgsodium calls only in UTF8 text "
             "(client_encoding and server_encoding UTF8)",
+        )
+
+    def _check_encoding(self, text: bytes = b"") -> None:
+        """The proxy reads and writes the text it evaluates (bind values, row
+        inputs, computed results) as UTF-8: with the client's bytes in another
+        encoding it would compute over, and return, other characters than
+        PostgreSQL would. SQL_ASCII converts nothing, so over a UTF8 database the
+        client's bytes are the database's UTF-8."""
+        client = self.session.parameters.get("client_encoding")
+        server = self.session.parameters.get("server_encoding")
+        if (client == "UTF8" or (client == "SQL_ASCII" and server == "UTF8")) and not (
+            _ENCODING_CHANGE.search(text)
+        ):
+            return
+        raise RewriteError(
+            SQLSTATE.FEATURE_NOT_SUPPORTED,
+            "pgsodium-proxy evaluates pgsodium calls, protected columns and Vault "
+            f"only with client_encoding UTF8 (this session's is {client}), and not "
+            "after a statement of the same message that may change it",
+            hint="SET client_encoding = 'UTF8' in a statement of its own "
+            "(most drivers use UTF8 already).",
         )
 
     # -- handling --------------------------------------------------------------------
@@ -346,6 +374,11 @@ class Interceptor:
             return
         if cursor is not None:
             try:
+                self._check_encoding()
+            except RewriteError as exc:
+                await self.fail_simple(exc)
+                return
+            try:
                 lost = await self.owned.not_own(_cursor_name(cursor))
             except Skipped:
                 lost = []  # the upstream skips the FETCH too
@@ -363,6 +396,8 @@ class Interceptor:
             self._forward(frame, fetch.query_reply())
             return
         try:
+            if not _is_utf8(sql):
+                self._not_utf8()  # before TCE reads it, as plans() would
             sql = await self.tce.apply(frame, sql)
         except Skipped:
             self._forward(frame, SyncReply())
@@ -371,6 +406,16 @@ class Interceptor:
             self.session.push_emit(exc.error)
             self._sync()
             return
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
+        try:
+            if (
+                sql != original
+                or self.tce.copy is not None
+                or self.tce.reencrypt is not None
+            ):
+                self._check_encoding(frame.body)
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
@@ -394,6 +439,11 @@ class Interceptor:
                 self.session.push(SyncReply())
                 return
             self._forward(frame, SyncReply())
+            return
+        try:
+            self._check_encoding(frame.body)
+        except RewriteError as exc:
+            await self.fail_simple(exc)
             return
         if _role_change_before_call(plans):
             await self.fail_simple(
@@ -630,6 +680,11 @@ class Interceptor:
             await self.raise_upstream(exc)
             return
         if cursor is not None:
+            try:
+                self._check_encoding()
+            except RewriteError as exc:
+                await self._refuse_parse(message.name, exc)
+                return
             fetch = FetchExecution(self, message.query, *cursor)
             fetch.upstream_sql = message.query
             self.strategy = "per_row"  # rows of a cursor over computed rows
@@ -639,6 +694,8 @@ class Interceptor:
             return
         query = message.query
         try:
+            if not _is_utf8(query):
+                self._not_utf8()  # before TCE reads it, as plans() would
             query = await self.tce.apply(frame, query)
         except Skipped:
             self.statements.pop(message.name, None)
@@ -647,6 +704,12 @@ class Interceptor:
         except LookupFailed as exc:
             self.session.push_emit(exc.error)
             return
+        except RewriteError as exc:
+            await self._refuse_parse(message.name, exc)
+            return
+        try:
+            if query != message.query or self.tce.reencrypt is not None:
+                self._check_encoding(frame.body)
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
@@ -672,6 +735,11 @@ class Interceptor:
                 self.session.push(self._parse_reply())
                 return
             self._forward(frame, self._parse_reply())
+            return
+        try:
+            self._check_encoding(frame.body)
+        except RewriteError as exc:
+            await self._refuse_parse(message.name, exc)
             return
         execution = Execution(self, query, plans, extended=True)
         execution.declared = tuple(message.param_types)
@@ -748,6 +816,11 @@ class Interceptor:
             # longer a rewritten one's (its rows would be transformed as those).
             self.forget(frame)
             self._forward(frame, PassThrough(b"2E"))
+            return
+        try:
+            self._check_encoding()
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
             return
         if message.statement in self.fresh:
             fresh = await self._fresh_statement(message.statement)
@@ -847,6 +920,12 @@ class Interceptor:
     async def _execute(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
         execution: Execution | None = self.portals.get(message.portal)
+        if execution is None or any(p.deferred or p.rows for p in execution.plans):
+            try:
+                self._check_encoding()
+            except RewriteError as exc:
+                await self.raise_upstream(exc)
+                return
         if not await self._reads_own(frame, message.portal, execution):
             return
         if execution is None:
