@@ -544,7 +544,13 @@ def resolve_open(tree: Open, input_types: Sequence[str]) -> Node:
                 raise RewriteError(
                     "0A000", f"pgsodium-proxy cannot evaluate || over {shown} here"
                 )
-            raise RewriteError("42883", f"function {tree.name}({shown}) does not exist")
+            # Not 42883: the server has overloads the proxy does not evaluate
+            # (substring(text, text), length(bytea, name), ...).
+            raise RewriteError(
+                "0A000",
+                f"pgsodium-proxy cannot evaluate {tree.name}({shown}) over a value "
+                "computed per row",
+            )
         return Apply(
             found,
             tuple(

@@ -198,3 +198,29 @@ def test_a_computed_value_cast_to_a_type_the_server_parses_is_refused(
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="cast to"):
             conn.execute(f"select id, {expression} from t where id = 1").fetchall()
         assert conn.execute("select 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        f"substring({DECRYPTED}, 'v+')",
+        f"substring({DECRYPTED} from 'v+')",
+        f"substring({DECRYPTED} similar 'v%' escape '#')",
+        "length(pgsodium.crypto_aead_det_decrypt(secret, convert_to(id::text, "
+        "'utf8'), kid), 'utf8')",
+    ],
+)
+@pytest.mark.parametrize(
+    "cursor", [psycopg.ClientCursor, psycopg.Cursor], ids=["simple", "extended"]
+)
+def test_an_overload_the_proxy_does_not_evaluate_is_refused_not_missing(
+    proxy: RunningProxy, db: str, cursor: type[psycopg.Cursor], expression: str
+) -> None:
+    """PostgreSQL has these overloads; the proxy does not evaluate them over a
+    value it computes: 0A000, never 42883 (which says the function is missing)."""
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=cursor
+    ) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="per row"):
+            conn.execute(f"select id, {expression} from t where id = 1").fetchall()
+        assert conn.execute("select 1").fetchone() == (1,)
