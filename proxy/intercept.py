@@ -445,6 +445,17 @@ class Interceptor:
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
+        declared = _fetched_where_declared(plans)
+        if declared is not None:
+            await self.fail_simple(
+                RewriteError(
+                    SQLSTATE.FEATURE_NOT_SUPPORTED,
+                    f'pgsodium-proxy cannot evaluate FETCH from cursor "{declared}" '
+                    "in the Query message that declares it: send the FETCH as a "
+                    "statement of its own",
+                )
+            )
+            return
         if _role_change_before_call(plans):
             await self.fail_simple(
                 RewriteError(
@@ -1009,6 +1020,17 @@ def _needs_guard(plans: list[Plan], transaction_status: str) -> bool:
     if any(p.statement in _UNGUARDED for p in plans):
         return False
     return len(plans) > 1 or plans[0].statement != "SelectStmt"
+
+
+def _fetched_where_declared(plans: list[Plan]) -> str | None:
+    """A cursor over computed rows declared in a Query message that also fetches
+    (or moves): its rows would come back before the proxy knows the cursor."""
+    for index, plan in enumerate(plans):
+        if plan.cursor is not None and any(
+            later.statement == "FetchStmt" for later in plans[index + 1 :]
+        ):
+            return plan.cursor
+    return None
 
 
 def _cursor_name(cursor: tuple[Execution, int]) -> str:

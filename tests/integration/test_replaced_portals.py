@@ -151,3 +151,18 @@ async def test_a_protocol_portal_read_after_other_statements_still_decrypts(
             assert [tuple(r) for r in await cursor.fetch(1)] == [(2, "bob-plain")]
     finally:
         await asyncio.wait_for(conn.close(), 10)
+
+
+def test_a_fetch_in_the_message_that_declares_the_cursor_is_refused(
+    proxy: RunningProxy, db: str
+) -> None:
+    """The cursor's rows would come back before the proxy knows the cursor (the
+    session ended with XX000)."""
+    with psycopg.connect(
+        proxy.dsn(dbname=db), cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="declares it"):
+            conn.execute(f"declare cc cursor for {PER_ROW}; fetch all from cc")
+        conn.rollback()
+        conn.execute(f"declare cc cursor for {PER_ROW} order by id")
+        assert conn.execute("fetch 1 from cc").fetchall() == [(1, "alice-plain")]
