@@ -796,6 +796,13 @@ class _Statement:
                 "not a set operation",
                 call.location,
             )
+        around = None if where is not None else context.enclosing(stmt, call)
+        if around is not None:
+            return refuse(
+                f"pgsodium.{name}() over {what} in {around}: the proxy computes "
+                f"values over rows, but not {around} around them",
+                call.location,
+            )
         if where is None:
             return refuse(
                 f"pgsodium.{name}() over {what} here: its arguments must be "

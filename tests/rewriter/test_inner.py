@@ -232,6 +232,11 @@ REFUSED = [
     (f"select * from (select * from acc union all select {D}, 1, kid from acc) u",
      "* in a branch of UNION ALL"),
     (f"select *, p from (select * from (select {D} p from acc) a) b", "passed up"),
+    # A function around the call itself, in the outermost select list.
+    (f"select upper(convert_from({D}, 'utf8')) from acc", "in function upper()"),
+    (f"select char_length(convert_from({D}, 'utf8')) from acc",
+     "in function char_length()"),
+    (f"select md5({D}) from acc", "in function md5()"),
     (f"select * from (select *, p q from (select {D} p from acc) a) b", "passed up"),
 ]  # fmt: skip
 
