@@ -85,17 +85,11 @@ class QueryReply(Reply):
         layout = self.layout
         if self.error is not None or layout is None or layout.identity:
             return super().feed_rows(frames, start, out)
-        transform, bytea_output = layout.transform, self.execution.bytea_output
-        end, count = start, len(frames)
-        while end < count and frames[end].type == D:
-            try:
-                out.append(transform(frames[end].body, bytea_output))
-            except _ROW_ERRORS as exc:  # as feed() answers it
-                self.error = self.execution.row_failed(exc)
-                out.append(self.error.to_error_response())
-                return super().feed_rows(frames, end + 1, out)
-            end += 1
-        return end
+        end, self.error = _transform_run(self.execution, layout, frames, start, out)
+        if self.error is None:
+            return end
+        out.append(self.error.to_error_response())  # as feed() answers it
+        return super().feed_rows(frames, end + 1, out)
 
     def _ready(self, frame: Frame, out: list[bytes]) -> bool:
         status = chr(frame.body[0])
@@ -175,16 +169,10 @@ class ExecuteReply(Reply):
         layout = self.execution.layout
         if self.error is not None or layout is None or layout.identity:
             return super().feed_rows(frames, start, out)
-        transform, bytea_output = layout.transform, self.execution.bytea_output
-        end, count = start, len(frames)
-        while end < count and frames[end].type == D:
-            try:
-                out.append(transform(frames[end].body, bytea_output))
-            except _ROW_ERRORS as exc:  # as feed() answers it
-                self.error = self.execution.row_failed(exc)
-                return super().feed_rows(frames, end + 1, out)
-            end += 1
-        return end
+        end, self.error = _transform_run(self.execution, layout, frames, start, out)
+        if self.error is None:
+            return end
+        return super().feed_rows(frames, end + 1, out)  # as feed() answers it
 
     def skip(self) -> None:
         super().skip()
@@ -193,3 +181,23 @@ class ExecuteReply(Reply):
     def _finish(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
+
+
+def _transform_run(
+    execution: Execution,
+    layout: Layout,
+    frames: list[Frame],
+    start: int,
+    out: list[bytes],
+) -> tuple[int, ProxyError | None]:
+    """The DataRows of `frames` from `start` on, transformed into `out` in one
+    loop: the end of the run, or the index of the row that failed and its error."""
+    transform, bytea_output = layout.transform, execution.bytea_output
+    end, count = start, len(frames)
+    while end < count and frames[end].type == D:
+        try:
+            out.append(transform(frames[end].body, bytea_output))
+        except _ROW_ERRORS as exc:
+            return end, execution.row_failed(exc)
+        end += 1
+    return end, None

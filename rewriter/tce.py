@@ -29,7 +29,7 @@ Pure: no I/O; the caller looks the rules up upstream (`Relation`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -550,18 +550,25 @@ def unresolved_data_name(
     written."""
     if len(statements) < 2:
         return None
+    for rv in _unqualified_data_names(statements):
+        name = range_var_name(rv)
+        if name in watched and name not in resolved:
+            return name
+    return None
+
+
+def _unqualified_data_names(statements: Sequence[ast.RawStmt]) -> Iterator[Any]:
+    """The RangeVars written without a schema in statements that read or write
+    rows. DDL names what it creates or changes as PostgreSQL resolves it:
+    `create temp table t` is not public.t, whatever t is labelled."""
     for raw in statements:
         if not isinstance(raw.stmt, _QUALIFIED_STATEMENTS):
             continue
         visitor = _RangeVars()
         visitor(raw.stmt)
         for rv in visitor.found:
-            if rv.schemaname is not None or rv.catalogname is not None:
-                continue
-            name = range_var_name(rv)
-            if name in watched and name not in resolved:
-                return name
-    return None
+            if rv.schemaname is None and rv.catalogname is None:
+                yield rv
 
 
 def unguarded_write(
@@ -616,24 +623,15 @@ def qualify(
     toks = sqltext.tokens(sql)
     replacements: list[tuple[int, int, str]] = []
     renamed: dict[str, str] = {}
-    for raw in statements:
-        if not isinstance(raw.stmt, _QUALIFIED_STATEMENTS):
-            # DDL names what it creates or changes as PostgreSQL resolves it:
-            # `create temp table t` is not public.t, whatever t is labelled.
+    for rv in _unqualified_data_names(statements):
+        name = range_var_name(rv)
+        target = resolved.get(name)
+        token = next((t for t in toks if t.start == rv.location), None)
+        if target is None or token is None:
             continue
-        visitor = _RangeVars()
-        visitor(raw.stmt)
-        for rv in visitor.found:
-            if rv.schemaname is not None or rv.catalogname is not None:
-                continue
-            name = range_var_name(rv)
-            target = resolved.get(name)
-            token = next((t for t in toks if t.start == rv.location), None)
-            if target is None or token is None:
-                continue
-            qualified = _qualified(target)
-            replacements.append((token.start, token.end, qualified))
-            renamed[qualified] = name
+        qualified = _qualified(target)
+        replacements.append((token.start, token.end, qualified))
+        renamed[qualified] = name
     if not replacements:
         return sql, renamed, replacements
     return sqltext.splice(sql, replacements), renamed, replacements
