@@ -38,7 +38,7 @@ from pglast.enums import ObjectType, TransactionStmtKind
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
-from . import sqltext
+from . import sqltext, unrewritten
 from .errors import RewriteError
 
 FEATURE_NOT_SUPPORTED = "0A000"
@@ -461,17 +461,6 @@ def renamed_then_named(
     return None
 
 
-class _Values(Visitor):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.found = False
-
-    def visit_A_Const(self, ancestors: Any, node: ast.A_Const) -> None:
-        self.found = self.found or not node.isnull
-
-    def visit_ParamRef(self, ancestors: Any, node: ast.ParamRef) -> None:
-        self.found = True
-
-
 _DATA = (
     ast.SelectStmt,
     ast.InsertStmt,
@@ -494,10 +483,7 @@ def data_statements(statements: Sequence[ast.RawStmt]) -> list[ast.RawStmt]:
 def has_values(statements: Sequence[ast.RawStmt]) -> bool:
     """Whether the statements hold a literal or a bind parameter (a value that a
     condition upstream could compare with a computed one)."""
-    visitor = _Values()
-    for raw in statements:
-        visitor(raw.stmt)
-    return visitor.found
+    return any(unrewritten.has_values(raw.stmt) for raw in statements)
 
 
 def read_from(
@@ -598,16 +584,7 @@ def unguarded_write(
 
 # The statements whose relation names qualify() writes out: those that read or
 # write rows, whose labels the rewrite applies.
-_QUALIFIED_STATEMENTS = (
-    ast.SelectStmt,
-    ast.InsertStmt,
-    ast.UpdateStmt,
-    ast.DeleteStmt,
-    ast.MergeStmt,
-    ast.CopyStmt,
-    ast.DeclareCursorStmt,
-    ast.ExplainStmt,
-)
+_QUALIFIED_STATEMENTS = tuple(t for t in _DATA if t is not ast.CreateTableAsStmt)
 
 
 def qualify(
