@@ -484,7 +484,9 @@ class Execution:
             elif _format_of(bind.param_formats, number - 1) == BINARY:
                 decoded[number] = types.binary_in(type_name, raw)
             else:
-                decoded[number] = types.text_in(type_name, raw.decode("utf-8"))
+                # PostgreSQL checks a text value's bytes as client_encoding (UTF8
+                # here) before any type reads them: 22021, never a crash.
+                decoded[number] = types.text_in(type_name, types.utf8_text(raw))
         return decoded
 
     def _described_fields(self) -> list[codec.Field] | None:

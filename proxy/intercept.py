@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ from .execution import (
     Skipped,
     default_arg,
 )
-from .lookup import all_key_materials, lookup
+from .lookup import all_key_materials, encoding_refused, lookup, utf8_session
 from .owned import Owned
 from .reencrypt import TCE_DECRYPT, TCE_ENCRYPT
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
@@ -85,12 +85,6 @@ _CURSORS = 1024
 
 
 _ENCODINGS = ("client_encoding", "server_encoding")
-# Statements that may change client_encoding before a later one in the same
-# message runs: the proxy would read and write that one's text in the old one.
-_ENCODING_CHANGE = re.compile(
-    rb"client_encoding|\bset\s+names\b|\breset\s+all\b|\bdiscard\s+all\b",
-    re.IGNORECASE,
-)
 _SCS = "standard_conforming_strings"
 # Statements that may change the current role, whose EXECUTE privileges a later
 # pgsodium call in the same Query message would need.
@@ -108,7 +102,10 @@ def _statement_text(frame: Frame) -> str:
 _PARSE, _BIND, _CLOSE = ord("P"), ord("B"), ord("C")
 _STATEMENT_KINDS = frozenset({_PARSE, _BIND, _CLOSE})
 _TEXT_KINDS = frozenset({ord("Q"), _PARSE})
-_RUNS_STATEMENTS = frozenset({ord("Q"), ord("E"), ord("F")})
+# Messages that cannot run code in the server. Any other may (a Bind plans the
+# unnamed statement, folding an immutable function; a domain's CHECK reads a bind
+# value; a Sync commits and runs deferred triggers): proxy/owned.py counts them.
+_RUNS_NOTHING = frozenset({ord("D"), ord("H")})  # Describe, Flush
 
 
 def _first_string(body: bytes) -> bytes:
@@ -164,7 +161,7 @@ class Interceptor:
 
     def wants(self, frame: Frame) -> bool:
         kind = frame.type
-        if kind in _RUNS_STATEMENTS:
+        if kind not in _RUNS_NOTHING:
             self.owned.ran()
         if kind in _STATEMENT_KINDS and self.tce.versioned:
             if kind == _PARSE:
@@ -304,26 +301,31 @@ class Interceptor:
             "(client_encoding and server_encoding UTF8)",
         )
 
-    def _check_encoding(self, text: bytes = b"") -> None:
-        """The proxy reads and writes the text it evaluates (bind values, row
-        inputs, computed results) as UTF-8: with the client's bytes in another
-        encoding it would compute over, and return, other characters than
-        PostgreSQL would. SQL_ASCII converts nothing, so over a UTF8 database the
-        client's bytes are the database's UTF-8."""
+    def _check_encoding(self, plans: Sequence[Plan] = ()) -> None:
+        """Refuse evaluating text the client reads and writes in another encoding
+        than UTF-8 (lookup.utf8_session), as the session stands or as a statement
+        of the same message may leave it before one the proxy evaluates. The
+        upstream's own setting is checked again when the keys are looked up, after
+        what the client sent ahead of this message ran (lookup.check_encoding)."""
         client = self.session.parameters.get("client_encoding")
-        server = self.session.parameters.get("server_encoding")
-        if (client == "UTF8" or (client == "SQL_ASCII" and server == "UTF8")) and not (
-            _ENCODING_CHANGE.search(text)
-        ):
-            return
-        raise RewriteError(
-            SQLSTATE.FEATURE_NOT_SUPPORTED,
-            "pgsodium-proxy evaluates pgsodium calls, protected columns and Vault "
-            f"only with client_encoding UTF8 (this session's is {client}), and not "
-            "after a statement of the same message that may change it",
-            hint="SET client_encoding = 'UTF8' in a statement of its own "
-            "(most drivers use UTF8 already).",
+        refused = not utf8_session(
+            client, self.session.parameters.get("server_encoding")
         )
+        changed = False
+        for plan in plans:
+            evaluated = plan.rewrites or plan.rows or plan.deferred
+            refused = refused or bool(evaluated and (changed or plan.calls_set_config))
+            changed = changed or plan.may_change_encoding
+        if refused:
+            error = encoding_refused(client)
+            raise RewriteError(error.sqlstate, error.message, hint=error.hint)
+
+    def _check_upstream_encoding(self, client: str | None) -> None:
+        """The upstream's client_encoding, when the proxy asked it (None: not)."""
+        server = self.session.parameters.get("server_encoding")
+        if client is not None and not utf8_session(client, server):
+            error = encoding_refused(client)
+            raise RewriteError(error.sqlstate, error.message, hint=error.hint)
 
     # -- handling --------------------------------------------------------------------
 
@@ -379,12 +381,16 @@ class Interceptor:
                 await self.fail_simple(exc)
                 return
             try:
-                lost = await self.owned.not_own(_cursor_name(cursor))
+                lost, encoding = await self.owned.not_own(_cursor_name(cursor))
+                self._check_upstream_encoding(encoding)
             except Skipped:
                 lost = []  # the upstream skips the FETCH too
             except LookupFailed as exc:
                 self.session.push_emit(exc.error)
                 self._sync()
+                return
+            except RewriteError as exc:
+                await self.fail_simple(exc)
                 return
             if lost:
                 # Not the proxy's cursor any more: its rows are what they are.
@@ -415,7 +421,7 @@ class Interceptor:
                 or self.tce.copy is not None
                 or self.tce.reencrypt is not None
             ):
-                self._check_encoding(frame.body)
+                self._check_encoding()
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
@@ -441,7 +447,7 @@ class Interceptor:
             self._forward(frame, SyncReply())
             return
         try:
-            self._check_encoding(frame.body)
+            self._check_encoding(plans)
         except RewriteError as exc:
             await self.fail_simple(exc)
             return
@@ -720,7 +726,7 @@ class Interceptor:
             return
         try:
             if query != message.query or self.tce.reencrypt is not None:
-                self._check_encoding(frame.body)
+                self._check_encoding()
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
@@ -748,7 +754,7 @@ class Interceptor:
             self._forward(frame, self._parse_reply())
             return
         try:
-            self._check_encoding(frame.body)
+            self._check_encoding(plans)
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
@@ -971,11 +977,16 @@ class Interceptor:
         if isinstance(execution, FetchExecution):
             names.append(_cursor_name((execution.source, execution.index)))
         try:
-            lost = await self.owned.not_own(*names)
+            lost, encoding = await self.owned.not_own(*names)
+            if not lost:
+                self._check_upstream_encoding(encoding)
         except Skipped:
             lost = []  # the upstream skips this Execute too
         except LookupFailed as exc:
             self.session.push_emit(exc.error)
+            return False
+        except RewriteError as exc:
+            await self.raise_upstream(exc)
             return False
         if lost:
             for name in lost:

@@ -25,7 +25,8 @@ SELECT current_schemas(true)::text, current_setting('bytea_output'),
        (SELECT root_key_fingerprint FROM pgsodium._proxy_meta),
        pgsodium._proxy_check_execute($1::regprocedure[])::text,
        ARRAY(SELECT has_function_privilege(p::regprocedure, 'EXECUTE')
-               FROM unnest($2::text[]) AS p)::text"""
+               FROM unnest($2::text[]) AS p)::text,
+       current_setting('client_encoding')"""
 KEYS_SQL = """\
 SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL
   FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS x(u, t, n)
@@ -106,6 +107,7 @@ async def lookup(
         raise _denied_as(_not_installed(exc), caller) from None
     header = results[0][0]
     rows = results[1] if len(results) > 1 else []
+    check_encoding(session, header[5])
     fingerprint = header[2]
     expected = session.server.root_key.fingerprint()
     if fingerprint != expected:
@@ -137,6 +139,32 @@ async def lookup(
         found_parents,
         dict(zip(candidates, allowed, strict=True)),
     )
+
+
+def utf8_session(client: str | None, server: str | None) -> bool:
+    """The proxy reads and writes the text it evaluates (bind values, row inputs,
+    computed results) as UTF-8: true when the client's bytes are UTF-8 text.
+    SQL_ASCII converts nothing, so over a UTF8 database they are its UTF-8."""
+    return client == "UTF8" or (client == "SQL_ASCII" and server == "UTF8")
+
+
+def encoding_refused(client: str | None) -> ProxyError:
+    return ProxyError(
+        SQLSTATE.FEATURE_NOT_SUPPORTED,
+        "pgsodium-proxy evaluates pgsodium calls, protected columns and Vault only "
+        f"with client_encoding UTF8 (this session's is {client}), and not after a "
+        "statement of the same message that may change it",
+        hint="SET client_encoding = 'UTF8' in a statement of its own (most drivers "
+        "use UTF8 already).",
+    )
+
+
+def check_encoding(session: Session, client: str | None) -> None:
+    """SECURITY: `client` is the upstream's current client_encoding, asked on the
+    client's connection right before the proxy evaluates: it sees a change that
+    a message sent ahead (a pipeline) made, which no ParameterStatus told yet."""
+    if not utf8_session(client, session.parameters.get("server_encoding")):
+        raise encoding_refused(client)
 
 
 def _not_installed(exc: LookupFailed) -> LookupFailed:

@@ -7,7 +7,9 @@ rows would then reach the proxy in place of the ones it asked for, as inputs and
 key references that no client may choose. So before the proxy reads a portal's
 rows it checks in pg_cursors that the portal still runs the text the proxy sent
 for it. That costs a round trip only when some other statement ran since the
-proxy last read it (none for a Bind and its Execute, or for consecutive FETCHes).
+proxy last read it (none for a Bind and its Execute, or for consecutive FETCHes
+sent as Query messages). The same query reads the session's client_encoding,
+which a message sent ahead may have changed without the proxy knowing yet.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ if TYPE_CHECKING:
 
 # pg_cursors lists the protocol's portals as well as SQL cursors; `statement` is
 # the text that created the portal (the whole Query message for a DECLARE).
-STATEMENT_SQL = "SELECT statement FROM pg_catalog.pg_cursors WHERE name = $1"
+STATEMENT_SQL = """\
+SELECT (SELECT statement FROM pg_catalog.pg_cursors WHERE name = $1),
+       pg_catalog.current_setting('client_encoding')"""
 _UNKNOWN = -1  # opened by a message that ran more than the proxy's statement
 
 
 class Owned:
     def __init__(self, session: Session) -> None:
         self.session = session
-        # Client messages that ran statements upstream (Query, Execute,
-        # FunctionCall), counted as they arrive.
+        # Client messages that may have run code upstream (all but Describe
+        # and Flush), counted as they arrive.
         self.runs = 0
         # Portal or cursor name -> [self.runs when the proxy last knew it was its
         # own, the text that opened it].
@@ -50,24 +54,27 @@ class Owned:
     def closed(self, name: str) -> None:
         self._marks.pop(name, None)
 
-    async def not_own(self, *names: str) -> list[str]:
+    async def not_own(self, *names: str) -> tuple[list[str], str | None]:
         """Those of `names` that are no longer what the proxy opened, asked while
-        the message that reads them is handled (ran() counted it already). Raises
-        Skipped or LookupFailed as Session.internal does."""
+        the message that reads them is handled (ran() counted it already), and
+        the upstream's client_encoding if it was asked (None: nothing ran since).
+        Raises Skipped or LookupFailed as Session.internal does."""
         unknown = [name for name in names if name not in self._marks]
         stale = [
             name
             for name in names
             if name in self._marks and self._marks[name][0] != self.runs - 1
         ]
+        encoding = None
         if stale:
             results = await self.session.internal(
                 *[(STATEMENT_SQL, [name]) for name in stale]
             )
             for name, rows in zip(stale, results, strict=True):
-                if not rows or rows[0][0] != self._marks[name][1]:
+                if rows[0][0] != self._marks[name][1]:
                     unknown.append(name)
+                encoding = rows[0][1]
         for name in names:
             if name not in unknown:
                 self._marks[name][0] = self.runs
-        return unknown
+        return unknown, encoding

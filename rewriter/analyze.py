@@ -84,7 +84,7 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
     for raw in statements:
         start = raw.stmt_location
         end = start + raw.stmt_len if raw.stmt_len else len(sql)
-        text, stmt = sql, raw.stmt
+        own_text, text, stmt = sql[start:end], sql, raw.stmt
         reads = isinstance(stmt, (ast.SelectStmt, ast.DeclareCursorStmt))
         stars = setops.expand_stars(sql, stmt, on_path) if reads else []
         if stars:
@@ -95,6 +95,8 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
             stmt, start, end = parse_sql(text)[0].stmt, 0, len(text)
         plan = _Statement(text, start, end, on_path, declared).plan(stmt)
         plan.statement = type(raw.stmt).__name__
+        plan.may_change_encoding = tce.may_change_encoding(raw, sql)
+        plan.calls_set_config = "set_config" in own_text.lower()
         _check_marks_folded(plan)
         plans.append(plan)
     return plans

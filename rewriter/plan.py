@@ -224,6 +224,11 @@ class Plan:
     # rows this plan's layout turns into the client's.
     # The parse tree's statement type (SelectStmt, InsertStmt, TransactionStmt...).
     statement: str = ""
+    # May change client_encoding before the next statement of its message runs
+    # (SET NAMES, RESET ALL, set_config, a user's function, ...): tce.
+    may_change_encoding: bool = False
+    # Calls set_config itself: its own rows may leave in another encoding.
+    calls_set_config: bool = False
     cursor: str | None = None
     cursor_hold: bool = False  # WITH HOLD: it outlives the transaction block
 

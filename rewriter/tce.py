@@ -443,6 +443,17 @@ def _may_change_names(raw: ast.RawStmt, sql: str) -> bool:
     return calls.found
 
 
+def may_change_encoding(raw: ast.RawStmt, sql: str) -> bool:
+    """Whether a statement may change client_encoding before the next statement
+    of its message runs: SET or RESET of it (SET NAMES is SET client_encoding),
+    RESET ALL, or what may change settings (DISCARD, DO, CALL, set_config, a
+    user's function, a transaction end that undoes a SET LOCAL, ...)."""
+    stmt = raw.stmt
+    if isinstance(stmt, ast.VariableSetStmt):
+        return stmt.name is None or stmt.name.lower() == "client_encoding"
+    return _may_change_names(raw, sql)
+
+
 def renamed_then_named(
     sql: str, statements: Sequence[ast.RawStmt], watched: Callable[[str], bool]
 ) -> str | None:

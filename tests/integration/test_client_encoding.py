@@ -12,7 +12,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from proxy import codec
+from proxy.codec import Bind, Execute, Parse, Query, Sync
+
 from .conftest import PROTOCOLS, RunningProxy, make_database
+from .test_passthrough import RawClient, bounded
 
 PER_ROW = (
     "select id, convert_from(pgsodium.crypto_aead_det_decrypt(secret, ''::bytea, "
@@ -103,6 +107,10 @@ def test_a_cursor_declared_before_the_change_is_refused_after_it(
         "set client_encoding = 'LATIN1'",
         "set names 'LATIN1'",
         "select set_config('client_encoding', 'LATIN1', false)",
+        "set/**/names 'LATIN1'",
+        "set U&\"client\\005fencoding\" = 'LATIN1'",
+        "select ce_set_encoding('LATIN1')",
+        "begin; set local client_encoding = 'LATIN1'; commit",
     ],
 )
 def test_a_change_earlier_in_the_same_message_is_refused(
@@ -111,6 +119,10 @@ def test_a_change_earlier_in_the_same_message_is_refused(
     with psycopg.connect(
         proxy.dsn(dbname=db), autocommit=True, cursor_factory=psycopg.ClientCursor
     ) as conn:
+        conn.execute(
+            "create or replace function ce_set_encoding(e text) returns text "
+            "language sql as $$ select set_config('client_' || 'encoding', e, false) $$"
+        )
         with pytest.raises(psycopg.errors.FeatureNotSupported):
             conn.execute(f"{change}; {PER_ROW}")
         assert conn.execute("show client_encoding").fetchone() == ("UTF8",)
@@ -126,3 +138,64 @@ def test_sql_ascii_over_a_utf8_database_is_evaluated(
             PER_ROW.replace("convert_from(", "(").replace(", 'utf8') as p", ") as p")
         ).fetchall()
         assert rows == [(1, "Ünï".encode())]
+
+
+@bounded()
+async def test_a_change_sent_ahead_in_a_pipeline_is_seen_before_evaluating(
+    proxy: RunningProxy, db: str
+) -> None:
+    """The SET's ParameterStatus has not reached the proxy when it evaluates the
+    next statement of the pipeline: the upstream's own setting is asked."""
+    statements = [
+        FOLDED.replace("%s", "$1"),
+        "insert into ce_labelled values (2, $1)",
+        "select vault.create_secret($1)",
+        PER_ROW,
+    ]
+    for sql in statements:
+        client = await RawClient.connect(proxy.host, proxy.port, database=db)
+        try:
+            # Bytes that are UTF-8 too: a LATIN1 client means other characters.
+            params = () if "$1" not in sql else ("Ünï".encode(),)
+            await client.send(
+                Parse("", "set client_encoding = 'LATIN1'"),
+                Bind("", "", (), (), ()),
+                Execute(""),
+                Parse("", sql),
+                Bind("", "", (), params, ()),
+                Execute(""),
+                Sync(),
+            )
+            frames = await client.until(b"Z")
+        finally:
+            await client.close()
+        errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+        assert [e.sqlstate for e in errors] == ["0A000"], sql
+        assert not [f for f in frames if f.type == ord("D")], sql
+    with psycopg.connect(proxy.direct_dsn(dbname=db)) as direct:
+        assert direct.execute("select count(*) from ce_labelled").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("value", [b"\xe9", b"a\x00b"])
+@bounded()
+async def test_a_text_bind_value_that_is_not_utf8_gets_22021(
+    proxy: RunningProxy, db: str, value: bytes
+) -> None:
+    """PostgreSQL checks a text value's bytes before any type reads them; the
+    session goes on (it ended with the proxy's UnicodeDecodeError)."""
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(
+            Parse("", FOLDED.replace("%s", "$1")),
+            Bind("", "", (), (value,), ()),
+            Execute(""),
+            Sync(),
+        )
+        frames = await client.until(b"Z")
+        errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+        assert [e.sqlstate for e in errors] == ["22021"]
+        assert 'invalid byte sequence for encoding "UTF8"' in errors[0].message
+        await client.send(Query("select 1"))
+        assert [f.type for f in await client.until(b"Z")].count(ord("D")) == 1
+    finally:
+        await client.close()

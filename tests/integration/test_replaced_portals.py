@@ -14,7 +14,11 @@ import asyncpg
 import psycopg
 import pytest
 
+from proxy import codec
+from proxy.codec import Bind, Execute, Frame, Parse, Query, Sync
+
 from .conftest import RunningProxy, make_database
+from .test_passthrough import RawClient, bounded
 
 PER_ROW = (
     "select id, convert_from(pgsodium.crypto_aead_det_decrypt(secret, ''::bytea, "
@@ -166,3 +170,101 @@ def test_a_fetch_in_the_message_that_declares_the_cursor_is_refused(
         conn.rollback()
         conn.execute(f"declare cc cursor for {PER_ROW} order by id")
         assert conn.execute("fetch 1 from cc").fetchall() == [(1, "alice-plain")]
+
+
+# Replaces portal or cursor n with query q when the planner folds it (an
+# immutable call with constant arguments): while a Bind plans the unnamed
+# statement, before anything is executed.
+EVIL_AT_PLANNING = """create or replace function rp_replace(n text, q text)
+  returns int immutable language plpgsql as $$
+  declare r refcursor := n; begin close r; open r for execute q; return 1; end $$"""
+
+
+def _forged_row(conn: psycopg.Connection[Any]) -> str:
+    """Row 2's ciphertext beside row 1's key uuid and row 2's key reference."""
+    one, two = (
+        conn.execute("select kid from rp_accounts where id = %s", [i]).fetchone()[0]
+        for i in (1, 2)
+    )
+    secret = conn.execute("select secret from rp_accounts where id = 2").fetchone()
+    assert secret is not None
+    return (
+        f"select 1, {_literal(conn, bytes(secret[0]))}::bytea, "
+        f"{_literal(conn, one)}::uuid, "
+        f"pgsodium._proxy_key_ref({_literal(conn, two)}::uuid)"
+    )
+
+
+def _data(frames: list[Frame]) -> list[list[bytes | None]]:
+    return [codec.data_row_values(f.body) for f in frames if f.type == ord("D")]
+
+
+@bounded()
+async def test_a_portal_replaced_while_a_bind_plans_is_not_read_as_the_proxys(
+    proxy: RunningProxy, db: str
+) -> None:
+    """No Execute between: the Bind of another statement runs the replacement."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute(EVIL_AT_PLANNING)
+        forged = _forged_row(conn)
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(Query("begin"))
+        await client.until(b"Z")
+        await client.send(
+            Parse("s1", f"{PER_ROW} where id = 1"),
+            Bind("P", "s1", (), (), ()),
+            Parse("", f"select rp_replace('P', $q${forged}$q$)"),
+            Bind("", "", (), (), ()),
+            Execute("P"),
+            Sync(),
+        )
+        frames = await client.until(b"Z")
+    finally:
+        await client.close()
+
+    rows = _data(frames)
+    assert rows and len(rows[0]) == 4  # the replacement's columns, as sent
+    assert not any(b"bob-plain" in (v or b"") for row in rows for v in row)
+
+
+@bounded()
+async def test_a_cursor_replaced_while_a_bind_reads_a_domain_is_not_read(
+    proxy: RunningProxy, db: str
+) -> None:
+    """A domain's CHECK runs user code while a Bind reads its parameter; the
+    replacement names its columns as the proxy's (read from pg_cursors)."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute(
+            "create or replace function rp_check(v text) returns bool "
+            "language plpgsql as $$ declare r refcursor := split_part(v, '|', 1); "
+            "begin close r; open r for execute split_part(v, '|', 2); "
+            "return true; end $$"
+        )
+        conn.execute("drop domain if exists rp_dom")
+        conn.execute("create domain rp_dom as text check (rp_check(value))")
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(Query(f"begin; declare cc cursor for {PER_ROW} where id = 1"))
+        await client.until(b"Z")
+        await client.send(Query("select statement from pg_cursors where name = 'cc'"))
+        (statement,) = _data(await client.until(b"Z"))[0]
+        assert statement is not None
+        with psycopg.connect(proxy.dsn(dbname=db)) as conn:
+            forged = _forged(conn, statement.decode())
+        await client.send(Query("fetch 0 from cc"))
+        await client.until(b"Z")
+        await client.send(
+            Parse("", "select $1::rp_dom"),
+            Bind("", "", (), (f"cc|{forged}".encode(),), ()),
+            Sync(),
+        )
+        await client.until(b"Z")
+        await client.send(Query("fetch all from cc"))
+        frames = await client.until(b"Z")
+    finally:
+        await client.close()
+
+    rows = _data(frames)
+    assert rows and len(rows[0]) == 4  # the replacement's columns, as sent
+    assert not any(b"bob-plain" in (v or b"") for row in rows for v in row)
