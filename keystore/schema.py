@@ -220,7 +220,9 @@ def _stub(sig: Signature) -> str:
         return ""
     flags = [_VOLATILITY[sig.volatility]]
     flags += ["STRICT"] * sig.strict
-    flags += ["SECURITY DEFINER", "SET search_path = ''"] * sig.security_definer
+    # SECURITY: pg_temp last (searched first for types when not listed).
+    pinned = "SET search_path = pg_catalog, pg_temp"
+    flags += ["SECURITY DEFINER", pinned] * sig.security_definer
     message = f"pgsodium.{sig.name}() must be called through pgsodium-proxy"
     return "\n".join(
         [

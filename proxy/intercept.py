@@ -230,8 +230,10 @@ class Interceptor:
         try:
             rows = await self.session.internal(
                 (
-                    "SELECT 'pgsodium' = ANY (current_schemas(true)), "
-                    "'vault' = ANY (current_schemas(true))",
+                    # SECURITY: qualified, as lookup.CHECK_SQL is.
+                    "SELECT 'pgsodium' OPERATOR(pg_catalog.=) ANY "
+                    "(pg_catalog.current_schemas(true)), 'vault' "
+                    "OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true))",
                     [],
                 )
             )
@@ -978,8 +980,7 @@ class Interceptor:
             names.append(_cursor_name((execution.source, execution.index)))
         try:
             lost, encoding = await self.owned.not_own(*names)
-            if not lost:
-                self._check_upstream_encoding(encoding)
+            self._check_upstream_encoding(encoding)
         except Skipped:
             lost = []  # the upstream skips this Execute too
         except LookupFailed as exc:

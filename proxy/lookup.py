@@ -17,27 +17,39 @@ from .errors import SQLSTATE, ProxyError
 if TYPE_CHECKING:
     from .session import Session
 
+# SECURITY: the proxy's own queries run under the client's search_path, which may
+# put a schema of its own before pg_catalog: every function, operator and type
+# they name is schema-qualified, so none of them can be the client's (a
+# has_function_privilege of its own would grant what pgsodium does not).
+#
 # Privileges first, in a statement of their own: PostgreSQL checks EXECUTE on every
 # function of a statement before running any, and pgsodium's 42501 names the
 # pgsodium function, not the proxy's helpers.
 CHECK_SQL = """\
-SELECT current_schemas(true)::text, current_setting('bytea_output'),
+SELECT pg_catalog.current_schemas(true)::pg_catalog.text,
+       pg_catalog.current_setting('bytea_output'),
        (SELECT root_key_fingerprint FROM pgsodium._proxy_meta),
-       pgsodium._proxy_check_execute($1::regprocedure[])::text,
-       ARRAY(SELECT has_function_privilege(p::regprocedure, 'EXECUTE')
-               FROM unnest($2::text[]) AS p)::text,
-       current_setting('client_encoding')"""
+       pgsodium._proxy_check_execute($1::pg_catalog.regprocedure[])::pg_catalog.text,
+       ARRAY(SELECT pg_catalog.has_function_privilege(
+                      p::pg_catalog.regprocedure, 'EXECUTE')
+               FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p)::pg_catalog.text,
+       pg_catalog.current_setting('client_encoding')"""
 KEYS_SQL = """\
 SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL
-  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS x(u, t, n)
+  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]),
+                  pg_catalog.unnest($2::pg_catalog.text[]))
+       WITH ORDINALITY AS x(u, t, n)
 UNION ALL
-SELECT -g.n, k.id::text, k.key_id::text, encode(k.key_context, 'hex')
-  FROM generate_series(1, $3::integer) AS g(n),
+SELECT OPERATOR(pg_catalog.-) g.n, k.id::pg_catalog.text,
+       k.key_id::pg_catalog.text, pg_catalog.encode(k.key_context, 'hex')
+  FROM pg_catalog.generate_series(1, $3::pg_catalog.int4) AS g(n),
        LATERAL pgsodium.create_key('aead-det'::pgsodium.key_type) AS k"""
 
 
 # Keys for a COPY whose rows name their own keys (keystore/sql/proxy_internals.sql).
-ALL_KEYS_SQL = "SELECT key_uuid::text, material FROM pgsodium._proxy_key_materials()"
+ALL_KEYS_SQL = (
+    "SELECT key_uuid::pg_catalog.text, material FROM pgsodium._proxy_key_materials()"
+)
 MAX_COPY_KEYS = 100_000
 
 

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 # pg_cursors lists the protocol's portals as well as SQL cursors; `statement` is
 # the text that created the portal (the whole Query message for a DECLARE).
+# SECURITY: schema-qualified throughout (proxy/lookup.py says why).
 STATEMENT_SQL = """\
-SELECT (SELECT statement FROM pg_catalog.pg_cursors WHERE name = $1),
+SELECT (SELECT statement FROM pg_catalog.pg_cursors
+         WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text),
        pg_catalog.current_setting('client_encoding')"""
 _UNKNOWN = -1  # opened by a message that ran more than the proxy's statement
 

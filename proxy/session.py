@@ -658,9 +658,12 @@ class Session:
                     await self._fail_as_joined(frame)
                 raise LookupFailed(sanitize(frame))
             if frame.type == ord("D"):
+                # Bytes that are not UTF-8 (a client_encoding the proxy refuses,
+                # set ahead in a pipeline) are kept as surrogate escapes, for the
+                # caller's check to refuse, not decoded into a crash.
                 results[-1].append(
                     [
-                        None if v is None else v.decode("utf-8")
+                        None if v is None else v.decode("utf-8", "surrogateescape")
                         for v in codec.data_row_values(frame.body)
                     ]
                 )

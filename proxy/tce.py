@@ -38,10 +38,12 @@ if TYPE_CHECKING:
     from .session import Session
 
 NAMES_TTL_SECONDS = 2.0
+# SECURITY: the proxy's own queries name everything schema-qualified
+# (proxy/lookup.py says why).
 _INSTALLED = (
-    "SELECT to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL, "
-    "to_regprocedure('pgsodium._proxy_view_names()') IS NOT NULL, "
-    "to_regprocedure('pgsodium._proxy_tce_version()') IS NOT NULL"
+    "SELECT pg_catalog.to_regprocedure('pgsodium._proxy_tce_names()') IS NOT NULL, "
+    "pg_catalog.to_regprocedure('pgsodium._proxy_view_names()') IS NOT NULL, "
+    "pg_catalog.to_regprocedure('pgsodium._proxy_tce_version()') IS NOT NULL"
 )
 _LABEL = re.compile(rb"security\s+label", re.IGNORECASE)
 _VAULT = re.compile(rb"vault|create_secret|update_secret|secrets", re.IGNORECASE)
@@ -55,10 +57,12 @@ _DDL = re.compile(
 )
 # What each name resolves to now (names the proxy keeps, written unqualified).
 _RESOLVE = (
-    "SELECT x.n, ns.nspname::text, c.relname::text "
-    "FROM pg_catalog.unnest($1::text[]) AS x(n) "
-    "JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.n) "
-    "JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
+    "SELECT x.n, ns.nspname::pg_catalog.text, c.relname::pg_catalog.text "
+    "FROM pg_catalog.unnest($1::pg_catalog.text[]) AS x(n) "
+    "JOIN pg_catalog.pg_class c "
+    "ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.n) "
+    "JOIN pg_catalog.pg_namespace ns "
+    "ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace"
 )
 # A `TABLE name` query, wherever it stands (rewritten as SELECT * FROM name when
 # it may need us).
@@ -341,7 +345,8 @@ class Tce:
             }
             rows = await self.session.internal(
                 (
-                    "SELECT name, rules::text FROM pgsodium._proxy_tce_rules($1)",
+                    "SELECT name, rules::pg_catalog.text "
+                    "FROM pgsodium._proxy_tce_rules($1)",
                     [_text_array(names)],
                 ),
                 (_RESOLVE, [_text_array(list(bare))]),

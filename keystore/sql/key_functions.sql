@@ -5,21 +5,21 @@
 -- One valid_key row by uuid; all-NULL when unknown, invalid or expired.
 CREATE OR REPLACE FUNCTION pgsodium.get_key_by_id(uuid)
   RETURNS pgsodium.valid_key
-  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT * FROM pgsodium.valid_key WHERE id = $1;
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgsodium.get_key_by_name(text)
   RETURNS pgsodium.valid_key
-  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT * FROM pgsodium.valid_key WHERE name = $1;
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgsodium.get_named_keys(filter text DEFAULT '%')
   RETURNS SETOF pgsodium.valid_key
-  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT * FROM pgsodium.valid_key vk WHERE vk.name ILIKE filter;
 $fn$;
@@ -46,7 +46,7 @@ CREATE OR REPLACE FUNCTION pgsodium.create_key(
     expires timestamp with time zone DEFAULT NULL,
     associated_data text DEFAULT '')
   RETURNS pgsodium.valid_key
-  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   new_id uuid;

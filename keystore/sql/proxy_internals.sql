@@ -19,7 +19,7 @@ COMMENT ON TABLE pgsodium._proxy_meta IS
 -- calls, exactly as if the call ran upstream. SECURITY INVOKER on purpose.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_check_execute(fns regprocedure[])
   RETURNS void
-  LANGUAGE plpgsql STABLE SECURITY INVOKER
+  LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   fn regprocedure;
@@ -34,7 +34,7 @@ BEGIN
         FROM pg_catalog.pg_roles r
         JOIN unnest(ARRAY['pgsodium_keyiduser', 'pgsodium_keyholder',
                           'pgsodium_keymaker']) WITH ORDINALITY AS w(name, n)
-          ON r.rolname = w.name
+          ON r.rolname OPERATOR(pg_catalog.=) w.name
        WHERE pg_catalog.has_function_privilege(r.oid, fn, 'EXECUTE')
        ORDER BY w.n LIMIT 1;
       message := pg_catalog.format('permission denied for function %s',
@@ -69,7 +69,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION pgsodium._proxy_key_material(
     key_uuid uuid, wanted pgsodium.key_type)
   RETURNS text
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   k pgsodium.key;
@@ -121,7 +121,7 @@ $fn$;
 -- SECURITY: as _proxy_key_material, for pgsodium_keyiduser only.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_key_ref(key_uuid uuid)
   RETURNS text
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
   -- Called once a row: a derived key's entry is written here, as
   -- _proxy_key_material writes it, in one query (plpgsql calling
@@ -141,7 +141,7 @@ $fn$;
 -- SECURITY: as _proxy_key_material, for pgsodium_keyiduser only.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_key_materials()
   RETURNS TABLE (key_uuid uuid, material text)
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT k.id, pgsodium._proxy_key_material(k.id, 'aead-det')
     FROM pgsodium.key k
@@ -164,7 +164,7 @@ CREATE OR REPLACE FUNCTION pgsodium._proxy_create_raw_key(
     raw_key_nonce bytea, parent_key uuid, expires timestamp with time zone,
     associated_data text, key_context bytea DEFAULT '\x7067736f6469756d'::bytea)
   RETURNS pgsodium.valid_key
-  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   result pgsodium.valid_key;

@@ -89,7 +89,7 @@ CREATE POLICY _proxy_label_owner ON pgsodium._proxy_label FOR ALL
 -- only its oids. Stale rows are first parked on identities no object has (oid 0),
 -- so no two rows ever collide on the primary key on the way.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_rebind()
-  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $rebind$
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $rebind$
 DECLARE
   r record;
   parked integer := 0;
@@ -313,7 +313,7 @@ $decrypted$;
 -- role, which hands out pgsodium_keyholder.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_grant_access(
   masked_role regrole, target oid, view_name text)
-  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $grant$
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $grant$
 DECLARE
   qualified text;
 BEGIN
@@ -1067,7 +1067,7 @@ $key_encrypt_secret_raw_key$;
 
 -- Suspend or resume the regeneration on ALTER TABLE (pgsodium's event trigger).
 CREATE OR REPLACE FUNCTION pgsodium.disable_security_label_trigger()
-  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $disable$
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger
@@ -1078,7 +1078,7 @@ END
 $disable$;
 
 CREATE OR REPLACE FUNCTION pgsodium.enable_security_label_trigger()
-  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+  RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $enable$
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger
@@ -1092,7 +1092,7 @@ $enable$;
 -- so no later object that is given the same oid inherits them. As the owner: at
 -- sql_drop the object is gone, so the row policy could no longer tell its owner.
 CREATE OR REPLACE FUNCTION pgsodium._proxy_tce_drop() RETURNS event_trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $drop$
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $drop$
 BEGIN
   DELETE FROM pgsodium._proxy_label l
    USING pg_catalog.pg_event_trigger_dropped_objects() d

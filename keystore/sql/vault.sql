@@ -43,7 +43,7 @@ BEGIN
   CREATE OR REPLACE FUNCTION vault.create_secret(
     new_secret text, new_name text = NULL, new_description text = '',
     new_key_id uuid = NULL)
-    RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $stub$
   BEGIN
     RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -55,7 +55,7 @@ BEGIN
   CREATE OR REPLACE FUNCTION vault.update_secret(
     secret_id uuid, new_secret text = NULL, new_name text = NULL,
     new_description text = NULL, new_key_id uuid = NULL)
-    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $stub$
   BEGIN
     RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -68,7 +68,7 @@ BEGIN
   CREATE OR REPLACE FUNCTION vault._proxy_create_secret(
     new_id uuid, new_secret text, new_nonce bytea, new_name text,
     new_description text, new_key_id uuid)
-    RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $create$
   BEGIN
     INSERT INTO vault.secrets (id, secret, nonce, name, description)
@@ -93,7 +93,7 @@ BEGIN
   CREATE OR REPLACE FUNCTION vault._proxy_create_secret(
     caller name, new_ids uuid[], new_secrets text[], new_nonces bytea[],
     new_name text, new_description text, new_key_id uuid)
-    RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+    RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $create_rows$
   DECLARE
     i integer;
@@ -130,7 +130,7 @@ BEGIN
   CREATE OR REPLACE FUNCTION vault._proxy_update_secret(
     caller name, secret_id uuid, new_secret text, new_nonce bytea, new_name text,
     new_description text, new_key_id uuid)
-    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $update$
   BEGIN
     IF NOT (pg_catalog.pg_has_role(session_user, caller, 'MEMBER')

@@ -199,3 +199,33 @@ async def test_a_text_bind_value_that_is_not_utf8_gets_22021(
         assert [f.type for f in await client.until(b"Z")].count(ord("D")) == 1
     finally:
         await client.close()
+
+
+@bounded()
+async def test_a_reply_of_the_proxys_own_in_latin1_is_refused_not_a_crash(
+    proxy: RunningProxy, db: str
+) -> None:
+    """After a SET sent ahead, the key lookup's reply is LATIN1 text (a schema
+    name on the search_path): refused with 0A000, and the session goes on."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute('create schema if not exists "schémà"')
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(Query('set search_path = "schémà", public'))
+        await client.until(b"Z")
+        await client.send(
+            Parse("", "set client_encoding = 'LATIN1'"),
+            Bind("", "", (), (), ()),
+            Execute(""),
+            Parse("", FOLDED.replace("%s", "'x'")),
+            Bind("", "", (), (), ()),
+            Execute(""),
+            Sync(),
+        )
+        frames = await client.until(b"Z")
+        errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+        assert [e.sqlstate for e in errors] == ["0A000"]
+        await client.send(Query("select 1"))
+        assert [f.type for f in await client.until(b"Z")].count(ord("D")) == 1
+    finally:
+        await client.close()

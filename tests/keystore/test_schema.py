@@ -350,7 +350,47 @@ def test_security_definer_functions_pin_search_path(
     # rebind, drop and ACCESS grants, …), pgsodium's
     # enable/disable_security_label_trigger
     assert len(definers) == 25 + 1 + 3 + 7 + 2
-    assert all(row[6] == ['search_path=""'] for row in definers.values())
+    # SECURITY: pg_temp last. Not listed (search_path = ''), it is searched first
+    # for types and relations: a caller's temporary domain named text ran its
+    # CHECK as the definer.
+    assert all(
+        row[6] == ["search_path=pg_catalog, pg_temp"] for row in definers.values()
+    )
+
+
+def test_a_callers_temporary_types_never_run_as_a_definer(database: str) -> None:
+    """SECURITY: a caller's temporary domain named like a type a SECURITY DEFINER
+    function's body writes (uuid, text) must not be resolved there: its CHECK
+    would run with the definer's rights."""
+    role = "ks_temp_types"
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE pgsodium_keyiduser")
+        admin.execute(f"GRANT TEMPORARY ON DATABASE {admin.info.dbname} TO {role}")
+        key = create_key(admin)
+        assert key is not None
+    try:
+        with psycopg.connect(database.replace("user=postgres", f"user={role}")) as c:
+            c.execute(
+                "CREATE FUNCTION pg_temp.same(v pg_catalog.text) RETURNS bool "
+                "LANGUAGE plpgsql AS $$ BEGIN IF current_user <> session_user THEN "
+                "RAISE EXCEPTION 'ran as %', current_user; END IF; RETURN true; "
+                "END $$"
+            )
+            for name, base in (("uuid", "uuid"), ("text", "text")):
+                c.execute(
+                    f"CREATE DOMAIN pg_temp.{name} AS pg_catalog.{base} "
+                    "CHECK (pg_temp.same(VALUE::pg_catalog.text))"
+                )
+            material = c.execute(
+                "SELECT pgsodium._proxy_key_material(%s::pg_catalog.uuid, 'aead-det')",
+                [key[0]],
+            ).fetchone()
+            assert material is not None and material[0].startswith("d,aead-det,")
+    finally:
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
 
 
 def test_proxy_functions_flags_owners_and_grants(
