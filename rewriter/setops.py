@@ -124,10 +124,20 @@ def _type_parameters(levels: Any, members: list[InnerItem]) -> None:
 
 def _has_star(leaf: ast.SelectStmt) -> bool:
     """A `*` passes columns up as they come, so no NULL can stand beside them."""
-    return any(
-        isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star)
-        for t in leaf.targetList or ()
-    )
+    return any(_expands(t.val) for t in leaf.targetList or ())
+
+
+def _expands(value: ast.Node) -> bool:
+    """A select-list item that PostgreSQL expands into several columns: `*`,
+    `t.*`, and `(composite).*`, `(f()).*` (an A_Indirection ending in `*`).
+    SECURITY: the proxy reads a second branch's columns by position; one that
+    expands would shift the client's own columns into the places of the proxy's
+    inputs and key references."""
+    if isinstance(value, ast.ColumnRef):
+        return isinstance(value.fields[-1], ast.A_Star)
+    if isinstance(value, ast.A_Indirection):
+        return any(isinstance(i, ast.A_Star) for i in value.indirection)
+    return False
 
 
 def _leaves(query: ast.SelectStmt) -> tuple[list[ast.SelectStmt], str | None]:
@@ -339,9 +349,7 @@ def _names(query: ast.Node) -> list[str] | None:
         return None
     names = []
     for target in query.targetList:
-        if isinstance(target.val, ast.ColumnRef) and isinstance(
-            target.val.fields[-1], ast.A_Star
-        ):
+        if _expands(target.val):
             return None
         names.append(target.name or _figure(target.val))
     return names

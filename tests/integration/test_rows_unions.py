@@ -320,6 +320,14 @@ REFUSED = [
      "acc2) u where p is null", "WHERE"),
     (f"select id, {DECRYPT} p, kid from acc union all select * from acc2",
      "* in a branch"),
+    # SECURITY: (composite).* expands too; the second branch's columns, read by
+    # position, would put the client's own text where the key reference stands.
+    (f"select id, {DECRYPT} p, (a).* from acc a union all select (b).*, 0 "
+     "from acc2 b", "* in a branch"),
+    (f"select id, {DECRYPT} p from acc union all select (b).* from acc2 b",
+     "* in a branch"),
+    (f"select * from (select {DECRYPT} p, id from acc union all "
+     "select (b).* from (select secret, id from acc2) b) u", "* in a branch"),
     ("select decrypted_secret from decrypted_t_n union select tag from other",
      "UNION"),
     (f"select {DECRYPT} p into newtable from acc union all select {DECRYPT2} from "

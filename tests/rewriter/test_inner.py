@@ -231,6 +231,10 @@ REFUSED = [
      "UNION over"),
     (f"select * from (select * from acc union all select {D}, 1, kid from acc) u",
      "* in a branch of UNION ALL"),
+    (f"select * from (select (a).* from acc a union all select {D}, 1, kid "
+     "from acc) u", "* in a branch of UNION ALL"),
+    (f"select {D}, (a).* from acc a union all select (f()).*, 1 from acc",
+     "* in a branch of UNION ALL"),
     (f"select *, p from (select * from (select {D} p from acc) a) b", "passed up"),
     # A function around the call itself, in the outermost select list.
     (f"select upper(convert_from({D}, 'utf8')) from acc", "in function upper()"),
