@@ -30,6 +30,7 @@ from .columns import BINARY, Layout, build_layout, upstream_formats
 from .errors import SQLSTATE, ProxyError
 from .lookup import KEY_ROWS_HINT, Bound, LookupFailed, Skipped, lookup
 from .metrics import CRYPTO
+from .owned import Replaced, statement_replaced
 from .reencrypt import reencrypt
 from .router import Reply
 
@@ -109,8 +110,10 @@ class Execution:
         self.n_params = 0
         self.kept: set[int] = set()
         self.described: Any = None  # future of the statement's Describe frames
-        # The text of the Parse the proxy sent upstream for it (Owned checks it).
+        # The text of the Parse the proxy sent upstream for it (Owned checks it),
+        # and the prepared statement a Bind names (None: the unnamed one).
         self.upstream_sql = ""
+        self.statement_name: str | None = None
         self.bind_message: Any = None
         self.layout: Layout | None = None
         self._chains: dict[str, KeyChain] = {}
@@ -168,7 +171,19 @@ class Execution:
             # A search's encryption, standing for the decrypt pgsodium would call
             # (rewriter.analyze): the client called that.
             caller = "crypto_aead_det_decrypt"
-        found = await lookup(self.session, checks, keys, parents, candidates, caller)
+        found = await lookup(
+            self.session,
+            checks,
+            keys,
+            parents,
+            candidates,
+            caller,
+            self.statement_name,
+        )
+        if self.statement_name is not None and found.prepared != self.upstream_sql:
+            # SECURITY: SQL (DEALLOCATE, then PREPARE under its name) replaced the
+            # statement the proxy parsed; its rows would be read as the proxy's.
+            raise Replaced(self.statement_name)
         self.privileges = found.privileges
         self._check_key_refs()
         self._check_search_path(found.schemas)
@@ -418,6 +433,7 @@ class Execution:
         execution.kept = self.kept
         execution.described = self.described
         execution.upstream_sql = self.upstream_sql
+        execution.statement_name = bind.statement or None
         execution.bind_message = bind
         execution.privileges = self.privileges
         execution.reencrypt = self.reencrypt
@@ -657,6 +673,10 @@ class FetchExecution(Execution):
 
     async def bind(self) -> codec.Bind:
         bind = self.bind_message
+        if bind.statement and await statement_replaced(
+            self.session, bind.statement, self.upstream_sql
+        ):
+            raise Replaced(bind.statement)
         result_formats = self._result_formats(bind.result_formats)
         self.layout = self._layout_for(result_formats)
         return codec.Bind(

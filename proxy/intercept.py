@@ -41,7 +41,7 @@ from .execution import (
     default_arg,
 )
 from .lookup import all_key_materials, encoding_refused, lookup, utf8_session
-from .owned import Owned
+from .owned import Owned, Replaced
 from .reencrypt import TCE_DECRYPT, TCE_ENCRYPT
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
 from .tce import Tce
@@ -850,6 +850,13 @@ class Interceptor:
             execution = self.statements[message.statement].bound(message)
         try:
             upstream = await execution.bind()
+        except Replaced:
+            # Not the proxy's statement any more: its rows are what they are.
+            self.statements.pop(message.statement, None)
+            self.fresh.pop(message.statement, None)
+            self.forget(frame)
+            self._forward(frame, PassThrough(b"2E"))
+            return
         except Skipped:
             self.forget(frame)
             self._forward(frame, PassThrough(b"2E"))

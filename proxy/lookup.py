@@ -33,7 +33,10 @@ SELECT pg_catalog.current_schemas(true)::pg_catalog.text,
        ARRAY(SELECT pg_catalog.has_function_privilege(
                       p::pg_catalog.regprocedure, 'EXECUTE')
                FROM pg_catalog.unnest($2::pg_catalog.text[]) AS p)::pg_catalog.text,
-       pg_catalog.current_setting('client_encoding')"""
+       pg_catalog.current_setting('client_encoding'),
+       (SELECT s.statement FROM pg_catalog.pg_prepared_statements s
+         WHERE s.name OPERATOR(pg_catalog.=) $3::pg_catalog.text
+           AND NOT s.from_sql)"""
 KEYS_SQL = """\
 SELECT x.n, pgsodium._proxy_key_material(x.u, x.t::pgsodium.key_type), NULL, NULL
   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]),
@@ -83,6 +86,9 @@ class Found:
     parents: list[tuple[str, int, bytes]]
     # EXECUTE privilege on functions that calls over rows may resolve to.
     privileges: dict[str, bool]
+    # The text of the prepared statement named in the lookup, as the protocol's
+    # Parse made it (None: no such statement, or one made by SQL PREPARE).
+    prepared: str | None = None
 
 
 def _array(values: list[str]) -> str:
@@ -102,12 +108,14 @@ async def lookup(
     parents: int,
     candidates: list[str] = [],  # noqa: B006 - never mutated
     caller: str = "crypto_aead_det_encrypt",
+    statement: str | None = None,
 ) -> Found:
     """`caller`: the pgsodium function the client called that needs the keys, for
-    the 42501 of a role that may not read them."""
+    the 42501 of a role that may not read them; `statement`: a prepared
+    statement whose text to read too (Found.prepared)."""
     uuids = [k[0] or "00000000-0000-0000-0000-000000000000" for k in keys]
     queries: list[tuple[str, list[str | None]]] = [
-        (CHECK_SQL, [_array(checks), _array(candidates)])
+        (CHECK_SQL, [_array(checks), _array(candidates), statement])
     ]
     if keys or parents:
         queries.append(
@@ -150,6 +158,7 @@ async def lookup(
         materials,
         found_parents,
         dict(zip(candidates, allowed, strict=True)),
+        header[6],
     )
 
 

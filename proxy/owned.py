@@ -80,3 +80,21 @@ class Owned:
             if name not in unknown:
                 self._marks[name][0] = self.runs
         return unknown, encoding
+
+
+class Replaced(Exception):
+    """A prepared statement the proxy parsed is no longer the one upstream."""
+
+
+# Protocol-level statements are made by Parse messages only, which the proxy
+# sees; SQL's PREPARE (from_sql) is how code can put another under the name.
+PREPARED_SQL = """\
+SELECT (SELECT s.statement FROM pg_catalog.pg_prepared_statements s
+         WHERE s.name OPERATOR(pg_catalog.=) $1::pg_catalog.text AND NOT s.from_sql)"""
+
+
+async def statement_replaced(session: Session, name: str, text: str) -> bool:
+    """Whether prepared statement `name` upstream is no longer `text`, the one the
+    proxy parsed (Execution.prepare asks the same within its key lookup)."""
+    (rows,) = await session.internal((PREPARED_SQL, [name]))
+    return rows[0][0] != text

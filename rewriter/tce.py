@@ -85,16 +85,17 @@ def associated_type(type_name: str) -> tuple[str, int | None] | None:
     return (type_name, None) if type_name in _AD_TYPES else None
 
 
-def associated_text(value: str, type_name: str) -> str | None:
+def associated_text(value: str, type_name: str, schema: str = "") -> str | None:
     """SQL for the text that `value` (SQL text), written into a column of
     `type_name`, contributes to the associated data: the stored value's `::text`.
     Storing into `varchar(n)` cuts an over-long value's excess spaces (anything
-    else there fails the write): the first n characters, as the cast to it gives."""
+    else there fails the write): the first n characters, as the cast to it gives.
+    `schema` ("pg_catalog.") qualifies the types, for SQL that runs upstream."""
     found = associated_type(type_name)
     if found is None:
         return None
     base, length = found
-    text = f"({value})::{_AD_TYPES[base]}::text"
+    text = f"({value})::{schema}{_AD_TYPES[base]}::{schema}text"
     if length is not None:
         text = f"pg_catalog.substr({text}, 1, {length})"
     return text

@@ -53,6 +53,11 @@ def max_rows() -> int:
 
 ALIAS = "_pgsp_reencrypt"
 _OID, _TID = "_pgsp_oid", "_pgsp_tid"
+# SECURITY: what the proxy writes here runs upstream under the client's
+# search_path, which may put a schema of the client's before pg_catalog: every
+# function, operator and type it names is qualified.
+_C = "pg_catalog."
+_EQ = "OPERATOR(pg_catalog.=)"
 # Function names whose call the pre-read could not send upstream as it is.
 _PGSODIUM_NAMES = frozenset(f.name for f in FUNCTIONS) | {
     "create_secret",
@@ -92,9 +97,11 @@ def source(count: int, arrays: Sequence[str]) -> str:
     """The FROM item with the rows' table oids, ctids and the new values of `count`
     columns, given as SQL expressions of arrays (literals or bind parameters)."""
     types = ["oid[]", "tid[]"] + ["text[]"] * count
-    args = ", ".join(f"{a}::{t}" for a, t in zip(arrays, types, strict=True))
+    args = ", ".join(
+        f"{_C}unnest({a}::{_C}{t})" for a, t in zip(arrays, types, strict=True)
+    )
     names = [_OID, _TID] + [_value_name(i) for i in range(count)]
-    return f"unnest({args}) AS {ALIAS}({', '.join(names)})"
+    return f"ROWS FROM ({args}) AS {ALIAS}({', '.join(names)})"
 
 
 def _value_name(index: int) -> str:
@@ -159,7 +166,7 @@ def _assignments(nulled: list[str], columns: list[Reencrypted]) -> str:
     for index, column in enumerate(columns):
         value = f"{ALIAS}.{_value_name(index)}"
         if column.type != "text":
-            value = f"decode({value}, 'base64')"
+            value = f"{_C}decode({value}, 'base64')"
         assignments.append(f"{q(column.name)} = {value}")
     return ", " + ", ".join(assignments)
 
@@ -173,7 +180,7 @@ def _joined(
 ) -> list[tuple[int, int, str]]:
     """The UPDATE's added SET items and FROM item, joined on each row's table oid
     and ctid (and the client's WHERE, which the locked rows still match)."""
-    join = f"{ref}.tableoid = {ALIAS}.{_OID} AND {ref}.ctid = {ALIAS}.{_TID}"
+    join = f"{ref}.tableoid {_EQ} {ALIAS}.{_OID} AND {ref}.ctid {_EQ} {ALIAS}.{_TID}"
     added = f"{assignments} FROM {placeholder}"
     if where is None:
         return [(set_end, set_end, f"{added} WHERE {join}")]
@@ -208,21 +215,21 @@ def _column(
     q = sqltext.quote_ident
     stored = f"{ref}.{q(column.name)}"
     if column.type != "text":
-        stored = f"encode({stored}, 'base64')"
+        stored = f"{_C}encode({stored}, 'base64')"
     old_key = new_key = None
     if column.key_column:
-        old_key = items.add(f"{ref}.{q(column.key_column)}::text")
+        old_key = items.add(f"{ref}.{q(column.key_column)}::{_C}text")
         new_key = old_key
         if column.key_column in row:
             value = _new_value(row, column.key_column, column.name)
-            new_key = items.add(f"({value})::uuid::text")
+            new_key = items.add(f"({value})::{_C}uuid::{_C}text")
     old_nonce = new_nonce = None
     if column.nonce:
-        old_nonce = items.add(f"encode({ref}.{q(column.nonce)}, 'base64')")
+        old_nonce = items.add(f"{_C}encode({ref}.{q(column.nonce)}, 'base64')")
         new_nonce = old_nonce
         if column.nonce in row:
             value = _new_value(row, column.nonce, column.name)
-            new_nonce = items.add(f"encode(({value})::bytea, 'base64')")
+            new_nonce = items.add(f"{_C}encode(({value})::{_C}bytea, 'base64')")
     old_ad = new_ad = None
     if column.associated:
         old_parts, new_parts = [], []
@@ -231,12 +238,12 @@ def _column(
             type_name = found.type if found else ""
             if associated_type(type_name) is None:
                 raise refuse(f"compute the associated data {name} of {column.name}")
-            old_parts.append(f"{ref}.{q(name)}::text")
+            old_parts.append(f"{ref}.{q(name)}::{_C}text")
             if name in row:
                 value = _new_value(row, name, column.name)
-                new_parts.append(str(associated_text(value, type_name)))
+                new_parts.append(str(associated_text(value, type_name, _C)))
             else:
-                new_parts.append(f"{ref}.{q(name)}::text")
+                new_parts.append(f"{ref}.{q(name)}::{_C}text")
         old_ad = items.add(_ad_bytes(old_parts))
         new_ad = items.add(_ad_bytes(new_parts))
     return Reencrypted(
@@ -256,7 +263,8 @@ def _column(
 def _ad_bytes(parts: list[str]) -> str:
     """The associated data as pgsodium computes it (`a::text || b::text`, NULL if
     any part is), its UTF-8 bytes in base64: the same whatever the encodings."""
-    return f"encode(convert_to(({' || '.join(parts)})::text, 'utf8'), 'base64')"
+    joined = f" OPERATOR({_C}||) ".join(parts)
+    return f"{_C}encode({_C}convert_to(({joined})::{_C}text, 'utf8'), 'base64')"
 
 
 def _new_value(row: dict[str, tuple[Any, str]], name: str, encrypted: str) -> str:

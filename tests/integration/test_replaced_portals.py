@@ -268,3 +268,76 @@ async def test_a_cursor_replaced_while_a_bind_reads_a_domain_is_not_read(
     rows = _data(frames)
     assert rows and len(rows[0]) == 4  # the replacement's columns, as sent
     assert not any(b"bob-plain" in (v or b"") for row in rows for v in row)
+
+
+def _forged_values(conn: psycopg.Connection[Any]) -> str:
+    """The values of _forged_row as literals only (no call): row 2's ciphertext,
+    row 1's key uuid, row 2's key reference as text."""
+    one, two = (
+        conn.execute("select kid from rp_accounts where id = %s", [i]).fetchone()[0]
+        for i in (1, 2)
+    )
+    secret, ref = conn.execute(
+        "select secret, pgsodium._proxy_key_ref(kid) from rp_accounts where id = 2"
+    ).fetchone()
+    return (
+        f"{_literal(conn, bytes(secret))}::bytea, {_literal(conn, one)}::uuid, "
+        f"{_literal(conn, ref)}::text"
+    )
+
+
+@bounded()
+async def test_a_statement_prepared_again_by_sql_is_not_read_as_the_proxys(
+    proxy: RunningProxy, db: str
+) -> None:
+    """DEALLOCATE and PREPARE under the name of a statement the proxy parsed: its
+    Bind and Execute pass through, nothing is decrypted."""
+    with psycopg.connect(proxy.direct_dsn(dbname=db)) as conn:
+        values = _forged_values(conn)
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(
+            Parse("s1", f"{PER_ROW} where id = $1"),
+            Bind("", "s1", (), (b"1",), ()),
+            Execute(""),
+            Sync(),
+        )
+        assert _data(await client.until(b"Z")) == [[b"1", b"alice-plain"]]
+        await client.send(
+            Query(f"deallocate s1; prepare s1(int) as select $1 as id, {values}")
+        )
+        await client.until(b"Z")
+        await client.send(Bind("", "s1", (), (b"1",), ()), Execute(""), Sync())
+        frames = await client.until(b"Z")
+    finally:
+        await client.close()
+
+    rows = _data(frames)
+    assert rows and len(rows[0]) == 4  # the replacement's columns, as sent
+    assert not any(b"bob-plain" in (v or b"") for row in rows for v in row)
+
+
+@bounded()
+async def test_a_fetch_prepared_again_by_sql_is_not_read_as_the_proxys(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(proxy.direct_dsn(dbname=db)) as conn:
+        values = _forged_values(conn)
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(Query(f"begin; declare cur cursor for {PER_ROW}"))
+        await client.until(b"Z")
+        await client.send(Parse("f1", "fetch 1 from cur"), Sync())
+        await client.until(b"Z")
+        await client.send(
+            Query(f"deallocate f1; prepare f1 as select 1 as id, {values}")
+        )
+        await client.until(b"Z")
+        await client.send(Bind("", "f1", (), (), ()), Execute(""), Sync())
+        frames = await client.until(b"Z")
+    finally:
+        await client.close()
+
+    rows = _data(frames)
+    assert rows and len(rows[0]) == 4
+    assert not any(b"bob-plain" in (v or b"") for row in rows for v in row)

@@ -112,24 +112,31 @@ def test_refused_with_0a000(sql: str) -> None:
 
 
 REENCRYPTED = (
-    '"secret" = _pgsp_reencrypt._pgsp_c0 FROM unnest(NULL::oid[], NULL::tid[], '
-    "NULL::text[]) AS _pgsp_reencrypt(_pgsp_oid, _pgsp_tid, _pgsp_c0)"
+    '"secret" = _pgsp_reencrypt._pgsp_c0 FROM ROWS FROM ('
+    "pg_catalog.unnest(NULL::pg_catalog.oid[]), "
+    "pg_catalog.unnest(NULL::pg_catalog.tid[]), "
+    "pg_catalog.unnest(NULL::pg_catalog.text[])) "
+    "AS _pgsp_reencrypt(_pgsp_oid, _pgsp_tid, _pgsp_c0)"
 )
+EQ = "OPERATOR(pg_catalog.=)"
 
 
 def test_an_update_of_only_associated_data_re_encrypts_from_a_pre_read() -> None:
     sql = "update t set id = $1 where id = $2 returning *, id"
     text, plan = plan_rewrite(sql, tce.parse(sql), RELATIONS)
     assert text == (
-        f"update t set id = $1, {REENCRYPTED} where "
-        '"t".tableoid = _pgsp_reencrypt._pgsp_oid AND "t".ctid = '
+        f'update t set id = $1, {REENCRYPTED} where "t".tableoid {EQ} '
+        f'_pgsp_reencrypt._pgsp_oid AND "t".ctid {EQ} '
         '_pgsp_reencrypt._pgsp_tid AND (id = $2) returning "t".*, id'
     )
     assert plan is not None and plan.placeholder in text
     assert plan.select == (
         'SELECT "t".tableoid, "t".ctid, '
-        """encode(convert_to(("t"."id"::text)::text, 'utf8'), 'base64'), """
-        """encode(convert_to((($1)::int4::text)::text, 'utf8'), 'base64'), """
+        "pg_catalog.encode(pg_catalog.convert_to("
+        """("t"."id"::pg_catalog.text)::pg_catalog.text, 'utf8'), 'base64'), """
+        "pg_catalog.encode(pg_catalog.convert_to("
+        "(($1)::pg_catalog.int4::pg_catalog.text)::pg_catalog.text, 'utf8'), "
+        "'base64'), "
         '"t"."secret" '
         'FROM t WHERE id = $2 LIMIT 100001 FOR UPDATE OF "t"'
     )
@@ -146,12 +153,14 @@ def test_an_update_of_only_associated_data_re_encrypts_from_a_pre_read() -> None
 def test_a_key_and_nonce_change_reads_old_and_new_and_keeps_the_alias() -> None:
     sql = "update only t as x set k = $1 where x.id = 1"
     text, plan = plan_rewrite(sql, tce.parse(sql), RELATIONS)
-    assert "decode(_pgsp_reencrypt._pgsp_c0, 'base64')" in text
-    assert '"x".ctid = _pgsp_reencrypt._pgsp_tid AND (x.id = 1)' in text
+    assert "pg_catalog.decode(_pgsp_reencrypt._pgsp_c0, 'base64')" in text
+    assert f'"x".ctid {EQ} _pgsp_reencrypt._pgsp_tid AND (x.id = 1)' in text
     assert plan is not None
     assert plan.select == (
-        'SELECT "x".tableoid, "x".ctid, "x"."k"::text, ($1)::uuid::text, '
-        """encode("x"."n", 'base64'), encode("x"."raw", 'base64') """
+        'SELECT "x".tableoid, "x".ctid, "x"."k"::pg_catalog.text, '
+        "($1)::pg_catalog.uuid::pg_catalog.text, "
+        """pg_catalog.encode("x"."n", 'base64'), """
+        """pg_catalog.encode("x"."raw", 'base64') """
         'FROM only t as x WHERE x.id = 1 LIMIT 100001 FOR UPDATE OF "x"'
     )
     (column,) = plan.columns
