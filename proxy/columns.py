@@ -413,6 +413,9 @@ def _row_group(
         type_names.append(known.name)
         index += 1
         if item.key_ref:
+            # SECURITY: key material only from the column the proxy named so.
+            if index >= len(fields) or fields[index].name != f"{prefix}{number}k":
+                raise ProxyError(SQLSTATE.INTERNAL_ERROR, "row inputs out of order")
             keys.append(index)
             index += 1
         else:

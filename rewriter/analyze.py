@@ -253,9 +253,7 @@ class _Statement:
         self, target: ast.ResTarget, span: tuple[int, int], view: str | None
     ) -> None:
         value = target.val
-        if isinstance(value, ast.ColumnRef) and isinstance(
-            value.fields[-1], ast.A_Star
-        ):
+        if setops.expands(value):
             self._has_star = True
         if view is not None and self._deferred_target(target, span, view):
             return

@@ -342,6 +342,9 @@ class _Level:
                 found = self._star(value, position)
                 items += [(None, item, item.name) for item in found]
             else:
+                # (composite).* is as many columns as its type has: the names
+                # after it are not known here, as after a `*`.
+                self.star = self.star or setops.expands(value)
                 names.append(target.name or figure_colname(value))
                 item = self._item(target, position, names[-1])
                 found = [] if item is None else [item]

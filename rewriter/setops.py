@@ -124,15 +124,15 @@ def _type_parameters(levels: Any, members: list[InnerItem]) -> None:
 
 def _has_star(leaf: ast.SelectStmt) -> bool:
     """A `*` passes columns up as they come, so no NULL can stand beside them."""
-    return any(_expands(t.val) for t in leaf.targetList or ())
+    return any(expands(t.val) for t in leaf.targetList or ())
 
 
-def _expands(value: ast.Node) -> bool:
+def expands(value: ast.Node) -> bool:
     """A select-list item that PostgreSQL expands into several columns: `*`,
     `t.*`, and `(composite).*`, `(f()).*` (an A_Indirection ending in `*`).
-    SECURITY: the proxy reads a second branch's columns by position; one that
-    expands would shift the client's own columns into the places of the proxy's
-    inputs and key references."""
+    SECURITY: where the proxy places columns by position (a second branch, a
+    column alias list), one that expands would shift the client's own columns
+    into the places of the proxy's inputs and key references."""
     if isinstance(value, ast.ColumnRef):
         return isinstance(value.fields[-1], ast.A_Star)
     if isinstance(value, ast.A_Indirection):
@@ -349,7 +349,7 @@ def _names(query: ast.Node) -> list[str] | None:
         return None
     names = []
     for target in query.targetList:
-        if _expands(target.val):
+        if expands(target.val):
             return None
         names.append(target.name or _figure(target.val))
     return names

@@ -449,6 +449,7 @@ class _CsvRecords:
         self.escape = escape[0] if escape != quote else -1
         special = re.escape(quote) + (re.escape(escape) if escape != quote else b"")
         self._special = re.compile(b"[" + special + b"\n]")
+        self._special_cr = re.compile(b"[" + special + b"\n\r]")
         self._read = 0  # bytes of the held, incomplete record already read
         self._state = (False, False)  # inside quotes; the last byte an escape
 
@@ -461,25 +462,44 @@ class _CsvRecords:
         return end
 
     def split(self, data: bytes) -> list[bytes]:
-        """The records of `data`, with their line ends; the last one may lack it."""
-        ends, _ = self._scan(data, 0, (False, False))
+        """The records of `data`, with their line ends; the last one may lack it.
+        SECURITY: a carriage return outside quotes must be part of a `\r\n`.
+        PostgreSQL also ends CSV lines at a lone one (when the first line ends so),
+        where these records would not end: bytes the proxy did not see as a
+        record (a "header") would reach the table as written."""
+        ends, _ = self._scan(data, 0, (False, False), crlf_only=True)
         starts = [0, *ends]
         if starts[-1] < len(data):
             ends.append(len(data))
         return [data[a:b] for a, b in zip(starts, ends, strict=False)]
 
     def _scan(
-        self, data: bytes, at: int, state: tuple[bool, bool]
+        self,
+        data: bytes,
+        at: int,
+        state: tuple[bool, bool],
+        crlf_only: bool = False,
     ) -> tuple[list[int], tuple[bool, bool]]:
         in_quote, escaped = state
         ends: list[int] = []
         last = at - 1
-        for found in self._special.finditer(data, at):
+        special = self._special_cr if crlf_only else self._special
+        for found in special.finditer(data, at):
             position = found.start()
             if position != last + 1:
                 escaped = False  # ordinary bytes came between
             last = position
             c = data[position]
+            if c == 0x0D:
+                if not in_quote and data[position + 1 : position + 2] != b"\n":
+                    raise RewriteError(
+                        "0A000",
+                        "pgsodium-proxy cannot COPY CSV data into encrypted columns "
+                        "with lines that end in a carriage return alone: end them "
+                        "with \\n or \\r\\n",
+                    )
+                escaped = False
+                continue
             if in_quote and c == self.escape:
                 escaped = not escaped
             if c == self.quote and not escaped:

@@ -509,6 +509,11 @@ REFUSED = [
      "passed up"),
     (f"select * from (select * from (select id, {DECRYPT} p from acc) a) s(i, t)",
      "alias list"),
+    # SECURITY: the names would land on the client's own columns of (a).*.
+    (f"with d(x, p, r1, r2) as (select (a).*, {DECRYPT} p from acc a) "
+     "select p from d", "alias list"),
+    (f"select * from (select (a).*, {DECRYPT} p from acc a) s(x, q, r1, r2)",
+     "alias list"),
     (f"select * from (select id, {DECRYPT} p from acc) s natural join other",
      "NATURAL"),
     (f"select * from (select * from acc union all select id, {DECRYPT}, kid from "

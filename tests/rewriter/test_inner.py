@@ -218,6 +218,11 @@ REFUSED = [
      "alias list"),
     (f"with d as (select *, 1 from (select {D} p from acc) s) select * from d x(y)",
      "alias list"),
+    # SECURITY: (composite).* expands too; an alias list placed by position would
+    # put the proxy's names on the client's own columns.
+    (f"with d(x, p, r1) as (select (a).*, {D} p from acc a) select p from d",
+     "alias list"),
+    (f"select * from (select (a).*, {D} p from acc a) s(x, q, r1)", "alias list"),
     # WITH queries read where the analysis does not follow them.
     (f"with d as (select id, {D} p from acc) select id from d where exists "
      "(select 1 from d d2 where d2.p is null)", 'WITH query "d"'),

@@ -294,3 +294,30 @@ def test_csv_rows_that_cannot_be_read_fail_without_their_values() -> None:
     with pytest.raises(RewriteError) as caught:
         copy.feed(b'1,""\n')  # the empty string, quoted, is not NULL
     assert caught.value.sqlstate == "P0001"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"h\r2,plain-two\r3,plain-three\r",  # no newline at all: one "header"
+        b"2,plain-two\r3,plain-three\n",
+        b'2,"quoted"\r\n3,plain\r',
+    ],
+)
+@pytest.mark.parametrize("chunk", [0, 1, 5])
+def test_csv_lines_ending_in_a_lone_carriage_return_are_refused(
+    data: bytes, chunk: int
+) -> None:
+    """SECURITY: PostgreSQL ends CSV lines at a lone \\r too; records the proxy
+    did not split there would reach the table as written (plaintext)."""
+    sql = "copy t (id, secret) from stdin (format csv, header)"
+    with pytest.raises(RewriteError) as caught:
+        rows(sql, data, chunk)
+    assert caught.value.sqlstate == "0A000"
+    assert b"plain" not in caught.value.message.encode()
+
+
+def test_csv_lines_ending_in_crlf_and_quoted_carriage_returns_are_read() -> None:
+    sql = "copy t (id, secret) from stdin (format csv)"
+    out = rows(sql, b'2,"a\rb"\r\n3,c\r\n', 3)
+    assert out.count(b"\r\n") == 2 and b"a\rb" not in out
