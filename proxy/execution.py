@@ -160,17 +160,7 @@ class Execution:
                     parents += 1
                 else:
                     keys.append((parent, "aead-det"))
-        checks = sorted({c for plan in self.plans for c in plan.checks})
-        candidates = sorted(
-            {c for plan in self.plans for row in plan.rows for c in row.candidates}
-            | ({_KEY_REF} if self._key_ref_rows() else set())
-        )
-        uuid_calls = [c for c in calls if c.signature.key_variant == "uuid"]
-        caller = uuid_calls[0].signature.name if uuid_calls else self._row_caller()
-        if uuid_calls and uuid_calls[0].signature.regprocedure not in checks:
-            # A search's encryption, standing for the decrypt pgsodium would call
-            # (rewriter.analyze): the client called that.
-            caller = "crypto_aead_det_decrypt"
+        checks, candidates, caller = self._privileges_asked(calls)
         found = await lookup(
             self.session,
             checks,
@@ -252,6 +242,41 @@ class Execution:
                 "the proxy's own FROM item",
             )
         return text.replace(placeholder, self.reencrypt.source(arrays))
+
+    def _privileges_asked(self, calls: list[Call]) -> tuple[list[str], list[str], str]:
+        """The functions whose EXECUTE the statement needs (checked upstream as
+        the current role), those a call over rows may resolve to (asked), and
+        the pgsodium function a 42501 for key rows names."""
+        checks = sorted({c for plan in self.plans for c in plan.checks})
+        candidates = sorted(
+            {c for plan in self.plans for row in plan.rows for c in row.candidates}
+            | ({_KEY_REF} if self._key_ref_rows() else set())
+        )
+        uuid_calls = [c for c in calls if c.signature.key_variant == "uuid"]
+        caller = uuid_calls[0].signature.name if uuid_calls else self._row_caller()
+        if uuid_calls and uuid_calls[0].signature.regprocedure not in checks:
+            # A search's encryption, standing for the decrypt pgsodium would call
+            # (rewriter.analyze): the client called that.
+            caller = "crypto_aead_det_decrypt"
+        return checks, candidates, caller
+
+    async def recheck(self) -> None:
+        """EXECUTE checked again as the role current now. PostgreSQL checks a
+        data-changing statement's functions when its portal runs (a SELECT's when
+        it is bound): a SET ROLE between this portal's Bind and its Execute would
+        otherwise have the proxy's values computed for a role that may not."""
+        calls = [c for plan in self.plans for c in plan.calls()]
+        checks, candidates, caller = self._privileges_asked(calls)
+        found = await lookup(self.session, checks, [], 0, candidates, caller)
+        before, self.privileges = self.privileges, found.privileges
+        self._check_key_refs()
+        for name, allowed in found.privileges.items():
+            if before.get(name) and not allowed:  # a call over rows resolved to it
+                raise ProxyError(
+                    SQLSTATE.INSUFFICIENT_PRIVILEGE,
+                    "permission denied for function "
+                    f"{name.split('(')[0].split('.')[-1]}",
+                )
 
     def _key_ref_rows(self) -> list[Any]:
         """The calls over rows whose key may be a uuid (read upstream per row)."""

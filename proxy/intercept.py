@@ -102,6 +102,10 @@ def _statement_text(frame: Frame) -> str:
 _PARSE, _BIND, _CLOSE = ord("P"), ord("B"), ord("C")
 _STATEMENT_KINDS = frozenset({_PARSE, _BIND, _CLOSE})
 _TEXT_KINDS = frozenset({ord("Q"), _PARSE})
+# Statements whose functions PostgreSQL checks EXECUTE on when their portal runs
+# (a SELECT's when it is bound): the proxy checks them again at Execute when
+# anything ran since the Bind (a SET ROLE, say).
+_CHECKED_AT_EXECUTE = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 # Messages that cannot run code in the server. Any other may (a Bind plans the
 # unnamed statement, folding an immutable function; a domain's CHECK reads a bind
 # value; a Sync commits and runs deferred triggers): proxy/owned.py counts them.
@@ -470,8 +474,8 @@ class Interceptor:
                     "0A000",
                     "pgsodium-proxy cannot evaluate a pgsodium call after a statement "
                     "that may change the current role (SET ROLE, SET SESSION "
-                    "AUTHORIZATION, RESET, DISCARD) in the same Query message: send "
-                    "the call as a Query of its own",
+                    "AUTHORIZATION, RESET, DISCARD, DO, a user's function, ...) in the "
+                    "same Query message: send the call as a Query of its own",
                 )
             )
             return
@@ -946,6 +950,21 @@ class Interceptor:
     async def _execute(self, frame: Frame) -> None:
         message = codec.decode_frontend(frame)
         execution: Execution | None = self.portals.get(message.portal)
+        if (
+            execution is not None
+            and execution.plans[0].statement in _CHECKED_AT_EXECUTE
+            and not self.owned.quiet(message.portal)
+        ):
+            try:
+                await execution.recheck()
+            except Skipped:
+                pass  # the upstream skips this Execute too
+            except LookupFailed as exc:
+                self.session.push_emit(exc.error)
+                return
+            except (RewriteError, KeystoreError, ProxyError) as exc:
+                await self.raise_upstream(exc)
+                return
         if execution is None or any(p.deferred or p.rows for p in execution.plans):
             try:
                 self._check_encoding()
@@ -1064,9 +1083,13 @@ def _role_change_before_call(plans: list[Plan]) -> bool:
     before the call that may change the role would make them use the wrong one."""
     changed = False
     for plan in plans:
-        if changed and plan.rewrites:
+        if changed and (plan.rewrites or plan.rows or plan.deferred):
             return True
-        changed = changed or _ROLE_CHANGE.search(plan.text) is not None
+        changed = (
+            changed
+            or plan.may_change_role
+            or _ROLE_CHANGE.search(plan.text) is not None
+        )
     return False
 
 

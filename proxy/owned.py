@@ -53,6 +53,12 @@ class Owned:
         if entry is not None:
             entry[0] = self.runs
 
+    def quiet(self, name: str) -> bool:
+        """Nothing but the message being handled ran since the proxy opened or
+        last read `name` (a Bind and its Execute, say)."""
+        entry = self._marks.get(name)
+        return entry is not None and entry[0] == self.runs - 1
+
     def closed(self, name: str) -> None:
         self._marks.pop(name, None)
 

@@ -96,6 +96,7 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         plan = _Statement(text, start, end, on_path, declared).plan(stmt)
         plan.statement = type(raw.stmt).__name__
         plan.may_change_encoding = tce.may_change_encoding(raw, sql)
+        plan.may_change_role = tce.may_change_role(raw, sql)
         plan.calls_set_config = "set_config" in own_text.lower()
         _check_marks_folded(plan)
         plans.append(plan)

@@ -227,6 +227,9 @@ class Plan:
     # May change client_encoding before the next statement of its message runs
     # (SET NAMES, RESET ALL, set_config, a user's function, ...): tce.
     may_change_encoding: bool = False
+    # May change the current role before the next statement of its message (SET
+    # ROLE however spelled, SET SESSION AUTHORIZATION, a user's function, ...).
+    may_change_role: bool = False
     # Calls set_config itself: its own rows may leave in another encoding.
     calls_set_config: bool = False
     cursor: str | None = None

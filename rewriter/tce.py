@@ -444,6 +444,20 @@ def _may_change_names(raw: ast.RawStmt, sql: str) -> bool:
     return calls.found
 
 
+def may_change_role(raw: ast.RawStmt, sql: str) -> bool:
+    """Whether a statement may change the current role before the next statement
+    of its message runs: SET or RESET of role or session_authorization however
+    spelled (`SET U&"r\\006Fle"` is SET role), RESET ALL, or what may change
+    settings (DISCARD, DO, CALL, set_config, a user's function, ...)."""
+    stmt = raw.stmt
+    if isinstance(stmt, ast.VariableSetStmt):
+        return stmt.name is None or stmt.name.lower() in _ROLE_SETTINGS
+    return _may_change_names(raw, sql)
+
+
+_ROLE_SETTINGS = frozenset({"role", "session_authorization"})
+
+
 def may_change_encoding(raw: ast.RawStmt, sql: str) -> bool:
     """Whether a statement may change client_encoding before the next statement
     of its message runs: SET or RESET of it (SET NAMES is SET client_encoding),

@@ -579,6 +579,10 @@ def test_a_role_change_before_a_call_in_one_query_is_refused(
         "set session authorization fold_user",
         "reset role",
         "select set_config('role', 'fold_user', false)",
+        # The same changes, spelled so that no word of them shows.
+        'set U&"r\\006Fle" to fold_user',
+        "set session_authorization = 'fold_user'",
+        'set local U&"r\\006Fle" to fold_user',
     ):
         with pytest.raises(psycopg.errors.FeatureNotSupported):
             conn.execute(f"{change}; {RAW_AUTH}")

@@ -341,3 +341,49 @@ async def test_a_fetch_prepared_again_by_sql_is_not_read_as_the_proxys(
     rows = _data(frames)
     assert rows and len(rows[0]) == 4
     assert not any(b"bob-plain" in (v or b"") for row in rows for v in row)
+
+
+@bounded()
+async def test_a_role_set_between_the_bind_and_execute_of_a_write_is_checked(
+    proxy: RunningProxy, db: str
+) -> None:
+    """PostgreSQL checks EXECUTE on a data-changing statement's functions when its
+    portal runs, as the role current then; the proxy computed them at Bind."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        conn.execute("drop role if exists rp_none")
+        conn.execute("create role rp_none")
+        conn.execute("create table if not exists rp_log (c bytea)")
+        conn.execute("grant insert, select on rp_log to rp_none")
+    insert = (
+        "insert into rp_log values (pgsodium.crypto_aead_det_encrypt("
+        "'x'::bytea, ''::bytea, 1::bigint)) returning length(c)"
+    )
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(Query("begin"))
+        await client.until(b"Z")
+        await client.send(
+            Parse("", insert),
+            Bind("p", "", (), (), ()),
+            Parse("", "set role rp_none"),
+            Bind("", "", (), (), ()),
+            Execute(""),
+            Execute("p"),
+            Sync(),
+        )
+        frames = await client.until(b"Z")
+        await client.send(Query("rollback"))
+        await client.until(b"Z")
+        # Nothing between the Bind and the Execute: the role that bound it runs it.
+        await client.send(
+            Parse("", insert), Bind("p", "", (), (), ()), Execute("p"), Sync()
+        )
+        alone = await client.until(b"Z")
+    finally:
+        await client.close()
+
+    errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+    assert [e.sqlstate for e in errors] == ["42501"]
+    assert "crypto_aead_det_encrypt" in errors[0].message
+    assert not _data(frames)
+    assert _data(alone) == [[b"33"]]
