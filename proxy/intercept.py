@@ -381,31 +381,7 @@ class Interceptor:
             await self.fail_simple(exc)
             return
         if cursor is not None:
-            try:
-                self._check_encoding()
-            except RewriteError as exc:
-                await self.fail_simple(exc)
-                return
-            try:
-                lost, encoding = await self.owned.not_own(_cursor_name(cursor))
-                self._check_upstream_encoding(encoding)
-            except Skipped:
-                lost = []  # the upstream skips the FETCH too
-            except LookupFailed as exc:
-                self.session.push_emit(exc.error)
-                self._sync()
-                return
-            except RewriteError as exc:
-                await self.fail_simple(exc)
-                return
-            if lost:
-                # Not the proxy's cursor any more: its rows are what they are.
-                self._drop(_cursor_name(cursor))
-                self._forward(frame, SyncReply())
-                return
-            fetch = FetchExecution(self, sql, *cursor)
-            self.strategy = "per_row"  # rows of a cursor over computed rows
-            self._forward(frame, fetch.query_reply())
+            await self._fetch_query(frame, sql, cursor)
             return
         try:
             if not _is_utf8(sql):
@@ -512,6 +488,34 @@ class Interceptor:
             return
         self.session.write_upstream(codec.Query(text).encode())
         self.session.push(execution.query_reply())
+
+    async def _fetch_query(
+        self, frame: Frame, sql: str, cursor: tuple[Execution, int]
+    ) -> None:
+        """A Query that FETCHes from a cursor over computed rows: its rows are the
+        proxy's to compute while the cursor is still the one it declared."""
+        name = _cursor_name(cursor)
+        try:
+            self._check_encoding()
+            lost, encoding = await self.owned.not_own(name)
+            self._check_upstream_encoding(encoding)
+        except Skipped:
+            lost = []  # the upstream skips the FETCH too
+        except LookupFailed as exc:
+            self.session.push_emit(exc.error)
+            self._sync()
+            return
+        except RewriteError as exc:
+            await self.fail_simple(exc)
+            return
+        if lost:
+            # Not the proxy's cursor any more: its rows are what they are.
+            self._drop(name)
+            self._forward(frame, SyncReply())
+            return
+        fetch = FetchExecution(self, sql, *cursor)
+        self.strategy = "per_row"  # rows of a cursor over computed rows
+        self._forward(frame, fetch.query_reply())
 
     async def _copy_in(self, frame: Frame, plan: CopyPlan) -> None:
         """COPY … FROM STDIN into a labelled table: the keys are looked up (and
