@@ -261,10 +261,11 @@ class Execution:
         return checks, candidates, caller
 
     async def recheck(self) -> None:
-        """EXECUTE checked again as the role current now. PostgreSQL checks a
-        data-changing statement's functions when its portal runs (a SELECT's when
-        it is bound): a SET ROLE between this portal's Bind and its Execute would
-        otherwise have the proxy's values computed for a role that may not."""
+        """EXECUTE checked again as the role current now. PostgreSQL checks the
+        functions of a statement other than a plain SELECT (a write, a writing
+        WITH query, a utility statement) when its portal runs, a plain SELECT's
+        when it is bound: a SET ROLE between this portal's Bind and its Execute
+        would otherwise have the proxy's values computed for a role that may not."""
         calls = [c for plan in self.plans for c in plan.calls()]
         checks, candidates, caller = self._privileges_asked(calls)
         found = await lookup(self.session, checks, [], 0, candidates, caller)

@@ -102,10 +102,6 @@ def _statement_text(frame: Frame) -> str:
 _PARSE, _BIND, _CLOSE = ord("P"), ord("B"), ord("C")
 _STATEMENT_KINDS = frozenset({_PARSE, _BIND, _CLOSE})
 _TEXT_KINDS = frozenset({ord("Q"), _PARSE})
-# Statements whose functions PostgreSQL checks EXECUTE on when their portal runs
-# (a SELECT's when it is bound): the proxy checks them again at Execute when
-# anything ran since the Bind (a SET ROLE, say).
-_CHECKED_AT_EXECUTE = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 # Messages that cannot run code in the server. Any other may (a Bind plans the
 # unnamed statement, folding an immutable function; a domain's CHECK reads a bind
 # value; a Sync commits and runs deferred triggers): proxy/owned.py counts them.
@@ -765,6 +761,14 @@ class Interceptor:
             return
         try:
             self._check_encoding(plans)
+            if plans[0].statement == "CopyStmt":
+                # COPY takes no bind parameters, which is how the extended
+                # protocol's folded values go up (the simple protocol's literals).
+                raise RewriteError(
+                    SQLSTATE.FEATURE_NOT_SUPPORTED,
+                    "pgsodium-proxy cannot evaluate a pgsodium call in COPY over the "
+                    "extended protocol: send it as a simple Query",
+                )
         except RewriteError as exc:
             await self._refuse_parse(message.name, exc)
             return
@@ -956,7 +960,8 @@ class Interceptor:
         execution: Execution | None = self.portals.get(message.portal)
         if (
             execution is not None
-            and execution.plans[0].statement in _CHECKED_AT_EXECUTE
+            and not execution.plans[0].checked_at_bind
+            and not isinstance(execution, FetchExecution)
             and not self.owned.quiet(message.portal)
         ):
             try:

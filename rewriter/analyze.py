@@ -10,6 +10,7 @@ else that involves pgsodium is refused with 0A000 and the construct's position.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.enums import NullTestType
@@ -97,10 +98,30 @@ def analyze(sql: str, *, on_path: bool, declared: Sequence[int] = ()) -> list[Pl
         plan.statement = type(raw.stmt).__name__
         plan.may_change_encoding = tce.may_change_encoding(raw, sql)
         plan.may_change_role = tce.may_change_role(raw, sql)
+        plan.checked_at_bind = _checked_at_bind(raw.stmt)
         plan.calls_set_config = "set_config" in own_text.lower()
         _check_marks_folded(plan)
         plans.append(plan)
     return plans
+
+
+def _checked_at_bind(stmt: ast.Node) -> bool:
+    """A plain SELECT, whose executor PostgreSQL starts when its portal is bound
+    (PORTAL_ONE_SELECT): no WITH query that writes, no SELECT INTO."""
+    if not isinstance(stmt, ast.SelectStmt) or stmt.intoClause is not None:
+        return False
+    writes = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+
+    class _Writes(Visitor):  # type: ignore[misc]
+        found = False
+
+        def visit_CommonTableExpr(self, ancestors: Any, node: Any) -> None:
+            if isinstance(node.ctequery, writes):
+                self.found = True
+
+    finder = _Writes()
+    finder(stmt)
+    return not finder.found
 
 
 def _check_marks_folded(plan: Plan) -> None:

@@ -230,6 +230,10 @@ class Plan:
     # May change the current role before the next statement of its message (SET
     # ROLE however spelled, SET SESSION AUTHORIZATION, a user's function, ...).
     may_change_role: bool = False
+    # PostgreSQL checks its functions' EXECUTE when its portal is bound: a plain
+    # SELECT. Others (writes, a SELECT with a writing WITH query, utility
+    # statements) are checked when the portal runs.
+    checked_at_bind: bool = False
     # Calls set_config itself: its own rows may leave in another encoding.
     calls_set_config: bool = False
     cursor: str | None = None
