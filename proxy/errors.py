@@ -72,7 +72,9 @@ class ProxyError(Exception):
 # PostgreSQL's messages put the values they quote in double quotes (a token, an
 # input literal, a name) and bytes as 0xNN. Greedy from the first quote to the last:
 # a quoted value may itself hold quotes, so pairing them could leave part of it out.
-_QUOTED = re.compile(r'".*"', re.DOTALL)
+# Double quotes (PostgreSQL's) or single ones (a literal, as the proxy's label
+# errors quote the label).
+_QUOTED = re.compile(r'".*"|\'.*\'', re.DOTALL)
 _BYTES = re.compile(r"0x[0-9a-fA-F]+")
 
 
@@ -83,7 +85,9 @@ def redacted_message(message: str) -> str:
     SECURITY: a message can quote the data it choked on (a literal of the
     statement, which may be a key or a plaintext); the client still gets it whole.
     """
-    return _BYTES.sub("0x…", _QUOTED.sub('"…"', message))
+    return _BYTES.sub(
+        "0x…", _QUOTED.sub(lambda m: m.group()[0] + "…" + m.group()[0], message)
+    )
 
 
 def redacted_traceback(exc: BaseException) -> str:

@@ -40,7 +40,13 @@ from .execution import (
     Skipped,
     default_arg,
 )
-from .lookup import all_key_materials, encoding_refused, lookup, utf8_session
+from .lookup import (
+    all_key_materials,
+    encoding_may_change,
+    encoding_refused,
+    lookup,
+    utf8_session,
+)
 from .owned import Owned, Replaced
 from .reencrypt import TCE_DECRYPT, TCE_ENCRYPT
 from .router import Collect, Hidden, PassThrough, Reply, Swallow, SyncReply
@@ -310,16 +316,16 @@ class Interceptor:
         upstream's own setting is checked again when the keys are looked up, after
         what the client sent ahead of this message ran (lookup.check_encoding)."""
         client = self.session.parameters.get("client_encoding")
-        refused = not utf8_session(
-            client, self.session.parameters.get("server_encoding")
-        )
+        error = None
+        if not utf8_session(client, self.session.parameters.get("server_encoding")):
+            error = encoding_refused(client)
         changed = False
         for plan in plans:
             evaluated = plan.rewrites or plan.rows or plan.deferred
-            refused = refused or bool(evaluated and (changed or plan.calls_set_config))
+            if evaluated and (changed or plan.calls_set_config):
+                error = error or encoding_may_change()
             changed = changed or plan.may_change_encoding
-        if refused:
-            error = encoding_refused(client)
+        if error is not None:
             raise RewriteError(error.sqlstate, error.message, hint=error.hint)
 
     def _check_upstream_encoding(self, client: str | None) -> None:
@@ -446,8 +452,9 @@ class Interceptor:
                     "0A000",
                     "pgsodium-proxy cannot evaluate a pgsodium call after a statement "
                     "that may change the current role (SET ROLE, SET SESSION "
-                    "AUTHORIZATION, RESET, DISCARD, DO, a user's function, ...) in the "
-                    "same Query message: send the call as a Query of its own",
+                    "AUTHORIZATION, RESET, DISCARD, DO, CALL, set_config, a user's "
+                    "function, COMMIT or ROLLBACK) in the same Query message: send "
+                    "the call as a Query of its own",
                 )
             )
             return

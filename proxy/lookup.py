@@ -173,10 +173,20 @@ def encoding_refused(client: str | None) -> ProxyError:
     return ProxyError(
         SQLSTATE.FEATURE_NOT_SUPPORTED,
         "pgsodium-proxy evaluates pgsodium calls, protected columns and Vault only "
-        f"with client_encoding UTF8 (this session's is {client}), and not after a "
-        "statement of the same message that may change it",
+        f"with client_encoding UTF8 (this session's is {client})",
         hint="SET client_encoding = 'UTF8' in a statement of its own (most drivers "
         "use UTF8 already).",
+    )
+
+
+def encoding_may_change() -> ProxyError:
+    return ProxyError(
+        SQLSTATE.FEATURE_NOT_SUPPORTED,
+        "pgsodium-proxy cannot evaluate a pgsodium call, a protected column or "
+        "Vault after a statement of the same Query message that may change "
+        "client_encoding (SET client_encoding or NAMES, RESET ALL, DISCARD, DO, "
+        "CALL, set_config, a user's function)",
+        hint="Send the statement as a Query of its own.",
     )
 
 

@@ -875,8 +875,8 @@ class _Statement:
                 return self.compiler.compile(args[key])
             except NotFoldable as exc:
                 raise refuse(
-                    f"pgsodium.create_key({key} => {exc.what}): it must be a literal "
-                    "or a bind parameter",
+                    f"pgsodium.create_key({key} => {context.describe(exc.what)}): "
+                    "it must be a literal or a bind parameter",
                     call.location,
                 ) from None
 

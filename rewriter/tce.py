@@ -447,12 +447,12 @@ def _may_change_names(raw: ast.RawStmt, sql: str) -> bool:
 def may_change_role(raw: ast.RawStmt, sql: str) -> bool:
     """Whether a statement may change the current role before the next statement
     of its message runs: SET or RESET of role or session_authorization however
-    spelled (`SET U&"r\\006Fle"` is SET role), RESET ALL, or what may change
-    settings (DISCARD, DO, CALL, set_config, a user's function, ...)."""
+    spelled (`SET U&"r\\006Fle"` is SET role), a transaction end (which undoes a
+    SET LOCAL), or what may change any setting (_may_change_settings)."""
     stmt = raw.stmt
-    if isinstance(stmt, ast.VariableSetStmt):
-        return stmt.name is None or stmt.name.lower() in _ROLE_SETTINGS
-    return _may_change_names(raw, sql)
+    if isinstance(stmt, ast.TransactionStmt):
+        return stmt.kind in _ENDS
+    return _may_change_settings(raw, sql, _ROLE_SETTINGS)
 
 
 _ROLE_SETTINGS = frozenset({"role", "session_authorization"})
@@ -461,12 +461,26 @@ _ROLE_SETTINGS = frozenset({"role", "session_authorization"})
 def may_change_encoding(raw: ast.RawStmt, sql: str) -> bool:
     """Whether a statement may change client_encoding before the next statement
     of its message runs: SET or RESET of it (SET NAMES is SET client_encoding),
-    RESET ALL, or what may change settings (DISCARD, DO, CALL, set_config, a
-    user's function, a transaction end that undoes a SET LOCAL, ...)."""
+    or what may change any setting (_may_change_settings)."""
+    return _may_change_settings(raw, sql, frozenset({"client_encoding"}))
+
+
+def _may_change_settings(raw: ast.RawStmt, sql: str, names: frozenset[str]) -> bool:
+    """SET or RESET of one of `names`, RESET ALL, DISCARD, DO, CALL, set_config,
+    or a call of a user's function (which may call set_config). Not DDL as such:
+    an event trigger, a rule, a trigger or a view that changes a setting is not
+    seen here (README)."""
     stmt = raw.stmt
     if isinstance(stmt, ast.VariableSetStmt):
-        return stmt.name is None or stmt.name.lower() == "client_encoding"
-    return _may_change_names(raw, sql)
+        return stmt.name is None or stmt.name.lower() in names
+    if isinstance(stmt, (ast.DiscardStmt, ast.DoStmt, ast.CallStmt)):
+        return True
+    end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
+    if "set_config" in sql[raw.stmt_location : end].lower():
+        return True
+    calls = _Calls()
+    calls(stmt)
+    return bool(calls.found)
 
 
 def renamed_then_named(

@@ -229,3 +229,32 @@ async def test_a_reply_of_the_proxys_own_in_latin1_is_refused_not_a_crash(
         assert [f.type for f in await client.until(b"Z")].count(ord("D")) == 1
     finally:
         await client.close()
+
+
+def test_ddl_before_a_call_in_the_same_message_is_evaluated(
+    proxy: RunningProxy, db: str
+) -> None:
+    """A newcomer's first script: DDL cannot change client_encoding by itself."""
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        conn.execute(
+            "drop table if exists ce_first; create table ce_first (c bytea); "
+            "insert into ce_first values (pgsodium.crypto_aead_det_encrypt("
+            "convert_to('a', 'utf8'), ''::bytea, 1::bigint))"
+        )
+        assert conn.execute("select length(c) from ce_first").fetchone() == (33,)
+
+
+def test_a_change_in_the_same_message_says_to_send_the_call_alone(
+    proxy: RunningProxy, db: str
+) -> None:
+    with psycopg.connect(
+        proxy.dsn(dbname=db), autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+            conn.execute(f"set names 'UTF8'; {PER_ROW}")
+        assert "may change client_encoding" in str(caught.value)
+        assert caught.value.diag.message_hint == (
+            "Send the statement as a Query of its own."
+        )

@@ -52,6 +52,10 @@ def test_traceback_keeps_frames_and_type_but_not_the_message() -> None:
             "pgsodium_crypto_auth: invalid key",
             "pgsodium_crypto_auth: invalid key",
         ),
+        (
+            "invalid pgsodium label 'ENCRYPT WITH KEY ID attack at dawn': why",
+            "invalid pgsodium label '…': why",
+        ),
     ],
 )
 def test_messages_are_logged_without_the_values_they_quote(
