@@ -83,6 +83,8 @@ class CountingEvaluator(Evaluator):
         return counted
 
 
+# FirstNormalObjectId: objects below it are PostgreSQL's own (built-in types).
+_FIRST_NORMAL_OID = 16384
 # The proxy's per-row read of a key row (keystore/sql/proxy_internals.sql).
 _KEY_REF = "pgsodium._proxy_key_ref(uuid)"
 
@@ -114,6 +116,8 @@ class Execution:
         # and the prepared statement a Bind names (None: the unnamed one).
         self.upstream_sql = ""
         self.statement_name: str | None = None
+        self.catalog_first = True  # pg_catalog leads the search_path (prepare)
+        self.bind_ran_code = False  # set by the Bind (Interceptor._bind)
         self.bind_message: Any = None
         self.layout: Layout | None = None
         self._chains: dict[str, KeyChain] = {}
@@ -177,6 +181,9 @@ class Execution:
         self.privileges = found.privileges
         self._check_key_refs()
         self._check_search_path(found.schemas)
+        # A schema before pg_catalog may hold operators of the client's own.
+        searched = [s for s in found.schemas if not s.startswith("pg_temp")]
+        self.catalog_first = not searched or searched[0] == "pg_catalog"
         self.bytea_output = found.bytea_output
         self.evaluator = CountingEvaluator(
             Env(self.session.server.root_key.secret), found.materials, default_arg
@@ -259,6 +266,19 @@ class Execution:
             # (rewriter.analyze): the client called that.
             caller = "crypto_aead_det_decrypt"
         return checks, candidates, caller
+
+    def may_run_code_at_bind(self) -> bool:
+        """Whether its Bind may run the client's code upstream after the proxy's
+        checks (a domain's CHECK or a user type's input on a bind value, a
+        user's function or operator the planner folds), which could change the
+        role or client_encoding before the portal starts."""
+        if any(plan.may_change_role for plan in self.plans) or not self.catalog_first:
+            return True
+        for frame in self.described or []:
+            if frame.type == ord("t"):
+                oids = codec.decode_backend(frame).type_oids
+                return any(oid >= _FIRST_NORMAL_OID for oid in oids)
+        return False
 
     async def recheck(self) -> None:
         """EXECUTE checked again as the role current now. PostgreSQL checks the

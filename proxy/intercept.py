@@ -895,6 +895,10 @@ class Interceptor:
         self.session.push(PassThrough(b"2E"))
         self.portals[message.portal] = execution
         self.owned.opened(message.portal, execution.upstream_sql)
+        # PostgreSQL checks privileges after a Bind's own code ran (a domain's
+        # CHECK on a bind value, a function the planner folds): so does the
+        # proxy, at Execute.
+        execution.bind_ran_code = execution.may_run_code_at_bind()
         cursor = execution.plans[0].cursor
         if cursor is not None and not isinstance(execution, FetchExecution):
             self.owned.opened(cursor, execution.upstream_sql)
@@ -967,9 +971,14 @@ class Interceptor:
         execution: Execution | None = self.portals.get(message.portal)
         if (
             execution is not None
-            and not execution.plans[0].checked_at_bind
             and not isinstance(execution, FetchExecution)
-            and not self.owned.quiet(message.portal)
+            and (
+                execution.bind_ran_code
+                or not (
+                    execution.plans[0].checked_at_bind
+                    or self.owned.quiet(message.portal)
+                )
+            )
         ):
             try:
                 await execution.recheck()

@@ -424,3 +424,46 @@ async def test_a_pgsodium_call_in_copy_over_the_extended_protocol_is_refused(
     assert [e.sqlstate for e in errors] == ["0A000"]
     assert "COPY" in errors[0].message
     assert [f.type for f in simple].count(ord("d")) == 1  # one CopyData row
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select current_user, pgsodium.derive_key(1), $1::rp_lower",
+        f"insert into rp_log values ({ENCRYPTED}) returning $1::rp_lower",
+    ],
+)
+@bounded()
+async def test_a_role_a_bind_sets_with_a_domain_check_is_checked_at_execute(
+    proxy: RunningProxy, db: str, statement: str
+) -> None:
+    """A domain's CHECK on a bind value runs during the Bind, after the proxy's
+    check and before PostgreSQL's: the proxy checks again at Execute."""
+    with psycopg.connect(proxy.dsn(dbname=db), autocommit=True) as conn:
+        if not conn.execute("select from pg_roles where rolname = 'rp_none'").rowcount:
+            conn.execute("create role rp_none")
+        conn.execute("create table if not exists rp_log (c bytea)")
+        conn.execute("grant insert, select on rp_log to rp_none")
+        conn.execute(
+            "create or replace function rp_to_none(v int) returns bool "
+            "language plpgsql as $$ begin "
+            "perform pg_catalog.set_config('role', 'rp_none', false); "
+            "return true; end $$"
+        )
+        conn.execute("drop domain if exists rp_lower")
+        conn.execute("create domain rp_lower as int check (rp_to_none(value))")
+    client = await RawClient.connect(proxy.host, proxy.port, database=db)
+    try:
+        await client.send(
+            Parse("", statement),
+            Bind("", "", (), (b"1",), ()),
+            Execute(""),
+            Sync(),
+        )
+        frames = await client.until(b"Z")
+    finally:
+        await client.close()
+
+    errors = [codec.decode_backend(f) for f in frames if f.type == ord("E")]
+    assert [e.sqlstate for e in errors] == ["42501"]
+    assert not _data(frames)
