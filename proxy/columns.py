@@ -218,9 +218,22 @@ def _decoder(type_name: str, fmt: int) -> Callable[[bytes], Any]:
     """How one input column's values are read, chosen once per result."""
     if type_name == "bytea" and fmt == BINARY:
         return _same
+    if type_name == "bytea":
+        return _bytea_text
     if type_name in ("text", "character varying") and fmt in (TEXT, BINARY):
         return _utf8  # text's send format is its text, too
     return lambda raw: _input(type_name, raw, fmt)
+
+
+def _bytea_text(raw: bytes) -> bytes:
+    """bytea's text output as the server writes it with bytea_output = hex (`\\x`
+    and digit pairs, nothing else) in one call; any other form the long way."""
+    if raw[:2] == b"\\x":
+        try:
+            return bytes.fromhex(raw[2:].decode("ascii"))
+        except ValueError:
+            pass
+    return types.bytea_in(raw.decode("ascii"))
 
 
 def _encoder(
